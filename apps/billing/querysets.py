@@ -1,0 +1,24 @@
+from django.db import models
+
+from apps.core.querysets import ScopedQuerySet
+
+
+class AccountQuerySet(ScopedQuerySet):
+    reseller_lookup = "peer__reseller"
+    customer_lookup = "peer"
+
+
+class LedgerQuerySet(ScopedQuerySet):
+    """Ledger rows are written once and never changed: bulk updates and deletes are refused."""
+
+    reseller_lookup = "account__peer__reseller"
+    customer_lookup = "account__peer"
+
+    def update(self, **kwargs):
+        raise TypeError("Ledger entries are immutable; post a correcting entry instead.")
+
+    def delete(self):
+        raise TypeError("Ledger entries are immutable; post a correcting entry instead.")
+
+    def total(self):
+        return self.aggregate(total=models.Sum("amount"))["total"]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CdrConfig(AppConfig):
+    name = "apps.cdr"
+    verbose_name = "Call records"

@@ -1,0 +1,87 @@
+"""Call detail records: one row per call attempt, with both sides' prices."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from apps.core.models import MoneyField
+from apps.cdr.querysets import CdrQuerySet
+
+
+class Cdr(models.Model):
+    """One call attempt through the switch, as OpenSIPS accounted it, with its rating."""
+
+    class RatingState(models.TextChoices):
+        UNRATED = "unrated", "Not rated yet"
+        RATED = "rated", "Rated"
+        ERROR = "error", "Cannot be rated"
+
+    call_id = models.CharField(max_length=255)
+    from_tag = models.CharField(max_length=128, blank=True)
+    to_tag = models.CharField(max_length=128, blank=True)
+    node = models.ForeignKey("nodes.Node", null=True, on_delete=models.PROTECT, related_name="cdrs")
+    customer = models.ForeignKey(
+        "peers.Peer", null=True, on_delete=models.PROTECT, related_name="cdrs_as_customer"
+    )
+    supplier = models.ForeignKey(
+        "peers.Peer", null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs_as_supplier"
+    )
+    gateway = models.ForeignKey(
+        "peers.Gateway", null=True, blank=True, on_delete=models.SET_NULL, related_name="cdrs"
+    )
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    caller = models.CharField(max_length=64, blank=True)
+    callee = models.CharField(max_length=64, blank=True)
+    # The number as the supplier received it, after egress rewriting.
+    callee_out = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(help_text="When the INVITE arrived.")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(default=0, help_text="Answered time, exact.")
+    billable_seconds = models.PositiveIntegerField(default=0, help_text="Customer side.")
+    supplier_billable_seconds = models.PositiveIntegerField(default=0)
+    sip_code = models.PositiveSmallIntegerField()
+    sip_reason = models.CharField(max_length=128, blank=True)
+    sell_cost = MoneyField(null=True, blank=True)
+    buy_cost = MoneyField(null=True, blank=True)
+    rating_state = models.CharField(
+        max_length=7, choices=RatingState.choices, default=RatingState.UNRATED
+    )
+    rating_error = models.CharField(max_length=200, blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CdrQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "CDR"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # "This customer's calls in a date range" (portal, API, reseller reports).
+            models.Index(fields=["customer", "created_at"], name="cdr_customer_time_idx"),
+            models.Index(fields=["supplier", "created_at"], name="cdr_supplier_time_idx"),
+            models.Index(fields=["created_at"], name="cdr_time_idx"),
+            # The rater's batches: oldest unrated first.
+            models.Index(fields=["rating_state", "id"], name="cdr_rating_queue_idx"),
+            models.Index(fields=["call_id"], name="cdr_call_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller} → {self.callee} ({self.sip_code})"
+
+    @property
+    def margin(self):
+        if self.sell_cost is None or self.buy_cost is None:
+            return None
+        return self.sell_cost - self.buy_cost
+
+    def clean(self) -> None:
+        errors = {}
+        if self.answered_at and self.answered_at < self.created_at:
+            errors["answered_at"] = "A call is answered after it is set up."
+        if self.ended_at and self.ended_at < (self.answered_at or self.created_at):
+            errors["ended_at"] = "A call ends after it starts."
+        if self.answered_at is None and self.duration_ms:
+            errors["duration_ms"] = "An unanswered call has no duration."
+        if not 100 <= (self.sip_code or 0) <= 699:
+            errors["sip_code"] = "A SIP final code is between 100 and 699."
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,91 @@
+"""The machines of the cluster and the settings they share."""
+
+import ipaddress
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from apps.core.models import TimestampedModel
+from apps.nodes.querysets import NodeQuerySet
+
+node_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,30}$", "Lower-case letters, digits and dashes (it names a task queue)."
+)
+
+
+class Node(TimestampedModel):
+    """One cluster member running web, workers, OpenSIPS and FreeSWITCH."""
+
+    name = models.CharField(max_length=31, unique=True, validators=[node_name_validator])
+    management_address = models.GenericIPAddressField(
+        help_text="Address for MI, ESL, rsync and Galera traffic between nodes."
+    )
+    sip_address = models.GenericIPAddressField(
+        help_text="Dedicated SIP address of this node, given to peers for their ACLs."
+    )
+    sip_port = models.PositiveIntegerField(default=5060)
+    public_hostname = models.CharField(max_length=253, blank=True)
+    enabled = models.BooleanField(default=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = NodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["sip_address", "sip_port"], name="node_unique_sip_socket")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not 1 <= self.sip_port <= 65535:
+            raise ValidationError({"sip_port": "A port is between 1 and 65535."})
+
+
+class ClusterSettings(models.Model):
+    """The one row of cluster-wide switching settings."""
+
+    class OriginationMode(models.TextChoices):
+        DEDICATED = "dedicated", "Dedicated IP per node"
+        SHARED = "shared", "Shared cluster IP"
+
+    SINGLETON_ID = 1
+
+    origination_mode = models.CharField(
+        max_length=10, choices=OriginationMode.choices, default=OriginationMode.DEDICATED
+    )
+    shared_ip = models.GenericIPAddressField(
+        null=True, blank=True, help_text="Virtual IP moved between nodes by keepalived (VRRP)."
+    )
+    bind_address = models.GenericIPAddressField(
+        default="0.0.0.0", help_text="Address OpenSIPS listens on in dedicated-IP mode."
+    )
+    redirect_to_assigned_node = models.BooleanField(
+        default=False,
+        help_text="Answer calls that reach a node their peer is not assigned to with a "
+        "redirect to an assigned node instead of a rejection.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "cluster settings"
+        verbose_name_plural = "cluster settings"
+
+    def __str__(self) -> str:
+        return "Cluster settings"
+
+    def clean(self) -> None:
+        if self.pk is not None and self.pk != self.SINGLETON_ID:
+            raise ValidationError("There is one cluster settings row.")
+        if self.origination_mode == self.OriginationMode.SHARED and not self.shared_ip:
+            raise ValidationError({"shared_ip": "Shared-IP origination needs the shared IP."})
+        if self.shared_ip and ipaddress.ip_address(self.shared_ip).is_unspecified:
+            raise ValidationError({"shared_ip": "The shared IP must be a real address."})
+
+    @classmethod
+    def load(cls) -> "ClusterSettings":
+        settings, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
+        return settings

@@ -1,0 +1,44 @@
+"""The only write path for nodes and cluster settings."""
+
+from django.utils import timezone
+
+from apps.core.db import retry_on_conflict
+from apps.core.services import apply_changes, ensure_manages, save_object
+from apps.nodes.models import ClusterSettings, Node
+from apps.tenancy.scope import Scope
+
+NODE_SETTINGS = ("management_address", "sip_address", "sip_port", "public_hostname", "enabled")
+CLUSTER_SETTINGS = ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node")
+
+
+@retry_on_conflict
+def create_node(*, actor: Scope, name: str, **fields) -> Node:
+    """Add a node to the cluster (operator only)."""
+    ensure_manages(actor, None)
+    node = apply_changes(Node(name=name), fields, allowed=NODE_SETTINGS)
+    return save_object(node, actor=actor, action="node.created")
+
+
+@retry_on_conflict
+def update_node(node: Node, *, actor: Scope, changes: dict) -> Node:
+    """Change a node's addresses or take it out of service (operator only)."""
+    ensure_manages(actor, None)
+    current = Node.objects.select_for_update().get(pk=node.pk)
+    apply_changes(current, changes, allowed=NODE_SETTINGS)
+    return save_object(current, actor=actor, action="node.changed")
+
+
+@retry_on_conflict
+def update_cluster_settings(*, actor: Scope, changes: dict) -> ClusterSettings:
+    """Change the cluster-wide origination settings (operator only)."""
+    ensure_manages(actor, None)
+    current = ClusterSettings.load()
+    apply_changes(current, changes, allowed=CLUSTER_SETTINGS)
+    return save_object(current, actor=actor, action="cluster.changed")
+
+
+@retry_on_conflict
+def record_heartbeat(node_name: str) -> bool:
+    """Mark `node_name` alive now; False when no such node is configured."""
+    # A plain UPDATE of one row, no audit: this runs every few seconds on every node.
+    return Node.objects.filter(name=node_name).update(last_heartbeat=timezone.now()) == 1

@@ -1,0 +1,371 @@
+"""Interconnections: who sends us calls, who terminates them, and how each is reached."""
+
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from apps.core.models import TimestampedModel, digits_validator
+from apps.peers.querysets import (
+    BlocklistEntryQuerySet,
+    BlocklistQuerySet,
+    PeerChildQuerySet,
+    PeerQuerySet,
+)
+
+hostname_validator = RegexValidator(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+    "Enter a host name or an IP address.",
+)
+sip_user_validator = RegexValidator(
+    r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64)."
+)
+
+
+class Transport(models.TextChoices):
+    UDP = "udp", "UDP"
+    TCP = "tcp", "TCP"
+    TLS = "tls", "TLS"
+
+
+class Peer(TimestampedModel):
+    """A party we exchange calls with: a customer, a supplier, or both."""
+
+    class Role(models.TextChoices):
+        CUSTOMER = "customer", "Customer (originator)"
+        SUPPLIER = "supplier", "Supplier (terminator)"
+        USER = "user", "User (both directions)"
+
+    name = models.CharField(max_length=100)
+    company = models.CharField(max_length=200, blank=True)
+    role = models.CharField(max_length=8, choices=Role.choices)
+    reseller = models.ForeignKey(
+        "tenancy.Reseller",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="peers",
+        help_text="Owner; empty means the operator.",
+    )
+    enabled = models.BooleanField(default=True)
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspended_reason = models.CharField(max_length=200, blank=True, editable=False)
+    max_calls = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Concurrent calls; empty for no limit."
+    )
+    max_cps = models.PositiveIntegerField(
+        null=True, blank=True, help_text="New calls per second; empty for no limit."
+    )
+    tech_prefix = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[digits_validator],
+        help_text="Digits before the number that tell this peer apart from others on the same IP.",
+    )
+    sell_rate_table = models.ForeignKey(
+        "rates.RateTable",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="customers",
+        help_text="The price list this customer pays.",
+    )
+    buy_rate_table = models.ForeignKey(
+        "rates.RateTable",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="suppliers",
+        help_text="The price list this supplier charges us.",
+    )
+    nodes = models.ManyToManyField(
+        "nodes.Node",
+        blank=True,
+        related_name="peers",
+        help_text="Nodes that serve this peer; its interconnection sheet lists their addresses.",
+    )
+    blocklists = models.ManyToManyField("Blocklist", blank=True, related_name="peers")
+    notes = models.TextField(blank=True)
+
+    objects = PeerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["reseller", "name"], name="peer_unique_name_per_owner"),
+        ]
+        indexes = [models.Index(fields=["role", "enabled"], name="peer_role_enabled_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_customer(self) -> bool:
+        return self.role in (self.Role.CUSTOMER, self.Role.USER)
+
+    @property
+    def is_supplier(self) -> bool:
+        return self.role in (self.Role.SUPPLIER, self.Role.USER)
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    @property
+    def status(self) -> str:
+        if not self.enabled:
+            return "disabled"
+        return "suspended" if self.is_suspended else "active"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.reseller_id is None and self.name:
+            clash = Peer.objects.filter(reseller__isnull=True, name=self.name).exclude(pk=self.pk)
+            if clash.exists():
+                errors["name"] = "The operator already has a peer of that name."
+        if self.reseller_id and self.role == self.Role.SUPPLIER:
+            errors["role"] = "Suppliers belong to the operator; a reseller's peers are customers or users."
+        if self.sell_rate_table_id:
+            table = self.sell_rate_table
+            if not self.is_customer:
+                errors["sell_rate_table"] = "Only customers have a sell price list."
+            elif table.purpose != table.Purpose.SELL:
+                errors["sell_rate_table"] = "Choose a sell price list."
+            elif table.reseller_id != self.reseller_id:
+                errors["sell_rate_table"] = "The price list must belong to the peer's owner."
+        if self.buy_rate_table_id:
+            table = self.buy_rate_table
+            if not self.is_supplier:
+                errors["buy_rate_table"] = "Only suppliers have a buy price list."
+            elif table.purpose != table.Purpose.BUY:
+                errors["buy_rate_table"] = "Choose a buy price list."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Endpoint(models.Model):
+    """An IP address or network a customer's calls come from (IP authentication)."""
+
+    class Transport(models.TextChoices):
+        ANY = "any", "Any"
+        UDP = "udp", "UDP"
+        TCP = "tcp", "TCP"
+        TLS = "tls", "TLS"
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="endpoints")
+    ip = models.GenericIPAddressField(verbose_name="IP address")
+    mask = models.PositiveSmallIntegerField(default=32, help_text="Prefix length: 32 for one IPv4 host.")
+    port = models.PositiveIntegerField(default=0, help_text="0 matches any source port.")
+    transport = models.CharField(max_length=3, choices=Transport.choices, default=Transport.ANY)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+
+    objects = PeerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["peer", "ip"]
+        indexes = [models.Index(fields=["ip"], name="endpoint_ip_idx")]
+
+    def __str__(self) -> str:
+        return self.cidr
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.mask}"
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr, strict=True)
+
+    def clean(self) -> None:
+        if not self.ip:
+            return
+        try:
+            self.network()
+        except ValueError as exc:
+            raise ValidationError({"mask": f"{self.cidr} is not a network: {exc}."}) from None
+        if self.port > 65535:
+            raise ValidationError({"port": "A port is between 0 and 65535."})
+        if self.peer_id and not self.peer.is_customer:
+            raise ValidationError("IP authentication identifies customers; this peer is a supplier.")
+        # Two peers on the same source address are told apart only by their tech prefix.
+        clash = (
+            Endpoint.objects.filter(
+                ip=self.ip,
+                mask=self.mask,
+                port=self.port,
+                transport=self.transport,
+                peer__tech_prefix=self.peer.tech_prefix if self.peer_id else "",
+            )
+            .exclude(pk=self.pk)
+            .exclude(peer=self.peer_id)
+        )
+        if clash.exists():
+            raise ValidationError(
+                "Another peer already uses this address with the same tech prefix; give one of "
+                "them a distinct tech prefix."
+            )
+
+
+class SipAccount(TimestampedModel):
+    """A digest login for a customer's PBX or phone; only HA1 digests are stored."""
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="sip_accounts")
+    username = models.CharField(max_length=64, validators=[sip_user_validator])
+    domain = models.CharField(max_length=253, validators=[hostname_validator])
+    ha1 = models.CharField(max_length=32, editable=False, help_text="MD5(username:domain:password)")
+    ha1_sha256 = models.CharField(max_length=64, editable=False)
+    enabled = models.BooleanField(default=True)
+
+    objects = PeerChildQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "SIP account"
+        ordering = ["username"]
+        constraints = [
+            models.UniqueConstraint(fields=["username", "domain"], name="sipaccount_unique_login")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+    def clean(self) -> None:
+        if self.peer_id and not self.peer.is_customer:
+            raise ValidationError("SIP accounts authenticate customers; this peer is a supplier.")
+
+
+class Gateway(TimestampedModel):
+    """A supplier's SIP destination for our outbound calls."""
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="gateways")
+    name = models.CharField(max_length=64)
+    host = models.CharField(max_length=253, validators=[hostname_validator])
+    port = models.PositiveIntegerField(default=5060)
+    transport = models.CharField(max_length=3, choices=Transport.choices, default=Transport.UDP)
+    strip_digits = models.PositiveSmallIntegerField(
+        default=0, help_text="Leading digits removed from the callee before sending."
+    )
+    prefix = models.CharField(
+        max_length=16, blank=True, validators=[digits_validator], help_text="Digits put before the callee."
+    )
+    priority = models.PositiveSmallIntegerField(default=0, help_text="Lower is tried first.")
+    weight = models.PositiveSmallIntegerField(default=1, help_text="Share among equal priorities.")
+    probing = models.BooleanField(default=False, help_text="Send OPTIONS pings; skip when it does not answer.")
+    enabled = models.BooleanField(default=True)
+
+    objects = PeerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["peer", "priority", "name"]
+        constraints = [models.UniqueConstraint(fields=["peer", "name"], name="gateway_unique_name_per_peer")]
+
+    def __str__(self) -> str:
+        return f"{self.peer} / {self.name}"
+
+    @property
+    def uri(self) -> str:
+        suffix = "" if self.transport == Transport.UDP else f";transport={self.transport}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"sip:{host}:{self.port}{suffix}"
+
+    def clean(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValidationError({"port": "A port is between 1 and 65535."})
+        if self.peer_id and not self.peer.is_supplier:
+            raise ValidationError("Gateways terminate calls; this peer is not a supplier.")
+
+
+class RewriteRule(models.Model):
+    """A regular-expression rewrite of a number, applied in `position` order."""
+
+    class Field(models.TextChoices):
+        CALLER = "caller", "Caller number"
+        CALLER_NAME = "caller_name", "Caller name"
+        CALLEE = "callee", "Callee number"
+
+    class Direction(models.TextChoices):
+        INGRESS = "ingress", "Ingress (calls from this peer)"
+        EGRESS = "egress", "Egress (calls to this peer)"
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="rewrite_rules")
+    field = models.CharField(max_length=11, choices=Field.choices)
+    direction = models.CharField(max_length=7, choices=Direction.choices, default=Direction.INGRESS)
+    pattern = models.CharField(max_length=200, help_text=r"Python regular expression, e.g. ^00(\d+)$")
+    replacement = models.CharField(max_length=200, blank=True, help_text=r"e.g. \1")
+    position = models.PositiveSmallIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+
+    objects = PeerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["peer", "direction", "field", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.field}: s/{self.pattern}/{self.replacement}/"
+
+    def clean(self) -> None:
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a regular expression: {exc}."}) from None
+        try:
+            compiled.sub(self.replacement, "")
+        except (re.error, IndexError) as exc:
+            raise ValidationError({"replacement": f"Refers to a group the pattern lacks: {exc}."}) from None
+
+    def apply(self, value: str) -> str:
+        return re.sub(self.pattern, self.replacement, value, count=1)
+
+
+class Blocklist(TimestampedModel):
+    """A list of blocked destination prefixes or caller/callee numbers, shared by peers."""
+
+    class Kind(models.TextChoices):
+        DESTINATION = "destination", "Destination prefixes"
+        CALLER = "caller", "Caller numbers"
+        CALLEE = "callee", "Callee numbers"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=11, choices=Kind.choices)
+    reseller = models.ForeignKey(
+        "tenancy.Reseller", null=True, blank=True, on_delete=models.PROTECT, related_name="blocklists"
+    )
+    applies_to_all = models.BooleanField(
+        default=False, help_text="Checked for every call, not only for the peers that use it."
+    )
+    description = models.TextField(blank=True)
+
+    objects = BlocklistQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["reseller", "name"], name="blocklist_unique_name_per_owner")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.applies_to_all and self.reseller_id:
+            raise ValidationError({"applies_to_all": "Only the operator's lists apply to every call."})
+
+
+class BlocklistEntry(models.Model):
+    """One blocked prefix (destinations) or number (callers, callees); prefixes match leading digits."""
+
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="entries")
+    prefix = models.CharField(max_length=32, validators=[digits_validator])
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BlocklistEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "blocklist entries"
+        ordering = ["blocklist", "prefix"]
+        constraints = [
+            models.UniqueConstraint(fields=["blocklist", "prefix"], name="blocklistentry_unique_prefix")
+        ]
+
+    def __str__(self) -> str:
+        return self.prefix

@@ -1,0 +1,183 @@
+"""The only write path for peers and what hangs off them."""
+
+import hashlib
+
+from django.db.models import Model
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.billing import services as billing
+from apps.billing.models import Account
+from apps.core.db import retry_on_conflict
+from apps.core.errors import DomainError
+from apps.core.services import apply_changes, editable_fields, ensure_manages, save_object
+from apps.peers.models import Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.tenancy.scope import Scope
+
+PEER_SETTINGS = (
+    "name", "company", "enabled", "max_calls", "max_cps", "tech_prefix",
+    "sell_rate_table_id", "buy_rate_table_id", "notes",
+)
+
+
+@retry_on_conflict
+def create_peer(*, actor: Scope, name: str, role: str, reseller_id: int | None = None,
+                currency: str | None = None, account_mode: str = Account.Mode.PREPAID,
+                credit_limit=0, nodes=(), **settings) -> Peer:
+    """Create a peer with its account; a reseller's staff always create for their reseller."""
+    if actor.is_reseller:
+        reseller_id = actor.reseller_id
+    ensure_manages(actor, reseller_id)
+    peer = apply_changes(Peer(name=name, role=role, reseller_id=reseller_id), settings, allowed=PEER_SETTINGS)
+    save_object(peer, actor=actor, action="peer.created")
+    if nodes:
+        peer.nodes.set(nodes)
+    billing.open_account(
+        peer,
+        actor=actor,
+        currency=currency or _default_currency(peer),
+        mode=account_mode,
+        credit_limit=credit_limit,
+    )
+    return peer
+
+
+def _default_currency(peer: Peer) -> str:
+    table = peer.sell_rate_table or peer.buy_rate_table
+    if table is not None:
+        return table.currency
+    return peer.reseller.currency if peer.reseller_id else "USD"
+
+
+@retry_on_conflict
+def update_peer(peer: Peer, *, actor: Scope, changes: dict) -> Peer:
+    """Change a peer's settings (not its owner, role or suspension)."""
+    ensure_manages(actor, peer.reseller_id)
+    current = Peer.objects.select_for_update().get(pk=peer.pk)
+    apply_changes(current, changes, allowed=PEER_SETTINGS)
+    return save_object(current, actor=actor, action="peer.changed")
+
+
+@retry_on_conflict
+def assign_peer_to_nodes(peer: Peer, nodes, *, actor: Scope) -> Peer:
+    """Serve `peer` on exactly `nodes` (manual load balancing)."""
+    ensure_manages(actor, peer.reseller_id)
+    before = sorted(peer.nodes.values_list("name", flat=True))
+    peer.nodes.set(nodes)
+    after = sorted(node.name for node in nodes)
+    if before != after:
+        audit.record(actor, "peer.nodes_assigned", peer, before=before, after=after)
+    return peer
+
+
+@retry_on_conflict
+def suspend_peer(peer: Peer, *, actor: Scope, reason: str) -> Peer:
+    """Stop new calls from and to `peer` on every node; live calls are not touched."""
+    ensure_manages(actor, peer.reseller_id)
+    if not reason.strip():
+        raise DomainError("Say why the peer is suspended.", field="reason")
+    Peer.objects.filter(pk=peer.pk).update(
+        suspended_at=timezone.now(), suspended_reason=reason[:200], updated_at=timezone.now()
+    )
+    peer.refresh_from_db()
+    audit.record(actor, "peer.suspended", peer, reason=reason)
+    return peer
+
+
+@retry_on_conflict
+def resume_peer(peer: Peer, *, actor: Scope) -> Peer:
+    """Lift a suspension."""
+    ensure_manages(actor, peer.reseller_id)
+    Peer.objects.filter(pk=peer.pk).update(suspended_at=None, suspended_reason="", updated_at=timezone.now())
+    peer.refresh_from_db()
+    audit.record(actor, "peer.resumed", peer)
+    return peer
+
+
+# Endpoints, SIP accounts, gateways and rewrite rules share one shape: they belong to a
+# peer, whoever manages the peer manages them, and every change is audited.
+
+def _save_child(obj: Model, *, actor: Scope, verb: str) -> Model:
+    ensure_manages(actor, obj.peer.reseller_id)
+    return save_object(obj, actor=actor, action=f"{obj._meta.model_name}.{verb}")
+
+
+@retry_on_conflict
+def add_endpoint(peer: Peer, *, actor: Scope, ip: str, mask: int = 32, **fields) -> Endpoint:
+    """Let calls from `ip/mask` be identified as `peer`."""
+    endpoint = apply_changes(Endpoint(peer=peer, ip=ip, mask=mask), fields,
+                             allowed=("port", "transport", "enabled", "description"))
+    return _save_child(endpoint, actor=actor, verb="created")
+
+
+@retry_on_conflict
+def add_gateway(peer: Peer, *, actor: Scope, name: str, host: str, **fields) -> Gateway:
+    """Add a destination for calls terminated by supplier `peer`."""
+    gateway = apply_changes(Gateway(peer=peer, name=name, host=host), fields,
+                            allowed=editable_fields(Gateway(), exclude=("peer_id", "name", "host")))
+    return _save_child(gateway, actor=actor, verb="created")
+
+
+@retry_on_conflict
+def add_rewrite_rule(peer: Peer, *, actor: Scope, field: str, pattern: str, replacement: str = "",
+                     **fields) -> RewriteRule:
+    """Rewrite a number of `peer`'s calls with a regular expression."""
+    rule = apply_changes(RewriteRule(peer=peer, field=field, pattern=pattern, replacement=replacement),
+                         fields, allowed=("direction", "position", "enabled"))
+    return _save_child(rule, actor=actor, verb="created")
+
+
+@retry_on_conflict
+def update_child(obj: Model, *, actor: Scope, changes: dict) -> Model:
+    """Change an endpoint, gateway, SIP account or rewrite rule (never its peer)."""
+    current = type(obj).objects.select_for_update().get(pk=obj.pk)
+    # A SIP account's digests are made of its username and domain: those change only with
+    # a new password, so they are not editable here.
+    locked = ("peer_id", "username", "domain") if isinstance(current, SipAccount) else ("peer_id",)
+    allowed = editable_fields(current, exclude=locked)
+    apply_changes(current, changes, allowed=allowed)
+    return _save_child(current, actor=actor, verb="changed")
+
+
+@retry_on_conflict
+def remove_child(obj: Model, *, actor: Scope) -> None:
+    """Delete an endpoint, gateway, SIP account or rewrite rule."""
+    ensure_manages(actor, obj.peer.reseller_id)
+    audit.record(actor, f"{obj._meta.model_name}.deleted", obj)
+    obj.delete()
+
+
+def sip_digests(username: str, domain: str, password: str) -> tuple[str, str]:
+    """Return the MD5 and SHA-256 HA1 digests OpenSIPS auth_db checks (realm = domain)."""
+    material = f"{username}:{domain}:{password}".encode()
+    return hashlib.md5(material).hexdigest(), hashlib.sha256(material).hexdigest()
+
+
+def _check_sip_password(password: str) -> None:
+    if len(password) < 10:
+        raise DomainError("A SIP password has at least 10 characters.", field="password")
+    if password.isdigit() or password.isalpha():
+        raise DomainError("Mix letters and digits in a SIP password.", field="password")
+
+
+@retry_on_conflict
+def add_sip_account(peer: Peer, *, actor: Scope, username: str, domain: str, password: str,
+                    enabled: bool = True) -> SipAccount:
+    """Create a digest login for `peer`; the clear password is hashed and forgotten."""
+    _check_sip_password(password)
+    ha1, ha1_sha256 = sip_digests(username, domain, password)
+    account = SipAccount(peer=peer, username=username, domain=domain, ha1=ha1,
+                         ha1_sha256=ha1_sha256, enabled=enabled)
+    return _save_child(account, actor=actor, verb="created")
+
+
+@retry_on_conflict
+def set_sip_password(account: SipAccount, *, actor: Scope, password: str) -> SipAccount:
+    """Replace a SIP account's password (stored as digests only)."""
+    if not (actor.is_customer and actor.peer_id == account.peer_id):
+        ensure_manages(actor, account.peer.reseller_id)
+    _check_sip_password(password)
+    account.ha1, account.ha1_sha256 = sip_digests(account.username, account.domain, password)
+    account.save(update_fields=["ha1", "ha1_sha256", "updated_at"])
+    audit.record(actor, "sipaccount.password_changed", account)
+    return account

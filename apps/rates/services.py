@@ -1,0 +1,54 @@
+"""The only write path for price lists (the bulk import pipeline builds on `add_rates`)."""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+
+from apps.audit import services as audit
+from apps.core.db import retry_on_conflict
+from apps.core.services import apply_changes, ensure_manages, save_object
+from apps.rates.models import Rate, RateTable
+from apps.tenancy.scope import Scope
+
+TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "description")
+
+
+@retry_on_conflict
+def create_rate_table(*, actor: Scope, name: str, purpose: str, currency: str,
+                      reseller_id: int | None = None, **fields) -> RateTable:
+    """Create an empty price list; a reseller's staff always create sell lists of their own."""
+    if actor.is_reseller:
+        reseller_id = actor.reseller_id
+    ensure_manages(actor, reseller_id)
+    table = apply_changes(
+        RateTable(name=name, purpose=purpose, currency=currency, reseller_id=reseller_id),
+        fields,
+        allowed=TABLE_SETTINGS,
+    )
+    return save_object(table, actor=actor, action="ratetable.created")
+
+
+@retry_on_conflict
+def update_rate_table(table: RateTable, *, actor: Scope, changes: dict) -> RateTable:
+    """Rename a price list or change its notice period."""
+    ensure_manages(actor, table.reseller_id)
+    current = RateTable.objects.select_for_update().get(pk=table.pk)
+    apply_changes(current, changes, allowed=TABLE_SETTINGS)
+    return save_object(current, actor=actor, action="ratetable.changed")
+
+
+@retry_on_conflict
+def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_size: int = 2000) -> int:
+    """Validate and insert `rates` into `table`, all or nothing; returns how many."""
+    ensure_manages(actor, table.reseller_id)
+    rows = []
+    for number, rate in enumerate(rates, start=1):
+        rate.table = table
+        try:
+            rate.full_clean(exclude=["table"], validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            raise ValidationError(f"Rate #{number} ({rate.prefix}): {exc.messages}") from None
+        rows.append(rate)
+    Rate.objects.bulk_create(rows, batch_size=batch_size)
+    audit.record(actor, "ratetable.rates_added", table, count=len(rows))
+    return len(rows)

@@ -1,0 +1,128 @@
+"""Who may act on what: resellers, their staff, customer logins and API keys."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from apps.core.models import CurrencyField, TimestampedModel
+from apps.tenancy.querysets import ApiKeyQuerySet, ResellerQuerySet
+
+
+class Reseller(TimestampedModel):
+    """A company that sells our service to its own customers under its own prices."""
+
+    name = models.CharField(max_length=100, unique=True)
+    company = models.CharField(max_length=200, blank=True)
+    currency = CurrencyField(default="USD")
+    email = models.EmailField(blank=True)
+    is_active = models.BooleanField(default=True)
+
+    objects = ResellerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """Ties a login to the tenant it acts for: a reseller's staff, or a customer peer.
+
+    A user with no membership is nobody unless it is a superuser (the operator).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    reseller = models.ForeignKey(
+        Reseller, null=True, blank=True, on_delete=models.CASCADE, related_name="staff"
+    )
+    peer = models.ForeignKey(
+        "peers.Peer", null=True, blank=True, on_delete=models.CASCADE, related_name="logins"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(reseller__isnull=False, peer__isnull=True)
+                    | models.Q(reseller__isnull=True, peer__isnull=False)
+                ),
+                name="membership_reseller_xor_peer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.reseller or self.peer}"
+
+    def clean(self) -> None:
+        if bool(self.reseller_id) == bool(self.peer_id):
+            raise ValidationError("A login belongs either to a reseller's staff or to one customer.")
+        if self.peer_id and not self.peer.is_customer:
+            raise ValidationError({"peer": "Only a customer (or user) peer can have portal logins."})
+
+
+class ApiKey(TimestampedModel):
+    """A secret for the REST API, stored as a SHA-256 digest, scoped like a login.
+
+    Keys carry 256 random bits, so a fast digest is safe to store and cheap to check on
+    every request; the slow password hasher is for human-chosen passwords.
+    """
+
+    class Scope(models.TextChoices):
+        OPERATOR = "operator", "Operator"
+        RESELLER = "reseller", "Reseller"
+        CUSTOMER = "customer", "Customer"
+
+    PREFIX = "ssk_"
+
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    reseller = models.ForeignKey(
+        Reseller, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    peer = models.ForeignKey(
+        "peers.Peer", null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    lookup = models.CharField(max_length=12, unique=True, help_text="Visible start of the key.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lookup}…)"
+
+    def clean(self) -> None:
+        expected = {
+            self.Scope.OPERATOR: (False, False),
+            self.Scope.RESELLER: (True, False),
+            self.Scope.CUSTOMER: (False, True),
+        }.get(self.scope)
+        if expected is None:
+            raise ValidationError({"scope": "Choose operator, reseller or customer."})
+        if (bool(self.reseller_id), bool(self.peer_id)) != expected:
+            raise ValidationError(
+                "An operator key has no reseller or peer; a reseller key names its reseller; "
+                "a customer key names its peer."
+            )
+
+    @staticmethod
+    def digest_of(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def new_token(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)

@@ -1,0 +1,115 @@
+"""The only write path for resellers, their staff, customer logins and API keys."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.core.db import retry_on_conflict
+from apps.core.errors import DomainError, NotAllowed
+from apps.core.services import apply_changes, ensure_manages, save_object
+from apps.tenancy.models import ApiKey, Membership, Reseller
+from apps.tenancy.scope import Scope
+
+User = get_user_model()
+
+
+@retry_on_conflict
+def create_reseller(*, actor: Scope, name: str, currency: str = "USD", **fields) -> Reseller:
+    """Create a reseller (operator only)."""
+    ensure_manages(actor, None)
+    reseller = apply_changes(Reseller(name=name, currency=currency), fields, allowed=("company", "email"))
+    return save_object(reseller, actor=actor, action="reseller.created")
+
+
+def _create_login(*, username: str, password: str, email: str, is_staff: bool):
+    if User.objects.filter(username=username).exists():
+        raise DomainError("That login name is taken.", field="username")
+    user = User(username=username, email=email, is_staff=is_staff)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise DomainError(" ".join(exc.messages), field="password") from None
+    user.set_password(password)
+    user.save()
+    return user
+
+
+@retry_on_conflict
+def add_reseller_staff(reseller: Reseller, *, actor: Scope, username: str, password: str,
+                       email: str = "") -> Membership:
+    """Create an admin login that sees and manages only `reseller`'s objects."""
+    ensure_manages(actor, reseller.pk)
+    user = _create_login(username=username, password=password, email=email, is_staff=True)
+    membership = Membership.objects.create(user=user, reseller=reseller)
+    audit.record(actor, "reseller.staff_added", reseller, username=username)
+    return membership
+
+
+@retry_on_conflict
+def add_customer_login(peer, *, actor: Scope, username: str, password: str, email: str = "") -> Membership:
+    """Create a self-care portal login for customer `peer`."""
+    ensure_manages(actor, peer.reseller_id)
+    if not peer.is_customer:
+        raise DomainError("Only customers have portal logins.", field="peer")
+    user = _create_login(username=username, password=password, email=email, is_staff=False)
+    membership = Membership.objects.create(user=user, peer=peer)
+    audit.record(actor, "peer.login_added", peer, username=username)
+    return membership
+
+
+@retry_on_conflict
+def create_api_key(*, actor: Scope, name: str, scope: str, reseller: Reseller | None = None,
+                   peer=None) -> tuple[ApiKey, str]:
+    """Issue an API key; returns the key and its token, which is shown once and never stored."""
+    if actor.is_customer:
+        raise NotAllowed("Customers cannot issue API keys.")
+    if scope == ApiKey.Scope.OPERATOR and not actor.is_operator:
+        raise NotAllowed("Only the operator issues operator keys.")
+    owner = reseller.pk if reseller else (peer.reseller_id if peer else None)
+    if scope != ApiKey.Scope.OPERATOR:
+        ensure_manages(actor, owner)
+    token = ApiKey.new_token()
+    key = ApiKey(
+        name=name,
+        scope=scope,
+        reseller=reseller,
+        peer=peer,
+        lookup=token[len(ApiKey.PREFIX):][:8],
+        digest=ApiKey.digest_of(token),
+        created_by=actor.user,
+    )
+    save_object(key, actor=actor, action="apikey.created")
+    return key, token
+
+
+@retry_on_conflict
+def revoke_api_key(key: ApiKey, *, actor: Scope) -> ApiKey:
+    """Stop a key from authenticating, at once and for good."""
+    owner = key.reseller_id or (key.peer.reseller_id if key.peer_id else None)
+    ensure_manages(actor, owner)
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    audit.record(actor, "apikey.revoked", key)
+    return key
+
+
+def authenticate_api_key(token: str) -> ApiKey | None:
+    """Return the usable key for `token`, or None. One indexed lookup by digest."""
+    if not token.startswith(ApiKey.PREFIX):
+        return None
+    key = (
+        ApiKey.objects.usable()
+        .select_related("peer")
+        .filter(digest=ApiKey.digest_of(token))
+        .first()
+    )
+    if key is None:
+        return None
+    now = timezone.now()
+    # Touch last_used_at at most once a minute: a write per request would be a Galera
+    # write-set per API call.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
