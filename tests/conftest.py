@@ -1,0 +1,92 @@
+"""The fixed cast every test can use: an operator, two resellers with staff, a customer
+of each, an operator customer and a supplier, with their logins and API keys.
+
+Tenancy tests take an object of reseller A and check that reseller B's staff, key and
+customer cannot reach it.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps.peers.models import Peer
+from apps.tenancy import services as tenancy_services
+from apps.tenancy.models import ApiKey
+from apps.tenancy.scope import Scope
+from tests.factories import NodeFactory, make_peer, make_rate_table, make_reseller
+
+PASSWORD = "S3cure-test-pass!"
+
+
+@dataclass
+class Tenant:
+    """One reseller with a staff login, a sell table, a customer with a portal login, keys."""
+
+    reseller: object
+    staff: object
+    staff_key: str
+    sell_table: object
+    customer: Peer
+    customer_user: object
+    customer_key: str
+
+
+@dataclass
+class Cast:
+    operator: object
+    operator_key: str
+    a: Tenant
+    b: Tenant
+    operator_customer: Peer
+    supplier: Peer
+    node: object
+
+
+def _tenant(label: str) -> Tenant:
+    system = Scope.system()
+    reseller = make_reseller(f"Reseller {label}")
+    staff = tenancy_services.add_reseller_staff(
+        reseller, actor=system, username=f"staff_{label.lower()}", password=PASSWORD
+    ).user
+    table = make_rate_table(f"Retail {label}", reseller=reseller)
+    customer = make_peer(f"Customer {label}", reseller=reseller, sell_rate_table_id=table.pk)
+    customer_user = tenancy_services.add_customer_login(
+        customer, actor=system, username=f"customer_{label.lower()}", password=PASSWORD
+    ).user
+    _, staff_key = tenancy_services.create_api_key(
+        actor=system, name=f"{label} staff", scope=ApiKey.Scope.RESELLER, reseller=reseller
+    )
+    _, customer_key = tenancy_services.create_api_key(
+        actor=system, name=f"{label} customer", scope=ApiKey.Scope.CUSTOMER, peer=customer
+    )
+    return Tenant(reseller, staff, staff_key, table, customer, customer_user, customer_key)
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    system = Scope.system()
+    operator = get_user_model().objects.create_superuser("operator", "op@example.com", PASSWORD)
+    _, operator_key = tenancy_services.create_api_key(actor=system, name="ops", scope=ApiKey.Scope.OPERATOR)
+    buy = make_rate_table("Carrier X buy", purpose="buy")
+    supplier = make_peer("Carrier X", role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk)
+    operator_table = make_rate_table("Wholesale")
+    operator_customer = make_peer(
+        "Direct Customer", sell_rate_table_id=operator_table.pk, account_mode="postpaid",
+        credit_limit=Decimal("100"),
+    )
+    return Cast(
+        operator=operator,
+        operator_key=operator_key,
+        a=_tenant("A"),
+        b=_tenant("B"),
+        operator_customer=operator_customer,
+        supplier=supplier,
+        node=NodeFactory(name="node1"),
+    )
+
+
+@pytest.fixture
+def system() -> Scope:
+    return Scope.system()
