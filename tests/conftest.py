@@ -90,3 +90,9 @@ def cast(db) -> Cast:
 @pytest.fixture
 def system() -> Scope:
     return Scope.system()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # The production hasher is slow by design; tests create many logins.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,53 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test venv lint format schema clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Smartswitch needs Python 3.11 or newer")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# Migrate the embedded SQLite database, load the demo, then serve the ASGI app and run a
+# django-q2 worker side by side; Ctrl-C stops both.
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py loaddemo
+	@echo "Serving http://$(HOST):$(PORT)/admin/ and http://$(HOST):$(PORT)/portal/ — Ctrl-C stops."
+	@trap 'kill 0' INT TERM; \
+	$(PY) manage.py qcluster & \
+	$(VENV)/bin/uvicorn smartswitch.asgi:application --host $(HOST) --port $(PORT) --lifespan off & \
+	wait
+
+# Lint, check that models and migrations agree, then the whole suite on the database
+# named by DATABASE_URL (SQLite when unset). Exit code 5 means pytest collected nothing.
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	@echo "pytest on $${DATABASE_URL:-sqlite (default)}"
+	@$(PY) -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing was checked" >&2; exit 1; fi; \
+	exit $$status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+schema: venv
+	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,132 @@
+"""Money: the ledger is the truth, postings happen once, the balance is its cached sum."""
+
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from apps.audit.models import AuditEntry
+from apps.billing import services as billing
+from apps.billing.models import Account, LedgerEntry
+from apps.core.errors import Conflict, DomainError, NotAllowed
+from apps.tenancy.scope import Scope
+from tests.factories import CdrFactory
+
+
+def balance_of(peer) -> Decimal:
+    return Account.objects.get(peer=peer).balance
+
+
+def test_payment_credits_the_balance_through_one_ledger_row(cast, system):
+    account = cast.a.customer.account
+    entry, created = billing.post_payment(account, actor=system, amount=Decimal("25.50"), reference="PSP-1")
+    assert created
+    assert entry.amount == Decimal("25.500000")
+    assert balance_of(cast.a.customer) == Decimal("25.5")
+    assert list(LedgerEntry.objects.filter(account=account).values_list("kind", flat=True)) == ["payment"]
+    assert AuditEntry.objects.filter(action="ledger.payment", object_id=str(account.pk)).exists()
+
+
+def test_the_same_payment_reference_is_posted_once(cast, system):
+    account = cast.a.customer.account
+    billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-7")
+    entry, created = billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-7")
+    assert not created
+    assert balance_of(cast.a.customer) == Decimal("10")
+    assert LedgerEntry.objects.filter(account=account).count() == 1
+
+
+def test_a_reused_reference_with_another_amount_is_a_conflict(cast, system):
+    account = cast.a.customer.account
+    billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-8")
+    with pytest.raises(Conflict):
+        billing.post_payment(account, actor=system, amount=Decimal("11"), reference="PSP-8")
+    assert balance_of(cast.a.customer) == Decimal("10")
+
+
+@pytest.mark.parametrize("amount", [Decimal("0"), Decimal("-5")])
+def test_a_payment_must_be_positive(cast, system, amount):
+    with pytest.raises(DomainError) as error:
+        billing.post_payment(cast.a.customer.account, actor=system, amount=amount)
+    assert error.value.field == "amount"
+    assert not LedgerEntry.objects.exists()
+
+
+def test_adjustments_and_refunds_move_the_balance_both_ways(cast, system):
+    account = cast.a.customer.account
+    billing.post_payment(account, actor=system, amount=Decimal("50"))
+    billing.post_refund(account, actor=system, amount=Decimal("20"))
+    billing.post_adjustment(account, actor=system, amount=Decimal("-0.000001"), reason="rounding")
+    billing.post_adjustment(account, actor=system, amount=Decimal("3"), reason="goodwill")
+    assert balance_of(cast.a.customer) == Decimal("32.999999")
+    with pytest.raises(DomainError):
+        billing.post_adjustment(account, actor=system, amount=Decimal("1"), reason="  ")
+
+
+def test_a_reseller_cannot_move_money_of_another_reseller(cast):
+    staff_of_b = Scope.of_user(cast.b.staff)
+    with pytest.raises(NotAllowed):
+        billing.post_payment(cast.a.customer.account, actor=staff_of_b, amount=Decimal("5"))
+    assert balance_of(cast.a.customer) == 0
+    billing.post_payment(cast.b.customer.account, actor=staff_of_b, amount=Decimal("5"))
+    assert balance_of(cast.b.customer) == 5
+
+
+def test_ledger_entries_cannot_be_changed_or_deleted(cast, system):
+    entry, _ = billing.post_payment(cast.a.customer.account, actor=system, amount=Decimal("5"))
+    entry.amount = Decimal("500")
+    with pytest.raises(TypeError):
+        entry.save()
+    with pytest.raises(TypeError):
+        entry.delete()
+    with pytest.raises(TypeError):
+        LedgerEntry.objects.filter(pk=entry.pk).update(amount=Decimal("500"))
+    with pytest.raises(TypeError):
+        LedgerEntry.objects.filter(pk=entry.pk).delete()
+    assert LedgerEntry.objects.get(pk=entry.pk).amount == Decimal("5")
+
+
+def test_call_charges_are_posted_once_per_cdr(cast, system):
+    account = cast.a.customer.account
+    cdrs = [CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)]
+    charges = [(account, cdr.pk, cdr.sell_cost) for cdr in cdrs]
+    assert billing.post_call_charges(charges) == 3
+    assert billing.post_call_charges(charges) == 0
+    assert billing.post_call_charges(charges[:1] + charges[:1]) == 0
+    assert balance_of(cast.a.customer) == Decimal("-0.0375")
+    assert LedgerEntry.objects.filter(kind="charge", cdr__in=cdrs).count() == 3
+
+
+def test_check_ledger_passes_and_then_catches_a_tampered_balance(cast, system, capsys):
+    billing.post_payment(cast.a.customer.account, actor=system, amount=Decimal("7"))
+    call_command("check_ledger")
+    assert "Every balance equals" in capsys.readouterr().out
+    Account.objects.filter(pk=cast.a.customer.account.pk).update(balance=Decimal("8"))
+    with pytest.raises(CommandError):
+        call_command("check_ledger")
+    assert "off by 1.000000" in capsys.readouterr().err
+
+
+money_amounts = st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"), places=6).filter(
+    lambda amount: amount != 0
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["payment", "refund", "adjustment", "charge"]), money_amounts), max_size=12))
+def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
+    account = cast.operator_customer.account
+    for kind, amount in operations:
+        if kind == "payment":
+            billing.post_payment(account, actor=system, amount=abs(amount))
+        elif kind == "refund":
+            billing.post_refund(account, actor=system, amount=abs(amount))
+        elif kind == "adjustment":
+            billing.post_adjustment(account, actor=system, amount=amount, reason="test")
+        else:
+            cdr = CdrFactory(customer=cast.operator_customer, node=cast.node, sell_cost=abs(amount))
+            billing.post_call_charges([(account, cdr.pk, cdr.sell_cost)])
+    assert billing.ledger_differences() == []

@@ -1,0 +1,176 @@
+"""The shared retry helper, against real deadlocks on MariaDB and PostgreSQL."""
+
+import threading
+
+import pymysql
+import pytest
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F
+
+from apps.core.db import is_conflict, retry_on_conflict, retry_stats
+from apps.nodes.models import Node
+from tests.factories import NodeFactory
+
+
+def mysql_error(code: int, message: str) -> OperationalError:
+    """An error shaped as Django raises it for MariaDB: the driver's error as the cause."""
+    error = OperationalError(code, message)
+    error.__cause__ = pymysql.err.OperationalError(code, message)
+    return error
+
+
+@pytest.fixture(autouse=True)
+def fresh_stats():
+    retry_stats.reset()
+    yield
+    retry_stats.reset()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_that_really_deadlock_both_commit_after_one_retry():
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has a single writer and cannot deadlock; run with a mysql:// or postgres:// DATABASE_URL")
+    first, second = NodeFactory(name="one", sip_port=5060), NodeFactory(name="two", sip_port=5060)
+    # Each thread locks its first row, waits until the other holds its own, then reaches for
+    # the other's: a lock cycle the server must break by killing one transaction.
+    barrier = threading.Barrier(2, timeout=20)
+    attempts = {"forward": 0, "backward": 0}
+    errors: list[BaseException] = []
+
+    @retry_on_conflict
+    def bump(name: str, order: tuple[int, int]) -> None:
+        attempts[name] += 1
+        Node.objects.filter(pk=order[0]).update(sip_port=F("sip_port") + 1)
+        if attempts[name] == 1:
+            barrier.wait()
+        Node.objects.filter(pk=order[1]).update(sip_port=F("sip_port") + 1)
+
+    def run(name, order):
+        try:
+            bump(name, order)
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=("forward", (first.pk, second.pk))),
+        threading.Thread(target=run, args=("backward", (second.pk, first.pk))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert retry_stats.retries >= 1, "the server never reported a deadlock"
+    assert sorted(attempts.values())[-1] >= 2
+    # Both transactions took effect once: the retried one was replayed whole, not twice.
+    assert set(Node.objects.filter(pk__in=[first.pk, second.pk]).values_list("sip_port", flat=True)) == {5062}
+
+
+def test_conflict_that_persists_is_re_raised_after_the_last_attempt(transactional_db, settings):
+    settings.DB_RETRY_BASE_DELAY = 0
+    calls = []
+
+    @retry_on_conflict(attempts=4)
+    def always_conflicts():
+        calls.append(1)
+        raise mysql_error(1213, "Deadlock found when trying to get lock; try restarting transaction")
+
+    with pytest.raises(OperationalError):
+        always_conflicts()
+    assert len(calls) == 4
+    assert (retry_stats.retries, retry_stats.gave_up) == (3, 1)
+
+
+def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settings):
+    settings.DB_RETRY_BASE_DELAY = 0
+    node = NodeFactory(name="rollback", sip_port=5060)
+    calls = []
+
+    @retry_on_conflict
+    def bump_then_conflict_once():
+        Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
+        calls.append(1)
+        if len(calls) == 1:
+            raise mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
+
+    bump_then_conflict_once()
+    node.refresh_from_db()
+    assert node.sip_port == 5061
+    assert retry_stats.retries == 1
+
+
+def test_errors_that_are_not_conflicts_are_not_retried(db):
+    calls = []
+
+    @retry_on_conflict
+    def broken():
+        calls.append(1)
+        raise mysql_error(1045, "Access denied")
+
+    with pytest.raises(OperationalError):
+        broken()
+    assert len(calls) == 1
+
+    @retry_on_conflict
+    def duplicate():
+        calls.append(1)
+        raise IntegrityError(1062, "Duplicate entry")
+
+    with pytest.raises(IntegrityError):
+        duplicate()
+    assert len(calls) == 2
+    assert retry_stats.retries == 0
+
+
+def test_inside_an_outer_transaction_the_outermost_caller_retries(transactional_db, settings):
+    settings.DB_RETRY_BASE_DELAY = 0
+    inner_calls = []
+
+    @retry_on_conflict
+    def inner():
+        inner_calls.append(1)
+        raise mysql_error(1213, "Deadlock found")
+
+    with pytest.raises(OperationalError), transaction.atomic():
+        inner()
+    assert len(inner_calls) == 1, "a part of a transaction must not be replayed alone"
+
+    outer_calls = []
+
+    @retry_on_conflict(attempts=3)
+    def outer():
+        outer_calls.append(1)
+        inner()
+
+    with pytest.raises(OperationalError):
+        outer()
+    assert len(outer_calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (mysql_error(1213, "Deadlock"), True),
+        (mysql_error(1205, "Lock wait timeout"), True),
+        (mysql_error(1062, "Duplicate"), False),
+        (OperationalError("database is locked"), False),
+    ],
+)
+def test_is_conflict_recognises_mariadb_codes(error, expected):
+    assert is_conflict(error) is expected
+
+
+def test_is_conflict_recognises_postgres_states():
+    from psycopg import errors
+
+    for cls, expected in [
+        (errors.SerializationFailure, True),
+        (errors.DeadlockDetected, True),
+        (errors.UniqueViolation, False),
+    ]:
+        wrapped = OperationalError("conflict")
+        wrapped.__cause__ = cls("conflict")
+        assert is_conflict(wrapped) is expected

@@ -1,0 +1,57 @@
+"""Pure rating math, by table and by property."""
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apps.rates.rating import Tariff, billable_seconds, call_cost, duration_seconds
+
+
+@pytest.mark.parametrize(
+    ("duration", "notation", "expected"),
+    [
+        (0, (1, 1, 0), 0),
+        (1, (1, 1, 0), 1),
+        (59, (60, 60, 0), 60),
+        (61, (60, 60, 0), 120),
+        (10, (30, 6, 0), 30),
+        (30, (30, 6, 0), 30),
+        (31, (30, 6, 0), 36),
+        (37, (30, 6, 0), 42),
+        (5, (30, 6, 5), 0),
+        (6, (30, 6, 5), 30),
+        (3600, (1, 1, 0), 3600),
+    ],
+)
+def test_billable_seconds(duration, notation, expected):
+    minimum, increment, free = notation
+    assert billable_seconds(duration, minimum=minimum, increment=increment, free=free) == expected
+
+
+@given(
+    duration=st.integers(min_value=1, max_value=100_000),
+    minimum=st.integers(min_value=0, max_value=120),
+    increment=st.integers(min_value=1, max_value=60),
+)
+def test_billable_seconds_cover_the_call_and_respect_the_increment(duration, minimum, increment):
+    billed = billable_seconds(duration, minimum=minimum, increment=increment)
+    assert billed >= duration
+    assert billed >= minimum
+    assert (billed - minimum) % increment == 0
+    assert billed - max(duration, minimum) < increment
+
+
+def test_a_started_millisecond_counts_as_a_second():
+    assert [duration_seconds(ms) for ms in (0, 1, 999, 1000, 1001)] == [0, 1, 1, 1, 2]
+
+
+def test_call_cost_is_exact_decimal_money():
+    tariff = Tariff(price=Decimal("0.0123"), connection_fee=Decimal("0.01"), min_seconds=30, increment_seconds=6)
+    assert call_cost(tariff, 31_000) == (36, Decimal("0.017380"))
+    assert call_cost(tariff, 0) == (0, Decimal("0"))
+    with pytest.raises(TypeError):
+        from apps.core.money import money
+
+        money(0.1)
