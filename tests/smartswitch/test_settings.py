@@ -76,3 +76,12 @@ def test_redis_switches_to_the_cluster_channel_layer(tmp_path):
     result = _django_setup({"SMARTSWITCH_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/0"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[1] == "channels_redis.core.RedisChannelLayer"
+
+
+def test_every_variable_the_settings_read_is_documented_in_env_example():
+    import re
+
+    read = set(re.findall(r'env_[a-z]+\("([A-Z_]+)"', (ROOT / "smartswitch" / "settings.py").read_text()))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / "deploy" / "env.example").read_text(), re.MULTILINE))
+    assert read, "the settings module reads no variables?"
+    assert read - documented == set()
