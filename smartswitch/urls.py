@@ -6,8 +6,9 @@ from django.views.generic import RedirectView
 
 def health(request):
     """Liveness for load balancers and keepalived checks: the process answers and reads the DB."""
-    from apps.nodes.models import Node
     from django.conf import settings
+
+    from apps.nodes.models import Node
 
     Node.objects.filter(name=settings.NODE_NAME).exists()
     return JsonResponse({"status": "ok", "node": settings.NODE_NAME})

@@ -73,7 +73,9 @@ def cast(db) -> Cast:
     supplier = make_peer("Carrier X", role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk)
     operator_table = make_rate_table("Wholesale")
     operator_customer = make_peer(
-        "Direct Customer", sell_rate_table_id=operator_table.pk, account_mode="postpaid",
+        "Direct Customer",
+        sell_rate_table_id=operator_table.pk,
+        account_mode="postpaid",
         credit_limit=Decimal("100"),
     )
     return Cast(

@@ -22,7 +22,10 @@ def make_reseller(name: str, currency: str = "USD"):
 
 def make_rate_table(name: str, *, purpose: str = "sell", reseller=None, currency: str = "USD"):
     return rate_services.create_rate_table(
-        actor=SYSTEM, name=name, purpose=purpose, currency=currency,
+        actor=SYSTEM,
+        name=name,
+        purpose=purpose,
+        currency=currency,
         reseller_id=reseller.pk if reseller else None,
     )
 

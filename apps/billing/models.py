@@ -4,8 +4,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 from apps.billing.querysets import AccountQuerySet, LedgerQuerySet
+from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 
 
 class Account(TimestampedModel):
@@ -18,9 +18,7 @@ class Account(TimestampedModel):
     peer = models.OneToOneField("peers.Peer", on_delete=models.PROTECT, related_name="account")
     currency = CurrencyField()
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PREPAID)
-    credit_limit = MoneyField(
-        default=0, help_text="Postpaid: how far below zero the balance may go."
-    )
+    credit_limit = MoneyField(default=0, help_text="Postpaid: how far below zero the balance may go.")
     low_balance_threshold = MoneyField(
         null=True, blank=True, help_text="Warn the customer when the balance falls below this."
     )

@@ -31,8 +31,15 @@ class Posting:
 
 
 @retry_on_conflict
-def open_account(peer, *, actor: Scope, currency: str, mode: str = Account.Mode.PREPAID,
-                 credit_limit: Decimal = ZERO, low_balance_threshold: Decimal | None = None) -> Account:
+def open_account(
+    peer,
+    *,
+    actor: Scope,
+    currency: str,
+    mode: str = Account.Mode.PREPAID,
+    credit_limit: Decimal = ZERO,
+    low_balance_threshold: Decimal | None = None,
+) -> Account:
     """Open the one account of `peer` with a zero balance."""
     account = Account(
         peer=peer,
@@ -102,8 +109,9 @@ def post(postings: list[Posting]) -> list[LedgerEntry]:
     return entries
 
 
-def _post_one(account: Account, *, actor: Scope, kind: str, amount: Decimal, reference: str | None,
-              description: str) -> tuple[LedgerEntry, bool]:
+def _post_one(
+    account: Account, *, actor: Scope, kind: str, amount: Decimal, reference: str | None, description: str
+) -> tuple[LedgerEntry, bool]:
     ensure_manages(actor, account.peer.reseller_id)
     amount = money(amount)
     if reference is not None:
@@ -140,35 +148,56 @@ def _post_one(account: Account, *, actor: Scope, kind: str, amount: Decimal, ref
 
 
 @retry_on_conflict
-def post_payment(account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None,
-                 description: str = "") -> tuple[LedgerEntry, bool]:
+def post_payment(
+    account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None, description: str = ""
+) -> tuple[LedgerEntry, bool]:
     """Credit a payment; posting the same reference again returns the first entry."""
     if money(amount) <= 0:
         raise DomainError("A payment is a positive amount.", field="amount")
-    return _post_one(account, actor=actor, kind=LedgerEntry.Kind.PAYMENT, amount=amount,
-                     reference=reference, description=description or "Payment")
+    return _post_one(
+        account,
+        actor=actor,
+        kind=LedgerEntry.Kind.PAYMENT,
+        amount=amount,
+        reference=reference,
+        description=description or "Payment",
+    )
 
 
 @retry_on_conflict
-def post_refund(account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None,
-                description: str = "") -> tuple[LedgerEntry, bool]:
+def post_refund(
+    account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None, description: str = ""
+) -> tuple[LedgerEntry, bool]:
     """Debit money paid back to the customer."""
     if money(amount) <= 0:
         raise DomainError("Give the refunded amount as a positive number.", field="amount")
-    return _post_one(account, actor=actor, kind=LedgerEntry.Kind.REFUND, amount=-money(amount),
-                     reference=reference, description=description or "Refund")
+    return _post_one(
+        account,
+        actor=actor,
+        kind=LedgerEntry.Kind.REFUND,
+        amount=-money(amount),
+        reference=reference,
+        description=description or "Refund",
+    )
 
 
 @retry_on_conflict
-def post_adjustment(account: Account, *, actor: Scope, amount: Decimal, reason: str,
-                    reference: str | None = None) -> tuple[LedgerEntry, bool]:
+def post_adjustment(
+    account: Account, *, actor: Scope, amount: Decimal, reason: str, reference: str | None = None
+) -> tuple[LedgerEntry, bool]:
     """Credit (positive) or debit (negative) a correction, with its reason."""
     if money(amount) == 0:
         raise DomainError("An adjustment moves a non-zero amount.", field="amount")
     if not reason.strip():
         raise DomainError("Say why the balance is adjusted.", field="reason")
-    return _post_one(account, actor=actor, kind=LedgerEntry.Kind.ADJUSTMENT, amount=amount,
-                     reference=reference, description=reason)
+    return _post_one(
+        account,
+        actor=actor,
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        amount=amount,
+        reference=reference,
+        description=reason,
+    )
 
 
 @retry_on_conflict
@@ -192,7 +221,9 @@ def post_call_charges(charges: list[tuple[Account, int, Decimal]]) -> int:
 def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:
     """Accounts whose cached balance differs from the sum of their ledger: [(account, balance, sum)]."""
     sums = dict(
-        LedgerEntry.objects.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total")
+        LedgerEntry.objects.values("account_id")
+        .annotate(total=Sum("amount"))
+        .values_list("account_id", "total")
     )
     return [
         (account, account.balance, money(sums.get(account.pk) or 0))

@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from apps.core.models import MoneyField
 from apps.cdr.querysets import CdrQuerySet
+from apps.core.models import MoneyField
 
 
 class Cdr(models.Model):
@@ -43,9 +43,7 @@ class Cdr(models.Model):
     sip_reason = models.CharField(max_length=128, blank=True)
     sell_cost = MoneyField(null=True, blank=True)
     buy_cost = MoneyField(null=True, blank=True)
-    rating_state = models.CharField(
-        max_length=7, choices=RatingState.choices, default=RatingState.UNRATED
-    )
+    rating_state = models.CharField(max_length=7, choices=RatingState.choices, default=RatingState.UNRATED)
     rating_error = models.CharField(max_length=200, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
 

@@ -22,7 +22,7 @@ class MoneyField(models.DecimalField):
         super().__init__(*args, **kwargs)
 
     def deconstruct(self):
-        name, path, args, kwargs = super().deconstruct()
+        name, _path, args, kwargs = super().deconstruct()
         return name, "apps.core.models.MoneyField", args, kwargs
 
 
@@ -35,7 +35,7 @@ class CurrencyField(models.CharField):
         super().__init__(*args, **kwargs)
 
     def deconstruct(self):
-        name, path, args, kwargs = super().deconstruct()
+        name, _path, args, kwargs = super().deconstruct()
         kwargs.pop("validators", None)
         return name, "apps.core.models.CurrencyField", args, kwargs
 

@@ -60,8 +60,10 @@ class ClusterSettings(models.Model):
     shared_ip = models.GenericIPAddressField(
         null=True, blank=True, help_text="Virtual IP moved between nodes by keepalived (VRRP)."
     )
+    # Dedicated-IP origination listens on every address and advertises each node's own.
     bind_address = models.GenericIPAddressField(
-        default="0.0.0.0", help_text="Address OpenSIPS listens on in dedicated-IP mode."
+        default="0.0.0.0",  # noqa: S104
+        help_text="Address OpenSIPS listens on in dedicated-IP mode.",
     )
     redirect_to_assigned_node = models.BooleanField(
         default=False,

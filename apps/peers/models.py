@@ -19,9 +19,7 @@ hostname_validator = RegexValidator(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
     "Enter a host name or an IP address.",
 )
-sip_user_validator = RegexValidator(
-    r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64)."
-)
+sip_user_validator = RegexValidator(r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64).")
 
 
 class Transport(models.TextChoices):
@@ -223,9 +221,7 @@ class SipAccount(TimestampedModel):
     class Meta:
         verbose_name = "SIP account"
         ordering = ["username"]
-        constraints = [
-            models.UniqueConstraint(fields=["username", "domain"], name="sipaccount_unique_login")
-        ]
+        constraints = [models.UniqueConstraint(fields=["username", "domain"], name="sipaccount_unique_login")]
 
     def __str__(self) -> str:
         return f"{self.username}@{self.domain}"
@@ -251,7 +247,9 @@ class Gateway(TimestampedModel):
     )
     priority = models.PositiveSmallIntegerField(default=0, help_text="Lower is tried first.")
     weight = models.PositiveSmallIntegerField(default=1, help_text="Share among equal priorities.")
-    probing = models.BooleanField(default=False, help_text="Send OPTIONS pings; skip when it does not answer.")
+    probing = models.BooleanField(
+        default=False, help_text="Send OPTIONS pings; skip when it does not answer."
+    )
     enabled = models.BooleanField(default=True)
 
     objects = PeerChildQuerySet.as_manager()
@@ -340,7 +338,9 @@ class Blocklist(TimestampedModel):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["reseller", "name"], name="blocklist_unique_name_per_owner")]
+        constraints = [
+            models.UniqueConstraint(fields=["reseller", "name"], name="blocklist_unique_name_per_owner")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -15,15 +15,31 @@ from apps.peers.models import Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.tenancy.scope import Scope
 
 PEER_SETTINGS = (
-    "name", "company", "enabled", "max_calls", "max_cps", "tech_prefix",
-    "sell_rate_table_id", "buy_rate_table_id", "notes",
+    "name",
+    "company",
+    "enabled",
+    "max_calls",
+    "max_cps",
+    "tech_prefix",
+    "sell_rate_table_id",
+    "buy_rate_table_id",
+    "notes",
 )
 
 
 @retry_on_conflict
-def create_peer(*, actor: Scope, name: str, role: str, reseller_id: int | None = None,
-                currency: str | None = None, account_mode: str = Account.Mode.PREPAID,
-                credit_limit=0, nodes=(), **settings) -> Peer:
+def create_peer(
+    *,
+    actor: Scope,
+    name: str,
+    role: str,
+    reseller_id: int | None = None,
+    currency: str | None = None,
+    account_mode: str = Account.Mode.PREPAID,
+    credit_limit=0,
+    nodes=(),
+    **settings,
+) -> Peer:
     """Create a peer with its account; a reseller's staff always create for their reseller."""
     if actor.is_reseller:
         reseller_id = actor.reseller_id
@@ -97,6 +113,7 @@ def resume_peer(peer: Peer, *, actor: Scope) -> Peer:
 # Endpoints, SIP accounts, gateways and rewrite rules share one shape: they belong to a
 # peer, whoever manages the peer manages them, and every change is audited.
 
+
 def _save_child(obj: Model, *, actor: Scope, verb: str) -> Model:
     ensure_manages(actor, obj.peer.reseller_id)
     return save_object(obj, actor=actor, action=f"{obj._meta.model_name}.{verb}")
@@ -105,25 +122,33 @@ def _save_child(obj: Model, *, actor: Scope, verb: str) -> Model:
 @retry_on_conflict
 def add_endpoint(peer: Peer, *, actor: Scope, ip: str, mask: int = 32, **fields) -> Endpoint:
     """Let calls from `ip/mask` be identified as `peer`."""
-    endpoint = apply_changes(Endpoint(peer=peer, ip=ip, mask=mask), fields,
-                             allowed=("port", "transport", "enabled", "description"))
+    endpoint = apply_changes(
+        Endpoint(peer=peer, ip=ip, mask=mask), fields, allowed=("port", "transport", "enabled", "description")
+    )
     return _save_child(endpoint, actor=actor, verb="created")
 
 
 @retry_on_conflict
 def add_gateway(peer: Peer, *, actor: Scope, name: str, host: str, **fields) -> Gateway:
     """Add a destination for calls terminated by supplier `peer`."""
-    gateway = apply_changes(Gateway(peer=peer, name=name, host=host), fields,
-                            allowed=editable_fields(Gateway(), exclude=("peer_id", "name", "host")))
+    gateway = apply_changes(
+        Gateway(peer=peer, name=name, host=host),
+        fields,
+        allowed=editable_fields(Gateway(), exclude=("peer_id", "name", "host")),
+    )
     return _save_child(gateway, actor=actor, verb="created")
 
 
 @retry_on_conflict
-def add_rewrite_rule(peer: Peer, *, actor: Scope, field: str, pattern: str, replacement: str = "",
-                     **fields) -> RewriteRule:
+def add_rewrite_rule(
+    peer: Peer, *, actor: Scope, field: str, pattern: str, replacement: str = "", **fields
+) -> RewriteRule:
     """Rewrite a number of `peer`'s calls with a regular expression."""
-    rule = apply_changes(RewriteRule(peer=peer, field=field, pattern=pattern, replacement=replacement),
-                         fields, allowed=("direction", "position", "enabled"))
+    rule = apply_changes(
+        RewriteRule(peer=peer, field=field, pattern=pattern, replacement=replacement),
+        fields,
+        allowed=("direction", "position", "enabled"),
+    )
     return _save_child(rule, actor=actor, verb="created")
 
 
@@ -161,13 +186,15 @@ def _check_sip_password(password: str) -> None:
 
 
 @retry_on_conflict
-def add_sip_account(peer: Peer, *, actor: Scope, username: str, domain: str, password: str,
-                    enabled: bool = True) -> SipAccount:
+def add_sip_account(
+    peer: Peer, *, actor: Scope, username: str, domain: str, password: str, enabled: bool = True
+) -> SipAccount:
     """Create a digest login for `peer`; the clear password is hashed and forgotten."""
     _check_sip_password(password)
     ha1, ha1_sha256 = sip_digests(username, domain, password)
-    account = SipAccount(peer=peer, username=username, domain=domain, ha1=ha1,
-                         ha1_sha256=ha1_sha256, enabled=enabled)
+    account = SipAccount(
+        peer=peer, username=username, domain=domain, ha1=ha1, ha1_sha256=ha1_sha256, enabled=enabled
+    )
     return _save_child(account, actor=actor, verb="created")
 
 

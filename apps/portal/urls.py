@@ -1,9 +1,12 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
+
+from apps.portal import views
 
 app_name = "portal"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("", auth_views.LoginView.as_view(), name="dashboard"),
+    path("", views.dashboard, name="dashboard"),
+    path("calls/", views.cdrs, name="cdrs"),
+    path("login/", views.PortalLoginView.as_view(), name="login"),
+    path("logout/", views.PortalLogoutView.as_view(), name="logout"),
 ]

@@ -21,4 +21,6 @@ class RateQuerySet(ScopedQuerySet):
 
     def effective_at(self, moment):
         """Rates in force at `moment`: started, and not yet ended."""
-        return self.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=moment), effective_from__lte=moment)
+        return self.filter(
+            Q(effective_to__isnull=True) | Q(effective_to__gt=moment), effective_from__lte=moment
+        )

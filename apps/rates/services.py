@@ -14,8 +14,9 @@ TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "description
 
 
 @retry_on_conflict
-def create_rate_table(*, actor: Scope, name: str, purpose: str, currency: str,
-                      reseller_id: int | None = None, **fields) -> RateTable:
+def create_rate_table(
+    *, actor: Scope, name: str, purpose: str, currency: str, reseller_id: int | None = None, **fields
+) -> RateTable:
     """Create an empty price list; a reseller's staff always create sell lists of their own."""
     if actor.is_reseller:
         reseller_id = actor.reseller_id

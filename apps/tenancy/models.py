@@ -35,9 +35,7 @@ class Membership(models.Model):
     A user with no membership is nobody unless it is a superuser (the operator).
     """
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
     reseller = models.ForeignKey(
         Reseller, null=True, blank=True, on_delete=models.CASCADE, related_name="staff"
     )

@@ -13,4 +13,3 @@ class ApiKeyQuerySet(ScopedQuerySet):
 
     def usable(self):
         return self.filter(revoked_at__isnull=True)
-

@@ -37,8 +37,9 @@ def _create_login(*, username: str, password: str, email: str, is_staff: bool):
 
 
 @retry_on_conflict
-def add_reseller_staff(reseller: Reseller, *, actor: Scope, username: str, password: str,
-                       email: str = "") -> Membership:
+def add_reseller_staff(
+    reseller: Reseller, *, actor: Scope, username: str, password: str, email: str = ""
+) -> Membership:
     """Create an admin login that sees and manages only `reseller`'s objects."""
     ensure_manages(actor, reseller.pk)
     user = _create_login(username=username, password=password, email=email, is_staff=True)
@@ -60,8 +61,9 @@ def add_customer_login(peer, *, actor: Scope, username: str, password: str, emai
 
 
 @retry_on_conflict
-def create_api_key(*, actor: Scope, name: str, scope: str, reseller: Reseller | None = None,
-                   peer=None) -> tuple[ApiKey, str]:
+def create_api_key(
+    *, actor: Scope, name: str, scope: str, reseller: Reseller | None = None, peer=None
+) -> tuple[ApiKey, str]:
     """Issue an API key; returns the key and its token, which is shown once and never stored."""
     if actor.is_customer:
         raise NotAllowed("Customers cannot issue API keys.")
@@ -76,7 +78,7 @@ def create_api_key(*, actor: Scope, name: str, scope: str, reseller: Reseller | 
         scope=scope,
         reseller=reseller,
         peer=peer,
-        lookup=token[len(ApiKey.PREFIX):][:8],
+        lookup=token[len(ApiKey.PREFIX) :][:8],
         digest=ApiKey.digest_of(token),
         created_by=actor.user,
     )
@@ -99,12 +101,7 @@ def authenticate_api_key(token: str) -> ApiKey | None:
     """Return the usable key for `token`, or None. One indexed lookup by digest."""
     if not token.startswith(ApiKey.PREFIX):
         return None
-    key = (
-        ApiKey.objects.usable()
-        .select_related("peer")
-        .filter(digest=ApiKey.digest_of(token))
-        .first()
-    )
+    key = ApiKey.objects.usable().select_related("peer").filter(digest=ApiKey.digest_of(token)).first()
     if key is None:
         return None
     now = timezone.now()

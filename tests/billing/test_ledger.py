@@ -33,7 +33,7 @@ def test_payment_credits_the_balance_through_one_ledger_row(cast, system):
 def test_the_same_payment_reference_is_posted_once(cast, system):
     account = cast.a.customer.account
     billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-7")
-    entry, created = billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-7")
+    _, created = billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-7")
     assert not created
     assert balance_of(cast.a.customer) == Decimal("10")
     assert LedgerEntry.objects.filter(account=account).count() == 1
@@ -91,7 +91,9 @@ def test_ledger_entries_cannot_be_changed_or_deleted(cast, system):
 
 def test_call_charges_are_posted_once_per_cdr(cast, system):
     account = cast.a.customer.account
-    cdrs = [CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)]
+    cdrs = [
+        CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)
+    ]
     charges = [(account, cdr.pk, cdr.sell_cost) for cdr in cdrs]
     assert billing.post_call_charges(charges) == 3
     assert billing.post_call_charges(charges) == 0
@@ -116,7 +118,11 @@ money_amounts = st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["payment", "refund", "adjustment", "charge"]), money_amounts), max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["payment", "refund", "adjustment", "charge"]), money_amounts), max_size=12
+    )
+)
 def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
     account = cast.operator_customer.account
     for kind, amount in operations:

@@ -29,7 +29,9 @@ def fresh_stats():
 @pytest.mark.django_db(transaction=True)
 def test_two_connections_that_really_deadlock_both_commit_after_one_retry():
     if connection.vendor == "sqlite":
-        pytest.skip("SQLite has a single writer and cannot deadlock; run with a mysql:// or postgres:// DATABASE_URL")
+        pytest.skip(
+            "SQLite has a single writer and cannot deadlock; run with a mysql:// or postgres:// DATABASE_URL"
+        )
     first, second = NodeFactory(name="one", sip_port=5060), NodeFactory(name="two", sip_port=5060)
     # Each thread locks its first row, waits until the other holds its own, then reaches for
     # the other's: a lock cycle the server must break by killing one transaction.

@@ -16,7 +16,9 @@ from tests.factories import make_peer, make_rate_table
 
 def test_creating_a_peer_opens_its_account_and_audits(cast):
     actor = Scope.of_user(cast.a.staff)
-    peer = services.create_peer(actor=actor, name="New PBX", role="customer", sell_rate_table_id=cast.a.sell_table.pk)
+    peer = services.create_peer(
+        actor=actor, name="New PBX", role="customer", sell_rate_table_id=cast.a.sell_table.pk
+    )
     assert peer.reseller == cast.a.reseller
     account = Account.objects.get(peer=peer)
     assert (account.currency, account.balance) == ("USD", 0)
@@ -35,7 +37,10 @@ def test_reseller_staff_always_create_for_their_own_reseller(cast):
 def test_a_reseller_cannot_use_another_resellers_price_list(cast):
     with pytest.raises(ValidationError) as error:
         services.create_peer(
-            actor=Scope.of_user(cast.a.staff), name="X", role="customer", sell_rate_table_id=cast.b.sell_table.pk
+            actor=Scope.of_user(cast.a.staff),
+            name="X",
+            role="customer",
+            sell_rate_table_id=cast.b.sell_table.pk,
         )
     assert "sell_rate_table" in error.value.message_dict
     assert not Peer.objects.filter(name="X").exists()
@@ -59,14 +64,19 @@ def test_suspension_needs_a_reason_and_can_be_lifted(cast, system):
     assert not Peer.objects.active().filter(pk=peer.pk).exists()
     peer = services.resume_peer(peer, actor=system)
     assert peer.status == "active"
-    assert list(AuditEntry.objects.filter(object_id=str(peer.pk), action__startswith="peer.s").values_list(
-        "action", flat=True)) == ["peer.suspended"]
+    assert list(
+        AuditEntry.objects.filter(object_id=str(peer.pk), action__startswith="peer.s").values_list(
+            "action", flat=True
+        )
+    ) == ["peer.suspended"]
 
 
 def test_update_refuses_fields_that_are_not_settings(cast, system):
     with pytest.raises(NotAllowed):
         services.update_peer(cast.a.customer, actor=system, changes={"reseller_id": cast.b.reseller.pk})
-    changed = services.update_peer(cast.a.customer, actor=system, changes={"max_calls": 30, "tech_prefix": "123"})
+    changed = services.update_peer(
+        cast.a.customer, actor=system, changes={"max_calls": 30, "tech_prefix": "123"}
+    )
     assert (changed.max_calls, changed.tech_prefix) == (30, "123")
     entry = AuditEntry.objects.filter(action="peer.changed").latest("id")
     assert entry.data["changes"]["max_calls"] == [None, 30]
@@ -99,7 +109,9 @@ def test_an_endpoint_is_a_network_and_cannot_be_shared_without_a_tech_prefix(cas
 
 
 def test_suppliers_get_gateways_and_customers_do_not(cast, system):
-    gateway = services.add_gateway(cast.supplier, actor=system, name="gw1", host="203.0.113.10", transport="tcp")
+    gateway = services.add_gateway(
+        cast.supplier, actor=system, name="gw1", host="203.0.113.10", transport="tcp"
+    )
     assert gateway.uri == "sip:203.0.113.10:5060;transport=tcp"
     with pytest.raises(ValidationError):
         services.add_gateway(cast.a.customer, actor=system, name="gw1", host="203.0.113.11")
@@ -114,38 +126,48 @@ def test_sip_accounts_store_only_digests(cast, system):
     assert stored.ha1_sha256 == hashlib.sha256(b"pbx100:sip.example.com:Corr3ct-Horse").hexdigest()
     assert "Corr3ct-Horse" not in str(SipAccount.objects.filter(pk=account.pk).values().get())
     with pytest.raises(DomainError):
-        services.add_sip_account(cast.a.customer, actor=system, username="pbx101", domain="sip.example.com",
-                                 password="short")
+        services.add_sip_account(
+            cast.a.customer, actor=system, username="pbx101", domain="sip.example.com", password="short"
+        )
 
 
 def test_a_customer_can_change_its_own_sip_password_only(cast, system):
-    mine = services.add_sip_account(cast.a.customer, actor=system, username="a1", domain="sip.example.com",
-                                    password="Initial-pass-1")
-    theirs = services.add_sip_account(cast.b.customer, actor=system, username="b1", domain="sip.example.com",
-                                      password="Initial-pass-1")
+    mine = services.add_sip_account(
+        cast.a.customer, actor=system, username="a1", domain="sip.example.com", password="Initial-pass-1"
+    )
+    theirs = services.add_sip_account(
+        cast.b.customer, actor=system, username="b1", domain="sip.example.com", password="Initial-pass-1"
+    )
     before = theirs.ha1
     services.set_sip_password(mine, actor=Scope.of_user(cast.a.customer_user), password="Another-pass-2")
     with pytest.raises(NotAllowed):
-        services.set_sip_password(theirs, actor=Scope.of_user(cast.a.customer_user), password="Another-pass-2")
+        services.set_sip_password(
+            theirs, actor=Scope.of_user(cast.a.customer_user), password="Another-pass-2"
+        )
     theirs.refresh_from_db()
     assert theirs.ha1 == before
 
 
 def test_rewrite_rules_are_valid_regular_expressions(cast, system):
-    rule = services.add_rewrite_rule(cast.a.customer, actor=system, field="callee", pattern=r"^00(\d+)$",
-                                     replacement=r"\1")
+    rule = services.add_rewrite_rule(
+        cast.a.customer, actor=system, field="callee", pattern=r"^00(\d+)$", replacement=r"\1"
+    )
     assert rule.apply("0044123") == "44123"
     with pytest.raises(ValidationError):
         services.add_rewrite_rule(cast.a.customer, actor=system, field="callee", pattern="(unclosed")
     with pytest.raises(ValidationError):
-        services.add_rewrite_rule(cast.a.customer, actor=system, field="callee", pattern=r"^(\d+)$",
-                                  replacement=r"\2")
+        services.add_rewrite_rule(
+            cast.a.customer, actor=system, field="callee", pattern=r"^(\d+)$", replacement=r"\2"
+        )
     assert RewriteRule.objects.count() == 1
 
 
 def test_visibility_follows_the_owner(cast):
-    extra = make_peer("A second", reseller=cast.a.reseller, sell_rate_table_id=make_rate_table(
-        "Retail A2", reseller=cast.a.reseller).pk)
+    extra = make_peer(
+        "A second",
+        reseller=cast.a.reseller,
+        sell_rate_table_id=make_rate_table("Retail A2", reseller=cast.a.reseller).pk,
+    )
     assert set(Peer.objects.visible_to(cast.a.staff)) == {cast.a.customer, extra}
     assert set(Peer.objects.visible_to(Scope.of_user(cast.b.customer_user))) == {cast.b.customer}
     assert Peer.objects.visible_to(None).count() == 0

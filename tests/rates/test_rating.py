@@ -48,7 +48,9 @@ def test_a_started_millisecond_counts_as_a_second():
 
 
 def test_call_cost_is_exact_decimal_money():
-    tariff = Tariff(price=Decimal("0.0123"), connection_fee=Decimal("0.01"), min_seconds=30, increment_seconds=6)
+    tariff = Tariff(
+        price=Decimal("0.0123"), connection_fee=Decimal("0.01"), min_seconds=30, increment_seconds=6
+    )
     assert call_cost(tariff, 31_000) == (36, Decimal("0.017380"))
     assert call_cost(tariff, 0) == (0, Decimal("0"))
     with pytest.raises(TypeError):

@@ -53,10 +53,18 @@ def test_an_unsupported_database_is_refused():
 def _django_setup(env: dict) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL")}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-         "print(settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"],
-        cwd=ROOT, env={**base, "DJANGO_SETTINGS_MODULE": "smartswitch.settings", **env},
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])",
+        ],
+        cwd=ROOT,
+        env={**base, "DJANGO_SETTINGS_MODULE": "smartswitch.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -5,26 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('audit', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("audit", "0001_initial"),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='auditentry',
-            name='reseller',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.reseller'),
+            model_name="auditentry",
+            name="reseller",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="tenancy.reseller",
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditentry',
-            index=models.Index(fields=['object_type', 'object_id'], name='audit_object_idx'),
+            model_name="auditentry",
+            index=models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
         ),
         migrations.AddIndex(
-            model_name='auditentry',
-            index=models.Index(fields=['-created_at'], name='audit_time_idx'),
+            model_name="auditentry",
+            index=models.Index(fields=["-created_at"], name="audit_time_idx"),
         ),
     ]

@@ -5,43 +5,90 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Account',
+            name="Account",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('currency', apps.core.models.CurrencyField(max_length=3)),
-                ('mode', models.CharField(choices=[('prepaid', 'Prepaid'), ('postpaid', 'Postpaid')], default='prepaid', max_length=8)),
-                ('credit_limit', apps.core.models.MoneyField(decimal_places=6, default=0, help_text='Postpaid: how far below zero the balance may go.', max_digits=20)),
-                ('low_balance_threshold', apps.core.models.MoneyField(blank=True, decimal_places=6, help_text='Warn the customer when the balance falls below this.', max_digits=20, null=True)),
-                ('balance', apps.core.models.MoneyField(decimal_places=6, default=0, editable=False, max_digits=20)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("currency", apps.core.models.CurrencyField(max_length=3)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("prepaid", "Prepaid"), ("postpaid", "Postpaid")],
+                        default="prepaid",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "credit_limit",
+                    apps.core.models.MoneyField(
+                        decimal_places=6,
+                        default=0,
+                        help_text="Postpaid: how far below zero the balance may go.",
+                        max_digits=20,
+                    ),
+                ),
+                (
+                    "low_balance_threshold",
+                    apps.core.models.MoneyField(
+                        blank=True,
+                        decimal_places=6,
+                        help_text="Warn the customer when the balance falls below this.",
+                        max_digits=20,
+                        null=True,
+                    ),
+                ),
+                (
+                    "balance",
+                    apps.core.models.MoneyField(decimal_places=6, default=0, editable=False, max_digits=20),
+                ),
             ],
             options={
-                'ordering': ['peer__name'],
+                "ordering": ["peer__name"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('charge', 'Call charge'), ('payment', 'Payment'), ('refund', 'Refund'), ('fee', 'Periodic fee'), ('adjustment', 'Adjustment')], max_length=10)),
-                ('amount', apps.core.models.MoneyField(decimal_places=6, max_digits=20)),
-                ('reference', models.CharField(blank=True, max_length=100, null=True)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('actor_label', models.CharField(default='system', max_length=100)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("charge", "Call charge"),
+                            ("payment", "Payment"),
+                            ("refund", "Refund"),
+                            ("fee", "Periodic fee"),
+                            ("adjustment", "Adjustment"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("amount", apps.core.models.MoneyField(decimal_places=6, max_digits=20)),
+                ("reference", models.CharField(blank=True, max_length=100, null=True)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("actor_label", models.CharField(default="system", max_length=100)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

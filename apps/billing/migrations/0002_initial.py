@@ -6,43 +6,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('billing', '0001_initial'),
-        ('cdr', '0001_initial'),
-        ('peers', '0001_initial'),
+        ("billing", "0001_initial"),
+        ("cdr", "0001_initial"),
+        ("peers", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='peer',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='account', to='peers.peer'),
+            model_name="account",
+            name="peer",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT, related_name="account", to="peers.peer"
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='account',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='billing.account'),
+            model_name="ledgerentry",
+            name="account",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="entries", to="billing.account"
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="ledgerentry",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='cdr',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='cdr.cdr'),
+            model_name="ledgerentry",
+            name="cdr",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="ledger_entries",
+                to="cdr.cdr",
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(fields=['account', '-created_at'], name='ledger_account_time_idx'),
+            model_name="ledgerentry",
+            index=models.Index(fields=["account", "-created_at"], name="ledger_account_time_idx"),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(fields=('account', 'kind', 'reference'), name='ledger_unique_reference_per_kind'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(
+                fields=("account", "kind", "reference"), name="ledger_unique_reference_per_kind"
+            ),
         ),
     ]

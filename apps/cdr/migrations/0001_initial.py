@@ -5,41 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Cdr',
+            name="Cdr",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('call_id', models.CharField(max_length=255)),
-                ('from_tag', models.CharField(blank=True, max_length=128)),
-                ('to_tag', models.CharField(blank=True, max_length=128)),
-                ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('caller', models.CharField(blank=True, max_length=64)),
-                ('callee', models.CharField(blank=True, max_length=64)),
-                ('callee_out', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(help_text='When the INVITE arrived.')),
-                ('answered_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('duration_ms', models.PositiveBigIntegerField(default=0, help_text='Answered time, exact.')),
-                ('billable_seconds', models.PositiveIntegerField(default=0, help_text='Customer side.')),
-                ('supplier_billable_seconds', models.PositiveIntegerField(default=0)),
-                ('sip_code', models.PositiveSmallIntegerField()),
-                ('sip_reason', models.CharField(blank=True, max_length=128)),
-                ('sell_cost', apps.core.models.MoneyField(blank=True, decimal_places=6, max_digits=20, null=True)),
-                ('buy_cost', apps.core.models.MoneyField(blank=True, decimal_places=6, max_digits=20, null=True)),
-                ('rating_state', models.CharField(choices=[('unrated', 'Not rated yet'), ('rated', 'Rated'), ('error', 'Cannot be rated')], default='unrated', max_length=7)),
-                ('rating_error', models.CharField(blank=True, max_length=200)),
-                ('rated_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("call_id", models.CharField(max_length=255)),
+                ("from_tag", models.CharField(blank=True, max_length=128)),
+                ("to_tag", models.CharField(blank=True, max_length=128)),
+                ("source_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("caller", models.CharField(blank=True, max_length=64)),
+                ("callee", models.CharField(blank=True, max_length=64)),
+                ("callee_out", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(help_text="When the INVITE arrived.")),
+                ("answered_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("duration_ms", models.PositiveBigIntegerField(default=0, help_text="Answered time, exact.")),
+                ("billable_seconds", models.PositiveIntegerField(default=0, help_text="Customer side.")),
+                ("supplier_billable_seconds", models.PositiveIntegerField(default=0)),
+                ("sip_code", models.PositiveSmallIntegerField()),
+                ("sip_reason", models.CharField(blank=True, max_length=128)),
+                (
+                    "sell_cost",
+                    apps.core.models.MoneyField(blank=True, decimal_places=6, max_digits=20, null=True),
+                ),
+                (
+                    "buy_cost",
+                    apps.core.models.MoneyField(blank=True, decimal_places=6, max_digits=20, null=True),
+                ),
+                (
+                    "rating_state",
+                    models.CharField(
+                        choices=[
+                            ("unrated", "Not rated yet"),
+                            ("rated", "Rated"),
+                            ("error", "Cannot be rated"),
+                        ],
+                        default="unrated",
+                        max_length=7,
+                    ),
+                ),
+                ("rating_error", models.CharField(blank=True, max_length=200)),
+                ("rated_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'CDR',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "CDR",
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

@@ -5,54 +5,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cdr', '0001_initial'),
-        ('nodes', '0001_initial'),
-        ('peers', '0001_initial'),
+        ("cdr", "0001_initial"),
+        ("nodes", "0001_initial"),
+        ("peers", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='cdr',
-            name='customer',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='cdrs_as_customer', to='peers.peer'),
+            model_name="cdr",
+            name="customer",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="cdrs_as_customer",
+                to="peers.peer",
+            ),
         ),
         migrations.AddField(
-            model_name='cdr',
-            name='gateway',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cdrs', to='peers.gateway'),
+            model_name="cdr",
+            name="gateway",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="cdrs",
+                to="peers.gateway",
+            ),
         ),
         migrations.AddField(
-            model_name='cdr',
-            name='node',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='cdrs', to='nodes.node'),
+            model_name="cdr",
+            name="node",
+            field=models.ForeignKey(
+                null=True, on_delete=django.db.models.deletion.PROTECT, related_name="cdrs", to="nodes.node"
+            ),
         ),
         migrations.AddField(
-            model_name='cdr',
-            name='supplier',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='cdrs_as_supplier', to='peers.peer'),
+            model_name="cdr",
+            name="supplier",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="cdrs_as_supplier",
+                to="peers.peer",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cdr',
-            index=models.Index(fields=['customer', 'created_at'], name='cdr_customer_time_idx'),
+            model_name="cdr",
+            index=models.Index(fields=["customer", "created_at"], name="cdr_customer_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='cdr',
-            index=models.Index(fields=['supplier', 'created_at'], name='cdr_supplier_time_idx'),
+            model_name="cdr",
+            index=models.Index(fields=["supplier", "created_at"], name="cdr_supplier_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='cdr',
-            index=models.Index(fields=['created_at'], name='cdr_time_idx'),
+            model_name="cdr",
+            index=models.Index(fields=["created_at"], name="cdr_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='cdr',
-            index=models.Index(fields=['rating_state', 'id'], name='cdr_rating_queue_idx'),
+            model_name="cdr",
+            index=models.Index(fields=["rating_state", "id"], name="cdr_rating_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='cdr',
-            index=models.Index(fields=['call_id'], name='cdr_call_id_idx'),
+            model_name="cdr",
+            index=models.Index(fields=["call_id"], name="cdr_call_id_idx"),
         ),
     ]

@@ -5,45 +5,102 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ClusterSettings',
+            name="ClusterSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('origination_mode', models.CharField(choices=[('dedicated', 'Dedicated IP per node'), ('shared', 'Shared cluster IP')], default='dedicated', max_length=10)),
-                ('shared_ip', models.GenericIPAddressField(blank=True, help_text='Virtual IP moved between nodes by keepalived (VRRP).', null=True)),
-                ('bind_address', models.GenericIPAddressField(default='0.0.0.0', help_text='Address OpenSIPS listens on in dedicated-IP mode.')),
-                ('redirect_to_assigned_node', models.BooleanField(default=False, help_text='Answer calls that reach a node their peer is not assigned to with a redirect to an assigned node instead of a rejection.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "origination_mode",
+                    models.CharField(
+                        choices=[("dedicated", "Dedicated IP per node"), ("shared", "Shared cluster IP")],
+                        default="dedicated",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "shared_ip",
+                    models.GenericIPAddressField(
+                        blank=True,
+                        help_text="Virtual IP moved between nodes by keepalived (VRRP).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "bind_address",
+                    models.GenericIPAddressField(
+                        default="0.0.0.0", help_text="Address OpenSIPS listens on in dedicated-IP mode."
+                    ),
+                ),
+                (
+                    "redirect_to_assigned_node",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Answer calls that reach a node their peer is not assigned to with a redirect to an assigned node instead of a rejection.",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'cluster settings',
-                'verbose_name_plural': 'cluster settings',
+                "verbose_name": "cluster settings",
+                "verbose_name_plural": "cluster settings",
             },
         ),
         migrations.CreateModel(
-            name='Node',
+            name="Node",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=31, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9-]{0,30}$', 'Lower-case letters, digits and dashes (it names a task queue).')])),
-                ('management_address', models.GenericIPAddressField(help_text='Address for MI, ESL, rsync and Galera traffic between nodes.')),
-                ('sip_address', models.GenericIPAddressField(help_text='Dedicated SIP address of this node, given to peers for their ACLs.')),
-                ('sip_port', models.PositiveIntegerField(default=5060)),
-                ('public_hostname', models.CharField(blank=True, max_length=253)),
-                ('enabled', models.BooleanField(default=True)),
-                ('last_heartbeat', models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=31,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9-]{0,30}$",
+                                "Lower-case letters, digits and dashes (it names a task queue).",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "management_address",
+                    models.GenericIPAddressField(
+                        help_text="Address for MI, ESL, rsync and Galera traffic between nodes."
+                    ),
+                ),
+                (
+                    "sip_address",
+                    models.GenericIPAddressField(
+                        help_text="Dedicated SIP address of this node, given to peers for their ACLs."
+                    ),
+                ),
+                ("sip_port", models.PositiveIntegerField(default=5060)),
+                ("public_hostname", models.CharField(blank=True, max_length=253)),
+                ("enabled", models.BooleanField(default=True)),
+                ("last_heartbeat", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(fields=('sip_address', 'sip_port'), name='node_unique_sip_socket')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("sip_address", "sip_port"), name="node_unique_sip_socket")
+                ],
             },
         ),
     ]

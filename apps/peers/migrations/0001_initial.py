@@ -6,128 +6,314 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Blocklist',
+            name="Blocklist",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('destination', 'Destination prefixes'), ('caller', 'Caller numbers'), ('callee', 'Callee numbers')], max_length=11)),
-                ('applies_to_all', models.BooleanField(default=False, help_text='Checked for every call, not only for the peers that use it.')),
-                ('description', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("destination", "Destination prefixes"),
+                            ("caller", "Caller numbers"),
+                            ("callee", "Callee numbers"),
+                        ],
+                        max_length=11,
+                    ),
+                ),
+                (
+                    "applies_to_all",
+                    models.BooleanField(
+                        default=False, help_text="Checked for every call, not only for the peers that use it."
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='BlocklistEntry',
+            name="BlocklistEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('prefix', models.CharField(max_length=32, validators=[django.core.validators.RegexValidator(re.compile('^[0-9]+$'), 'Use digits only.')])),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        max_length=32,
+                        validators=[
+                            django.core.validators.RegexValidator(re.compile("^[0-9]+$"), "Use digits only.")
+                        ],
+                    ),
+                ),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'blocklist entries',
-                'ordering': ['blocklist', 'prefix'],
+                "verbose_name_plural": "blocklist entries",
+                "ordering": ["blocklist", "prefix"],
             },
         ),
         migrations.CreateModel(
-            name='Endpoint',
+            name="Endpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ip', models.GenericIPAddressField(verbose_name='IP address')),
-                ('mask', models.PositiveSmallIntegerField(default=32, help_text='Prefix length: 32 for one IPv4 host.')),
-                ('port', models.PositiveIntegerField(default=0, help_text='0 matches any source port.')),
-                ('transport', models.CharField(choices=[('any', 'Any'), ('udp', 'UDP'), ('tcp', 'TCP'), ('tls', 'TLS')], default='any', max_length=3)),
-                ('enabled', models.BooleanField(default=True)),
-                ('description', models.CharField(blank=True, max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ip", models.GenericIPAddressField(verbose_name="IP address")),
+                (
+                    "mask",
+                    models.PositiveSmallIntegerField(
+                        default=32, help_text="Prefix length: 32 for one IPv4 host."
+                    ),
+                ),
+                ("port", models.PositiveIntegerField(default=0, help_text="0 matches any source port.")),
+                (
+                    "transport",
+                    models.CharField(
+                        choices=[("any", "Any"), ("udp", "UDP"), ("tcp", "TCP"), ("tls", "TLS")],
+                        default="any",
+                        max_length=3,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("description", models.CharField(blank=True, max_length=200)),
             ],
             options={
-                'ordering': ['peer', 'ip'],
+                "ordering": ["peer", "ip"],
             },
         ),
         migrations.CreateModel(
-            name='Gateway',
+            name="Gateway",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=64)),
-                ('host', models.CharField(max_length=253, validators=[django.core.validators.RegexValidator('^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$', 'Enter a host name or an IP address.')])),
-                ('port', models.PositiveIntegerField(default=5060)),
-                ('transport', models.CharField(choices=[('udp', 'UDP'), ('tcp', 'TCP'), ('tls', 'TLS')], default='udp', max_length=3)),
-                ('strip_digits', models.PositiveSmallIntegerField(default=0, help_text='Leading digits removed from the callee before sending.')),
-                ('prefix', models.CharField(blank=True, help_text='Digits put before the callee.', max_length=16, validators=[django.core.validators.RegexValidator(re.compile('^[0-9]+$'), 'Use digits only.')])),
-                ('priority', models.PositiveSmallIntegerField(default=0, help_text='Lower is tried first.')),
-                ('weight', models.PositiveSmallIntegerField(default=1, help_text='Share among equal priorities.')),
-                ('probing', models.BooleanField(default=False, help_text='Send OPTIONS pings; skip when it does not answer.')),
-                ('enabled', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "host",
+                    models.CharField(
+                        max_length=253,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+                                "Enter a host name or an IP address.",
+                            )
+                        ],
+                    ),
+                ),
+                ("port", models.PositiveIntegerField(default=5060)),
+                (
+                    "transport",
+                    models.CharField(
+                        choices=[("udp", "UDP"), ("tcp", "TCP"), ("tls", "TLS")], default="udp", max_length=3
+                    ),
+                ),
+                (
+                    "strip_digits",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Leading digits removed from the callee before sending."
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        blank=True,
+                        help_text="Digits put before the callee.",
+                        max_length=16,
+                        validators=[
+                            django.core.validators.RegexValidator(re.compile("^[0-9]+$"), "Use digits only.")
+                        ],
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField(default=0, help_text="Lower is tried first.")),
+                (
+                    "weight",
+                    models.PositiveSmallIntegerField(default=1, help_text="Share among equal priorities."),
+                ),
+                (
+                    "probing",
+                    models.BooleanField(
+                        default=False, help_text="Send OPTIONS pings; skip when it does not answer."
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['peer', 'priority', 'name'],
+                "ordering": ["peer", "priority", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Peer',
+            name="Peer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('company', models.CharField(blank=True, max_length=200)),
-                ('role', models.CharField(choices=[('customer', 'Customer (originator)'), ('supplier', 'Supplier (terminator)'), ('user', 'User (both directions)')], max_length=8)),
-                ('enabled', models.BooleanField(default=True)),
-                ('suspended_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('suspended_reason', models.CharField(blank=True, editable=False, max_length=200)),
-                ('max_calls', models.PositiveIntegerField(blank=True, help_text='Concurrent calls; empty for no limit.', null=True)),
-                ('max_cps', models.PositiveIntegerField(blank=True, help_text='New calls per second; empty for no limit.', null=True)),
-                ('tech_prefix', models.CharField(blank=True, help_text='Digits before the number that tell this peer apart from others on the same IP.', max_length=16, validators=[django.core.validators.RegexValidator(re.compile('^[0-9]+$'), 'Use digits only.')])),
-                ('notes', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                ("company", models.CharField(blank=True, max_length=200)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("customer", "Customer (originator)"),
+                            ("supplier", "Supplier (terminator)"),
+                            ("user", "User (both directions)"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("suspended_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("suspended_reason", models.CharField(blank=True, editable=False, max_length=200)),
+                (
+                    "max_calls",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Concurrent calls; empty for no limit.", null=True
+                    ),
+                ),
+                (
+                    "max_cps",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="New calls per second; empty for no limit.", null=True
+                    ),
+                ),
+                (
+                    "tech_prefix",
+                    models.CharField(
+                        blank=True,
+                        help_text="Digits before the number that tell this peer apart from others on the same IP.",
+                        max_length=16,
+                        validators=[
+                            django.core.validators.RegexValidator(re.compile("^[0-9]+$"), "Use digits only.")
+                        ],
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='RewriteRule',
+            name="RewriteRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field', models.CharField(choices=[('caller', 'Caller number'), ('caller_name', 'Caller name'), ('callee', 'Callee number')], max_length=11)),
-                ('direction', models.CharField(choices=[('ingress', 'Ingress (calls from this peer)'), ('egress', 'Egress (calls to this peer)')], default='ingress', max_length=7)),
-                ('pattern', models.CharField(help_text='Python regular expression, e.g. ^00(\\d+)$', max_length=200)),
-                ('replacement', models.CharField(blank=True, help_text='e.g. \\1', max_length=200)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('enabled', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "field",
+                    models.CharField(
+                        choices=[
+                            ("caller", "Caller number"),
+                            ("caller_name", "Caller name"),
+                            ("callee", "Callee number"),
+                        ],
+                        max_length=11,
+                    ),
+                ),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[
+                            ("ingress", "Ingress (calls from this peer)"),
+                            ("egress", "Egress (calls to this peer)"),
+                        ],
+                        default="ingress",
+                        max_length=7,
+                    ),
+                ),
+                (
+                    "pattern",
+                    models.CharField(help_text="Python regular expression, e.g. ^00(\\d+)$", max_length=200),
+                ),
+                ("replacement", models.CharField(blank=True, help_text="e.g. \\1", max_length=200)),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['peer', 'direction', 'field', 'position'],
+                "ordering": ["peer", "direction", "field", "position"],
             },
         ),
         migrations.CreateModel(
-            name='SipAccount',
+            name="SipAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('username', models.CharField(max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9._+-]{1,64}$', 'Letters, digits and . _ + - (at most 64).')])),
-                ('domain', models.CharField(max_length=253, validators=[django.core.validators.RegexValidator('^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$', 'Enter a host name or an IP address.')])),
-                ('ha1', models.CharField(editable=False, help_text='MD5(username:domain:password)', max_length=32)),
-                ('ha1_sha256', models.CharField(editable=False, max_length=64)),
-                ('enabled', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "username",
+                    models.CharField(
+                        max_length=64,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64)."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "domain",
+                    models.CharField(
+                        max_length=253,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+                                "Enter a host name or an IP address.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "ha1",
+                    models.CharField(
+                        editable=False, help_text="MD5(username:domain:password)", max_length=32
+                    ),
+                ),
+                ("ha1_sha256", models.CharField(editable=False, max_length=64)),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'verbose_name': 'SIP account',
-                'ordering': ['username'],
+                "verbose_name": "SIP account",
+                "ordering": ["username"],
             },
         ),
     ]

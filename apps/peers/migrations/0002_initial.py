@@ -5,98 +5,145 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('nodes', '0001_initial'),
-        ('peers', '0001_initial'),
-        ('rates', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("nodes", "0001_initial"),
+        ("peers", "0001_initial"),
+        ("rates", "0001_initial"),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='blocklist',
-            name='reseller',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='blocklists', to='tenancy.reseller'),
+            model_name="blocklist",
+            name="reseller",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="blocklists",
+                to="tenancy.reseller",
+            ),
         ),
         migrations.AddField(
-            model_name='blocklistentry',
-            name='blocklist',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='peers.blocklist'),
+            model_name="blocklistentry",
+            name="blocklist",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="entries", to="peers.blocklist"
+            ),
         ),
         migrations.AddField(
-            model_name='peer',
-            name='blocklists',
-            field=models.ManyToManyField(blank=True, related_name='peers', to='peers.blocklist'),
+            model_name="peer",
+            name="blocklists",
+            field=models.ManyToManyField(blank=True, related_name="peers", to="peers.blocklist"),
         ),
         migrations.AddField(
-            model_name='peer',
-            name='buy_rate_table',
-            field=models.ForeignKey(blank=True, help_text='The price list this supplier charges us.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='suppliers', to='rates.ratetable'),
+            model_name="peer",
+            name="buy_rate_table",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The price list this supplier charges us.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="suppliers",
+                to="rates.ratetable",
+            ),
         ),
         migrations.AddField(
-            model_name='peer',
-            name='nodes',
-            field=models.ManyToManyField(blank=True, help_text='Nodes that serve this peer; its interconnection sheet lists their addresses.', related_name='peers', to='nodes.node'),
+            model_name="peer",
+            name="nodes",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Nodes that serve this peer; its interconnection sheet lists their addresses.",
+                related_name="peers",
+                to="nodes.node",
+            ),
         ),
         migrations.AddField(
-            model_name='peer',
-            name='reseller',
-            field=models.ForeignKey(blank=True, help_text='Owner; empty means the operator.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='peers', to='tenancy.reseller'),
+            model_name="peer",
+            name="reseller",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Owner; empty means the operator.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="peers",
+                to="tenancy.reseller",
+            ),
         ),
         migrations.AddField(
-            model_name='peer',
-            name='sell_rate_table',
-            field=models.ForeignKey(blank=True, help_text='The price list this customer pays.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='customers', to='rates.ratetable'),
+            model_name="peer",
+            name="sell_rate_table",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The price list this customer pays.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="customers",
+                to="rates.ratetable",
+            ),
         ),
         migrations.AddField(
-            model_name='gateway',
-            name='peer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gateways', to='peers.peer'),
+            model_name="gateway",
+            name="peer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="gateways", to="peers.peer"
+            ),
         ),
         migrations.AddField(
-            model_name='endpoint',
-            name='peer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='endpoints', to='peers.peer'),
+            model_name="endpoint",
+            name="peer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="endpoints", to="peers.peer"
+            ),
         ),
         migrations.AddField(
-            model_name='rewriterule',
-            name='peer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rewrite_rules', to='peers.peer'),
+            model_name="rewriterule",
+            name="peer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="rewrite_rules", to="peers.peer"
+            ),
         ),
         migrations.AddField(
-            model_name='sipaccount',
-            name='peer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sip_accounts', to='peers.peer'),
+            model_name="sipaccount",
+            name="peer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="sip_accounts", to="peers.peer"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='blocklist',
-            constraint=models.UniqueConstraint(fields=('reseller', 'name'), name='blocklist_unique_name_per_owner'),
+            model_name="blocklist",
+            constraint=models.UniqueConstraint(
+                fields=("reseller", "name"), name="blocklist_unique_name_per_owner"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='blocklistentry',
-            constraint=models.UniqueConstraint(fields=('blocklist', 'prefix'), name='blocklistentry_unique_prefix'),
+            model_name="blocklistentry",
+            constraint=models.UniqueConstraint(
+                fields=("blocklist", "prefix"), name="blocklistentry_unique_prefix"
+            ),
         ),
         migrations.AddIndex(
-            model_name='peer',
-            index=models.Index(fields=['role', 'enabled'], name='peer_role_enabled_idx'),
+            model_name="peer",
+            index=models.Index(fields=["role", "enabled"], name="peer_role_enabled_idx"),
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.UniqueConstraint(fields=('reseller', 'name'), name='peer_unique_name_per_owner'),
+            model_name="peer",
+            constraint=models.UniqueConstraint(
+                fields=("reseller", "name"), name="peer_unique_name_per_owner"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='gateway',
-            constraint=models.UniqueConstraint(fields=('peer', 'name'), name='gateway_unique_name_per_peer'),
+            model_name="gateway",
+            constraint=models.UniqueConstraint(fields=("peer", "name"), name="gateway_unique_name_per_peer"),
         ),
         migrations.AddIndex(
-            model_name='endpoint',
-            index=models.Index(fields=['ip'], name='endpoint_ip_idx'),
+            model_name="endpoint",
+            index=models.Index(fields=["ip"], name="endpoint_ip_idx"),
         ),
         migrations.AddConstraint(
-            model_name='sipaccount',
-            constraint=models.UniqueConstraint(fields=('username', 'domain'), name='sipaccount_unique_login'),
+            model_name="sipaccount",
+            constraint=models.UniqueConstraint(fields=("username", "domain"), name="sipaccount_unique_login"),
         ),
     ]

@@ -8,68 +8,126 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RateTable',
+            name="RateTable",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('purpose', models.CharField(choices=[('sell', 'Sell (customers)'), ('buy', 'Buy (suppliers)')], max_length=4)),
-                ('currency', apps.core.models.CurrencyField(max_length=3)),
-                ('price_increase_notice_days', models.PositiveSmallIntegerField(default=7, help_text='Increases and closed codes taking effect sooner than this are flagged.')),
-                ('description', models.TextField(blank=True)),
-                ('reseller', models.ForeignKey(blank=True, help_text='Owner; empty means the operator.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='rate_tables', to='tenancy.reseller')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "purpose",
+                    models.CharField(
+                        choices=[("sell", "Sell (customers)"), ("buy", "Buy (suppliers)")], max_length=4
+                    ),
+                ),
+                ("currency", apps.core.models.CurrencyField(max_length=3)),
+                (
+                    "price_increase_notice_days",
+                    models.PositiveSmallIntegerField(
+                        default=7,
+                        help_text="Increases and closed codes taking effect sooner than this are flagged.",
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "reseller",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Owner; empty means the operator.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rate_tables",
+                        to="tenancy.reseller",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Rate',
+            name="Rate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('prefix', models.CharField(max_length=32, validators=[django.core.validators.RegexValidator(re.compile('^[0-9]+$'), 'Use digits only.')])),
-                ('destination', models.CharField(blank=True, max_length=100)),
-                ('price', apps.core.models.MoneyField(decimal_places=6, help_text="Price per minute in the table's currency.", max_digits=20)),
-                ('connection_fee', apps.core.models.MoneyField(decimal_places=6, default=0, max_digits=20)),
-                ('min_seconds', models.PositiveIntegerField(default=1)),
-                ('increment_seconds', models.PositiveIntegerField(default=1)),
-                ('free_seconds', models.PositiveIntegerField(default=0)),
-                ('effective_from', models.DateTimeField()),
-                ('effective_to', models.DateTimeField(blank=True, null=True)),
-                ('table', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rates', to='rates.ratetable')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        max_length=32,
+                        validators=[
+                            django.core.validators.RegexValidator(re.compile("^[0-9]+$"), "Use digits only.")
+                        ],
+                    ),
+                ),
+                ("destination", models.CharField(blank=True, max_length=100)),
+                (
+                    "price",
+                    apps.core.models.MoneyField(
+                        decimal_places=6, help_text="Price per minute in the table's currency.", max_digits=20
+                    ),
+                ),
+                ("connection_fee", apps.core.models.MoneyField(decimal_places=6, default=0, max_digits=20)),
+                ("min_seconds", models.PositiveIntegerField(default=1)),
+                ("increment_seconds", models.PositiveIntegerField(default=1)),
+                ("free_seconds", models.PositiveIntegerField(default=0)),
+                ("effective_from", models.DateTimeField()),
+                ("effective_to", models.DateTimeField(blank=True, null=True)),
+                (
+                    "table",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rates",
+                        to="rates.ratetable",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['table', 'prefix', 'effective_from'],
+                "ordering": ["table", "prefix", "effective_from"],
             },
         ),
         migrations.AddConstraint(
-            model_name='ratetable',
-            constraint=models.UniqueConstraint(fields=('reseller', 'name'), name='ratetable_unique_name_per_owner'),
+            model_name="ratetable",
+            constraint=models.UniqueConstraint(
+                fields=("reseller", "name"), name="ratetable_unique_name_per_owner"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rate',
-            index=models.Index(fields=['table', 'prefix', '-effective_from'], name='rate_lookup_idx'),
+            model_name="rate",
+            index=models.Index(fields=["table", "prefix", "-effective_from"], name="rate_lookup_idx"),
         ),
         migrations.AddConstraint(
-            model_name='rate',
-            constraint=models.UniqueConstraint(fields=('table', 'prefix', 'effective_from'), name='rate_unique_start_per_prefix'),
+            model_name="rate",
+            constraint=models.UniqueConstraint(
+                fields=("table", "prefix", "effective_from"), name="rate_unique_start_per_prefix"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rate',
-            constraint=models.CheckConstraint(condition=models.Q(('price__gte', 0)), name='rate_price_not_negative'),
+            model_name="rate",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("price__gte", 0)), name="rate_price_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rate',
-            constraint=models.CheckConstraint(condition=models.Q(('increment_seconds__gte', 1)), name='rate_increment_positive'),
+            model_name="rate",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("increment_seconds__gte", 1)), name="rate_increment_positive"
+            ),
         ),
     ]
