@@ -1,0 +1,121 @@
+"""The customer self-care portal: one customer's account and calls, nothing of anyone else's.
+
+Views only read. What a customer sees is decided by the querysets' `visible_to(scope)`,
+never in a view or a template; a change a customer may make goes through its app's service.
+"""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Page, Paginator
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from apps.cdr.models import Cdr
+from apps.peers.models import Peer
+from apps.portal.forms import CdrFilterForm, CustomerLoginForm
+from apps.tenancy.scope import Scope, access, request_scope
+
+CDRS_PER_PAGE = 25
+
+# The columns a customer is shown. Loading only these keeps the supplier side of a call
+# (supplier, gateway, buy cost, the number as sent out) out of every template's reach; a
+# template that reached for a deferred field would cost a query per row, which the
+# query-count tests catch.
+CUSTOMER_CDR_FIELDS = (
+    "id",
+    "caller",
+    "callee",
+    "created_at",
+    "duration_ms",
+    "sip_code",
+    "sip_reason",
+    "sell_cost",
+    "rating_state",
+)
+
+
+class PortalLoginView(auth_views.LoginView):
+    template_name = "portal/login.html"
+    authentication_form = CustomerLoginForm
+    redirect_authenticated_user = True
+
+
+class PortalLogoutView(auth_views.LogoutView):
+    """Sign out (POST only, as Django requires) and say so on the sign-in page."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You have signed out.")
+        return response
+
+
+def customer_required(view):
+    """Pass customers their scope; send the anonymous to sign in and staff to the admin."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        scope = request_scope(request)
+        if not scope.is_customer:
+            return render(request, "portal/customers_only.html", status=403)
+        return view(request, scope, *args, **kwargs)
+
+    return wrapper
+
+
+def _customer(scope: Scope) -> Peer:
+    return access(Peer.objects.select_related("account"), scope, scope.peer_id)
+
+
+def _cdr_page(request, scope: Scope, *, start=None, end=None) -> Page:
+    cdrs = (
+        Cdr.objects.visible_to(scope)
+        .between(start, end)
+        .only(*CUSTOMER_CDR_FIELDS)
+        .order_by("-created_at", "-id")
+    )
+    # get_page() answers a page past the end with the last page and junk with the first.
+    return Paginator(cdrs, CDRS_PER_PAGE).get_page(request.GET.get("page"))
+
+
+def _context(peer: Peer, **extra) -> dict:
+    account = getattr(peer, "account", None)  # a reverse one-to-one raises AttributeError when absent
+    return {
+        "peer": peer,
+        "account": account,
+        "currency": account.currency if account else "",
+        **extra,
+    }
+
+
+@never_cache
+@customer_required
+def dashboard(request, scope: Scope):
+    """The customer's money at a glance and its latest calls."""
+    peer = _customer(scope)
+    context = _context(peer, nav="dashboard", page_obj=_cdr_page(request, scope))
+    account = context["account"]
+    context["low_balance"] = bool(
+        account
+        and account.low_balance_threshold is not None
+        and account.balance < account.low_balance_threshold
+    )
+    return render(request, "portal/dashboard.html", context)
+
+
+@never_cache
+@customer_required
+def cdrs(request, scope: Scope):
+    """Every call of the customer, newest first, optionally within a range of days."""
+    peer = _customer(scope)
+    form = CdrFilterForm(request.GET)
+    if form.is_valid():
+        start, end = form.bounds()
+        page_obj = _cdr_page(request, scope, start=start, end=end)
+    else:
+        page_obj = Paginator(Cdr.objects.none(), CDRS_PER_PAGE).get_page(1)
+    return render(request, "portal/cdrs.html", _context(peer, nav="cdrs", form=form, page_obj=page_obj))

@@ -1,0 +1,209 @@
+"""The dashboard: a customer's own money and calls, in its currency and the site's time zone."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.billing import services as billing
+from apps.cdr.models import Cdr
+from apps.tenancy import services as tenancy_services
+from apps.tenancy.scope import Scope
+from tests.factories import CdrFactory
+from tests.portal.conftest import pay, rows
+
+DASHBOARD = reverse("portal:dashboard")
+
+
+def test_customer_sees_its_own_balance_and_account(client_a, cast):
+    pay(cast.a.customer, "42.50", "a-1")
+    pay(cast.b.customer, "99.99", "b-1")
+
+    body = client_a.get(DASHBOARD).content.decode()
+
+    assert '<p class="figure" id="balance">42.50 USD</p>' in body
+    assert '<p class="figure" id="available">42.50 USD</p>' in body
+    assert '<p class="figure" id="mode">Prepaid</p>' in body
+    assert '<p class="figure" id="credit-limit">None</p>' in body
+    assert "99.99" not in body
+    assert "Customer B" not in body
+
+
+def test_postpaid_customer_sees_credit_limit_and_available_funds(client, cast):
+    user = tenancy_services.add_customer_login(
+        cast.operator_customer, actor=Scope.system(), username="direct", password="An0ther-pass!"
+    ).user
+    billing.post_adjustment(
+        cast.operator_customer.account, actor=Scope.system(), amount=Decimal("-20.25"), reason="test"
+    )
+    client.force_login(user)
+
+    body = client.get(DASHBOARD).content.decode()
+
+    assert '<p class="figure negative" id="balance">-20.25 USD</p>' in body
+    assert '<p class="figure" id="available">79.75 USD</p>' in body
+    assert '<p class="figure" id="credit-limit">100.00 USD</p>' in body
+    assert '<p class="figure" id="mode">Postpaid</p>' in body
+
+
+def test_low_balance_warning_appears_below_the_threshold(client_a, cast):
+    account = cast.a.customer.account
+    billing.update_account(account, actor=Scope.system(), changes={"low_balance_threshold": Decimal("5")})
+    assert "Your balance is below 5.00 USD" in client_a.get(DASHBOARD).content.decode()
+
+    pay(cast.a.customer, "10", "a-1")
+    assert "Your balance is below" not in client_a.get(DASHBOARD).content.decode()
+
+
+def test_customer_sees_only_its_own_calls(client, cast):
+    CdrFactory.create_batch(3, customer=cast.a.customer, node=cast.node, callee="4915100000001")
+    CdrFactory.create_batch(2, customer=cast.b.customer, node=cast.node, callee="4479000000002")
+    CdrFactory(customer=cast.operator_customer, node=cast.node, callee="3312300000003")
+
+    client.force_login(cast.a.customer_user)
+    a_page = client.get(DASHBOARD)
+    client.force_login(cast.b.customer_user)
+    b_page = client.get(DASHBOARD)
+
+    assert rows(a_page) == 3
+    assert a_page.content.decode().count("4915100000001") == 3
+    assert "4479000000002" not in a_page.content.decode()
+    assert "3312300000003" not in a_page.content.decode()
+    assert rows(b_page) == 2
+    assert "4915100000001" not in b_page.content.decode()
+
+
+def test_supplier_side_of_a_call_is_never_shown(client_a, cast):
+    CdrFactory(
+        customer=cast.a.customer,
+        supplier=cast.supplier,
+        node=cast.node,
+        callee="4930123456",
+        callee_out="0049930123456",
+        sell_cost=Decimal("0.123400"),
+        buy_cost=Decimal("0.987654"),
+    )
+
+    response = client_a.get(DASHBOARD)
+    body = response.content.decode()
+
+    # Not even loaded: a template cannot show what the query did not fetch.
+    shown = response.context["page_obj"][0]
+    assert {"buy_cost", "supplier_id", "gateway_id", "callee_out"} <= shown.get_deferred_fields()
+    assert "0.1234 USD" in body
+    assert "0.98765" not in body
+    assert "Carrier X" not in body
+    assert "0049930123456" not in body
+
+
+def test_call_columns_are_formatted(client_a, cast):
+    start = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+    CdrFactory(
+        customer=cast.a.customer,
+        node=cast.node,
+        caller="441110000",
+        callee="442220000",
+        created_at=start,
+        duration_ms=3_725_400,
+        sip_code=200,
+        sell_cost=Decimal("1.5"),
+    )
+    CdrFactory(
+        customer=cast.a.customer,
+        node=cast.node,
+        created_at=start - timedelta(minutes=1),
+        answered_at=None,
+        ended_at=None,
+        duration_ms=0,
+        sip_code=486,
+        sip_reason="Busy Here",
+        sell_cost=None,
+        rating_state=Cdr.RatingState.UNRATED,
+    )
+
+    body = client_a.get(DASHBOARD).content.decode()
+
+    assert '<td class="mono">441110000</td>' in body
+    assert '<td class="mono">442220000</td>' in body
+    assert '<td class="num">1:02:05</td>' in body
+    assert '<td class="num">1.5000 USD</td>' in body
+    assert 'title="Busy Here">486</span>' in body
+    assert '<span class="muted">pending</span>' in body
+
+
+def test_rated_call_without_a_price_shows_a_dash(client_a, cast):
+    CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=None, rating_state=Cdr.RatingState.ERROR)
+
+    body = client_a.get(DASHBOARD).content.decode()
+
+    assert '<span class="muted">—</span>' in body
+    assert "pending" not in body
+
+
+def test_times_are_shown_in_the_site_time_zone(client_a, cast, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    CdrFactory(customer=cast.a.customer, node=cast.node, created_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+
+    body = client_a.get(DASHBOARD).content.decode()
+
+    assert "2024-01-02 12:04:05" in body
+    assert '<span class="tz">Asia/Tokyo</span>' in body
+
+
+def test_calls_are_paginated_25_per_page_newest_first(client_a, cast):
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    for n in range(30):
+        CdrFactory(
+            customer=cast.a.customer,
+            node=cast.node,
+            callee=f"49300000{n:04d}",
+            created_at=now - timedelta(minutes=n),
+        )
+
+    first = client_a.get(DASHBOARD)
+    second = client_a.get(DASHBOARD, {"page": 2})
+
+    assert rows(first) == 25
+    assert "493000000000" in first.content.decode()  # the newest
+    assert "493000000029" not in first.content.decode()
+    assert "Calls 1\N{EN DASH}25 of 30" in first.content.decode()
+    assert 'href="?page=2" rel="next"' in first.content.decode()
+    assert rows(second) == 5
+    assert "493000000029" in second.content.decode()  # the oldest
+    assert "493000000000" not in second.content.decode()
+    assert "Calls 26\N{EN DASH}30 of 30" in second.content.decode()
+
+
+def test_page_out_of_range_or_junk_is_answered_with_a_real_page(client_a, cast):
+    CdrFactory.create_batch(30, customer=cast.a.customer, node=cast.node)
+
+    past_the_end = client_a.get(DASHBOARD, {"page": 99})
+    junk = client_a.get(DASHBOARD, {"page": "x'--"})
+
+    assert past_the_end.status_code == 200
+    assert rows(past_the_end) == 5
+    assert "Page 2 of 2" in past_the_end.content.decode()
+    assert junk.status_code == 200
+    assert rows(junk) == 25
+
+
+def test_customer_without_calls_sees_an_empty_list(client_a):
+    response = client_a.get(DASHBOARD)
+
+    assert response.status_code == 200
+    assert "No calls to show." in response.content.decode()
+
+
+def test_dashboard_queries_do_not_grow_with_the_calls(client_a, cast):
+    CdrFactory.create_batch(3, customer=cast.a.customer, node=cast.node, supplier=cast.supplier)
+    with CaptureQueriesContext(connection) as few:
+        assert client_a.get(DASHBOARD).status_code == 200
+
+    CdrFactory.create_batch(40, customer=cast.a.customer, node=cast.node, supplier=cast.supplier)
+    with CaptureQueriesContext(connection) as many:
+        assert rows(client_a.get(DASHBOARD)) == 25
+
+    # session, user, membership, peer with its account, count, one page of calls
+    assert len(many) == len(few) == 6, "\n".join(q["sql"] for q in many.captured_queries)
