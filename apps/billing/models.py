@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from apps.billing.querysets import AccountQuerySet, LedgerQuerySet
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel
@@ -70,6 +71,9 @@ class LedgerEntry(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=100, default="system")
+    # When the movement happened (a call's end, a payment's date), which statements and
+    # invoices group by; created_at is when it was written.
+    occurred_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = LedgerQuerySet.as_manager()
@@ -82,7 +86,10 @@ class LedgerEntry(models.Model):
                 fields=["account", "kind", "reference"], name="ledger_unique_reference_per_kind"
             ),
         ]
-        indexes = [models.Index(fields=["account", "-created_at"], name="ledger_account_time_idx")]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="ledger_account_time_idx"),
+            models.Index(fields=["account", "occurred_at"], name="ledger_account_occurred_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} on {self.account_id}"

@@ -2,13 +2,16 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
+from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.billing.models import Account, LedgerEntry
+from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
 from apps.core.money import ZERO, money
@@ -28,6 +31,7 @@ class Posting:
     reference: str | None = None
     cdr_id: int | None = None
     description: str = ""
+    occurred_at: datetime | None = None
 
 
 @retry_on_conflict
@@ -88,6 +92,7 @@ def post(postings: list[Posting]) -> list[LedgerEntry]:
         fresh.append(posting)
     if not fresh:
         return []
+    now = timezone.now()
     entries = LedgerEntry.objects.bulk_create(
         [
             LedgerEntry(
@@ -97,6 +102,7 @@ def post(postings: list[Posting]) -> list[LedgerEntry]:
                 reference=p.reference,
                 cdr_id=p.cdr_id,
                 description=p.description[:200],
+                occurred_at=p.occurred_at or now,
             )
             for p in fresh
         ]
@@ -201,19 +207,20 @@ def post_adjustment(
 
 
 @retry_on_conflict
-def post_call_charges(charges: list[tuple[Account, int, Decimal]]) -> int:
-    """Debit rated calls, once per CDR and account: [(account, cdr_id, cost)] → rows written."""
+def post_call_charges(charges: list[tuple[Account, Cdr]]) -> int:
+    """Debit rated calls at their sell cost, once per CDR and account; returns rows written."""
     postings = [
         Posting(
             account_id=account.pk,
             kind=LedgerEntry.Kind.CHARGE,
-            amount=-money(cost),
-            reference=f"cdr:{cdr_id}",
-            cdr_id=cdr_id,
+            amount=-money(cdr.sell_cost),
+            reference=f"cdr:{cdr.pk}",
+            cdr_id=cdr.pk,
             description="Call charge",
+            occurred_at=cdr.ended_at or cdr.created_at,
         )
-        for account, cdr_id, cost in charges
-        if money(cost) != 0
+        for account, cdr in charges
+        if cdr.sell_cost
     ]
     return len(post(postings))
 

@@ -69,7 +69,7 @@ class ScopedViewSetMixin:
 
 
 class ScopedReadOnlyViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
-    pass
+    """Lists and retrieves within the request's scope; writes are 405 for everyone."""
 
 
 class ScopedModelViewSet(

@@ -41,6 +41,7 @@ def call_cost(tariff: Tariff, duration_ms: int) -> tuple[int, Decimal]:
         increment=tariff.increment_seconds,
         free=tariff.free_seconds,
     )
-    if seconds == 0 and duration_ms <= 0:
+    if seconds == 0:
+        # Unanswered, or over within the free seconds: nothing to pay, not even the fee.
         return 0, money(0)
     return seconds, money(tariff.connection_fee + tariff.price * seconds / 60)

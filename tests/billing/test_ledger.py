@@ -94,12 +94,15 @@ def test_call_charges_are_posted_once_per_cdr(cast, system):
     cdrs = [
         CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)
     ]
-    charges = [(account, cdr.pk, cdr.sell_cost) for cdr in cdrs]
+    charges = [(account, cdr) for cdr in cdrs]
     assert billing.post_call_charges(charges) == 3
     assert billing.post_call_charges(charges) == 0
     assert billing.post_call_charges(charges[:1] + charges[:1]) == 0
     assert balance_of(cast.a.customer) == Decimal("-0.0375")
     assert LedgerEntry.objects.filter(kind="charge", cdr__in=cdrs).count() == 3
+    # Dated by the call, not by the posting, so statements put calls in their period.
+    first = LedgerEntry.objects.get(reference=f"cdr:{cdrs[0].pk}")
+    assert first.occurred_at == cdrs[0].ended_at
 
 
 def test_check_ledger_passes_and_then_catches_a_tampered_balance(cast, system, capsys):
@@ -134,5 +137,5 @@ def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
             billing.post_adjustment(account, actor=system, amount=amount, reason="test")
         else:
             cdr = CdrFactory(customer=cast.operator_customer, node=cast.node, sell_cost=abs(amount))
-            billing.post_call_charges([(account, cdr.pk, cdr.sell_cost)])
+            billing.post_call_charges([(account, cdr)])
     assert billing.ledger_differences() == []

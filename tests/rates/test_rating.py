@@ -53,6 +53,9 @@ def test_call_cost_is_exact_decimal_money():
     )
     assert call_cost(tariff, 31_000) == (36, Decimal("0.017380"))
     assert call_cost(tariff, 0) == (0, Decimal("0"))
+    free_start = Tariff(price=Decimal("1"), connection_fee=Decimal("0.5"), free_seconds=5)
+    assert call_cost(free_start, 4_200) == (0, Decimal("0"))
+    assert call_cost(free_start, 5_001) == (6, Decimal("0.600000"))
     with pytest.raises(TypeError):
         from apps.core.money import money
 

@@ -1,0 +1,27 @@
+from django_filters import rest_framework as filters
+
+from apps.billing.models import Account, LedgerEntry
+from apps.core.api import visible
+from apps.peers.models import Peer
+
+
+class AccountFilter(filters.FilterSet):
+    peer = filters.ModelChoiceFilter(queryset=visible(Peer))
+
+    class Meta:
+        model = Account
+        fields = ["peer", "currency", "mode"]
+
+
+class LedgerEntryFilter(filters.FilterSet):
+    account = filters.ModelChoiceFilter(queryset=visible(Account))
+    created_after = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", label="Created at or after"
+    )
+    created_before = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", label="Created before"
+    )
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["account", "kind", "reference", "created_after", "created_before"]

@@ -1,0 +1,6 @@
+from apps.billing.api import views
+
+routes = [
+    ("accounts", views.AccountViewSet, "account"),
+    ("ledger-entries", views.LedgerEntryViewSet, "ledgerentry"),
+]

@@ -1,0 +1,3 @@
+from apps.cdr.api import views
+
+routes = [("cdrs", views.CdrViewSet, "cdr")]

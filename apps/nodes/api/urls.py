@@ -1,0 +1,3 @@
+from apps.nodes.api import views
+
+routes = [("nodes", views.NodeViewSet, "node")]

@@ -1,0 +1,559 @@
+"""Peers and what hangs off them: endpoints, SIP accounts, gateways, rewrite rules, blocklists."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.billing.models import Account
+from apps.core.admin import (
+    ADD,
+    CHANGE,
+    EVERYTHING,
+    NOTHING,
+    READ_ONLY,
+    VIEW,
+    ConfirmForm,
+    ObjectTool,
+    ScopedInline,
+    ScopedModelAdmin,
+    ScopedModelForm,
+    ScopedRelatedFilter,
+    form_changes,
+    form_values,
+)
+from apps.core.errors import DomainError
+from apps.peers import services
+from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.tenancy import services as tenancy_services
+from apps.tenancy.admin import LoginForm
+
+STATUS_COLOURS = {"active": "#447e36", "suspended": "#b36b00", "disabled": "#ba2121"}
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="Recorded in the audit trail.")
+
+
+class SipPasswordForm(forms.Form):
+    password = forms.CharField(
+        widget=forms.PasswordInput, strip=False, help_text="At least 10 characters, letters and digits."
+    )
+
+
+class PeerAddForm(ScopedModelForm):
+    """A peer and the options of the account opened with it."""
+
+    currency = forms.CharField(
+        max_length=3, required=False, help_text="Empty: the price list's currency, else the owner's."
+    )
+    account_mode = forms.ChoiceField(choices=Account.Mode.choices, initial=Account.Mode.PREPAID)
+    credit_limit = forms.DecimalField(
+        max_digits=20, decimal_places=6, min_value=0, initial=0, help_text="Postpaid accounts only."
+    )
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("suspended", "Suspended"), ("disabled", "Disabled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.active()
+        if self.value() == "suspended":
+            return queryset.filter(enabled=True, suspended_at__isnull=False)
+        if self.value() == "disabled":
+            return queryset.filter(enabled=False)
+        return queryset
+
+
+def status_badge(peer: Peer):
+    return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS[peer.status], peer.status)
+
+
+# --- inlines on the peer page ---------------------------------------------------------------
+
+
+class ChildInline(ScopedInline):
+    """Rows of one peer, written by add_*/update_child/remove_child."""
+
+    reseller_can = EVERYTHING
+
+    def update(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_child(obj, actor=self.scope(request), changes=changes)
+
+    def remove(self, request, obj):
+        services.remove_child(obj, actor=self.scope(request))
+
+
+class EndpointInline(ChildInline):
+    model = Endpoint
+    fields = ("ip", "mask", "port", "transport", "enabled", "description")
+
+    def create(self, request, parent, form):
+        return services.add_endpoint(parent, actor=self.scope(request), **form_values(form))
+
+
+class SipAccountInlineForm(ScopedModelForm):
+    password = forms.CharField(
+        widget=forms.PasswordInput,
+        strip=False,
+        required=False,
+        help_text="Required for a new account; leave empty to keep the current one.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            # The digests are made of username and domain: they change only with a password.
+            for name in ("username", "domain"):
+                if name in self.fields:
+                    self.fields[name].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        if self.instance._state.adding and not data.get("password"):
+            self.add_error("password", "Set a password for the new SIP account.")
+        return data
+
+
+class SipAccountInline(ChildInline):
+    model = SipAccount
+    form = SipAccountInlineForm
+    fields = ("username", "domain", "password", "enabled")
+    verbose_name = "SIP account"
+
+    def create(self, request, parent, form):
+        data = form.cleaned_data
+        return services.add_sip_account(
+            parent,
+            actor=self.scope(request),
+            username=data["username"],
+            domain=data["domain"],
+            password=data["password"],
+            enabled=data["enabled"],
+        )
+
+    def update(self, request, obj, form):
+        super().update(request, obj, form)
+        if form.cleaned_data.get("password"):
+            services.set_sip_password(obj, actor=self.scope(request), password=form.cleaned_data["password"])
+
+
+class GatewayInline(ChildInline):
+    model = Gateway
+    reseller_can = NOTHING  # gateways belong to suppliers, and suppliers to the operator
+    fields = (
+        "name",
+        "host",
+        "port",
+        "transport",
+        "prefix",
+        "strip_digits",
+        "priority",
+        "weight",
+        "probing",
+        "enabled",
+    )
+
+    def create(self, request, parent, form):
+        values = form_values(form)
+        return services.add_gateway(
+            parent, actor=self.scope(request), name=values.pop("name"), host=values.pop("host"), **values
+        )
+
+
+class RewriteRuleInline(ChildInline):
+    model = RewriteRule
+    fields = ("direction", "field", "pattern", "replacement", "position", "enabled")
+
+    def create(self, request, parent, form):
+        values = form_values(form)
+        return services.add_rewrite_rule(
+            parent,
+            actor=self.scope(request),
+            field=values.pop("field"),
+            pattern=values.pop("pattern"),
+            replacement=values.pop("replacement"),
+            **values,
+        )
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+def suspend(admin_, request, peer, data):
+    services.suspend_peer(peer, actor=admin_.scope(request), reason=data["reason"])
+    return f"{peer} is suspended: new calls from and to it are refused."
+
+
+def resume(admin_, request, peer, data):
+    services.resume_peer(peer, actor=admin_.scope(request))
+    return f"{peer} is active again."
+
+
+def add_portal_login(admin_, request, peer, data):
+    tenancy_services.add_customer_login(peer, actor=admin_.scope(request), **data)
+    return f"{data['username']} can now sign in to the portal as {peer}."
+
+
+@admin.register(Peer)
+class PeerAdmin(ScopedModelAdmin):
+    # Peers are disabled, never deleted: their CDRs and ledger rows keep pointing at them.
+    operator_can = frozenset({VIEW, ADD, CHANGE})
+    reseller_can = frozenset({VIEW, ADD, CHANGE})
+    owner_field = "reseller"
+    operator_only_fields = ("reseller", "nodes", "buy_rate_table")
+    add_form = PeerAddForm
+    list_display = (
+        "name",
+        "role",
+        "status",
+        "reseller",
+        "sell_rate_table",
+        "buy_rate_table",
+        "balance",
+        "max_calls",
+        "max_cps",
+    )
+    list_select_related = ("reseller", "account", "sell_rate_table", "buy_rate_table")
+    list_filter = (
+        "role",
+        StatusFilter,
+        ("reseller", ScopedRelatedFilter),
+        ("sell_rate_table", ScopedRelatedFilter),
+    )
+    search_fields = ("name", "company", "tech_prefix", "=endpoints__ip", "sip_accounts__username")
+    filter_horizontal = ("nodes",)
+    choice_filters = {
+        "sell_rate_table": lambda tables: tables.sell(),
+        "buy_rate_table": lambda tables: tables.buy(),
+    }
+    actions = ("suspend_selected", "resume_selected")
+    object_tools = (
+        ObjectTool(
+            "suspend",
+            "Suspend",
+            ReasonForm,
+            suspend,
+            show=lambda peer: not peer.is_suspended,
+            help="New calls from and to this peer are refused on every node; live calls go on.",
+        ),
+        ObjectTool("resume", "Resume", ConfirmForm, resume, show=lambda peer: peer.is_suspended),
+        ObjectTool(
+            "login", "Add portal login", LoginForm, add_portal_login, show=lambda peer: peer.is_customer
+        ),
+    )
+
+    def base_fieldsets(self, request, obj=None):
+        routing = (
+            "enabled",
+            ("max_calls", "max_cps"),
+            "tech_prefix",
+            "sell_rate_table",
+            "buy_rate_table",
+            "nodes",
+        )
+        if obj is None:
+            return [
+                (None, {"fields": ("name", "company", "role", "reseller")}),
+                ("Routing and limits", {"fields": routing}),
+                ("Account", {"fields": ("currency", "account_mode", "credit_limit")}),
+                ("Notes", {"fields": ("notes",)}),
+            ]
+        return [
+            (None, {"fields": ("name", "company", "role", "reseller", "status_detail", "account_link")}),
+            ("Routing and limits", {"fields": (*routing, "blocklist_names")}),
+            ("Notes", {"fields": ("notes",)}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # Owner and role are fixed at creation (update_peer refuses them).
+        return ("role", "reseller", "status_detail", "account_link", "blocklist_names")
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "role" and not self.scope(request).is_operator:
+            kwargs["choices"] = [c for c in Peer.Role.choices if c[0] != Peer.Role.SUPPLIER]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def get_inlines(self, request, obj):
+        if obj is None:
+            return (EndpointInline, SipAccountInline, GatewayInline, RewriteRuleInline)
+        inlines = []
+        if obj.is_customer:
+            inlines += [EndpointInline, SipAccountInline]
+        if obj.is_supplier:
+            inlines.append(GatewayInline)
+        return (*inlines, RewriteRuleInline)
+
+    # -- columns and read-only fields --
+
+    @admin.display(description="status", ordering="suspended_at")
+    def status(self, peer):
+        return status_badge(peer)
+
+    @admin.display(description="status")
+    def status_detail(self, peer):
+        if peer.is_suspended:
+            return format_html(
+                "{} since {}: {}", status_badge(peer), peer.suspended_at, peer.suspended_reason
+            )
+        return status_badge(peer)
+
+    @admin.display(description="balance", ordering="account__balance")
+    def balance(self, peer):
+        try:
+            account = peer.account
+        except Account.DoesNotExist:
+            return "-"
+        return f"{account.balance:.2f} {account.currency}"
+
+    @admin.display(description="account")
+    def account_link(self, peer):
+        try:
+            account = peer.account
+        except Account.DoesNotExist:
+            return "-"
+        url = reverse("admin:billing_account_change", args=[account.pk])
+        return format_html(
+            '<a href="{}">{} {} ({})</a>', url, account.balance, account.currency, account.get_mode_display()
+        )
+
+    @admin.display(description="blocklists")
+    def blocklist_names(self, peer):
+        return ", ".join(peer.blocklists.values_list("name", flat=True)) or "-"
+
+    # -- writes --
+
+    def create_via_service(self, request, form):
+        extra = form.cleaned_data
+        return services.create_peer(
+            actor=self.scope(request),
+            currency=extra["currency"].upper() or None,
+            account_mode=extra["account_mode"],
+            credit_limit=extra["credit_limit"] or 0,
+            nodes=list(extra.get("nodes") or ()),
+            **form_values(form),
+        )
+
+    def update_via_service(self, request, obj, form):
+        actor = self.scope(request)
+        changes = form_changes(form)
+        if changes:
+            services.update_peer(obj, actor=actor, changes=changes)
+        if "nodes" in form.changed_data:
+            services.assign_peer_to_nodes(obj, list(form.cleaned_data["nodes"]), actor=actor)
+
+    @admin.action(description="Suspend selected peers", permissions=["change"])
+    def suspend_selected(self, request, queryset):
+        form, page = self.confirm_action(
+            request, queryset, ReasonForm, title="Suspend peers", action="suspend_selected"
+        )
+        if form is None:
+            return page
+        self._each(
+            request,
+            queryset,
+            "suspended",
+            lambda peer, actor: services.suspend_peer(peer, actor=actor, reason=form.cleaned_data["reason"]),
+        )
+        return None
+
+    @admin.action(description="Resume selected peers", permissions=["change"])
+    def resume_selected(self, request, queryset):
+        self._each(request, queryset, "resumed", lambda peer, actor: services.resume_peer(peer, actor=actor))
+
+    def _each(self, request, queryset, verb, call):
+        actor, done = self.scope(request), 0
+        for peer in queryset:
+            try:
+                call(peer, actor)
+            except DomainError as exc:
+                self.message_user(request, f"{peer}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} peer(s) {verb}.", messages.SUCCESS)
+
+
+# --- endpoints, SIP accounts, gateways and rewrite rules on their own pages -------------------
+
+
+class PeerChildAdmin(ScopedModelAdmin):
+    """A list across peers; the peer is chosen once, on creation."""
+
+    reseller_can = EVERYTHING
+    operator_only_fields = ("owner", "peer__reseller")
+    autocomplete_fields = ("peer",)
+    list_select_related = ("peer", "peer__reseller")
+    choice_filters = {"peer": lambda peers: peers.customers()}
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("peer",)
+
+    @admin.display(description="owner", ordering="peer__reseller__name")
+    def owner(self, obj):
+        return obj.peer.reseller or "operator"
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_child(obj, actor=self.scope(request), changes=changes)
+
+    def delete_via_service(self, request, obj):
+        services.remove_child(obj, actor=self.scope(request))
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(PeerChildAdmin):
+    list_display = ("cidr", "port", "transport", "peer", "owner", "enabled", "description")
+    list_filter = ("enabled", "transport", ("peer__reseller", ScopedRelatedFilter))
+    search_fields = ("ip", "peer__name", "description")
+    fields = ("peer", "ip", "mask", "port", "transport", "enabled", "description")
+
+    def create_via_service(self, request, form):
+        return services.add_endpoint(
+            form.cleaned_data["peer"], actor=self.scope(request), **form_values(form, exclude=("peer",))
+        )
+
+
+class SipAccountAddForm(ScopedModelForm):
+    password = forms.CharField(
+        widget=forms.PasswordInput, strip=False, help_text="At least 10 characters, letters and digits."
+    )
+
+
+def set_password(admin_, request, account, data):
+    services.set_sip_password(account, actor=admin_.scope(request), password=data["password"])
+    return f"The password of {account} is changed; registered devices must use the new one."
+
+
+@admin.register(SipAccount)
+class SipAccountAdmin(PeerChildAdmin):
+    add_form = SipAccountAddForm
+    list_display = ("__str__", "peer", "owner", "enabled", "created_at")
+    list_filter = ("enabled", ("peer__reseller", ScopedRelatedFilter))
+    search_fields = ("username", "domain", "peer__name")
+    object_tools = (ObjectTool("password", "Set password", SipPasswordForm, set_password),)
+
+    def get_fields(self, request, obj=None):
+        # Never the digests: ha1 is as good as the password for SIP digest authentication.
+        if obj is None:
+            return ["peer", "username", "domain", "password", "enabled"]
+        return ["peer", "username", "domain", "enabled", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("peer", "username", "domain", "created_at", "updated_at")
+
+    def create_via_service(self, request, form):
+        data = form.cleaned_data
+        return services.add_sip_account(
+            data["peer"],
+            actor=self.scope(request),
+            username=data["username"],
+            domain=data["domain"],
+            password=data["password"],
+            enabled=data["enabled"],
+        )
+
+
+@admin.register(Gateway)
+class GatewayAdmin(PeerChildAdmin):
+    reseller_can = NOTHING
+    list_display = ("name", "peer", "uri", "priority", "weight", "probing", "enabled")
+    list_filter = ("enabled", "probing", "transport")
+    search_fields = ("name", "host", "peer__name")
+    choice_filters = {"peer": lambda peers: peers.suppliers()}
+    fields = (
+        "peer",
+        "name",
+        "host",
+        "port",
+        "transport",
+        "prefix",
+        "strip_digits",
+        "priority",
+        "weight",
+        "probing",
+        "enabled",
+    )
+
+    def create_via_service(self, request, form):
+        values = form_values(form, exclude=("peer",))
+        return services.add_gateway(
+            form.cleaned_data["peer"],
+            actor=self.scope(request),
+            name=values.pop("name"),
+            host=values.pop("host"),
+            **values,
+        )
+
+
+@admin.register(RewriteRule)
+class RewriteRuleAdmin(PeerChildAdmin):
+    list_display = ("peer", "direction", "field", "pattern", "replacement", "position", "enabled")
+    list_filter = ("direction", "field", "enabled", ("peer__reseller", ScopedRelatedFilter))
+    search_fields = ("pattern", "replacement", "peer__name")
+    choice_filters = {}
+    fields = ("peer", "direction", "field", "pattern", "replacement", "position", "enabled")
+
+    def create_via_service(self, request, form):
+        values = form_values(form, exclude=("peer",))
+        return services.add_rewrite_rule(
+            form.cleaned_data["peer"],
+            actor=self.scope(request),
+            field=values.pop("field"),
+            pattern=values.pop("pattern"),
+            replacement=values.pop("replacement"),
+            **values,
+        )
+
+
+# --- blocklists -------------------------------------------------------------------------------
+
+
+class BlocklistEntryInline(ScopedInline):
+    model = BlocklistEntry
+    fields = ("prefix", "note", "created_at")
+    readonly_fields = fields
+    operator_can = READ_ONLY
+    reseller_can = READ_ONLY
+
+
+@admin.register(Blocklist)
+class BlocklistAdmin(ScopedModelAdmin):
+    # Read-only until blocklists have services (create, add/remove entries): the admin does
+    # not write domain objects itself.
+    operator_can = READ_ONLY
+    reseller_can = READ_ONLY
+    operator_only_fields = ("reseller",)
+    list_display = ("name", "kind", "reseller", "applies_to_all", "entry_count")
+    list_filter = ("kind", "applies_to_all", ("reseller", ScopedRelatedFilter))
+    list_select_related = ("reseller",)
+    search_fields = ("name", "=entries__prefix")
+    fields = ("name", "kind", "reseller", "applies_to_all", "description", "used_by")
+    readonly_fields = ("used_by",)
+    inlines = (BlocklistEntryInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(entry_total=Count("entries", distinct=True))
+
+    @admin.display(description="entries", ordering="entry_total")
+    def entry_count(self, blocklist):
+        return blocklist.entry_total
+
+    @admin.display(description="used by")
+    def used_by(self, blocklist):
+        peers = Peer.objects.filter(blocklists=blocklist)
+        if blocklist.reseller_id:
+            # Whoever may see a reseller's list sees that reseller's peers, and no others.
+            peers = peers.filter(reseller_id=blocklist.reseller_id)
+        return format_html_join(", ", "{}", ((peer.name,) for peer in peers)) or "-"

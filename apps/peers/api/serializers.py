@@ -1,0 +1,173 @@
+"""Peers and what hangs off them, as the API shows and accepts them."""
+
+from rest_framework import serializers
+
+from apps.billing.models import Account
+from apps.core.api import CreateOnlyFieldsMixin, ModelSerializer, ScopedRelatedField
+from apps.core.models import currency_validator
+from apps.core.money import MONEY_DIGITS, MONEY_PLACES
+from apps.nodes.models import Node
+from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
+from apps.rates.models import RateTable
+from apps.tenancy.models import Reseller
+
+
+class AccountOpeningSerializer(serializers.Serializer):
+    """The account a new peer is opened with."""
+
+    currency = serializers.CharField(
+        required=False,
+        validators=[currency_validator],
+        help_text="Defaults to the price list's currency, then the owner's.",
+    )
+    mode = serializers.ChoiceField(choices=Account.Mode.choices, required=False, help_text="Default prepaid.")
+    credit_limit = serializers.DecimalField(
+        max_digits=MONEY_DIGITS,
+        decimal_places=MONEY_PLACES,
+        required=False,
+        help_text="Postpaid only: how far below zero the balance may go.",
+    )
+
+
+class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
+    """A customer or supplier; role, owner, nodes and account are set when creating."""
+
+    reseller = ScopedRelatedField(
+        queryset=Reseller.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Owner; empty means the operator. A reseller's key always creates for its reseller.",
+    )
+    status = serializers.ChoiceField(choices=["active", "suspended", "disabled"], read_only=True)
+    sell_rate_table = ScopedRelatedField(
+        queryset=RateTable.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The price list this customer pays.",
+    )
+    buy_rate_table = ScopedRelatedField(
+        queryset=RateTable.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The price list this supplier charges.",
+    )
+    nodes = ScopedRelatedField(
+        queryset=Node.objects.all(),
+        many=True,
+        required=False,
+        help_text="Nodes that serve this peer. Set when creating; change with assign-nodes.",
+    )
+    account = AccountOpeningSerializer(
+        write_only=True, required=False, help_text="The account opened with the peer (when creating only)."
+    )
+
+    class Meta:
+        model = Peer
+        fields = [
+            "id",
+            "name",
+            "company",
+            "role",
+            "reseller",
+            "enabled",
+            "status",
+            "suspended_at",
+            "suspended_reason",
+            "max_calls",
+            "max_cps",
+            "tech_prefix",
+            "sell_rate_table",
+            "buy_rate_table",
+            "nodes",
+            "notes",
+            "created_at",
+            "updated_at",
+            "account",
+        ]
+        read_only_fields = ["suspended_at", "suspended_reason", "created_at", "updated_at"]
+        create_only = ["role", "reseller", "nodes", "account"]
+        # Uniqueness is checked once, by the service's full_clean().
+        validators = []
+
+
+class SuspendSerializer(serializers.Serializer):
+    """Why the peer is suspended."""
+
+    reason = serializers.CharField(max_length=200, help_text="Why; shown to the operator and the reseller.")
+
+
+class AssignNodesSerializer(serializers.Serializer):
+    """The complete set of nodes that serve the peer."""
+
+    nodes = ScopedRelatedField(queryset=Node.objects.all(), many=True, allow_empty=True)
+
+
+class EndpointSerializer(CreateOnlyFieldsMixin, ModelSerializer):
+    """An address or network whose calls are identified as the peer's."""
+
+    peer = ScopedRelatedField(queryset=Peer.objects.all())
+
+    class Meta:
+        model = Endpoint
+        fields = ["id", "peer", "ip", "mask", "cidr", "port", "transport", "enabled", "description"]
+        create_only = ["peer"]
+
+
+class GatewaySerializer(CreateOnlyFieldsMixin, ModelSerializer):
+    """A supplier's SIP destination for outbound calls."""
+
+    peer = ScopedRelatedField(queryset=Peer.objects.all())
+
+    class Meta:
+        model = Gateway
+        fields = [
+            "id",
+            "peer",
+            "name",
+            "host",
+            "port",
+            "transport",
+            "uri",
+            "strip_digits",
+            "prefix",
+            "priority",
+            "weight",
+            "probing",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        create_only = ["peer"]
+        validators = []
+
+
+class SipAccountSerializer(CreateOnlyFieldsMixin, ModelSerializer):
+    """A digest login of a customer; the password is write-only, digests never leave."""
+
+    peer = ScopedRelatedField(queryset=Peer.objects.all())
+    password = serializers.CharField(
+        write_only=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Given when creating; stored only as HA1 digests.",
+    )
+
+    class Meta:
+        model = SipAccount
+        # HA1 digests are password equivalents for SIP digest auth: never serialized.
+        fields = ["id", "peer", "username", "domain", "password", "enabled", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        create_only = ["peer", "username", "domain"]
+        validators = []
+
+    def validate_password(self, value):
+        if self.instance is not None:
+            raise serializers.ValidationError("Change a password with POST sip-accounts/{id}/set-password/.")
+        return value
+
+
+class SipPasswordSerializer(serializers.Serializer):
+    """The new SIP password."""
+
+    password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})

@@ -1,0 +1,145 @@
+"""Price lists and their rates in the admin."""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from apps.core.admin import (
+    ADD,
+    CHANGE,
+    VIEW,
+    ScopedModelAdmin,
+    ScopedRelatedFilter,
+    form_changes,
+    form_values,
+)
+from apps.rates import services
+from apps.rates.models import Rate, RateTable
+
+
+@admin.register(RateTable)
+class RateTableAdmin(ScopedModelAdmin):
+    # Price lists are referenced by peers and CDR prices: there is no delete service.
+    operator_can = frozenset({VIEW, ADD, CHANGE})
+    reseller_can = frozenset({VIEW, ADD, CHANGE})
+    owner_field = "reseller"
+    operator_only_fields = ("reseller",)
+    list_display = ("name", "purpose", "currency", "reseller", "price_increase_notice_days", "rates_link")
+    list_filter = ("purpose", "currency", ("reseller", ScopedRelatedFilter))
+    list_select_related = ("reseller",)
+    search_fields = ("name", "description")
+    fields = (
+        "name",
+        "reseller",
+        "purpose",
+        "currency",
+        "price_increase_notice_days",
+        "description",
+        "rates_link",
+        "used_by",
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("rates_link", "used_by")
+        # Owner and purpose are fixed at creation (update_rate_table refuses them).
+        return ("reseller", "purpose", "rates_link", "used_by")
+
+    def get_fields(self, request, obj=None):
+        fields = list(self.fields)
+        return fields[:-2] if obj is None else fields
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "purpose" and not self.scope(request).is_operator:
+            kwargs["choices"] = [c for c in RateTable.Purpose.choices if c[0] == RateTable.Purpose.SELL]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    @admin.display(description="rates")
+    def rates_link(self, table):
+        url = reverse("admin:rates_rate_changelist") + f"?table__id__exact={table.pk}"
+        return format_html('<a href="{}">Rates of {}</a>', url, table.name)
+
+    @admin.display(description="used by")
+    def used_by(self, table):
+        peers = table.customers.all() if table.purpose == RateTable.Purpose.SELL else table.suppliers.all()
+        names = list(peers.values_list("name", flat=True)[:20])
+        return ", ".join(names) or "-"
+
+    def create_via_service(self, request, form):
+        return services.create_rate_table(actor=self.scope(request), **form_values(form))
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_rate_table(obj, actor=self.scope(request), changes=changes)
+
+
+class InForceFilter(admin.SimpleListFilter):
+    title = "period"
+    parameter_name = "period"
+
+    def lookups(self, request, model_admin):
+        return [("now", "In force now"), ("future", "Starting later"), ("ended", "Ended")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "now":
+            return queryset.effective_at(now)
+        if self.value() == "future":
+            return queryset.filter(effective_from__gt=now)
+        if self.value() == "ended":
+            return queryset.filter(effective_to__lte=now)
+        return queryset
+
+
+@admin.register(Rate)
+class RateAdmin(ScopedModelAdmin):
+    # A price changes by adding a rate with a later start: rows are history, never edited.
+    operator_can = frozenset({VIEW, ADD})
+    reseller_can = frozenset({VIEW, ADD})
+    operator_only_fields = ("table__reseller",)
+    list_display = (
+        "prefix",
+        "destination",
+        "table",
+        "price",
+        "connection_fee",
+        "billing_notation",
+        "effective_from",
+        "effective_to",
+    )
+    list_filter = (InForceFilter, ("table", ScopedRelatedFilter), ("table__reseller", ScopedRelatedFilter))
+    list_select_related = ("table",)
+    search_fields = ("^prefix", "destination")
+    autocomplete_fields = ("table",)
+    # Price lists run to hundreds of thousands of rows: no full COUNT(*), no facet counts.
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 200
+    fields = (
+        "table",
+        "prefix",
+        "destination",
+        "price",
+        "connection_fee",
+        "min_seconds",
+        "increment_seconds",
+        "free_seconds",
+        "effective_from",
+        "effective_to",
+    )
+
+    def get_changeform_initial_data(self, request):
+        return {"effective_from": timezone.now(), **super().get_changeform_initial_data(request)}
+
+    @admin.display(description="min/incr/free")
+    def billing_notation(self, rate):
+        return rate.billing_notation
+
+    def create_via_service(self, request, form):
+        rate = form.instance
+        services.add_rates(rate.table, [rate], actor=self.scope(request))
+        if rate.pk is None:  # backends that do not return ids from bulk inserts
+            rate = Rate.objects.get(table=rate.table, prefix=rate.prefix, effective_from=rate.effective_from)
+        return rate

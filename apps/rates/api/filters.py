@@ -1,0 +1,28 @@
+from django_filters import rest_framework as filters
+
+from apps.core.api import visible
+from apps.rates.models import Rate, RateTable
+from apps.tenancy.models import Reseller
+
+
+class RateTableFilter(filters.FilterSet):
+    reseller = filters.ModelChoiceFilter(queryset=visible(Reseller))
+
+    class Meta:
+        model = RateTable
+        fields = ["purpose", "currency", "reseller"]
+
+
+class RateFilter(filters.FilterSet):
+    table = filters.ModelChoiceFilter(queryset=visible(RateTable))
+    prefix_startswith = filters.CharFilter(
+        field_name="prefix", lookup_expr="startswith", label="Prefix starts with"
+    )
+    effective_at = filters.IsoDateTimeFilter(method="filter_effective_at", label="In force at this moment")
+
+    class Meta:
+        model = Rate
+        fields = ["table", "prefix", "prefix_startswith", "effective_at"]
+
+    def filter_effective_at(self, queryset, name, value):
+        return queryset.effective_at(value)

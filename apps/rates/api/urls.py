@@ -1,0 +1,6 @@
+from apps.rates.api import views
+
+routes = [
+    ("rate-tables", views.RateTableViewSet, "ratetable"),
+    ("rates", views.RateViewSet, "rate"),
+]

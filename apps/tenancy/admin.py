@@ -1,0 +1,197 @@
+"""Resellers, their staff logins and API keys in the admin."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from apps.core.admin import (
+    ADD,
+    READ_ONLY,
+    VIEW,
+    ConfirmForm,
+    ObjectTool,
+    ScopedInline,
+    ScopedModelAdmin,
+    ScopedModelForm,
+)
+from apps.peers.models import Peer
+from apps.tenancy import services
+from apps.tenancy.models import ApiKey, Membership, Reseller
+
+
+class LoginForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    email = forms.EmailField(required=False)
+
+
+def add_staff(admin_, request, reseller, data):
+    services.add_reseller_staff(reseller, actor=admin_.scope(request), **data)
+    return f"{data['username']} can now sign in to the admin for {reseller}."
+
+
+class StaffInline(ScopedInline):
+    model = Membership
+    fk_name = "reseller"
+    verbose_name = "staff login"
+    verbose_name_plural = "staff logins"
+    fields = ("login", "email", "last_login")
+    readonly_fields = fields
+    operator_can = READ_ONLY
+    reseller_can = READ_ONLY
+    can_delete = False
+
+    def get_queryset(self, request):
+        # Memberships are reached through their (already scoped) reseller only.
+        return Membership.objects.select_related("user")
+
+    @admin.display(description="login")
+    def login(self, membership):
+        return membership.user.get_username()
+
+    @admin.display(description="email")
+    def email(self, membership):
+        return membership.user.email
+
+    @admin.display(description="last login")
+    def last_login(self, membership):
+        return membership.user.last_login or "never"
+
+
+@admin.register(Reseller)
+class ResellerAdmin(ScopedModelAdmin):
+    # No update service exists yet: resellers are created, not edited, here.
+    operator_can = frozenset({VIEW, ADD})
+    reseller_can = READ_ONLY
+    list_display = ("name", "company", "currency", "email", "is_active", "created_at")
+    list_filter = ("is_active", "currency")
+    search_fields = ("name", "company", "email")
+    inlines = (StaffInline,)
+    object_tools = (
+        ObjectTool(
+            "staff",
+            "Add staff login",
+            LoginForm,
+            add_staff,
+            permission=VIEW,
+            help="The new login sees and manages only this reseller's customers.",
+        ),
+    )
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "company", "currency", "email"]
+        return ["name", "company", "currency", "email", "is_active", "created_at"]
+
+    def _tool_applies(self, request, tool, obj):
+        # Staff add colleagues to their own reseller, the one they can see.
+        scope = self.scope(request)
+        return scope.is_operator or (scope.is_reseller and scope.reseller_id == obj.pk)
+
+    def create_via_service(self, request, form):
+        data = form.cleaned_data
+        return services.create_reseller(
+            actor=self.scope(request),
+            name=data["name"],
+            currency=data["currency"],
+            company=data["company"],
+            email=data["email"],
+        )
+
+
+class ApiKeyForm(ScopedModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("name", "scope", "reseller", "peer")
+
+    def clean(self):
+        data = super().clean()
+        # A reseller's own key names the reseller; staff do not pick it, it is theirs.
+        if self.scope.is_reseller and data.get("scope") == ApiKey.Scope.RESELLER:
+            self.instance.reseller_id = self.scope.reseller_id
+        return data
+
+
+def revoke(admin_, request, key, data):
+    services.revoke_api_key(key, actor=admin_.scope(request))
+    return f"{key} is revoked; requests with it are refused from now on."
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ScopedModelAdmin):
+    operator_can = frozenset({VIEW, ADD, "revoke"})
+    reseller_can = frozenset({VIEW, ADD, "revoke"})
+    operator_only_fields = ("reseller",)
+    add_form = ApiKeyForm
+    list_display = ("name", "lookup", "scope", "reseller", "peer", "status", "created_by", "last_used_at")
+    list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("reseller", "peer", "created_by")
+    search_fields = ("name", "=lookup")
+    choice_filters = {"peer": lambda peers: peers.customers()}
+    actions = ("revoke_selected",)
+    object_tools = (
+        ObjectTool(
+            "revoke",
+            "Revoke",
+            ConfirmForm,
+            revoke,
+            permission="revoke",
+            show=lambda key: key.revoked_at is None,
+            help="Requests with this key are refused at once and for good.",
+        ),
+    )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "scope", "reseller", "peer"]
+        return [
+            "name",
+            "lookup",
+            "scope",
+            "reseller",
+            "peer",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "scope" and not self.scope(request).is_operator:
+            kwargs["choices"] = [c for c in ApiKey.Scope.choices if c[0] != ApiKey.Scope.OPERATOR]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def has_revoke_permission(self, request):
+        return self.allows(request, "revoke")
+
+    @admin.display(description="status", ordering="revoked_at")
+    def status(self, key):
+        if key.revoked_at:
+            return format_html('<span style="color:#ba2121">revoked {}</span>', key.revoked_at.date())
+        return "usable"
+
+    def create_via_service(self, request, form):
+        key = form.instance
+        reseller = Reseller.objects.get(pk=key.reseller_id) if key.reseller_id else None
+        peer = Peer.objects.get(pk=key.peer_id) if key.peer_id else None
+        key, token = services.create_api_key(
+            actor=self.scope(request), name=key.name, scope=key.scope, reseller=reseller, peer=peer
+        )
+        # The token is stored only as a digest: this message is the one time it is shown.
+        self.message_user(
+            request,
+            format_html("Copy the key now, it is not shown again: <code>{}</code>", token),
+            messages.WARNING,
+        )
+        return key
+
+    @admin.action(description="Revoke selected API keys", permissions=["revoke"])
+    def revoke_selected(self, request, queryset):
+        actor = self.scope(request)
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys:
+            services.revoke_api_key(key, actor=actor)
+        self.message_user(request, f"{len(keys)} key(s) revoked.", messages.SUCCESS)
