@@ -1,5 +1,6 @@
 """factory_boy factories that build objects through the services, as production does."""
 
+import ipaddress
 from decimal import Decimal
 
 import factory
@@ -42,8 +43,9 @@ class NodeFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("name",)
 
     name = factory.Sequence(lambda n: f"node{n + 1}")
-    management_address = factory.Sequence(lambda n: f"10.0.0.{n + 1}")
-    sip_address = factory.Sequence(lambda n: f"198.51.100.{n + 1}")
+    # Counted as integers so that a long test run never walks off the end of an octet.
+    management_address = factory.Sequence(lambda n: str(ipaddress.IPv4Address("10.0.0.1") + n))
+    sip_address = factory.Sequence(lambda n: str(ipaddress.IPv4Address("100.64.0.1") + n))
 
 
 class CdrFactory(factory.django.DjangoModelFactory):

@@ -10,14 +10,20 @@ from apps.tenancy.scope import Scope, as_scope
 
 
 def _owner_reseller_id(obj) -> int | None:
-    for path in ("reseller_id", "peer.reseller_id", "account.peer.reseller_id"):
+    """The reseller whose staff may read this entry: the object's owner, if any."""
+    from apps.tenancy.models import Reseller
+
+    if isinstance(obj, Reseller):
+        return obj.pk
+    for path in ("reseller_id", "peer.reseller_id", "account.peer.reseller_id", "blocklist.reseller_id"):
         target = obj
         try:
             for part in path.split("."):
                 target = getattr(target, part)
         except AttributeError:
             continue
-        return target
+        if target is not None:
+            return target
     return None
 
 

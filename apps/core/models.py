@@ -13,6 +13,17 @@ currency_validator = RegexValidator(
 digits_validator = RegexValidator(re.compile(r"^[0-9]+$"), "Use digits only.")
 
 
+def name_taken(obj, *, owner_field: str = "reseller") -> bool:
+    """Tell whether another row of `obj`'s owner already uses its name.
+
+    A unique (owner, name) index does not stop two operator-owned rows (owner NULL) from
+    sharing a name, and its error names no field; clean() calls this instead.
+    """
+    owner_id = getattr(obj, f"{owner_field}_id")
+    same = type(obj)._default_manager.filter(**{owner_field: owner_id, "name": obj.name})
+    return bool(obj.name) and same.exclude(pk=obj.pk).exists()
+
+
 class MoneyField(models.DecimalField):
     """A Decimal amount at the product's money precision."""
 

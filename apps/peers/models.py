@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from apps.core.models import TimestampedModel, digits_validator
+from apps.core.models import TimestampedModel, digits_validator, name_taken
 from apps.peers.querysets import (
     BlocklistEntryQuerySet,
     BlocklistQuerySet,
@@ -15,10 +15,20 @@ from apps.peers.querysets import (
     PeerQuerySet,
 )
 
-hostname_validator = RegexValidator(
+_hostname_validator = RegexValidator(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
     "Enter a host name or an IP address.",
 )
+
+
+def hostname_validator(value: str) -> None:
+    """Accept an IPv4 or IPv6 address, or a DNS host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        _hostname_validator(value)
+
+
 sip_user_validator = RegexValidator(r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64).")
 
 
@@ -119,10 +129,8 @@ class Peer(TimestampedModel):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.reseller_id is None and self.name:
-            clash = Peer.objects.filter(reseller__isnull=True, name=self.name).exclude(pk=self.pk)
-            if clash.exists():
-                errors["name"] = "The operator already has a peer of that name."
+        if name_taken(self):
+            errors["name"] = "This owner already has a peer of that name."
         if self.reseller_id and self.role == self.Role.SUPPLIER:
             errors["role"] = "Suppliers belong to the operator; a reseller's peers are customers or users."
         if self.sell_rate_table_id:
@@ -186,7 +194,9 @@ class Endpoint(models.Model):
         if self.port > 65535:
             raise ValidationError({"port": "A port is between 0 and 65535."})
         if self.peer_id and not self.peer.is_customer:
-            raise ValidationError("IP authentication identifies customers; this peer is a supplier.")
+            raise ValidationError(
+                {"peer": "IP authentication identifies customers; this peer is a supplier."}
+            )
         # Two peers on the same source address are told apart only by their tech prefix.
         clash = (
             Endpoint.objects.filter(
@@ -228,7 +238,7 @@ class SipAccount(TimestampedModel):
 
     def clean(self) -> None:
         if self.peer_id and not self.peer.is_customer:
-            raise ValidationError("SIP accounts authenticate customers; this peer is a supplier.")
+            raise ValidationError({"peer": "SIP accounts authenticate customers; this peer is a supplier."})
 
 
 class Gateway(TimestampedModel):
@@ -271,7 +281,7 @@ class Gateway(TimestampedModel):
         if not 1 <= self.port <= 65535:
             raise ValidationError({"port": "A port is between 1 and 65535."})
         if self.peer_id and not self.peer.is_supplier:
-            raise ValidationError("Gateways terminate calls; this peer is not a supplier.")
+            raise ValidationError({"peer": "Gateways terminate calls; this peer is not a supplier."})
 
 
 class RewriteRule(models.Model):
@@ -346,6 +356,8 @@ class Blocklist(TimestampedModel):
         return self.name
 
     def clean(self) -> None:
+        if name_taken(self):
+            raise ValidationError({"name": "This owner already has a blocklist of that name."})
         if self.applies_to_all and self.reseller_id:
             raise ValidationError({"applies_to_all": "Only the operator's lists apply to every call."})
 

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from apps.core.models import CurrencyField, MoneyField, TimestampedModel, digits_validator
+from apps.core.models import CurrencyField, MoneyField, TimestampedModel, digits_validator, name_taken
 from apps.rates.querysets import RateQuerySet, RateTableQuerySet
 
 
@@ -44,9 +44,8 @@ class RateTable(TimestampedModel):
         return f"{self.name} ({self.currency})"
 
     def clean(self) -> None:
-        duplicate = RateTable.objects.filter(reseller=self.reseller_id, name=self.name).exclude(pk=self.pk)
-        if self.reseller_id is None and duplicate.exists():
-            raise ValidationError({"name": "The operator already has a rate table of that name."})
+        if name_taken(self):
+            raise ValidationError({"name": "This owner already has a rate table of that name."})
         if self.reseller_id and self.purpose == self.Purpose.BUY:
             raise ValidationError({"purpose": "Supplier (buy) price lists belong to the operator."})
 

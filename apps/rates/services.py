@@ -43,13 +43,31 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
     """Validate and insert `rates` into `table`, all or nothing; returns how many."""
     ensure_manages(actor, table.reseller_id)
     rows = []
+    first_seen: dict[tuple, int] = {}
     for number, rate in enumerate(rates, start=1):
         rate.table = table
         try:
             rate.full_clean(exclude=["table"], validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
-            raise ValidationError(f"Rate #{number} ({rate.prefix}): {exc.messages}") from None
+            raise ValidationError(f"Rate #{number} ({rate.prefix}): {' '.join(exc.messages)}") from None
+        key = (rate.prefix, rate.effective_from)
+        if key in first_seen:
+            raise ValidationError(
+                f"Rate #{number} ({rate.prefix}): the same prefix and start as rate #{first_seen[key]}."
+            )
+        first_seen[key] = number
         rows.append(rate)
+    # One query per batch of prefixes tells whether any period already starts at the same time.
+    prefixes = sorted({prefix for prefix, _ in first_seen})
+    for start in range(0, len(prefixes), batch_size):
+        stored = table.rates.filter(prefix__in=prefixes[start : start + batch_size]).values_list(
+            "prefix", "effective_from"
+        )
+        for key in stored:
+            if key in first_seen:
+                raise ValidationError(
+                    f"Rate #{first_seen[key]} ({key[0]}): the table already has a price starting at {key[1]}."
+                )
     Rate.objects.bulk_create(rows, batch_size=batch_size)
     audit.record(actor, "ratetable.rates_added", table, count=len(rows))
     return len(rows)

@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from apps.core.admin import (
     ADD,
+    CHANGE,
     READ_ONLY,
     VIEW,
     ConfirmForm,
@@ -13,6 +14,7 @@ from apps.core.admin import (
     ScopedInline,
     ScopedModelAdmin,
     ScopedModelForm,
+    form_changes,
 )
 from apps.peers.models import Peer
 from apps.tenancy import services
@@ -60,8 +62,7 @@ class StaffInline(ScopedInline):
 
 @admin.register(Reseller)
 class ResellerAdmin(ScopedModelAdmin):
-    # No update service exists yet: resellers are created, not edited, here.
-    operator_can = frozenset({VIEW, ADD})
+    operator_can = frozenset({VIEW, ADD, CHANGE})
     reseller_can = READ_ONLY
     list_display = ("name", "company", "currency", "email", "is_active", "created_at")
     list_filter = ("is_active", "currency")
@@ -86,10 +87,18 @@ class ResellerAdmin(ScopedModelAdmin):
             return ["name", "company", "currency", "email"]
         return ["name", "company", "currency", "email", "is_active", "created_at"]
 
+    def get_readonly_fields(self, request, obj=None):
+        return ("created_at",)
+
     def _tool_applies(self, request, tool, obj):
         # Staff add colleagues to their own reseller, the one they can see.
         scope = self.scope(request)
         return scope.is_operator or (scope.is_reseller and scope.reseller_id == obj.pk)
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_reseller(obj, actor=self.scope(request), changes=changes)
 
     def create_via_service(self, request, form):
         data = form.cleaned_data

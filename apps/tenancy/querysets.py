@@ -1,4 +1,7 @@
+from django.db.models import Q
+
 from apps.core.querysets import ScopedQuerySet
+from apps.tenancy.scope import as_scope
 
 
 class ResellerQuerySet(ScopedQuerySet):
@@ -9,7 +12,17 @@ class ResellerQuerySet(ScopedQuerySet):
 
 
 class ApiKeyQuerySet(ScopedQuerySet):
-    reseller_lookup = "reseller"
+    def visible_to(self, who):
+        # A reseller's staff see their reseller's keys and the keys of their customers.
+        scope = as_scope(who)
+        if scope.is_reseller:
+            return self.filter(Q(reseller=scope.reseller_id) | Q(peer__reseller=scope.reseller_id))
+        return super().visible_to(scope)
 
     def usable(self):
-        return self.filter(revoked_at__isnull=True)
+        """Not revoked, and the owning reseller (if any) is active."""
+        return (
+            self.filter(revoked_at__isnull=True)
+            .exclude(reseller__is_active=False)
+            .exclude(peer__reseller__is_active=False)
+        )

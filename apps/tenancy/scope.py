@@ -61,8 +61,11 @@ class Scope:
         else:
             from apps.tenancy.models import Membership
 
-            membership = Membership.objects.filter(user=user).select_related("peer").first()
-            if membership is None:
+            membership = (
+                Membership.objects.filter(user=user).select_related("reseller", "peer__reseller").first()
+            )
+            owner = membership and (membership.reseller or membership.peer.reseller)
+            if membership is None or (owner is not None and not owner.is_active):
                 scope = cls(Kind.NOBODY, actor=user, label=user.get_username())
             elif membership.reseller_id:
                 scope = cls(

@@ -23,6 +23,15 @@ def create_reseller(*, actor: Scope, name: str, currency: str = "USD", **fields)
     return save_object(reseller, actor=actor, action="reseller.created")
 
 
+@retry_on_conflict
+def update_reseller(reseller: Reseller, *, actor: Scope, changes: dict) -> Reseller:
+    """Change a reseller's details; deactivating it locks out its staff, customers and keys."""
+    ensure_manages(actor, None)
+    current = Reseller.objects.select_for_update().get(pk=reseller.pk)
+    apply_changes(current, changes, allowed=("name", "company", "currency", "email", "is_active"))
+    return save_object(current, actor=actor, action="reseller.changed")
+
+
 def _create_login(*, username: str, password: str, email: str, is_staff: bool):
     if User.objects.filter(username=username).exists():
         raise DomainError("That login name is taken.", field="username")

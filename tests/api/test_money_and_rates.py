@@ -104,3 +104,20 @@ def test_resellers_do_not_see_buy_price_lists(api, cast):
     assert buy.pk in ids(api(cast.operator_key).get("/api/v1/rate-tables/", {"purpose": "buy"}))
     assert ids(api(cast.a.staff_key).get("/api/v1/rate-tables/", {"purpose": "buy"})) == set()
     assert api(cast.a.staff_key).get(f"/api/v1/rate-tables/{buy.pk}/").status_code == 404
+
+
+def test_ledger_filters_call_charges_by_when_the_call_happened(api, cast):
+    from apps.cdr.models import Cdr
+    from tests.factories import CdrFactory
+
+    account = cast.a.customer.account
+    long_ago = CdrFactory(customer=cast.a.customer, node=cast.node)
+    Cdr.objects.filter(pk=long_ago.pk).update(ended_at=long_ago.ended_at - timedelta(days=40))
+    long_ago.refresh_from_db()
+    recent = CdrFactory(customer=cast.a.customer, node=cast.node)
+    billing.post_call_charges([(account, long_ago), (account, recent)])
+    cutoff = (recent.ended_at - timedelta(days=1)).isoformat()
+    rows = results(api(cast.a.staff_key).get("/api/v1/ledger-entries/", {"occurred_before": cutoff}))
+    assert [row["cdr"] for row in rows] == [long_ago.pk]
+    rows = results(api(cast.a.staff_key).get("/api/v1/ledger-entries/", {"occurred_after": cutoff}))
+    assert [row["cdr"] for row in rows] == [recent.pk]

@@ -52,7 +52,7 @@ def test_a_suppliers_endpoint_is_refused_by_the_model(api, cast):
     )
     assert response.status_code == 400
     assert response.json() == {
-        "non_field_errors": ["IP authentication identifies customers; this peer is a supplier."]
+        "peer": ["IP authentication identifies customers; this peer is a supplier."]
     }
 
 

@@ -104,7 +104,7 @@ def test_a_price_list_of_another_reseller_is_refused(api, cast):
 def test_a_duplicate_name_is_a_400(api, cast):
     response = create(api(cast.a.staff_key), name="Customer A")
     assert response.status_code == 400
-    assert "non_field_errors" in response.json()
+    assert response.json() == {"name": ["This owner already has a peer of that name."]}
 
 
 @pytest.mark.parametrize(

@@ -171,3 +171,20 @@ def test_visibility_follows_the_owner(cast):
     assert set(Peer.objects.visible_to(cast.a.staff)) == {cast.a.customer, extra}
     assert set(Peer.objects.visible_to(Scope.of_user(cast.b.customer_user))) == {cast.b.customer}
     assert Peer.objects.visible_to(None).count() == 0
+
+
+def test_gateways_accept_ipv6_and_host_names_but_not_junk(cast, system):
+    v6 = services.add_gateway(cast.supplier, actor=system, name="v6", host="2001:db8::10")
+    assert v6.uri == "sip:[2001:db8::10]:5060"
+    services.add_gateway(cast.supplier, actor=system, name="dns", host="sip.carrier.example")
+    with pytest.raises(ValidationError) as error:
+        services.add_gateway(cast.supplier, actor=system, name="bad", host="not a host!")
+    assert "host" in error.value.message_dict
+
+
+def test_duplicate_names_are_reported_on_the_name_field_for_every_owner(cast, system):
+    for owner in (cast.a.reseller.pk, None):
+        services.create_peer(actor=system, name="Twin", role="customer", reseller_id=owner)
+        with pytest.raises(ValidationError) as error:
+            services.create_peer(actor=system, name="Twin", role="customer", reseller_id=owner)
+        assert list(error.value.message_dict) == ["name"]

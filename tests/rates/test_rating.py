@@ -60,3 +60,29 @@ def test_call_cost_is_exact_decimal_money():
         from apps.core.money import money
 
         money(0.1)
+
+
+@pytest.mark.django_db
+def test_add_rates_refuses_duplicates_before_writing_anything(system):
+    from django.core.exceptions import ValidationError
+    from django.utils import timezone
+
+    from apps.rates.models import Rate
+    from apps.rates.services import add_rates
+    from tests.factories import make_rate_table
+
+    table = make_rate_table("Dupes")
+    start = timezone.now()
+
+    def rate(prefix, price="0.01"):
+        return Rate(prefix=prefix, destination="X", price=Decimal(price), effective_from=start)
+
+    with pytest.raises(ValidationError, match=r"Rate #3 \(44\).*rate #1"):
+        add_rates(table, [rate("44"), rate("33"), rate("44", "0.02")], actor=system)
+    assert not Rate.objects.exists()
+    assert add_rates(table, [rate("44")], actor=system) == 1
+    with pytest.raises(ValidationError, match=r"Rate #2 \(44\): the table already has"):
+        add_rates(table, [rate("49"), rate("44")], actor=system)
+    with pytest.raises(ValidationError, match=r"Rate #1 \(4x\)"):
+        add_rates(table, [rate("4x")], actor=system)
+    assert Rate.objects.count() == 1

@@ -22,6 +22,21 @@ class LedgerEntryFilter(filters.FilterSet):
         field_name="created_at", lookup_expr="lt", label="Created before"
     )
 
+    occurred_after = filters.IsoDateTimeFilter(
+        field_name="occurred_at", lookup_expr="gte", label="Occurred at or after (a call's end, a payment)"
+    )
+    occurred_before = filters.IsoDateTimeFilter(
+        field_name="occurred_at", lookup_expr="lt", label="Occurred before"
+    )
+
     class Meta:
         model = LedgerEntry
-        fields = ["account", "kind", "reference", "created_after", "created_before"]
+        fields = [
+            "account",
+            "kind",
+            "reference",
+            "created_after",
+            "created_before",
+            "occurred_after",
+            "occurred_before",
+        ]

@@ -47,6 +47,7 @@ class LedgerEntrySerializer(ModelSerializer):
             "cdr",
             "description",
             "actor_label",
+            "occurred_at",
             "created_at",
         ]
         read_only_fields = fields

@@ -1,0 +1,46 @@
+"""Who a login or a key acts for, and what deactivating a reseller does."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.audit.models import AuditEntry
+from apps.core.errors import NotAllowed
+from apps.peers.models import Peer
+from apps.tenancy import services
+from apps.tenancy.models import ApiKey
+from apps.tenancy.scope import Kind, Scope
+
+
+def test_a_deactivated_reseller_locks_out_its_staff_customers_and_keys(cast, system):
+    services.update_reseller(cast.a.reseller, actor=system, changes={"is_active": False})
+    for user in (cast.a.staff, cast.a.customer_user):
+        user.refresh_from_db()
+        assert Scope.of_user(user).kind is Kind.NOBODY
+        assert Peer.objects.visible_to(user).count() == 0
+    for token in (cast.a.staff_key, cast.a.customer_key):
+        response = APIClient().get("/api/v1/peers/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 401
+    # Reseller B is untouched.
+    response = APIClient().get("/api/v1/peers/", HTTP_AUTHORIZATION=f"Bearer {cast.b.staff_key}")
+    assert response.status_code == 200
+
+
+def test_only_the_operator_changes_resellers(cast):
+    with pytest.raises(NotAllowed):
+        services.update_reseller(
+            cast.a.reseller, actor=Scope.of_user(cast.a.staff), changes={"is_active": False}
+        )
+    cast.a.reseller.refresh_from_db()
+    assert cast.a.reseller.is_active
+
+
+def test_reseller_staff_see_the_keys_of_their_customers_but_not_others(cast):
+    visible = set(ApiKey.objects.visible_to(cast.a.staff).values_list("name", flat=True))
+    assert visible == {"A staff", "A customer"}
+
+
+def test_audit_entries_about_a_reseller_are_visible_to_its_staff(cast, system):
+    services.update_reseller(cast.a.reseller, actor=system, changes={"company": "Alpha Holdings"})
+    actions_a = set(AuditEntry.objects.visible_to(cast.a.staff).values_list("action", flat=True))
+    assert {"reseller.created", "reseller.staff_added", "reseller.changed", "apikey.created"} <= actions_a
+    assert not AuditEntry.objects.visible_to(cast.b.staff).filter(object_repr__contains="Reseller A").exists()
