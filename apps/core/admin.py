@@ -25,6 +25,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.tenancy.scope import Kind, Scope
 
@@ -366,16 +367,36 @@ class ScopedModelAdmin(ScopedAccess, admin.ModelAdmin):
             for obj in queryset:
                 self.delete_model(request, obj)
 
+    def replaying_conflicts(self, request, view, *args):
+        """Run a writing admin view in one transaction, replayed whole on a write conflict.
+
+        Django's admin wraps its saves in its own transaction, inside which the services
+        cannot retry; on Galera the conflict surfaces at that transaction's commit. The
+        messages a failed attempt queued are dropped so the user sees each one once.
+        """
+        if request.method != "POST":
+            return view(request, *args)
+        storage = messages.get_messages(request)
+        queued = list(getattr(storage, "_queued_messages", []))
+
+        def attempt():
+            if hasattr(storage, "_queued_messages"):
+                storage._queued_messages[:] = queued
+            return view(request, *args)
+
+        return retry_on_conflict(attempt)()
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        view = super().changeform_view
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return self.replaying_conflicts(request, view, object_id, form_url, extra_context)
         except WriteRefused:
             pass
         # The write is rolled back; validating the same POST again attaches the service's
         # messages to the forms (see ScopedModelForm.full_clean), so the user sees them next
         # to what they typed.
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return self.replaying_conflicts(request, view, object_id, form_url, extra_context)
         except WriteRefused as refused:
             # A refusal no form could carry (a row the formset deems unchanged): say it.
             self.message_user(request, " ".join(refused.messages), messages.ERROR)
@@ -383,14 +404,14 @@ class ScopedModelAdmin(ScopedAccess, admin.ModelAdmin):
 
     def delete_view(self, request, object_id, extra_context=None):
         try:
-            return super().delete_view(request, object_id, extra_context)
+            return self.replaying_conflicts(request, super().delete_view, object_id, extra_context)
         except WriteRefused as refused:
             self.message_user(request, " ".join(refused.messages), messages.ERROR)
             return HttpResponseRedirect(reverse(self._url_name("change"), args=[object_id]))
 
     def changelist_view(self, request, extra_context=None):
         try:
-            return super().changelist_view(request, extra_context)
+            return self.replaying_conflicts(request, super().changelist_view, extra_context)
         except WriteRefused as refused:
             self.message_user(request, " ".join(refused.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
