@@ -85,6 +85,10 @@ def database_from_url(url: str) -> dict:
     if engine == "django.db.backends.sqlite3":
         # SQLite is one file: keep connections per request and wait for the writer lock
         # instead of failing at once when the worker and the web server write together.
+        name = str(config.get("NAME") or "")
+        if name and name != ":memory:" and not name.startswith("file:"):
+            # A fresh checkout has no var/ yet; SQLite creates the file but not its folder.
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
         config["CONN_MAX_AGE"] = 0
         config["CONN_HEALTH_CHECKS"] = False
         config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

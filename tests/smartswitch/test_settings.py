@@ -97,3 +97,9 @@ def test_every_variable_the_settings_read_is_documented_in_env_example():
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / "deploy" / "env.example").read_text(), re.MULTILINE))
     assert read, "the settings module reads no variables?"
     assert read - documented == set()
+
+
+def test_the_sqlite_folder_is_created_when_missing(tmp_path):
+    target = tmp_path / "not" / "yet" / "db.sqlite3"
+    database_from_url(f"sqlite:///{target}")
+    assert target.parent.is_dir()
