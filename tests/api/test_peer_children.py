@@ -51,9 +51,7 @@ def test_a_suppliers_endpoint_is_refused_by_the_model(api, cast):
         "/api/v1/endpoints/", {"peer": cast.supplier.pk, "ip": "203.0.113.7"}, format="json"
     )
     assert response.status_code == 400
-    assert response.json() == {
-        "peer": ["IP authentication identifies customers; this peer is a supplier."]
-    }
+    assert response.json() == {"peer": ["IP authentication identifies customers; this peer is a supplier."]}
 
 
 def test_a_child_cannot_move_to_another_peer(api, cast, world):
