@@ -139,7 +139,7 @@ class LedgerEntryAdmin(ReadOnlyModelAdmin):
 
     operator_only_fields = ("account__peer__reseller",)
     list_display = (
-        "created_at",
+        "occurred_at",
         "account",
         "kind",
         "amount",
@@ -151,5 +151,16 @@ class LedgerEntryAdmin(ReadOnlyModelAdmin):
     list_select_related = ("account__peer",)
     list_filter = ("kind", ("account__peer__reseller", ScopedRelatedFilter))
     search_fields = ("=reference", "account__peer__name", "description")
-    date_hierarchy = "created_at"
-    fields = ("account", "kind", "amount", "reference", "cdr", "description", "actor_label", "created_at")
+    # Statements follow when things happened (a call's end), not when they were written.
+    date_hierarchy = "occurred_at"
+    fields = (
+        "account",
+        "kind",
+        "amount",
+        "reference",
+        "cdr",
+        "description",
+        "actor_label",
+        "occurred_at",
+        "created_at",
+    )
