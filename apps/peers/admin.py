@@ -1,10 +1,13 @@
-"""Peers and what hangs off them: endpoints, SIP accounts, gateways, rewrite rules, blocklists."""
+"""Peers and what hangs off them: endpoints, SIP accounts, gateways, rewrite rules.
+
+Blocklists have their own module, admin_blocklists, imported here to register them.
+"""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Q
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from apps.billing.models import Account
 from apps.core.admin import (
@@ -12,7 +15,6 @@ from apps.core.admin import (
     CHANGE,
     EVERYTHING,
     NOTHING,
-    READ_ONLY,
     VIEW,
     ConfirmForm,
     ObjectTool,
@@ -24,8 +26,11 @@ from apps.core.admin import (
     form_values,
 )
 from apps.core.errors import DomainError
-from apps.peers import services
-from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.peers import (
+    admin_blocklists,  # noqa: F401  (registers the blocklist pages)
+    services,
+)
+from apps.peers.models import Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.admin import LoginForm
 
@@ -52,6 +57,23 @@ class PeerAddForm(ScopedModelForm):
     credit_limit = forms.DecimalField(
         max_digits=20, decimal_places=6, min_value=0, initial=0, help_text="Postpaid accounts only."
     )
+
+
+class PeerForm(ScopedModelForm):
+    """A peer's change form: its blocklists are chosen among those set_peer_blocklists takes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lists = self.fields.get("blocklists")
+        if lists is None or self.instance._state.adding:
+            return
+        owner = self.instance.reseller_id
+        lists.queryset = lists.queryset.filter(Q(reseller=owner) | Q(reseller__isnull=True))
+        if not self.scope.is_operator:
+            # The operator's lists on this peer are not the staff's to see or take off
+            # (set_peer_blocklists keeps them): the form neither shows nor posts them.
+            shown = self.initial.get("blocklists", ())
+            self.initial["blocklists"] = [blocklist for blocklist in shown if blocklist.reseller_id == owner]
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -210,6 +232,7 @@ class PeerAdmin(ScopedModelAdmin):
     reseller_can = frozenset({VIEW, ADD, CHANGE})
     owner_field = "reseller"
     operator_only_fields = ("reseller", "nodes", "buy_rate_table")
+    form = PeerForm
     add_form = PeerAddForm
     list_display = (
         "name",
@@ -230,7 +253,7 @@ class PeerAdmin(ScopedModelAdmin):
         ("sell_rate_table", ScopedRelatedFilter),
     )
     search_fields = ("name", "company", "tech_prefix", "=endpoints__ip", "sip_accounts__username")
-    filter_horizontal = ("nodes",)
+    filter_horizontal = ("nodes", "blocklists")
     choice_filters = {
         "sell_rate_table": lambda tables: tables.sell(),
         "buy_rate_table": lambda tables: tables.buy(),
@@ -259,6 +282,7 @@ class PeerAdmin(ScopedModelAdmin):
             "sell_rate_table",
             "buy_rate_table",
             "nodes",
+            "blocklists",
         )
         if obj is None:
             return [
@@ -269,7 +293,7 @@ class PeerAdmin(ScopedModelAdmin):
             ]
         return [
             (None, {"fields": ("name", "company", "role", "reseller", "status_detail", "account_link")}),
-            ("Routing and limits", {"fields": (*routing, "blocklist_names")}),
+            ("Routing and limits", {"fields": routing}),
             ("Notes", {"fields": ("notes",)}),
         ]
 
@@ -277,7 +301,7 @@ class PeerAdmin(ScopedModelAdmin):
         if obj is None:
             return ()
         # Owner and role are fixed at creation (update_peer refuses them).
-        return ("role", "reseller", "status_detail", "account_link", "blocklist_names")
+        return ("role", "reseller", "status_detail", "account_link")
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "role" and not self.scope(request).is_operator:
@@ -327,22 +351,22 @@ class PeerAdmin(ScopedModelAdmin):
             '<a href="{}">{} {} ({})</a>', url, account.balance, account.currency, account.get_mode_display()
         )
 
-    @admin.display(description="blocklists")
-    def blocklist_names(self, peer):
-        return ", ".join(peer.blocklists.values_list("name", flat=True)) or "-"
-
     # -- writes --
 
     def create_via_service(self, request, form):
         extra = form.cleaned_data
-        return services.create_peer(
-            actor=self.scope(request),
+        actor = self.scope(request)
+        peer = services.create_peer(
+            actor=actor,
             currency=extra["currency"].upper() or None,
             account_mode=extra["account_mode"],
             credit_limit=extra["credit_limit"] or 0,
             nodes=list(extra.get("nodes") or ()),
             **form_values(form),
         )
+        if extra.get("blocklists"):
+            services.set_peer_blocklists(peer, list(extra["blocklists"]), actor=actor)
+        return peer
 
     def update_via_service(self, request, obj, form):
         actor = self.scope(request)
@@ -351,6 +375,8 @@ class PeerAdmin(ScopedModelAdmin):
             services.update_peer(obj, actor=actor, changes=changes)
         if "nodes" in form.changed_data:
             services.assign_peer_to_nodes(obj, list(form.cleaned_data["nodes"]), actor=actor)
+        if "blocklists" in form.changed_data:
+            services.set_peer_blocklists(obj, list(form.cleaned_data["blocklists"]), actor=actor)
 
     @admin.action(description="Suspend selected peers", permissions=["change"])
     def suspend_selected(self, request, queryset):
@@ -515,45 +541,3 @@ class RewriteRuleAdmin(PeerChildAdmin):
             replacement=values.pop("replacement"),
             **values,
         )
-
-
-# --- blocklists -------------------------------------------------------------------------------
-
-
-class BlocklistEntryInline(ScopedInline):
-    model = BlocklistEntry
-    fields = ("prefix", "note", "created_at")
-    readonly_fields = fields
-    operator_can = READ_ONLY
-    reseller_can = READ_ONLY
-
-
-@admin.register(Blocklist)
-class BlocklistAdmin(ScopedModelAdmin):
-    # Read-only until blocklists have services (create, add/remove entries): the admin does
-    # not write domain objects itself.
-    operator_can = READ_ONLY
-    reseller_can = READ_ONLY
-    operator_only_fields = ("reseller",)
-    list_display = ("name", "kind", "reseller", "applies_to_all", "entry_count")
-    list_filter = ("kind", "applies_to_all", ("reseller", ScopedRelatedFilter))
-    list_select_related = ("reseller",)
-    search_fields = ("name", "=entries__prefix")
-    fields = ("name", "kind", "reseller", "applies_to_all", "description", "used_by")
-    readonly_fields = ("used_by",)
-    inlines = (BlocklistEntryInline,)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(entry_total=Count("entries", distinct=True))
-
-    @admin.display(description="entries", ordering="entry_total")
-    def entry_count(self, blocklist):
-        return blocklist.entry_total
-
-    @admin.display(description="used by")
-    def used_by(self, blocklist):
-        peers = Peer.objects.filter(blocklists=blocklist)
-        if blocklist.reseller_id:
-            # Whoever may see a reseller's list sees that reseller's peers, and no others.
-            peers = peers.filter(reseller_id=blocklist.reseller_id)
-        return format_html_join(", ", "{}", ((peer.name,) for peer in peers)) or "-"

@@ -1,7 +1,9 @@
 """The only write path for peers and what hangs off them."""
 
 import hashlib
+from collections.abc import Iterable
 
+from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.utils import timezone
 
@@ -11,7 +13,7 @@ from apps.billing.models import Account
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.services import apply_changes, editable_fields, ensure_manages, save_object
-from apps.peers.models import Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.tenancy.scope import Scope
 
 PEER_SETTINGS = (
@@ -208,3 +210,158 @@ def set_sip_password(account: SipAccount, *, actor: Scope, password: str) -> Sip
     account.save(update_fields=["ha1", "ha1_sha256", "updated_at"])
     audit.record(actor, "sipaccount.password_changed", account)
     return account
+
+
+# --- Blocklists ---------------------------------------------------------------------------
+# A list belongs to a reseller or to the operator (reseller NULL). Whoever owns it edits it
+# and its entries; it is attached only to peers of the same owner, except that the
+# operator may attach its own lists to any peer.
+
+BLOCKLIST_SETTINGS = ("name", "description", "applies_to_all")
+# Rows per INSERT and per `prefix IN (...)`: under every backend's parameter limit (SQLite: 999).
+ENTRY_BATCH = 500
+# Invalid prefixes named in one refusal; a pasted file can hold thousands.
+SHOWN_ERRORS = 20
+
+
+@retry_on_conflict
+def create_blocklist(
+    *,
+    actor: Scope,
+    name: str,
+    kind: str,
+    reseller_id: int | None = None,
+    applies_to_all: bool = False,
+    description: str = "",
+) -> Blocklist:
+    """Create an empty blocklist; a reseller's staff always create lists of their own."""
+    if actor.is_reseller:
+        reseller_id = actor.reseller_id
+    ensure_manages(actor, reseller_id)
+    blocklist = Blocklist(
+        name=name,
+        kind=kind,
+        reseller_id=reseller_id,
+        applies_to_all=applies_to_all,
+        description=description,
+    )
+    return save_object(blocklist, actor=actor, action="blocklist.created")
+
+
+@retry_on_conflict
+def update_blocklist(blocklist: Blocklist, *, actor: Scope, changes: dict) -> Blocklist:
+    """Rename a blocklist, describe it, or make it apply to every call (not its kind or owner)."""
+    ensure_manages(actor, blocklist.reseller_id)
+    current = Blocklist.objects.select_for_update().get(pk=blocklist.pk)
+    apply_changes(current, changes, allowed=BLOCKLIST_SETTINGS)
+    return save_object(current, actor=actor, action="blocklist.changed")
+
+
+def _lock_blocklist(blocklist: Blocklist, actor: Scope) -> Blocklist:
+    # Entries of one list are added and removed one caller at a time, so that "already
+    # present" stays true until the insert (no unique-index error halfway through a paste).
+    ensure_manages(actor, blocklist.reseller_id)
+    return Blocklist.objects.select_for_update().get(pk=blocklist.pk)
+
+
+def _distinct(prefixes: Iterable) -> list[str]:
+    return list(dict.fromkeys(str(prefix).strip() for prefix in prefixes))
+
+
+def _touch(blocklist: Blocklist) -> None:
+    Blocklist.objects.filter(pk=blocklist.pk).update(updated_at=timezone.now())
+
+
+@retry_on_conflict
+def add_blocklist_entries(blocklist: Blocklist, prefixes: Iterable, *, actor: Scope, note: str = "") -> int:
+    """Block `prefixes` (digits only) on `blocklist`, all or nothing; return how many were new.
+
+    Prefixes repeated in `prefixes` or already on the list are skipped, not refused.
+    """
+    current = _lock_blocklist(blocklist, actor)
+    wanted = _distinct(prefixes)
+    rows, errors = [], {}
+    for prefix in wanted:
+        entry = BlocklistEntry(blocklist=current, prefix=prefix, note=note)
+        try:
+            entry.full_clean(exclude=["blocklist"], validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                if field == "prefix":
+                    errors.setdefault("prefixes", []).extend(f"{prefix or '(empty)'}: {m}" for m in messages)
+                else:
+                    errors.setdefault(field, messages)
+            continue
+        rows.append(entry)
+    if errors:
+        if len(errors.get("prefixes", ())) > SHOWN_ERRORS:
+            hidden = len(errors["prefixes"]) - SHOWN_ERRORS
+            errors["prefixes"] = [*errors["prefixes"][:SHOWN_ERRORS], f"... and {hidden} more."]
+        raise ValidationError(errors)
+    present: set[str] = set()
+    for start in range(0, len(wanted), ENTRY_BATCH):
+        chunk = wanted[start : start + ENTRY_BATCH]
+        present.update(current.entries.filter(prefix__in=chunk).values_list("prefix", flat=True))
+    rows = [entry for entry in rows if entry.prefix not in present]
+    if not rows:
+        return 0
+    BlocklistEntry.objects.bulk_create(rows, batch_size=ENTRY_BATCH)
+    _touch(current)
+    audit.record(actor, "blocklist.entries_added", current, count=len(rows), note=note)
+    return len(rows)
+
+
+@retry_on_conflict
+def remove_blocklist_entries(blocklist: Blocklist, prefixes: Iterable, *, actor: Scope) -> int:
+    """Unblock `prefixes` on `blocklist`; prefixes not on it are ignored. Return how many went."""
+    current = _lock_blocklist(blocklist, actor)
+    wanted = _distinct(prefixes)
+    removed: list[str] = []
+    for start in range(0, len(wanted), ENTRY_BATCH):
+        chunk = current.entries.filter(prefix__in=wanted[start : start + ENTRY_BATCH])
+        removed += chunk.values_list("prefix", flat=True)
+        chunk.delete()
+    if not removed:
+        return 0
+    _touch(current)
+    # The rows are gone: the audit entry is the only record of what was unblocked.
+    audit.record(actor, "blocklist.entries_removed", current, count=len(removed), prefixes=sorted(removed))
+    return len(removed)
+
+
+def _may_attach(actor: Scope, blocklist: Blocklist, peer: Peer) -> bool:
+    if blocklist.reseller_id == peer.reseller_id:
+        return True
+    return blocklist.reseller_id is None and actor.is_operator
+
+
+@retry_on_conflict
+def set_peer_blocklists(peer: Peer, blocklists: Iterable[Blocklist], *, actor: Scope) -> Peer:
+    """Check `peer`'s calls against exactly `blocklists`.
+
+    A list is attached only to peers of its own owner; the operator's lists go on any peer,
+    by the operator only. Reseller staff do not see the operator's lists, so the ones the
+    operator attached stay when reseller staff set theirs.
+    """
+    ensure_manages(actor, peer.reseller_id)
+    current = Peer.objects.select_for_update().get(pk=peer.pk)
+    wanted = {blocklist.pk: blocklist for blocklist in blocklists}
+    refused = sorted(b.name for b in wanted.values() if not _may_attach(actor, b, current))
+    if refused:
+        raise DomainError(
+            f"A blocklist of another owner cannot be attached to this peer: {', '.join(refused)}.",
+            field="blocklists",
+        )
+    attached = {blocklist.pk: blocklist for blocklist in current.blocklists.all()}
+    if not actor.is_operator:
+        wanted |= {pk: b for pk, b in attached.items() if b.reseller_id != actor.reseller_id}
+    if set(wanted) != set(attached):
+        current.blocklists.set(list(wanted.values()))
+        audit.record(
+            actor,
+            "peer.blocklists_set",
+            current,
+            before=sorted(b.name for b in attached.values()),
+            after=sorted(b.name for b in wanted.values()),
+        )
+    return current
