@@ -12,7 +12,6 @@ from django.utils import timezone
 from apps.audit.models import AuditEntry
 from apps.billing import services as billing
 from apps.peers import services as peer_services
-from apps.peers.models import Blocklist, BlocklistEntry
 from apps.rates import services as rate_services
 from apps.rates.models import Rate
 from apps.tenancy.models import ApiKey
@@ -58,12 +57,11 @@ def _holdings(tenant, *, octet: int, cast) -> Holdings:
     rule = peer_services.add_rewrite_rule(
         peer, actor=SYSTEM, field="callee", pattern=r"^00(\d+)$", replacement=r"\1"
     )
-    # Blocklists have no service yet; the test builds the rows the admin only shows.
-    blocklist = Blocklist.objects.create(
-        name=f"Premium {label}", kind="destination", reseller=tenant.reseller
+    blocklist = peer_services.create_blocklist(
+        actor=SYSTEM, name=f"Premium {label}", kind="destination", reseller_id=tenant.reseller.pk
     )
-    BlocklistEntry.objects.create(blocklist=blocklist, prefix="44900")
-    peer.blocklists.add(blocklist)
+    peer_services.add_blocklist_entries(blocklist, ["44900"], actor=SYSTEM)
+    peer_services.set_peer_blocklists(peer, [blocklist], actor=SYSTEM)
     rate = Rate(
         prefix="44",
         destination="United Kingdom",

@@ -29,6 +29,7 @@ CHANGES = {
     "rewriterule": ("replacement", "0"),
     "ratetable": ("name", "Hijacked"),
     "account": ("low_balance_threshold", "5.000000"),
+    "blocklist": ("name", "Hijacked"),
 }
 DELETABLE = ["endpoint", "sipaccount", "rewriterule"]
 
