@@ -39,7 +39,9 @@ def setup_django() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cdrs", type=int, default=20_000, help="demo CDRs to generate (default 20000)")
     parser.add_argument("--requests", type=int, default=200, help="requests per endpoint and key")
     args = parser.parse_args()
@@ -61,7 +63,9 @@ def main() -> None:
     load_seconds = time.perf_counter() - started
 
     system = Scope.system()
-    _, operator_key = services.create_api_key(actor=system, name="bench operator", scope=ApiKey.Scope.OPERATOR)
+    _, operator_key = services.create_api_key(
+        actor=system, name="bench operator", scope=ApiKey.Scope.OPERATOR
+    )
     reseller = Reseller.objects.order_by("pk").first()
     _, reseller_key = services.create_api_key(
         actor=system, name="bench reseller", scope=ApiKey.Scope.RESELLER, reseller=reseller
@@ -84,8 +88,13 @@ def main() -> None:
         headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
         for label, url in endpoints:
             assert client.get(url, **headers).status_code == 200, url  # warm up, and prove it works
-            executed = []
-            with connection.execute_wrapper(lambda execute, *a: executed.append(1) or execute(*a)):
+            executed: list[str] = []
+
+            def count(execute, sql, params, many, context, executed=executed):
+                executed.append(sql)
+                return execute(sql, params, many, context)
+
+            with connection.execute_wrapper(count):
                 client.get(url, **headers)
             timings = []
             for _ in range(args.requests):

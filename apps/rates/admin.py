@@ -97,6 +97,11 @@ class InForceFilter(admin.SimpleListFilter):
 class RateAdmin(ScopedModelAdmin):
     # A price changes by adding a rate with a later start: rows are history, never edited.
     operator_can = frozenset({VIEW, ADD})
+
+    def get_queryset(self, request):
+        # Rows staged by an import, or replaced by one, are not the table readers see.
+        return super().get_queryset(request).live()
+
     reseller_can = frozenset({VIEW, ADD})
     operator_only_fields = ("table__reseller",)
     list_display = (

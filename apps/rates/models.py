@@ -29,6 +29,10 @@ class RateTable(TimestampedModel):
         default=7, help_text="Increases and closed codes taking effect sooner than this are flagged."
     )
     description = models.TextField(blank=True)
+    # Readers see the rate rows of this version (see Rate.version_from). An import writes
+    # the next version beside the live one, in chunks, then moves this number in one
+    # single-row update: nobody ever reads a half-imported table.
+    live_version = models.PositiveIntegerField(default=0, editable=False)
 
     objects = RateTableQuerySet.as_manager()
 
@@ -63,6 +67,11 @@ class Rate(models.Model):
     free_seconds = models.PositiveIntegerField(default=0)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
+    # The row belongs to table versions [version_from, version_to): a row replaced by an
+    # import keeps its place in history for the versions before, and a staged row is
+    # invisible until its table's live_version reaches version_from.
+    version_from = models.PositiveIntegerField(default=0, editable=False)
+    version_to = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     objects = RateQuerySet.as_manager()
 
@@ -70,7 +79,8 @@ class Rate(models.Model):
         ordering = ["table", "prefix", "effective_from"]
         constraints = [
             models.UniqueConstraint(
-                fields=["table", "prefix", "effective_from"], name="rate_unique_start_per_prefix"
+                fields=["table", "prefix", "effective_from", "version_from"],
+                name="rate_unique_start_per_prefix",
             ),
             models.CheckConstraint(condition=models.Q(price__gte=0), name="rate_price_not_negative"),
             models.CheckConstraint(

@@ -1,4 +1,4 @@
-from django.db.models import Q
+from django.db.models import F, Q
 
 from apps.core.querysets import ScopedQuerySet
 
@@ -18,6 +18,12 @@ class RateTableQuerySet(ScopedQuerySet):
 class RateQuerySet(ScopedQuerySet):
     reseller_lookup = "table__reseller"
     customer_lookup = "table__customers"
+
+    def live(self):
+        """Rows of each table's live version (what readers see between imports)."""
+        return self.filter(version_from__lte=F("table__live_version")).filter(
+            Q(version_to__isnull=True) | Q(version_to__gt=F("table__live_version"))
+        )
 
     def effective_at(self, moment):
         """Rates in force at `moment`: started, and not yet ended."""

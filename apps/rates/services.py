@@ -46,6 +46,7 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
     first_seen: dict[tuple, int] = {}
     for number, rate in enumerate(rates, start=1):
         rate.table = table
+        rate.version_from = table.live_version
         try:
             rate.full_clean(exclude=["table"], validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
@@ -60,8 +61,10 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
     # One query per batch of prefixes tells whether any period already starts at the same time.
     prefixes = sorted({prefix for prefix, _ in first_seen})
     for start in range(0, len(prefixes), batch_size):
-        stored = table.rates.filter(prefix__in=prefixes[start : start + batch_size]).values_list(
-            "prefix", "effective_from"
+        stored = (
+            table.rates.live()
+            .filter(prefix__in=prefixes[start : start + batch_size])
+            .values_list("prefix", "effective_from")
         )
         for key in stored:
             if key in first_seen:

@@ -17,7 +17,7 @@ class RateTableViewSet(ScopedReadOnlyViewSet):
 class RateViewSet(ScopedReadOnlyViewSet):
     """The price of each prefix over time, in the price lists the scope may see."""
 
-    queryset = Rate.objects.all()
+    queryset = Rate.objects.live()
     serializer_class = serializers.RateSerializer
     filterset_class = filters.RateFilter
     ordering_fields = ("prefix", "effective_from", "price")
