@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -64,93 +63,84 @@ def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
     return save_object(current, actor=actor, action="account.changed")
 
 
-def post(postings: list[Posting]) -> list[LedgerEntry]:
-    """Write `postings` and move the balances by their sums, in the caller's transaction.
+@retry_on_conflict
+def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[LedgerEntry, bool]]:
+    """Write `postings` and move the balances by their sums; return (entry, created) for each.
 
-    Postings whose (account, kind, reference) already exists are skipped, so replaying a
-    batch is harmless. Each account's balance is updated once per batch, in account order,
-    which keeps concurrent batches from deadlocking each other and keeps Galera write-sets
-    small (one row per account, however many charges the batch holds).
+    A posting whose (account, kind, reference) exists already is not written again: the
+    stored entry comes back with created=False, or Conflict is raised when its amount
+    differs. Each account's balance is updated once per batch, in account order, which
+    keeps concurrent batches from deadlocking each other and keeps Galera write-sets small
+    (one row per account, however many charges the batch holds).
     """
     if not postings:
         return []
-    referenced = [p for p in postings if p.reference is not None]
-    existing = set()
-    if referenced:
-        rows = LedgerEntry.objects.filter(
-            account_id__in={p.account_id for p in referenced},
-            reference__in={p.reference for p in referenced},
-        ).values_list("account_id", "kind", "reference")
-        existing = set(rows)
-    fresh: list[Posting] = []
-    seen = set(existing)
-    for posting in postings:
-        key = (posting.account_id, posting.kind, posting.reference)
-        if posting.reference is not None and key in seen:
-            continue
-        seen.add(key)
-        fresh.append(posting)
-    if not fresh:
-        return []
+    account_ids = sorted({p.account_id for p in postings})
+    # Lock the accounts, in one order, before looking for earlier postings: concurrent
+    # posters on one server queue here instead of racing to the unique index; on Galera
+    # the loser fails certification at commit and the retry replays the batch, which then
+    # finds the winner's rows.
+    list(Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    references = {p.reference for p in postings if p.reference is not None}
+    known = {
+        (entry.account_id, entry.kind, entry.reference): entry
+        for entry in LedgerEntry.objects.filter(account_id__in=account_ids, reference__in=references)
+    }
+    user = actor.user if actor else None
+    label = actor.label[:100] if actor else "system"
     now = timezone.now()
-    entries = LedgerEntry.objects.bulk_create(
-        [
-            LedgerEntry(
-                account_id=p.account_id,
-                kind=p.kind,
-                amount=money(p.amount),
-                reference=p.reference,
-                cdr_id=p.cdr_id,
-                description=p.description[:200],
-                occurred_at=p.occurred_at or now,
-            )
-            for p in fresh
-        ]
-    )
+    results: list[tuple[LedgerEntry, bool]] = []
+    fresh: list[LedgerEntry] = []
+    for posting in postings:
+        amount = money(posting.amount)
+        key = (posting.account_id, posting.kind, posting.reference)
+        prior = known.get(key) if posting.reference is not None else None
+        if prior is not None:
+            if prior.amount != amount:
+                raise Conflict(
+                    f"Reference {posting.reference!r} was already posted with amount {prior.amount}.",
+                    field="reference",
+                )
+            results.append((prior, False))
+            continue
+        entry = LedgerEntry(
+            account_id=posting.account_id,
+            kind=posting.kind,
+            amount=amount,
+            reference=posting.reference,
+            cdr_id=posting.cdr_id,
+            description=posting.description[:200],
+            occurred_at=posting.occurred_at or now,
+            actor=user,
+            actor_label=label,
+        )
+        if posting.reference is not None:
+            known[key] = entry
+        fresh.append(entry)
+        results.append((entry, True))
+    if len(fresh) == 1:
+        fresh[0].save(force_insert=True)  # returns its id on every backend, unlike bulk inserts
+    else:
+        LedgerEntry.objects.bulk_create(fresh, batch_size=1000)
     totals: dict[int, Decimal] = defaultdict(Decimal)
-    for posting in fresh:
-        totals[posting.account_id] += money(posting.amount)
+    for entry in fresh:
+        totals[entry.account_id] += entry.amount
     for account_id in sorted(totals):
         Account.objects.filter(pk=account_id).update(balance=F("balance") + totals[account_id])
-    return entries
+    return results
 
 
 def _post_one(
     account: Account, *, actor: Scope, kind: str, amount: Decimal, reference: str | None, description: str
 ) -> tuple[LedgerEntry, bool]:
     ensure_manages(actor, account.peer.reseller_id)
-    amount = money(amount)
-    if reference is not None:
-        prior = LedgerEntry.objects.filter(account=account, kind=kind, reference=reference).first()
-        if prior is not None:
-            if prior.amount != amount:
-                raise Conflict(
-                    f"Reference {reference!r} was already posted with amount {prior.amount}.",
-                    field="reference",
-                )
-            return prior, False
-    entry = LedgerEntry(
-        account=account,
-        kind=kind,
-        amount=amount,
-        reference=reference,
-        description=description[:200],
-        actor=actor.user,
-        actor_label=actor.label[:100],
-    )
-    try:
-        # A savepoint, so that losing a race on the unique reference leaves the outer
-        # transaction usable for reading the winner's row.
-        with transaction.atomic():
-            entry.save(force_insert=True)
-    except IntegrityError:
-        prior = LedgerEntry.objects.get(account=account, kind=kind, reference=reference)
-        if prior.amount != amount:
-            raise Conflict(f"Reference {reference!r} was already posted.", field="reference") from None
-        return prior, False
-    Account.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
-    audit.record(actor, f"ledger.{kind}", account, amount=amount, reference=reference, entry=entry.pk)
-    return entry, True
+    posting = Posting(account.pk, kind, amount, reference=reference, description=description)
+    entry, created = post([posting], actor=actor)[0]
+    if created:
+        audit.record(
+            actor, f"ledger.{kind}", account, amount=entry.amount, reference=reference, entry=entry.pk
+        )
+    return entry, created
 
 
 @retry_on_conflict
@@ -207,11 +197,22 @@ def post_adjustment(
 
 
 @retry_on_conflict
-def post_call_charges(charges: list[tuple[Account, Cdr]]) -> int:
-    """Debit rated calls at their sell cost, once per CDR and account; returns rows written."""
+def post_call_charges(cdrs: list[Cdr]) -> int:
+    """Debit each rated CDR's sell cost to its customer's account, once; returns rows written.
+
+    The account is the CDR's own customer's, never one a caller names, so a call cannot
+    be charged to someone else.
+    """
+    priced = [cdr for cdr in cdrs if cdr.sell_cost]
+    accounts = dict(
+        Account.objects.filter(peer_id__in={cdr.customer_id for cdr in priced}).values_list("peer_id", "pk")
+    )
+    missing = {cdr.customer_id for cdr in priced} - set(accounts)
+    if missing:
+        raise DomainError(f"No account for customer peer(s) {sorted(missing, key=str)}.", field="customer")
     postings = [
         Posting(
-            account_id=account.pk,
+            account_id=accounts[cdr.customer_id],
             kind=LedgerEntry.Kind.CHARGE,
             amount=-money(cdr.sell_cost),
             reference=f"cdr:{cdr.pk}",
@@ -219,10 +220,9 @@ def post_call_charges(charges: list[tuple[Account, Cdr]]) -> int:
             description="Call charge",
             occurred_at=cdr.ended_at or cdr.created_at,
         )
-        for account, cdr in charges
-        if cdr.sell_cost
+        for cdr in priced
     ]
-    return len(post(postings))
+    return sum(created for _, created in post(postings))
 
 
 def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:

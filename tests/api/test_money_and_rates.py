@@ -110,12 +110,11 @@ def test_ledger_filters_call_charges_by_when_the_call_happened(api, cast):
     from apps.cdr.models import Cdr
     from tests.factories import CdrFactory
 
-    account = cast.a.customer.account
     long_ago = CdrFactory(customer=cast.a.customer, node=cast.node)
     Cdr.objects.filter(pk=long_ago.pk).update(ended_at=long_ago.ended_at - timedelta(days=40))
     long_ago.refresh_from_db()
     recent = CdrFactory(customer=cast.a.customer, node=cast.node)
-    billing.post_call_charges([(account, long_ago), (account, recent)])
+    billing.post_call_charges([long_ago, recent])
     cutoff = (recent.ended_at - timedelta(days=1)).isoformat()
     rows = results(api(cast.a.staff_key).get("/api/v1/ledger-entries/", {"occurred_before": cutoff}))
     assert [row["cdr"] for row in rows] == [long_ago.pk]

@@ -90,14 +90,12 @@ def test_ledger_entries_cannot_be_changed_or_deleted(cast, system):
 
 
 def test_call_charges_are_posted_once_per_cdr(cast, system):
-    account = cast.a.customer.account
     cdrs = [
         CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)
     ]
-    charges = [(account, cdr) for cdr in cdrs]
-    assert billing.post_call_charges(charges) == 3
-    assert billing.post_call_charges(charges) == 0
-    assert billing.post_call_charges(charges[:1] + charges[:1]) == 0
+    assert billing.post_call_charges(cdrs) == 3
+    assert billing.post_call_charges(cdrs) == 0
+    assert billing.post_call_charges(cdrs[:1] + cdrs[:1]) == 0
     assert balance_of(cast.a.customer) == Decimal("-0.0375")
     assert LedgerEntry.objects.filter(kind="charge", cdr__in=cdrs).count() == 3
     # Dated by the call, not by the posting, so statements put calls in their period.
@@ -137,5 +135,62 @@ def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
             billing.post_adjustment(account, actor=system, amount=amount, reason="test")
         else:
             cdr = CdrFactory(customer=cast.operator_customer, node=cast.node, sell_cost=abs(amount))
-            billing.post_call_charges([(account, cdr)])
+            billing.post_call_charges([cdr])
+    assert billing.ledger_differences() == []
+
+
+def test_a_call_is_charged_to_its_own_customer_only(cast):
+    cdr = CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.5"))
+    assert billing.post_call_charges([cdr]) == 1
+    assert balance_of(cast.a.customer) == Decimal("-0.5")
+    assert balance_of(cast.b.customer) == 0
+    assert list(LedgerEntry.objects.filter(cdr=cdr).values_list("account__peer", flat=True)) == [
+        cast.a.customer.pk
+    ]
+
+
+def test_a_batch_that_reuses_a_reference_with_another_amount_writes_nothing(cast, system):
+    account = cast.a.customer.account
+    billing.post_payment(account, actor=system, amount=Decimal("10"), reference="PSP-9")
+    postings = [
+        billing.Posting(account.pk, LedgerEntry.Kind.PAYMENT, Decimal("5"), reference="PSP-10"),
+        billing.Posting(account.pk, LedgerEntry.Kind.PAYMENT, Decimal("99"), reference="PSP-9"),
+    ]
+    with pytest.raises(Conflict):
+        billing.post(postings)
+    assert balance_of(cast.a.customer) == Decimal("10")
+    assert not LedgerEntry.objects.filter(reference="PSP-10").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_raters_posting_the_same_batch_at_once_charge_each_call_once(cast):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; run with a mysql:// or postgres:// DATABASE_URL for the race")
+    cdrs = [
+        CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.01")) for _ in range(50)
+    ]
+    barrier = threading.Barrier(2, timeout=20)
+    written, errors = [], []
+
+    def rater():
+        try:
+            barrier.wait()
+            written.append(billing.post_call_charges(cdrs))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=rater) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(written) == [0, 50]
+    assert balance_of(cast.a.customer) == Decimal("-0.5")
     assert billing.ledger_differences() == []
