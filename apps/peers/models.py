@@ -160,6 +160,9 @@ class Endpoint(models.Model):
         TCP = "tcp", "TCP"
         TLS = "tls", "TLS"
 
+    # Identifying calls by a network wider than this would hand strangers' calls to a peer.
+    WIDEST_MASK = {4: 8, 6: 32}
+
     peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="endpoints")
     ip = models.GenericIPAddressField(verbose_name="IP address")
     mask = models.PositiveSmallIntegerField(default=32, help_text="Prefix length: 32 for one IPv4 host.")
@@ -188,32 +191,47 @@ class Endpoint(models.Model):
         if not self.ip:
             return
         try:
-            self.network()
+            network = self.network()
         except ValueError as exc:
             raise ValidationError({"mask": f"{self.cidr} is not a network: {exc}."}) from None
+        if network.prefixlen < self.WIDEST_MASK[network.version]:
+            raise ValidationError(
+                {"mask": f"/{network.prefixlen} is too wide to identify a customer by its address."}
+            )
         if self.port > 65535:
             raise ValidationError({"port": "A port is between 0 and 65535."})
         if self.peer_id and not self.peer.is_customer:
             raise ValidationError(
                 {"peer": "IP authentication identifies customers; this peer is a supplier."}
             )
-        # Two peers on the same source address are told apart only by their tech prefix.
-        clash = (
-            Endpoint.objects.filter(
-                ip=self.ip,
-                mask=self.mask,
-                port=self.port,
-                transport=self.transport,
-                peer__tech_prefix=self.peer.tech_prefix if self.peer_id else "",
+        if any(self.overlaps(other) for other in self.rivals()):
+            raise ValidationError(
+                {
+                    "ip": "Another peer already receives calls from this address (or a network that "
+                    "overlaps it) with the same tech prefix; give one of them a distinct tech prefix."
+                }
             )
+
+    def rivals(self):
+        """Other peers' endpoints that calls from here could be mistaken for."""
+        # Two peers on overlapping source addresses are told apart only by their tech prefix.
+        tech_prefix = self.peer.tech_prefix if self.peer_id else ""
+        return (
+            Endpoint.objects.filter(peer__tech_prefix=tech_prefix)
             .exclude(pk=self.pk)
             .exclude(peer=self.peer_id)
+            .only("ip", "mask", "port", "transport")
         )
-        if clash.exists():
-            raise ValidationError(
-                "Another peer already uses this address with the same tech prefix; give one of "
-                "them a distinct tech prefix."
-            )
+
+    def overlaps(self, other: "Endpoint") -> bool:
+        """Tell whether one packet could match both endpoints (port 0 and "any" match all)."""
+        mine, theirs = self.network(), other.network()
+        return (
+            mine.version == theirs.version
+            and mine.overlaps(theirs)
+            and (self.port == other.port or 0 in (self.port, other.port))
+            and (self.transport == other.transport or self.Transport.ANY in (self.transport, other.transport))
+        )
 
 
 class SipAccount(TimestampedModel):

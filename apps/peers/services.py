@@ -48,16 +48,28 @@ def create_peer(
     ensure_manages(actor, reseller_id)
     peer = apply_changes(Peer(name=name, role=role, reseller_id=reseller_id), settings, allowed=PEER_SETTINGS)
     save_object(peer, actor=actor, action="peer.created")
-    if nodes:
-        peer.nodes.set(nodes)
-    billing.open_account(
+    account = billing.open_account(
         peer,
         actor=actor,
         currency=currency or _default_currency(peer),
         mode=account_mode,
         credit_limit=credit_limit,
     )
+    _check_price_list_currency(peer, account.currency)
+    if nodes:
+        assign_peer_to_nodes(peer, nodes, actor=actor)
     return peer
+
+
+def _check_price_list_currency(peer: Peer, currency: str) -> None:
+    # A call is rated in its price list's currency and charged to the account as is: the
+    # two must agree, or a EUR price would be debited from a USD balance.
+    for field in ("sell_rate_table", "buy_rate_table"):
+        table = getattr(peer, field)
+        if table is not None and table.currency != currency:
+            raise DomainError(
+                f"The price list is in {table.currency} but the account is in {currency}.", field=field
+            )
 
 
 def _default_currency(peer: Peer) -> str:
@@ -73,13 +85,19 @@ def update_peer(peer: Peer, *, actor: Scope, changes: dict) -> Peer:
     ensure_manages(actor, peer.reseller_id)
     current = Peer.objects.select_for_update().get(pk=peer.pk)
     apply_changes(current, changes, allowed=PEER_SETTINGS)
-    return save_object(current, actor=actor, action="peer.changed")
+    save_object(current, actor=actor, action="peer.changed")
+    _check_price_list_currency(current, current.account.currency)
+    if "tech_prefix" in changes:
+        # Source-address identification depends on the tech prefix: re-check for clashes.
+        for endpoint in current.endpoints.all():
+            endpoint.full_clean()
+    return current
 
 
 @retry_on_conflict
 def assign_peer_to_nodes(peer: Peer, nodes, *, actor: Scope) -> Peer:
-    """Serve `peer` on exactly `nodes` (manual load balancing)."""
-    ensure_manages(actor, peer.reseller_id)
+    """Serve `peer` on exactly `nodes` (manual load balancing; the operator's decision)."""
+    ensure_manages(actor, None)
     before = sorted(peer.nodes.values_list("name", flat=True))
     peer.nodes.set(nodes)
     after = sorted(node.name for node in nodes)

@@ -17,7 +17,7 @@ def test_creating_a_peer_opens_its_account_and_audits_it(cast, login):
             name="Acme",
             sell_rate_table=cast.a.sell_table.pk,
             reseller=cast.a.reseller.pk,
-            currency="eur",
+            currency="usd",
             account_mode="postpaid",
             credit_limit="25",
             nodes=[cast.node.pk],
@@ -27,7 +27,7 @@ def test_creating_a_peer_opens_its_account_and_audits_it(cast, login):
     peer = Peer.objects.get(name="Acme")
     account = Account.objects.get(peer=peer)
     assert (account.currency, account.mode, account.credit_limit, account.balance) == (
-        "EUR",
+        "USD",
         "postpaid",
         Decimal("25"),
         Decimal("0"),

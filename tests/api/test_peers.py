@@ -20,7 +20,7 @@ def test_creating_a_peer_opens_its_account_and_writes_an_audit_entry(api, cast):
         reseller=cast.a.reseller.pk,
         sell_rate_table=cast.a.sell_table.pk,
         tech_prefix="0042",
-        account={"mode": "postpaid", "credit_limit": "50.5", "currency": "EUR"},
+        account={"mode": "postpaid", "credit_limit": "50.5", "currency": "USD"},
     )
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -29,7 +29,7 @@ def test_creating_a_peer_opens_its_account_and_writes_an_audit_entry(api, cast):
     assert "account" not in body
     peer = Peer.objects.get(pk=body["id"])
     account = Account.objects.get(peer=peer)
-    assert (account.mode, str(account.credit_limit), account.currency) == ("postpaid", "50.500000", "EUR")
+    assert (account.mode, str(account.credit_limit), account.currency) == ("postpaid", "50.500000", "USD")
     entry = AuditEntry.objects.get(action="peer.created", object_id=str(peer.pk))
     assert entry.actor_label == f"api-key:{ApiKey.objects.get(scope='operator').lookup}"
     assert entry.reseller_id == cast.a.reseller.pk

@@ -188,3 +188,71 @@ def test_duplicate_names_are_reported_on_the_name_field_for_every_owner(cast, sy
         with pytest.raises(ValidationError) as error:
             services.create_peer(actor=system, name="Twin", role="customer", reseller_id=owner)
         assert list(error.value.message_dict) == ["name"]
+
+
+@pytest.mark.parametrize(
+    ("theirs", "mine", "clash"),
+    [
+        (("198.51.100.0", 24, 0, "any"), ("198.51.100.9", 32, 5060, "udp"), True),  # inside their network
+        (("198.51.100.0", 24, 5060, "udp"), ("198.51.100.0", 23, 0, "any"), True),  # around it
+        (("198.51.100.0", 24, 5060, "udp"), ("198.51.100.0", 24, 5062, "udp"), False),  # other port
+        (("198.51.100.0", 24, 5060, "tcp"), ("198.51.100.0", 24, 5060, "udp"), False),  # other transport
+        (("198.51.100.0", 24, 0, "any"), ("198.51.101.0", 24, 0, "any"), False),  # next door
+    ],
+)
+def test_overlapping_endpoints_of_two_peers_need_distinct_tech_prefixes(cast, system, theirs, mine, clash):
+    ip, mask, port, transport = theirs
+    services.add_endpoint(cast.a.customer, actor=system, ip=ip, mask=mask, port=port, transport=transport)
+    ip, mask, port, transport = mine
+    add = lambda: services.add_endpoint(  # noqa: E731
+        cast.b.customer, actor=system, ip=ip, mask=mask, port=port, transport=transport
+    )
+    if clash:
+        with pytest.raises(ValidationError) as error:
+            add()
+        assert "ip" in error.value.message_dict
+    else:
+        assert add().pk
+
+
+def test_changing_a_tech_prefix_cannot_create_a_clash(cast, system):
+    services.update_peer(cast.a.customer, actor=system, changes={"tech_prefix": "11"})
+    services.add_endpoint(cast.a.customer, actor=system, ip="198.51.100.9")
+    services.add_endpoint(cast.b.customer, actor=system, ip="198.51.100.9")
+    with pytest.raises(ValidationError):
+        services.update_peer(cast.b.customer, actor=system, changes={"tech_prefix": "11"})
+    cast.b.customer.refresh_from_db()
+    assert cast.b.customer.tech_prefix == ""
+
+
+def test_an_endpoint_cannot_be_the_whole_internet(cast, system):
+    with pytest.raises(ValidationError) as error:
+        services.add_endpoint(cast.a.customer, actor=system, ip="0.0.0.0", mask=0)  # noqa: S104
+    assert "mask" in error.value.message_dict
+
+
+def test_a_price_list_and_its_account_share_one_currency(cast, system):
+    from apps.core.errors import DomainError as Refused
+
+    with pytest.raises(Refused) as error:
+        services.create_peer(
+            actor=system,
+            name="Euro Co",
+            role="customer",
+            sell_rate_table_id=cast.operator_customer.sell_rate_table_id,
+            currency="EUR",
+        )
+    assert error.value.field == "sell_rate_table"
+    assert not Peer.objects.filter(name="Euro Co").exists()
+    euro = make_rate_table("Euro retail", currency="EUR")
+    with pytest.raises(Refused):
+        services.update_peer(cast.operator_customer, actor=system, changes={"sell_rate_table_id": euro.pk})
+    cast.operator_customer.refresh_from_db()
+    assert cast.operator_customer.sell_rate_table.currency == "USD"
+
+
+def test_only_the_operator_assigns_nodes(cast, system):
+    with pytest.raises(NotAllowed):
+        services.assign_peer_to_nodes(cast.a.customer, [cast.node], actor=Scope.of_user(cast.a.staff))
+    services.assign_peer_to_nodes(cast.a.customer, [cast.node], actor=system)
+    assert list(cast.a.customer.nodes.all()) == [cast.node]

@@ -282,7 +282,8 @@ class DemoLoader:
             peer_services.add_rewrite_rule(
                 peer, actor=actor, field="callee", pattern=pattern, replacement=replacement, position=position
             )
-        peer_services.assign_peer_to_nodes(peer, [self.nodes[n] for n in spec.nodes], actor=actor)
+        nodes = [self.nodes[n] for n in spec.nodes]
+        peer_services.assign_peer_to_nodes(peer, nodes, actor=self.operator)
         return peer
 
     # Money
