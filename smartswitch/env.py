@@ -23,6 +23,17 @@ def env_str(name: str, default: str | None = None) -> str:
     return value
 
 
+def env_secret(name: str, *, minimum_length: int = 40) -> str:
+    """A required secret that is long and not a placeholder left from an example file."""
+    value = env_str(name)
+    if len(value) < minimum_length or "change" in value.lower():
+        raise ImproperlyConfigured(
+            f"{name} must be a random value of at least {minimum_length} characters; generate one "
+            'with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None:
@@ -78,7 +89,9 @@ def database_from_url(url: str) -> dict:
     import dj_database_url
 
     try:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        # Persistent connections are off: under ASGI each request may run in another thread,
+        # and Django's docs say to disable them there.
+        config = dj_database_url.parse(url, conn_max_age=0)
     except Exception as exc:  # dj_database_url raises a bare ValueError/KeyError on junk
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} cannot be parsed: {exc}") from None
     engine = config["ENGINE"]
@@ -89,8 +102,6 @@ def database_from_url(url: str) -> dict:
         if name and name != ":memory:" and not name.startswith("file:"):
             # A fresh checkout has no var/ yet; SQLite creates the file but not its folder.
             Path(name).parent.mkdir(parents=True, exist_ok=True)
-        config["CONN_MAX_AGE"] = 0
-        config["CONN_HEALTH_CHECKS"] = False
         config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     elif engine == "django.db.backends.mysql":
         config["OPTIONS"] = {

@@ -16,6 +16,7 @@ from smartswitch.env import (
     env_int,
     env_list,
     env_path,
+    env_secret,
     env_str,
 )
 
@@ -29,7 +30,7 @@ DEBUG = env_bool("DEBUG", default=True)
 if DEBUG:
     SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-do-not-use-in-production")
 else:
-    SECRET_KEY = env_str("SECRET_KEY")
+    SECRET_KEY = env_secret("SECRET_KEY")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -127,6 +128,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # Files made on this node and copied to the others by the file-sync tasks.
 RECORDINGS_DIR = env_path("RECORDINGS_DIR", VAR_DIR / "recordings")
 CAPTURES_DIR = env_path("CAPTURES_DIR", VAR_DIR / "captures")
+# Longest-prefix index files of the rate tables, memory-mapped by every process of this node.
+PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
 
 # Redis: absent, one node alone (in-memory channel layer, ORM task broker); present,
 # channels-redis and the django-q2 Redis broker.
@@ -195,6 +198,13 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Behind the TLS proxy of deploy/INSTALL.md, which sets X-Forwarded-Proto.
+    if env_bool("BEHIND_TLS_PROXY", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # /health/ is probed over plain HTTP by keepalived and load balancers on the node.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
 
 LOGGING = {
     "version": 1,
@@ -207,4 +217,10 @@ LOGGING = {
 
 # django-q2's Task model has a conditional index MariaDB cannot build; it still works
 # without it. Our own models use no conditional indexes or constraints.
-SILENCED_SYSTEM_CHECKS = ["models.W037"]
+SILENCED_SYSTEM_CHECKS = [
+    "models.W037",
+    # HSTS for subdomains and the browsers' preload list commit the operator's whole domain
+    # to HTTPS for years: a decision for the operator's web server, not for this product.
+    "security.W005",
+    "security.W021",
+]

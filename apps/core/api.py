@@ -1,10 +1,14 @@
 """What every API viewset shares: scoping, and one mapping of domain errors to HTTP."""
 
+from datetime import UTC, datetime, timedelta
+
+import django_filters
 from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.http import Http404
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.response import Response
@@ -14,6 +18,27 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from apps.core.errors import DomainError
 from apps.tenancy.api.permissions import HasScope, ReadOnlyForCustomers
 from apps.tenancy.scope import Scope, request_scope
+
+
+class MomentField(IsoDateTimeField):
+    """An ISO 8601 moment within years 1970 to 9998; anything else is a 400 naming the filter."""
+
+    EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+    LATEST = datetime(9998, 12, 31, tzinfo=UTC)
+
+    def to_python(self, value):
+        try:
+            moment = super().to_python(value)
+        except (OverflowError, ValueError):
+            # Year 1 with a positive UTC offset falls before year 1 in UTC: Python overflows.
+            moment = self.LATEST + timedelta(days=1)
+        if moment is not None and not self.EARLIEST <= moment <= self.LATEST:
+            raise DjangoValidationError("Give a moment between 1970 and 9998, e.g. 2026-11-25T10:00:00Z.")
+        return moment
+
+
+class MomentFilter(django_filters.IsoDateTimeFilter):
+    field_class = MomentField
 
 
 def exception_handler(exc, context):

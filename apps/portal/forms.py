@@ -1,6 +1,6 @@
 """Forms of the customer portal: sign-in and the call list's date range."""
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
@@ -42,8 +42,23 @@ class DateInput(forms.DateInput):
 class CdrFilterForm(forms.Form):
     """A range of days in the site's time zone; both ends are included."""
 
+    # Calls happen in this century; the bounds also keep "the day after the end" computable.
+    EARLIEST, LATEST = date(2000, 1, 1), date(9998, 12, 31)
+
     start = forms.DateField(required=False, label="From", widget=DateInput())
     end = forms.DateField(required=False, label="To", widget=DateInput())
+
+    def _in_range(self, name: str):
+        value = self.cleaned_data.get(name)
+        if value is not None and not self.EARLIEST <= value <= self.LATEST:
+            raise ValidationError(f"Choose a day between {self.EARLIEST} and {self.LATEST}.")
+        return value
+
+    def clean_start(self):
+        return self._in_range("start")
+
+    def clean_end(self):
+        return self._in_range("end")
 
     def clean(self):
         cleaned = super().clean()

@@ -103,3 +103,10 @@ def test_the_sqlite_folder_is_created_when_missing(tmp_path):
     target = tmp_path / "not" / "yet" / "db.sqlite3"
     database_from_url(f"sqlite:///{target}")
     assert target.parent.is_dir()
+
+
+@pytest.mark.parametrize("secret", ["change-me-to-a-random-value-of-at-least-40-characters", "short"])
+def test_production_refuses_a_placeholder_or_short_secret_key(secret):
+    result = _django_setup({"DEBUG": "0", "SECRET_KEY": secret, "ALLOWED_HOSTS": "switch.example.com"})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be a random value" in result.stderr

@@ -1,7 +1,7 @@
 from django_filters import rest_framework as filters
 
 from apps.billing.models import Account, LedgerEntry
-from apps.core.api import visible
+from apps.core.api import MomentFilter, visible
 from apps.peers.models import Peer
 
 
@@ -15,19 +15,13 @@ class AccountFilter(filters.FilterSet):
 
 class LedgerEntryFilter(filters.FilterSet):
     account = filters.ModelChoiceFilter(queryset=visible(Account))
-    created_after = filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="gte", label="Created at or after"
-    )
-    created_before = filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="lt", label="Created before"
-    )
+    created_after = MomentFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
+    created_before = MomentFilter(field_name="created_at", lookup_expr="lt", label="Created before")
 
-    occurred_after = filters.IsoDateTimeFilter(
+    occurred_after = MomentFilter(
         field_name="occurred_at", lookup_expr="gte", label="Occurred at or after (a call's end, a payment)"
     )
-    occurred_before = filters.IsoDateTimeFilter(
-        field_name="occurred_at", lookup_expr="lt", label="Occurred before"
-    )
+    occurred_before = MomentFilter(field_name="occurred_at", lookup_expr="lt", label="Occurred before")
 
     class Meta:
         model = LedgerEntry

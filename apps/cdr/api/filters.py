@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from apps.cdr.models import Cdr
-from apps.core.api import visible
+from apps.core.api import MomentFilter, visible
 from apps.peers.models import Peer
 from apps.tenancy.scope import request_scope
 
@@ -17,12 +17,8 @@ def _suppliers(request):
 
 
 class CdrFilter(filters.FilterSet):
-    created_after = filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="gte", label="Set up at or after"
-    )
-    created_before = filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="lt", label="Set up before"
-    )
+    created_after = MomentFilter(field_name="created_at", lookup_expr="gte", label="Set up at or after")
+    created_before = MomentFilter(field_name="created_at", lookup_expr="lt", label="Set up before")
     peer = extend_schema_field(OpenApiTypes.INT)(
         filters.ModelChoiceFilter(
             queryset=visible(Peer),

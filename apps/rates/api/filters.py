@@ -1,6 +1,6 @@
 from django_filters import rest_framework as filters
 
-from apps.core.api import visible
+from apps.core.api import MomentFilter, visible
 from apps.rates.models import Rate, RateTable
 from apps.tenancy.models import Reseller
 
@@ -18,7 +18,7 @@ class RateFilter(filters.FilterSet):
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", label="Prefix starts with"
     )
-    effective_at = filters.IsoDateTimeFilter(method="filter_effective_at", label="In force at this moment")
+    effective_at = MomentFilter(method="filter_effective_at", label="In force at this moment")
 
     class Meta:
         model = Rate
