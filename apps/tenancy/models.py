@@ -116,6 +116,8 @@ class ApiKey(TimestampedModel):
                 "An operator key has no reseller or peer; a reseller key names its reseller; "
                 "a customer key names its peer."
             )
+        if self.peer_id and not self.peer.is_customer:
+            raise ValidationError({"peer": "Only customers (or user peers) get customer keys."})
 
     @staticmethod
     def digest_of(token: str) -> str:

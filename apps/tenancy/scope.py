@@ -87,7 +87,8 @@ class Scope:
 
     @classmethod
     def of_api_key(cls, key) -> "Scope":
-        label = f"api-key:{key.lookup}"
+        # Named, not by its visible start: customers read these labels in their ledger.
+        label = f"api-key:{key.name}"[:100]
         if key.scope == "operator":
             return cls(Kind.OPERATOR, actor=key, label=label)
         if key.scope == "reseller":

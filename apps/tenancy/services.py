@@ -3,10 +3,11 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.db import InternalError, OperationalError
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.core.db import retry_on_conflict
+from apps.core.db import is_conflict, retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.tenancy.models import ApiKey, Membership, Reseller
@@ -117,5 +118,11 @@ def authenticate_api_key(token: str) -> ApiKey | None:
     # Touch last_used_at at most once a minute: a write per request would be a Galera
     # write-set per API call.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        try:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        except (OperationalError, InternalError) as exc:
+            # Two nodes stamping the same key at once: the other stamp is as good as ours,
+            # and a request must not fail over a timestamp.
+            if not is_conflict(exc):
+                raise
     return key

@@ -31,7 +31,7 @@ def test_creating_a_peer_opens_its_account_and_writes_an_audit_entry(api, cast):
     account = Account.objects.get(peer=peer)
     assert (account.mode, str(account.credit_limit), account.currency) == ("postpaid", "50.500000", "USD")
     entry = AuditEntry.objects.get(action="peer.created", object_id=str(peer.pk))
-    assert entry.actor_label == f"api-key:{ApiKey.objects.get(scope='operator').lookup}"
+    assert entry.actor_label == f"api-key:{ApiKey.objects.get(scope='operator').name}"
     assert entry.reseller_id == cast.a.reseller.pk
 
 

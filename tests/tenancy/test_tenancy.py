@@ -44,3 +44,25 @@ def test_audit_entries_about_a_reseller_are_visible_to_its_staff(cast, system):
     actions_a = set(AuditEntry.objects.visible_to(cast.a.staff).values_list("action", flat=True))
     assert {"reseller.created", "reseller.staff_added", "reseller.changed", "apikey.created"} <= actions_a
     assert not AuditEntry.objects.visible_to(cast.b.staff).filter(object_repr__contains="Reseller A").exists()
+
+
+def test_customer_keys_are_for_customers_only(cast, system):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as error:
+        services.create_api_key(actor=system, name="wrong", scope=ApiKey.Scope.CUSTOMER, peer=cast.supplier)
+    assert "peer" in error.value.message_dict
+
+
+def test_a_customer_does_not_see_the_notes_kept_about_it(cast, system):
+    from apps.peers import services as peer_services
+
+    peer_services.update_peer(cast.a.customer, actor=system, changes={"notes": "late payer"})
+    as_customer = APIClient().get(
+        f"/api/v1/peers/{cast.a.customer.pk}/", HTTP_AUTHORIZATION=f"Bearer {cast.a.customer_key}"
+    )
+    as_reseller = APIClient().get(
+        f"/api/v1/peers/{cast.a.customer.pk}/", HTTP_AUTHORIZATION=f"Bearer {cast.a.staff_key}"
+    )
+    assert "notes" not in as_customer.json()
+    assert as_reseller.json()["notes"] == "late payer"

@@ -10,6 +10,7 @@ from apps.nodes.models import Node
 from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
 from apps.rates.models import RateTable
 from apps.tenancy.models import Reseller
+from apps.tenancy.scope import request_scope
 
 
 class AccountOpeningSerializer(serializers.Serializer):
@@ -60,6 +61,13 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
     account = AccountOpeningSerializer(
         write_only=True, required=False, help_text="The account opened with the peer (when creating only)."
     )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if request_scope(self.context["request"]).is_customer:
+            # Notes are the operator's or reseller's remarks about the customer.
+            data.pop("notes", None)
+        return data
 
     class Meta:
         model = Peer
