@@ -10,21 +10,27 @@ from apps.tenancy.scope import Scope, as_scope
 
 
 def _owner_reseller_id(obj) -> int | None:
-    """The reseller whose staff may read this entry: the object's owner, if any."""
-    from apps.tenancy.models import Reseller
+    """The reseller whose staff may read this entry: the object's owner, if any.
+
+    Follows the same lookup the model's queryset scopes by (e.g. "account__peer__reseller"),
+    so an entry is visible to exactly the staff who can see the object.
+    """
+    from apps.tenancy.models import ApiKey, Reseller
 
     if isinstance(obj, Reseller):
         return obj.pk
-    for path in ("reseller_id", "peer.reseller_id", "account.peer.reseller_id", "blocklist.reseller_id"):
-        target = obj
-        try:
-            for part in path.split("."):
-                target = getattr(target, part)
-        except AttributeError:
-            continue
-        if target is not None:
-            return target
-    return None
+    if isinstance(obj, ApiKey):
+        return obj.reseller_id or (obj.peer.reseller_id if obj.peer_id else None)
+    lookup = getattr(type(obj)._default_manager.get_queryset(), "reseller_lookup", None)
+    if not lookup:
+        return None
+    *path, last = lookup.split("__")
+    target = obj
+    for name in path:
+        target = getattr(target, name, None)
+        if target is None:
+            return None
+    return getattr(target, f"{last}_id", None)
 
 
 def _plain(data: dict) -> dict:

@@ -66,3 +66,13 @@ def test_a_customer_does_not_see_the_notes_kept_about_it(cast, system):
     )
     assert "notes" not in as_customer.json()
     assert as_reseller.json()["notes"] == "late payer"
+
+
+def test_audit_entries_follow_the_objects_owner_through_its_scoping_lookup(cast, system):
+    from apps.billing import services as billing
+
+    billing.post_payment(cast.a.customer.account, actor=system, amount=1)  # account → peer → reseller
+    entry = AuditEntry.objects.filter(action="ledger.payment").latest("id")
+    assert entry.reseller_id == cast.a.reseller.pk
+    assert AuditEntry.objects.visible_to(cast.a.staff).filter(pk=entry.pk).exists()
+    assert not AuditEntry.objects.visible_to(cast.b.staff).filter(pk=entry.pk).exists()
