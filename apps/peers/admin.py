@@ -100,10 +100,30 @@ def status_badge(peer: Peer):
 # --- inlines on the peer page ---------------------------------------------------------------
 
 
+# The service that creates each kind of row hanging off a peer.
+ADD_SERVICES = {
+    Endpoint: "add_endpoint",
+    SipAccount: "add_sip_account",
+    Gateway: "add_gateway",
+    RewriteRule: "add_rewrite_rule",
+}
+
+
+def add_child(actor, peer, form):
+    """Create the row of a valid form through its model's add_* service."""
+    values = form_values(form, exclude=("peer",))
+    if "password" in form.cleaned_data:
+        values["password"] = form.cleaned_data["password"]  # a form-only field the service hashes
+    return getattr(services, ADD_SERVICES[form._meta.model])(peer, actor=actor, **values)
+
+
 class ChildInline(ScopedInline):
     """Rows of one peer, written by add_*/update_child/remove_child."""
 
     reseller_can = EVERYTHING
+
+    def create(self, request, parent, form):
+        return add_child(self.scope(request), parent, form)
 
     def update(self, request, obj, form):
         changes = form_changes(form)
@@ -117,9 +137,6 @@ class ChildInline(ScopedInline):
 class EndpointInline(ChildInline):
     model = Endpoint
     fields = ("ip", "mask", "port", "transport", "enabled", "description")
-
-    def create(self, request, parent, form):
-        return services.add_endpoint(parent, actor=self.scope(request), **form_values(form))
 
 
 class SipAccountInlineForm(ScopedModelForm):
@@ -151,17 +168,6 @@ class SipAccountInline(ChildInline):
     fields = ("username", "domain", "password", "enabled")
     verbose_name = "SIP account"
 
-    def create(self, request, parent, form):
-        data = form.cleaned_data
-        return services.add_sip_account(
-            parent,
-            actor=self.scope(request),
-            username=data["username"],
-            domain=data["domain"],
-            password=data["password"],
-            enabled=data["enabled"],
-        )
-
     def update(self, request, obj, form):
         super().update(request, obj, form)
         if form.cleaned_data.get("password"):
@@ -184,27 +190,10 @@ class GatewayInline(ChildInline):
         "enabled",
     )
 
-    def create(self, request, parent, form):
-        values = form_values(form)
-        return services.add_gateway(
-            parent, actor=self.scope(request), name=values.pop("name"), host=values.pop("host"), **values
-        )
-
 
 class RewriteRuleInline(ChildInline):
     model = RewriteRule
     fields = ("direction", "field", "pattern", "replacement", "position", "enabled")
-
-    def create(self, request, parent, form):
-        values = form_values(form)
-        return services.add_rewrite_rule(
-            parent,
-            actor=self.scope(request),
-            field=values.pop("field"),
-            pattern=values.pop("pattern"),
-            replacement=values.pop("replacement"),
-            **values,
-        )
 
 
 # --- peers ------------------------------------------------------------------------------------
@@ -425,6 +414,9 @@ class PeerChildAdmin(ScopedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else ("peer",)
 
+    def create_via_service(self, request, form):
+        return add_child(self.scope(request), form.cleaned_data["peer"], form)
+
     @admin.display(description="owner", ordering="peer__reseller__name")
     def owner(self, obj):
         return obj.peer.reseller or "operator"
@@ -444,11 +436,6 @@ class EndpointAdmin(PeerChildAdmin):
     list_filter = ("enabled", "transport", ("peer__reseller", ScopedRelatedFilter))
     search_fields = ("ip", "peer__name", "description")
     fields = ("peer", "ip", "mask", "port", "transport", "enabled", "description")
-
-    def create_via_service(self, request, form):
-        return services.add_endpoint(
-            form.cleaned_data["peer"], actor=self.scope(request), **form_values(form, exclude=("peer",))
-        )
 
 
 class SipAccountAddForm(ScopedModelForm):
@@ -479,17 +466,6 @@ class SipAccountAdmin(PeerChildAdmin):
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else ("peer", "username", "domain", "created_at", "updated_at")
 
-    def create_via_service(self, request, form):
-        data = form.cleaned_data
-        return services.add_sip_account(
-            data["peer"],
-            actor=self.scope(request),
-            username=data["username"],
-            domain=data["domain"],
-            password=data["password"],
-            enabled=data["enabled"],
-        )
-
 
 @admin.register(Gateway)
 class GatewayAdmin(PeerChildAdmin):
@@ -512,16 +488,6 @@ class GatewayAdmin(PeerChildAdmin):
         "enabled",
     )
 
-    def create_via_service(self, request, form):
-        values = form_values(form, exclude=("peer",))
-        return services.add_gateway(
-            form.cleaned_data["peer"],
-            actor=self.scope(request),
-            name=values.pop("name"),
-            host=values.pop("host"),
-            **values,
-        )
-
 
 @admin.register(RewriteRule)
 class RewriteRuleAdmin(PeerChildAdmin):
@@ -530,14 +496,3 @@ class RewriteRuleAdmin(PeerChildAdmin):
     search_fields = ("pattern", "replacement", "peer__name")
     choice_filters = {}
     fields = ("peer", "direction", "field", "pattern", "replacement", "position", "enabled")
-
-    def create_via_service(self, request, form):
-        values = form_values(form, exclude=("peer",))
-        return services.add_rewrite_rule(
-            form.cleaned_data["peer"],
-            actor=self.scope(request),
-            field=values.pop("field"),
-            pattern=values.pop("pattern"),
-            replacement=values.pop("replacement"),
-            **values,
-        )
