@@ -1,6 +1,8 @@
 """Price lists and their rates in the admin."""
 
+from django import forms
 from django.contrib import admin
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -9,13 +11,17 @@ from apps.core.admin import (
     ADD,
     CHANGE,
     VIEW,
+    ConfirmForm,
+    ObjectTool,
     ScopedModelAdmin,
+    ScopedModelForm,
     ScopedRelatedFilter,
     form_changes,
     form_values,
 )
 from apps.rates import services
-from apps.rates.models import Rate, RateTable
+from apps.rates.importing.report import ImportReport
+from apps.rates.models import PriceImport, Rate, RateTable
 
 
 @admin.register(RateTable)
@@ -148,3 +154,110 @@ class RateAdmin(ScopedModelAdmin):
         if rate.pk is None:  # backends that do not return ids from bulk inserts
             rate = Rate.objects.get(table=rate.table, prefix=rate.prefix, effective_from=rate.effective_from)
         return rate
+
+
+# --- price imports: upload -> preview -> confirm -> job with progress ------------------------
+
+
+class PriceImportUploadForm(ScopedModelForm):
+    file = forms.FileField(help_text="CSV (UTF-8 or Latin-1) or XLSX price list.")
+
+    class Meta:
+        model = PriceImport
+        fields = ("table", "template", "mode", "effective_from", "skip_invalid")
+
+
+def _confirm(admin_, request, price_import, data):
+    services.confirm_price_import(price_import, actor=admin_.scope(request))
+    return "Import confirmed: a worker activates it now; this page shows its progress."
+
+
+def _cancel(admin_, request, price_import, data):
+    services.cancel_price_import(price_import, actor=admin_.scope(request))
+    return "Import cancelled; nothing was written to the price list."
+
+
+@admin.register(PriceImport)
+class PriceImportAdmin(ScopedModelAdmin):
+    operator_can = frozenset({VIEW, ADD, CHANGE})
+    reseller_can = frozenset({VIEW, ADD, CHANGE})
+    add_form = PriceImportUploadForm
+    list_display = ("created_at", "table", "file_name", "mode", "state", "progress", "actor_label")
+    list_filter = ("state", "mode")
+    list_select_related = ("table",)
+    readonly_fields = (
+        "table",
+        "file_name",
+        "mode",
+        "state",
+        "effective_from",
+        "skip_invalid",
+        "progress",
+        "report_text",
+        "actor_label",
+        "created_at",
+        "finished_at",
+        "version",
+    )
+    object_tools = (
+        ObjectTool(
+            "confirm",
+            "Confirm and activate",
+            ConfirmForm,
+            _confirm,
+            show=lambda obj: obj.state == PriceImport.State.STAGED,
+            help="The staged rows become the price list's next version, live in one switch.",
+        ),
+        ObjectTool(
+            "cancel",
+            "Cancel this import",
+            ConfirmForm,
+            _cancel,
+            show=lambda obj: obj.state in (PriceImport.State.STAGED, PriceImport.State.FAILED),
+        ),
+    )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("table", "file", "template", "mode", "effective_from", "skip_invalid")
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "table":
+            kwargs["queryset"] = RateTable.objects.visible_to(self.scope(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        if obj.state in (PriceImport.State.ACTIVATING, PriceImport.State.QUEUED):
+            return (
+                f"{obj.phase}: {obj.percent}% ({obj.rows_done} of {obj.rows_total} rows, "
+                f"{obj.rows_per_second:,.0f} rows/s)"
+            )
+        return f"{obj.phase or '-'} ({obj.rows_total} rows)"
+
+    @admin.display(description="report")
+    def report_text(self, obj):
+        # The same lines the import_prices command prints.
+        return format_html("<pre>{}</pre>", "\n".join(ImportReport.from_dict(obj.report).lines()))
+
+    def create_via_service(self, request, form):
+        upload = form.cleaned_data["file"]
+        values = form_values(form)
+        return services.stage_price_file(
+            form.cleaned_data["table"],
+            upload.read(),
+            actor=self.scope(request),
+            filename=upload.name,
+            template=form.cleaned_data.get("template"),
+            mode=values["mode"],
+            effective_from=values.get("effective_from"),
+            skip_invalid=values.get("skip_invalid", False),
+        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # Straight to the preview: errors, diff, notice and margin flags, then Confirm.
+        return HttpResponseRedirect(reverse("admin:rates_priceimport_change", args=[obj.pk]))

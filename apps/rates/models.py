@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel, digits_validator, name_taken
+from apps.core.querysets import ScopedQuerySet
 from apps.rates.querysets import RateQuerySet, RateTableQuerySet
 
 
@@ -112,3 +113,137 @@ class Rate(models.Model):
             errors["effective_to"] = "The end must come after the start."
         if errors:
             raise ValidationError(errors)
+
+
+class ImportQuerySet(ScopedQuerySet):
+    reseller_lookup = "table__reseller"
+
+
+class ImportTemplate(TimestampedModel):
+    """How one supplier writes its price lists: header names, number and date formats."""
+
+    name = models.CharField(max_length=100, unique=True)
+    table = models.ForeignKey(
+        RateTable,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="import_templates",
+        help_text="The price list this template is for; empty: usable for any operator list.",
+    )
+    columns = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Header in the file -> our column, e.g. {"Code": "prefix", "Price": "rate"}; '
+        'map a header to "" to ignore that column.',
+    )
+    decimal_comma = models.BooleanField(default=False, help_text="Numbers are written 0,0125.")
+    date_format = models.CharField(
+        max_length=40, blank=True, help_text="strftime format such as %d/%m/%Y; empty means ISO 8601."
+    )
+    increment_column = models.CharField(
+        max_length=60, blank=True, help_text='A header whose cells read "30/6" or "30/6/0".'
+    )
+    clean_prefix = models.BooleanField(
+        default=True, help_text="Drop a leading + or 00 and spaces, dots and dashes from prefixes."
+    )
+    skip_lines = models.PositiveSmallIntegerField(default=0, help_text="Lines before the header row.")
+    delimiter = models.CharField(max_length=1, default=",")
+
+    objects = ImportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PriceImport(TimestampedModel):
+    """One upload of a price list into a table: its staged rows, preview, activation and report."""
+
+    class Mode(models.TextChoices):
+        FULL = "full", "Full price list (absent codes close)"
+        CHANGES = "changes", "Changes only"
+
+    class State(models.TextChoices):
+        INVALID = "invalid", "Rejected (errors)"
+        STAGED = "staged", "Previewed, waiting for confirmation"
+        QUEUED = "queued", "Confirmed, waiting for a worker"
+        ACTIVATING = "activating", "Activating"
+        DONE = "done", "Live"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    table = models.ForeignKey(RateTable, on_delete=models.PROTECT, related_name="imports")
+    template = models.ForeignKey(ImportTemplate, null=True, blank=True, on_delete=models.SET_NULL)
+    mode = models.CharField(max_length=7, choices=Mode.choices, default=Mode.CHANGES)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.STAGED)
+    effective_from = models.DateTimeField(
+        null=True, blank=True, help_text="Start of rows without a date; empty: the activation time."
+    )
+    skip_invalid = models.BooleanField(default=False)
+    # The uploaded file itself is not kept: its parsed rows are in StagedRate, and the
+    # checksum proves which file it was.
+    file_name = models.CharField(max_length=255, blank=True)
+    file_size = models.PositiveBigIntegerField(default=0)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=20, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    rows_per_second = models.FloatField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    base_version = models.PositiveIntegerField(null=True, blank=True)
+    version = models.PositiveIntegerField(null=True, blank=True, help_text="The table version it made live.")
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'rows'} -> {self.table.name} ({self.get_state_display()})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
+
+
+class StagedRate(models.Model):
+    """A parsed, valid row of a price import, waiting for activation (built for 10^6 rows)."""
+
+    # No foreign-key constraint and no cascade: a million rows are removed by chunked
+    # DELETEs in the import pipeline, never by Django's collector one object at a time.
+    price_import = models.ForeignKey(
+        PriceImport, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    line = models.PositiveIntegerField()
+    prefix = models.CharField(max_length=32)
+    destination = models.CharField(max_length=100, blank=True)
+    price = MoneyField()
+    connection_fee = MoneyField(default=0)
+    min_seconds = models.PositiveIntegerField(default=1)
+    increment_seconds = models.PositiveIntegerField(default=1)
+    free_seconds = models.PositiveIntegerField(default=0)
+    effective_from = models.DateTimeField(null=True, blank=True)  # None: the import's start
+    effective_to = models.DateTimeField(null=True, blank=True)
+    # Set by the diff: the earliest row of its prefix is the one that ends the live periods;
+    # `current_id` is the live rate it replaces, `unchanged` rows are not written at all.
+    # Database defaults: the bulk INSERT names only the parsed columns.
+    is_first = models.BooleanField(db_default=True)
+    single = models.BooleanField(db_default=True)
+    current_id = models.BigIntegerField(null=True, blank=True)
+    superseded = models.BooleanField(db_default=False)
+    unchanged = models.BooleanField(db_default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["price_import", "prefix"], name="stagedrate_import_prefix")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.prefix} {self.price}"

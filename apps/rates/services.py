@@ -1,13 +1,36 @@
-"""The only write path for price lists (the bulk import pipeline builds on `add_rates`)."""
+"""The only write path for price lists: tables, single rates and bulk price imports."""
 
+import hashlib
+import time
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.core.db import retry_on_conflict
+from apps.core.errors import DomainError
 from apps.core.services import apply_changes, ensure_manages, save_object
-from apps.rates.models import Rate, RateTable
+from apps.rates.importing.parsing import FileFormat, open_table
+from apps.rates.importing.pipeline import (
+    Clock,
+    compare,
+    diff_report,
+    discard_staged,
+    discard_version,
+    has_live_rows,
+    mark_schedules,
+    stage,
+    staged_count,
+    switch,
+    write_version,
+)
+from apps.rates.importing.report import FileError, ImportRefused, ImportReport
+from apps.rates.importing.validation import Validator
+from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable
+from apps.rates.rows import RateRow
 from apps.tenancy.scope import Scope
 
 TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "description")
@@ -74,3 +97,347 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
     Rate.objects.bulk_create(rows, batch_size=batch_size)
     audit.record(actor, "ratetable.rates_added", table, count=len(rows))
     return len(rows)
+
+
+# --- price imports (see apps/rates/importing/pipeline.py for the versioned write) -----------
+
+IMPORT_CHUNK_ROWS = 20_000  # rows per transaction: small enough for a Galera write-set
+STALE_ACTIVATION = timedelta(minutes=10)  # an activation silent this long has crashed
+
+
+def _new_import(table, *, actor: Scope, mode, effective_from, skip_invalid, **fields) -> PriceImport:
+    ensure_manages(actor, table.reseller_id)
+    if mode not in PriceImport.Mode.values:
+        raise DomainError(f"Unknown import mode {mode!r}: use full or changes.", field="mode")
+    return PriceImport.objects.create(
+        table=table,
+        mode=mode,
+        effective_from=effective_from,
+        skip_invalid=skip_invalid,
+        created_by=actor.user,
+        actor_label=actor.label[:100],
+        phase="parse",
+        **fields,
+    )
+
+
+def _progress(price_import: PriceImport, phase: str, started: float):
+    def report(done: int) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        PriceImport.objects.filter(pk=price_import.pk).update(
+            phase=phase, rows_done=done, rows_per_second=round(done / elapsed, 1), updated_at=timezone.now()
+        )
+
+    return report
+
+
+def _stage(price_import, report: ImportReport, validator: Validator, rows, *, chunk_size, clock) -> bool:
+    """Validate and stage `rows`, then preview the diff; False (nothing kept) on errors."""
+    clock.phase("parse+validate+stage")
+    stage(
+        price_import,
+        rows,
+        chunk_size=chunk_size,
+        on_progress=_progress(price_import, "stage", time.perf_counter()),
+    )
+    if not report.ok and not price_import.skip_invalid:
+        report.state = PriceImport.State.INVALID
+        discard_staged(price_import, chunk_size=chunk_size)
+        _save_import(price_import, report, clock, state=PriceImport.State.INVALID)
+        return False
+    clock.phase("schedules")
+    mark_schedules(price_import, validator.schedules)
+    _preview(price_import, report, clock, chunk_size=chunk_size)
+    return True
+
+
+def _preview(price_import: PriceImport, report: ImportReport, clock, *, chunk_size) -> None:
+    clock.phase("diff")
+    version = RateTable.objects.get(pk=price_import.table_id).live_version
+    start = price_import.effective_from or timezone.now()
+    compare(price_import, version=version, start=start, chunk_size=chunk_size)
+    result = diff_report(price_import, version=version, start=start, now=timezone.now())
+    report.diff = {"counts": result["counts"], "samples": result["samples"]}
+    report.notice, report.margin = result["notice"], result["margin"]
+    report.effective_from = start.isoformat()
+    report.preview_version = version
+
+
+def _save_import(price_import, report, clock, *, state, **fields) -> None:
+    if not report.dry_run:
+        report.state = state
+    report.timings = clock.stop() if clock else report.timings
+    PriceImport.objects.filter(pk=price_import.pk).update(
+        state=state, report=report.as_dict(), updated_at=timezone.now(), **fields
+    )
+    price_import.refresh_from_db()
+
+
+def stage_price_file(
+    table: RateTable,
+    data: bytes,
+    *,
+    actor: Scope,
+    filename: str = "",
+    template: ImportTemplate | None = None,
+    mode: str = PriceImport.Mode.CHANGES,
+    effective_from=None,
+    skip_invalid: bool = False,
+    chunk_size: int = IMPORT_CHUNK_ROWS,
+) -> PriceImport:
+    """Parse, validate and stage a CSV/XLSX price list and preview it; nothing goes live yet."""
+    price_import = _new_import(
+        table,
+        actor=actor,
+        mode=mode,
+        effective_from=effective_from,
+        skip_invalid=skip_invalid,
+        template=template,
+        file_name=filename[:255],
+        file_size=len(data),
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        rows_total=data.count(b"\n") or 1,
+    )
+    report = ImportReport(table=table.name, mode=mode, source=filename or "upload")
+    clock = Clock()
+    clock.phase("parse+validate+stage")
+    fmt = FileFormat.of(template)
+    validator = Validator(report, fmt, skip_invalid=skip_invalid)
+    try:
+        parsed = open_table(data, fmt, filename=filename)
+        rows = validator.records(parsed)
+        if _stage(price_import, report, validator, rows, chunk_size=chunk_size, clock=clock):
+            _save_import(
+                price_import, report, clock, state=PriceImport.State.STAGED, rows_total=report.rows_valid
+            )
+    except FileError as exc:
+        report.error(None, exc.message)
+        discard_staged(price_import, chunk_size=chunk_size)
+        _save_import(price_import, report, clock, state=PriceImport.State.INVALID)
+    audit.record(actor, "ratetable.import_staged", table, file=filename, state=price_import.state)
+    return price_import
+
+
+def stage_price_rows(
+    table,
+    rows: Iterable[RateRow],
+    *,
+    actor: Scope,
+    mode,
+    effective_from=None,
+    skip_invalid=False,
+    source="rows",
+    chunk_size=IMPORT_CHUNK_ROWS,
+) -> PriceImport:
+    """Validate and stage RateRow objects (sell generation, API) and preview them."""
+    price_import = _new_import(
+        table,
+        actor=actor,
+        mode=mode,
+        effective_from=effective_from,
+        skip_invalid=skip_invalid,
+        file_name=source,
+    )
+    report = ImportReport(table=table.name, mode=mode, source=source)
+    clock = Clock()
+    validator = Validator(report, skip_invalid=skip_invalid)
+    if _stage(price_import, report, validator, validator.rate_rows(rows), chunk_size=chunk_size, clock=clock):
+        _save_import(
+            price_import, report, clock, state=PriceImport.State.STAGED, rows_total=report.rows_valid
+        )
+    return price_import
+
+
+@retry_on_conflict
+def _claim(price_import: PriceImport, *, resume: bool) -> int:
+    current = PriceImport.objects.select_for_update().get(pk=price_import.pk)
+    table = RateTable.objects.select_for_update().get(pk=current.table_id)
+    allowed = {PriceImport.State.STAGED, PriceImport.State.QUEUED}
+    if resume:
+        allowed |= {PriceImport.State.ACTIVATING, PriceImport.State.FAILED}
+    if current.state not in allowed:
+        raise ImportRefused(f"This import is {current.get_state_display().lower()}; it cannot be activated.")
+    busy = (
+        PriceImport.objects.filter(table=table, state=PriceImport.State.ACTIVATING)
+        .filter(updated_at__gte=timezone.now() - STALE_ACTIVATION)
+        .exclude(pk=current.pk)
+    )
+    if busy.exists():
+        raise ImportRefused(
+            f"Another import into {table.name} is being activated; try again when it is done."
+        )
+    PriceImport.objects.filter(pk=current.pk).update(
+        state=PriceImport.State.ACTIVATING,
+        base_version=table.live_version,
+        phase="clean",
+        rows_done=0,
+        started_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    return table.live_version
+
+
+def activate_price_import(
+    price_import: PriceImport, *, actor: Scope, chunk_size: int = IMPORT_CHUNK_ROWS, resume: bool = False
+) -> PriceImport:
+    """Write the staged rows as the table's next version in chunks, then switch to it.
+
+    Safe to run again after a crash (`resume=True`): whatever a broken run wrote is still
+    invisible and is removed first.
+    """
+    ensure_manages(actor, price_import.table.reseller_id)
+    version = _claim(price_import, resume=resume)
+    report = ImportReport.from_dict(price_import.report)
+    clock = Clock()
+    clock.timings.update(report.timings)  # parse and stage times of the preview
+    table = price_import.table
+    try:
+        clock.phase("clean")
+        if discard_version(table, version, chunk_size=chunk_size):
+            report.warn(f"removed what an interrupted activation of version {version + 1} had written")
+        if staged_count(price_import) != report.rows_valid:
+            raise ImportRefused("The staged rows of this import are incomplete; upload the file again.")
+        # The preview's comparison still holds if the table has not moved since and the
+        # rows' start did not depend on the clock (a fixed date, or nothing live to compare).
+        if report.preview_version == version and (
+            price_import.effective_from is not None or not has_live_rows(table, version)
+        ):
+            clock.phase("activate")
+            report.effective_from = (price_import.effective_from or timezone.now()).isoformat()
+        else:
+            _preview(price_import, report, clock, chunk_size=chunk_size)
+        start = datetime.fromisoformat(report.effective_from)
+        clock.phase("activate")
+        progress = _progress(price_import, "activate", time.perf_counter())
+        write_version(price_import, version=version, start=start, chunk_size=chunk_size, on_progress=progress)
+        clock.phase("switch")
+        _switch(price_import, report, clock, actor=actor, version=version)
+    except Exception as exc:
+        report.error(None, f"activation failed: {exc}")
+        _save_import(price_import, report, clock, state=PriceImport.State.FAILED, finished_at=timezone.now())
+        raise
+    clock.phase("cleanup")
+    discard_staged(price_import, chunk_size=chunk_size)
+    report.timings = clock.stop()
+    PriceImport.objects.filter(pk=price_import.pk).update(report=report.as_dict())
+    price_import.refresh_from_db()
+    return price_import
+
+
+@retry_on_conflict
+def _switch(price_import, report, clock, *, actor, version) -> None:
+    switch(price_import.table, version=version)
+    report.version = version + 1
+    _save_import(
+        price_import,
+        report,
+        None,
+        state=PriceImport.State.DONE,
+        version=version + 1,
+        finished_at=timezone.now(),
+        phase="done",
+    )
+    audit.record(
+        actor, "ratetable.imported", price_import.table, version=version + 1, counts=report.diff.get("counts")
+    )
+    table_id = price_import.table_id
+    transaction.on_commit(lambda: _rebuild_lookup_index(table_id))
+
+
+def _rebuild_lookup_index(table_id: int) -> None:
+    from django_q.tasks import async_task
+
+    from apps.nodes.models import Node
+
+    # Every node keeps its own index file: each node's worker cluster rebuilds its own.
+    names = list(Node.objects.values_list("name", flat=True)) or [None]
+    for name in names:
+        options = {"cluster": name} if name else {}
+        async_task("apps.rates.lookup.rebuild_index", table_id, **options)
+
+
+@retry_on_conflict
+def confirm_price_import(price_import: PriceImport, *, actor: Scope) -> PriceImport:
+    """Queue a previewed import for activation by a worker."""
+    ensure_manages(actor, price_import.table.reseller_id)
+    current = PriceImport.objects.select_for_update().get(pk=price_import.pk)
+    if current.state != PriceImport.State.STAGED:
+        raise ImportRefused(f"This import is {current.get_state_display().lower()}; it cannot be confirmed.")
+    current.state = PriceImport.State.QUEUED
+    current.save(update_fields=["state", "updated_at"])
+    audit.record(actor, "ratetable.import_confirmed", current.table, price_import=current.pk)
+    transaction.on_commit(lambda: _enqueue_activation(current.pk, actor))
+    return current
+
+
+def _enqueue_activation(import_id: int, actor: Scope) -> None:
+    from django_q.tasks import async_task
+
+    async_task("apps.rates.tasks.activate_price_import", import_id, actor.user.pk if actor.user else None)
+
+
+def cancel_price_import(
+    price_import: PriceImport, *, actor: Scope, chunk_size=IMPORT_CHUNK_ROWS
+) -> PriceImport:
+    """Drop a staged import that was not confirmed, with its staged rows."""
+    ensure_manages(actor, price_import.table.reseller_id)
+    if price_import.state not in (PriceImport.State.STAGED, PriceImport.State.FAILED):
+        raise ImportRefused("Only a previewed or failed import can be cancelled.")
+    discard_staged(price_import, chunk_size=chunk_size)
+    PriceImport.objects.filter(pk=price_import.pk).update(
+        state=PriceImport.State.CANCELLED, updated_at=timezone.now()
+    )
+    audit.record(actor, "ratetable.import_cancelled", price_import.table, price_import=price_import.pk)
+    price_import.refresh_from_db()
+    return price_import
+
+
+def _finish(price_import: PriceImport, *, actor, dry_run, chunk_size) -> ImportReport:
+    if price_import.state != PriceImport.State.STAGED:
+        return ImportReport.from_dict(price_import.report)
+    if dry_run:
+        discard_staged(price_import, chunk_size=chunk_size)
+        report = ImportReport.from_dict(price_import.report)
+        report.dry_run = True
+        report.state = "previewed only (dry run), nothing written"
+        _save_import(price_import, report, None, state=PriceImport.State.CANCELLED)
+        return report
+    activate_price_import(price_import, actor=actor, chunk_size=chunk_size)
+    return ImportReport.from_dict(price_import.report)
+
+
+def import_rows(
+    table: RateTable,
+    rows: Iterable[RateRow],
+    *,
+    mode: str,
+    effective_from,
+    actor: Scope,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    chunk_size: int = IMPORT_CHUNK_ROWS,
+) -> ImportReport:
+    """Validate `rows` and make them the table's next live version; report.ok says if it did.
+
+    On any error nothing is written, unless `skip_invalid` (then the report lists the
+    rejected rows). `dry_run` stops after the preview.
+    """
+    price_import = stage_price_rows(
+        table,
+        rows,
+        actor=actor,
+        mode=mode,
+        effective_from=effective_from,
+        skip_invalid=skip_invalid,
+        chunk_size=chunk_size,
+    )
+    return _finish(price_import, actor=actor, dry_run=dry_run, chunk_size=chunk_size)
+
+
+def import_price_file(
+    table: RateTable, data: bytes, *, actor: Scope, dry_run: bool = False, **options
+) -> ImportReport:
+    """stage_price_file, then activate at once (the CLI): returns the report."""
+    chunk_size = options.get("chunk_size", IMPORT_CHUNK_ROWS)
+    price_import = stage_price_file(table, data, actor=actor, **options)
+    return _finish(price_import, actor=actor, dry_run=dry_run, chunk_size=chunk_size)
