@@ -21,7 +21,7 @@ from apps.core.admin import (
 )
 from apps.rates import services
 from apps.rates.importing.report import ImportReport
-from apps.rates.models import PriceImport, Rate, RateTable
+from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable
 
 
 @admin.register(RateTable)
@@ -261,3 +261,36 @@ class PriceImportAdmin(ScopedModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         # Straight to the preview: errors, diff, notice and margin flags, then Confirm.
         return HttpResponseRedirect(reverse("admin:rates_priceimport_change", args=[obj.pk]))
+
+
+@admin.register(ImportTemplate)
+class ImportTemplateAdmin(ScopedModelAdmin):
+    """How a supplier writes its price lists; chosen when a file is uploaded."""
+
+    operator_can = frozenset({VIEW, ADD, CHANGE})
+    reseller_can = frozenset({VIEW, ADD, CHANGE})
+    list_display = ("name", "table", "delimiter", "decimal_comma", "date_format", "increment_column")
+    list_select_related = ("table",)
+    search_fields = ("name",)
+    fields = (
+        "name",
+        "table",
+        "columns",
+        "delimiter",
+        "decimal_comma",
+        "date_format",
+        "increment_column",
+        "clean_prefix",
+        "skip_lines",
+    )
+
+    def create_via_service(self, request, form):
+        values = form_values(form)
+        table = RateTable.objects.get(pk=values.pop("table_id")) if values.get("table_id") else None
+        values.pop("table_id", None)
+        return services.create_import_template(actor=self.scope(request), table=table, **values)
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_import_template(obj, actor=self.scope(request), changes=changes)

@@ -1,5 +1,7 @@
 """Price lists ("billing packs") and their per-prefix price history."""
 
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -157,6 +159,35 @@ class ImportTemplate(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from apps.rates.importing.parsing import CANONICAL, INCREMENT
+
+        errors = {}
+        if not isinstance(self.columns, dict):
+            errors["columns"] = 'Map headers to columns as {"Header": "column"}.'
+        else:
+            allowed = {*CANONICAL, INCREMENT, ""}
+            wrong = sorted(str(target) for target in self.columns.values() if target not in allowed)
+            if wrong:
+                errors["columns"] = (
+                    f"Unknown column(s) {', '.join(wrong)}; use {', '.join(CANONICAL)}, "
+                    f"{INCREMENT} or an empty string."
+                )
+        if self.date_format:
+            try:
+                sample = datetime(2026, 12, 31, 23, 59, 58)
+                if (
+                    datetime.strptime(sample.strftime(self.date_format), self.date_format).date()
+                    != sample.date()
+                ):
+                    raise ValueError
+            except ValueError:
+                errors["date_format"] = "This format does not write and read back a date (e.g. %d/%m/%Y)."
+        if self.delimiter in ("", "\n", "\r", '"') or self.delimiter.isalnum() or self.delimiter == ".":
+            errors["delimiter"] = "Use a separator such as , ; | or a tab."
+        if errors:
+            raise ValidationError(errors)
 
 
 class PriceImport(TimestampedModel):

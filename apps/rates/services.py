@@ -441,3 +441,38 @@ def import_price_file(
     chunk_size = options.get("chunk_size", IMPORT_CHUNK_ROWS)
     price_import = stage_price_file(table, data, actor=actor, **options)
     return _finish(price_import, actor=actor, dry_run=dry_run, chunk_size=chunk_size)
+
+
+# Import templates: how a supplier writes its price lists.
+
+TEMPLATE_SETTINGS = (
+    "name",
+    "table_id",
+    "columns",
+    "decimal_comma",
+    "date_format",
+    "increment_column",
+    "clean_prefix",
+    "skip_lines",
+    "delimiter",
+)
+
+
+@retry_on_conflict
+def create_import_template(
+    *, actor: Scope, name: str, table: RateTable | None = None, **fields
+) -> ImportTemplate:
+    """Describe a supplier's file format; a template without a table is the operator's."""
+    ensure_manages(actor, table.reseller_id if table else None)
+    template = apply_changes(ImportTemplate(name=name, table=table), fields, allowed=TEMPLATE_SETTINGS)
+    return save_object(template, actor=actor, action="importtemplate.created")
+
+
+@retry_on_conflict
+def update_import_template(template: ImportTemplate, *, actor: Scope, changes: dict) -> ImportTemplate:
+    """Change a template's mapping or formats (its table stays in the same owner's hands)."""
+    ensure_manages(actor, template.table.reseller_id if template.table_id else None)
+    current = ImportTemplate.objects.select_for_update().get(pk=template.pk)
+    apply_changes(current, changes, allowed=TEMPLATE_SETTINGS)
+    ensure_manages(actor, current.table.reseller_id if current.table_id else None)
+    return save_object(current, actor=actor, action="importtemplate.changed")
