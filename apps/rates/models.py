@@ -265,11 +265,12 @@ class StagedRate(models.Model):
     effective_from = models.DateTimeField(null=True, blank=True)  # None: the import's start
     effective_to = models.DateTimeField(null=True, blank=True)
     # Set by the diff: the earliest row of its prefix is the one that ends the live periods;
-    # `current_id` is the live rate it replaces, `unchanged` rows are not written at all.
+    # `current_id` is the live rate it replaces (0: none; never NULL, so that the diff
+    # rewrites a row in place instead of growing it), `unchanged` rows are not written at all.
     # Database defaults: the bulk INSERT names only the parsed columns.
     is_first = models.BooleanField(db_default=True)
     single = models.BooleanField(db_default=True)
-    current_id = models.BigIntegerField(null=True, blank=True)
+    current_id = models.BigIntegerField(db_default=0)
     superseded = models.BooleanField(db_default=False)
     unchanged = models.BooleanField(db_default=False)
 

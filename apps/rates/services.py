@@ -16,12 +16,16 @@ from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.rates.importing.parsing import FileFormat, open_table
 from apps.rates.importing.pipeline import (
     Clock,
+    _db_time,
     compare,
     diff_report,
     discard_staged,
     discard_version,
     has_live_rows,
+    has_undated_rows,
+    margin_check,
     mark_schedules,
+    periods_change_between,
     stage,
     staged_count,
     switch,
@@ -134,12 +138,19 @@ def _progress(price_import: PriceImport, phase: str, started: float):
 def _stage(price_import, report: ImportReport, validator: Validator, rows, *, chunk_size, clock) -> bool:
     """Validate and stage `rows`, then preview the diff; False (nothing kept) on errors."""
     clock.phase("parse+validate+stage")
+    starts: dict = {}
     stage(
         price_import,
         rows,
         chunk_size=chunk_size,
         on_progress=_progress(price_import, "stage", time.perf_counter()),
+        starts=starts,
     )
+    report.starts = {
+        "undated": starts.get("undated", False),
+        "first": starts["first"].isoformat() if starts.get("first") else None,
+        "last": starts["last"].isoformat() if starts.get("last") else None,
+    }
     if not report.ok and not price_import.skip_invalid:
         report.state = PriceImport.State.INVALID
         discard_staged(price_import, chunk_size=chunk_size)
@@ -151,11 +162,16 @@ def _stage(price_import, report: ImportReport, validator: Validator, rows, *, ch
     return True
 
 
-def _preview(price_import: PriceImport, report: ImportReport, clock, *, chunk_size) -> None:
+def _preview(
+    price_import: PriceImport, report: ImportReport, clock, *, chunk_size, compared=False, now=None
+) -> None:
+    """Compare the staged rows with the live version (unless `compared` still holds) and report."""
     clock.phase("diff")
     version = RateTable.objects.get(pk=price_import.table_id).live_version
-    start = price_import.effective_from or timezone.now()
-    compare(price_import, version=version, start=start, chunk_size=chunk_size)
+    start = price_import.effective_from or now or timezone.now()
+    if not compared:
+        again = report.preview_version is not None  # the rows hold an earlier comparison
+        compare(price_import, version=version, start=start, chunk_size=chunk_size, again=again)
     result = diff_report(price_import, version=version, start=start, now=timezone.now())
     report.diff = {"counts": result["counts"], "samples": result["samples"]}
     report.notice, report.margin = result["notice"], result["margin"]
@@ -277,6 +293,31 @@ def _claim(price_import: PriceImport, *, resume: bool) -> int:
     return table.live_version
 
 
+def _preview_holds(price_import: PriceImport, report: ImportReport, version: int, now) -> tuple[bool, bool]:
+    """(the comparison holds, the whole diff report holds) at `now`, for an undated import.
+
+    The comparison depends on the clock only for rows without a date, and then only if a
+    live period starts or ends between the preview and now. The report also counts closed
+    codes (live periods ending after now) and flags dated rows starting before now plus
+    the notice days: both stay the same unless something starts or ends in between.
+    """
+    if report.preview_version != version or not report.effective_from:
+        return False, False
+    since = datetime.fromisoformat(report.effective_from)
+    starts = report.starts or {}
+    undated = starts["undated"] if "undated" in starts else has_undated_rows(price_import)
+    table = price_import.table
+    moved = periods_change_between(table, version, since, now)
+    if undated:
+        return not moved, False
+    days = timedelta(days=table.price_increase_notice_days)
+    first, last = starts.get("first"), starts.get("last")
+    drifts = first is None or (
+        datetime.fromisoformat(first) < now + days and datetime.fromisoformat(last) >= since + days
+    )
+    return True, not moved and not drifts
+
+
 def activate_price_import(
     price_import: PriceImport, *, actor: Scope, chunk_size: int = IMPORT_CHUNK_ROWS, resume: bool = False
 ) -> PriceImport:
@@ -305,7 +346,20 @@ def activate_price_import(
             clock.phase("activate")
             report.effective_from = (price_import.effective_from or timezone.now()).isoformat()
         else:
-            _preview(price_import, report, clock, chunk_size=chunk_size)
+            # Rows start at the activation time. The per-row comparison (the costly part)
+            # still holds if the version is the one compared and the clock cannot change
+            # it; the report too if nothing in it depends on the time that passed.
+            now = timezone.now()
+            compared, reported = _preview_holds(price_import, report, version, now)
+            if reported:
+                clock.phase("diff")
+                report.effective_from = now.isoformat()
+                report.margin = margin_check(
+                    price_import,
+                    {"t": table.pk, "v": version, "e": _db_time(now), "i": price_import.pk},
+                )
+            else:
+                _preview(price_import, report, clock, chunk_size=chunk_size, compared=compared, now=now)
         start = datetime.fromisoformat(report.effective_from)
         clock.phase("activate")
         progress = _progress(price_import, "activate", time.perf_counter())

@@ -85,11 +85,18 @@ def _insert_staged(rows: list[tuple]) -> None:
         cursor.executemany(f"INSERT INTO rates_stagedrate ({STAGED_COLUMNS}) VALUES ({placeholders})", rows)
 
 
-def stage(price_import: PriceImport, rows: Iterable[tuple], *, chunk_size: int, on_progress=None) -> int:
-    """Write validated tuples (see validation.Staged) to the staging table in chunks."""
+def stage(
+    price_import: PriceImport, rows: Iterable[tuple], *, chunk_size: int, on_progress=None, starts=None
+) -> int:
+    """Write validated tuples (see validation.Staged) to the staging table in chunks.
+
+    `starts`, a dict, receives whether some rows have no date ("undated") and the earliest
+    and latest dates ("first", "last"): how the preview's diff depends on the clock.
+    """
     loader = LocalInfileLoader.open()
     insert = loader.load if loader else _insert_staged
     dates: dict = {}
+    first_days: set = set()  # the distinct starts of the rows, None for "with the import"
 
     def db_time(value):
         if value not in dates:
@@ -99,6 +106,7 @@ def stage(price_import: PriceImport, rows: Iterable[tuple], *, chunk_size: int, 
     batch, count, pk = [], 0, price_import.pk
     try:
         for line, prefix, dest, price, fee, mins, incr, free, start, end in rows:
+            first_days.add(start)
             batch.append((pk, line, prefix, dest, price, fee, mins, incr, free, db_time(start), db_time(end)))
             if len(batch) >= chunk_size:
                 insert(batch)
@@ -112,6 +120,11 @@ def stage(price_import: PriceImport, rows: Iterable[tuple], *, chunk_size: int, 
     finally:
         if loader:
             loader.close()
+    if starts is not None:
+        dated = [value for value in first_days if value is not None]
+        starts.update(
+            undated=None in first_days, first=min(dated, default=None), last=max(dated, default=None)
+        )
     return count
 
 
@@ -234,28 +247,58 @@ def discard_staged(price_import: PriceImport, *, chunk_size: int) -> None:
 
 # -- diff -----------------------------------------------------------------------------------
 
+# The exact comparison, portable: a correlated lookup per staged row. It is the fallback
+# when a prefix may have several live rows ending after the import's start (overlapping
+# periods, or a price scheduled ahead), where "the newest start before ours" must be chosen.
 CURRENT_SQL = f"""
 UPDATE rates_stagedrate AS s SET
-  current_id = (SELECT r.id FROM rates_rate r
+  current_id = COALESCE((SELECT r.id FROM rates_rate r
                 WHERE {live("r")} AND r.prefix = s.prefix AND r.effective_from <= {START}
                   AND (r.effective_to IS NULL OR r.effective_to > {START})
-                ORDER BY r.effective_from DESC LIMIT 1),
+                ORDER BY r.effective_from DESC LIMIT 1), 0),
   superseded = EXISTS (SELECT 1 FROM rates_rate r
                        WHERE {live("r")} AND r.prefix = s.prefix AND r.effective_from > {START})
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first
 """
-UNCHANGED_SQL = """
-UPDATE rates_stagedrate AS s SET
-  unchanged = (s.single AND NOT s.superseded AND EXISTS (
-      SELECT 1 FROM rates_rate c WHERE c.id = s.current_id
-        AND (c.effective_to = s.effective_to OR (c.effective_to IS NULL AND s.effective_to IS NULL))
+SAME_TERMS = """(c.effective_to = s.effective_to OR (c.effective_to IS NULL AND s.effective_to IS NULL))
         AND c.price = s.price AND c.connection_fee = s.connection_fee
         AND c.min_seconds = s.min_seconds AND c.increment_seconds = s.increment_seconds
-        AND c.free_seconds = s.free_seconds AND c.destination = s.destination))
+        AND c.free_seconds = s.free_seconds AND c.destination = s.destination"""
+UNCHANGED_SQL = f"""
+UPDATE rates_stagedrate AS s SET
+  unchanged = (s.single AND NOT s.superseded AND EXISTS (
+      SELECT 1 FROM rates_rate c WHERE c.id = s.current_id AND {SAME_TERMS}))
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first
 """
+
+# The fast comparison: one join per chunk, used when every prefix has at most one live row
+# that ends after the earliest staged start (the usual case: one open price per code, and
+# history that ended before). That row is then the staged row's only candidate: the current
+# rate if it has begun by the staged start, else a later price that supersedes the row.
+CANDIDATE = f"""c.table_id = %(t)s AND c.prefix = s.prefix
+  AND c.version_from <= %(v)s AND (c.version_to IS NULL OR c.version_to > %(v)s)
+  AND (c.effective_from > {START} OR c.effective_to IS NULL OR c.effective_to > {START})"""
+CURRENT = f"CASE WHEN c.effective_from <= {START} THEN c.id ELSE 0 END"
+SUPERSEDED = f"CASE WHEN c.effective_from > {START} THEN TRUE ELSE FALSE END"
+UNCHANGED = f"CASE WHEN s.single AND c.effective_from <= {START} AND {SAME_TERMS} THEN TRUE ELSE FALSE END"
+CHUNK = "s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first"
+# MariaDB: a multi-table UPDATE; the join probes rate_lookup_idx (table, prefix, ...).
+FAST_MYSQL = f"""
+UPDATE rates_stagedrate s LEFT JOIN rates_rate c ON {CANDIDATE}
+SET s.current_id = {CURRENT}, s.superseded = {SUPERSEDED}, s.unchanged = {UNCHANGED}
+WHERE {CHUNK}
+"""
+# PostgreSQL and SQLite >= 3.33: UPDATE ... FROM a derived table, writing only the rows
+# whose values change (PostgreSQL writes a new tuple even for an identical row).
+FAST_FROM = f"""
+UPDATE rates_stagedrate AS t SET current_id = x.cur, superseded = x.sup, unchanged = x.unc
+FROM (SELECT s.id AS sid, {CURRENT} AS cur, {SUPERSEDED} AS sup, {UNCHANGED} AS unc
+      FROM rates_stagedrate s LEFT JOIN rates_rate c ON {CANDIDATE}
+      WHERE {CHUNK}) AS x
+WHERE t.id = x.sid AND (t.current_id <> x.cur OR t.superseded <> x.sup OR t.unchanged <> x.unc)
+"""
 KINDS = {
-    "new": "s.is_first AND s.current_id IS NULL",
+    "new": "s.is_first AND s.current_id = 0",
     "increased": "s.is_first AND c.price < s.price",
     "decreased": "s.is_first AND c.price > s.price",
     "terms_changed": "s.is_first AND c.price = s.price AND NOT s.unchanged",
@@ -272,28 +315,101 @@ def has_live_rows(table: RateTable, version: int) -> bool:
     )
 
 
-def compare(price_import: PriceImport, *, version: int, start: datetime, chunk_size: int) -> None:
-    """Find, for each staged prefix, the live rate it replaces and whether anything changes."""
+def _single_candidates(params: dict) -> bool:
+    """True if no prefix has two live rows ending after the earliest staged start."""
+    earliest = _fetch(
+        f"SELECT MIN({START}) FROM rates_stagedrate s WHERE s.price_import_id = %(i)s AND s.is_first", params
+    )[0][0]
+    if earliest is None:
+        return True
+    return not _fetch(
+        f"SELECT 1 FROM rates_rate r WHERE {live('r')} "
+        "AND (r.effective_from > %(m)s OR r.effective_to IS NULL OR r.effective_to > %(m)s) "
+        "GROUP BY r.prefix HAVING COUNT(*) > 1 LIMIT 1",
+        {**params, "m": earliest},
+    )
+
+
+def _fast_sql() -> str | None:
+    if connection.vendor == "mysql":
+        return FAST_MYSQL
+    if connection.vendor == "postgresql":
+        return FAST_FROM
+    if connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 33):
+        return FAST_FROM
+    return None
+
+
+def compare(
+    price_import: PriceImport, *, version: int, start: datetime, chunk_size: int, again: bool = False
+) -> None:
+    """Find, for each staged prefix, the live rate it replaces and whether anything changes.
+
+    Sets every first staged row's current_id (0: none), superseded and unchanged, so it
+    may run `again` over rows compared before (a fresh diff at activation).
+    """
     params = {"t": price_import.table_id, "v": version, "e": _db_time(start), "i": price_import.pk}
     if not has_live_rows(price_import.table, version):
-        return  # a first import: everything is new, the staged defaults say so
+        # A first import: everything is new, the staged defaults say so. Rows compared
+        # before against another version go back to those defaults.
+        for a, b in _ranges(*staged_id_range(price_import), chunk_size) if again else ():
+            retry_on_conflict(_execute)(
+                "UPDATE rates_stagedrate SET current_id = 0, superseded = FALSE, unchanged = FALSE "
+                "WHERE price_import_id = %(i)s AND id BETWEEN %(a)s AND %(b)s "
+                "AND (current_id <> 0 OR superseded OR unchanged)",
+                {**params, "a": a, "b": b},
+            )
+        return
+    fast = _fast_sql()
+    statements = [fast] if fast and _single_candidates(params) else [CURRENT_SQL, UNCHANGED_SQL]
     for a, b in _ranges(*staged_id_range(price_import), chunk_size):
-        retry_on_conflict(_execute)(CURRENT_SQL, {**params, "a": a, "b": b})
-        retry_on_conflict(_execute)(UNCHANGED_SQL, {**params, "a": a, "b": b})
+        for sql in statements:
+            retry_on_conflict(_execute)(sql, {**params, "a": a, "b": b})
+
+
+def has_undated_rows(price_import: PriceImport) -> bool:
+    """True if some staged row starts with the import (its start is the activation time)."""
+    return bool(
+        _fetch(
+            "SELECT 1 FROM rates_stagedrate WHERE price_import_id = %s AND effective_from IS NULL LIMIT 1",
+            [price_import.pk],
+        )
+    )
+
+
+def periods_change_between(table: RateTable, version: int, since: datetime, until: datetime) -> bool:
+    """True if a live row of `version` starts or ends in (since, until].
+
+    The comparison of rows that start with the import depends on the clock only through
+    such rows: without any, a diff computed at `since` still holds at `until`.
+    """
+    params = {"t": table.pk, "v": version, "a": _db_time(since), "b": _db_time(until)}
+    return bool(
+        _fetch(
+            f"SELECT 1 FROM rates_rate r WHERE {live('r')} AND ("
+            "(r.effective_from > %(a)s AND r.effective_from <= %(b)s) "
+            "OR (r.effective_to > %(a)s AND r.effective_to <= %(b)s)) LIMIT 1",
+            params,
+        )
+    )
 
 
 def diff_report(price_import: PriceImport, *, version: int, start: datetime, now: datetime) -> dict:
     """Counts and samples of new/increased/decreased/unchanged/closed codes, notice and margin."""
     table = price_import.table
     params = {"t": table.pk, "v": version, "e": _db_time(start), "i": price_import.pk}
-    sums = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in KINDS.values())
+    deadline = now + _days(table.price_increase_notice_days)
+    notice_params = {**params, "d": _db_time(deadline)}
+    soon = f"{KINDS['increased']} AND {START} < %(d)s"
+    # One pass counts every kind and the increases sooner than the notice.
+    conditions = [*KINDS.values(), soon]
+    sums = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in conditions)
     joined = (
         "FROM rates_stagedrate s LEFT JOIN rates_rate c ON c.id = s.current_id "
         "WHERE s.price_import_id = %(i)s"
     )
-    counts = dict(
-        zip(KINDS, (int(n or 0) for n in _fetch(f"SELECT {sums} {joined}", params)[0]), strict=True)
-    )
+    *kinds, soon_count = (int(n or 0) for n in _fetch(f"SELECT {sums} {joined}", notice_params)[0])
+    counts = dict(zip(KINDS, kinds, strict=True))
     samples = {}
     for kind, condition in KINDS.items():
         if counts[kind] and kind != "unchanged":
@@ -316,12 +432,9 @@ def diff_report(price_import: PriceImport, *, version: int, start: datetime, now
             samples["closed"] = [{"prefix": p, "destination": d, "old": _money(old)} for p, d, old in rows]
     else:
         counts["closed"] = 0
-    deadline = now + _days(table.price_increase_notice_days)
-    notice_params = {**params, "d": _db_time(deadline)}
-    soon = f"{KINDS['increased']} AND {START} < %(d)s"
     flagged, notice_samples = 0, []
     if counts["increased"]:
-        flagged = _fetch(f"SELECT COUNT(*) {joined} AND {soon}", notice_params)[0][0]
+        flagged = soon_count
         notice_samples = [
             {**_change(row), "kind": "increase"}
             for row in _fetch(
@@ -405,6 +518,7 @@ def _days(days: int):
 REPLACED = f"""
 FROM rates_stagedrate s JOIN rates_rate r ON r.table_id = %(t)s AND r.prefix = s.prefix
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first AND NOT s.unchanged
+  AND (s.current_id <> 0 OR s.superseded)
   AND {live("r")} AND (r.effective_to IS NULL OR r.effective_to > {START})
 """
 COPY_COLUMNS = (
@@ -450,20 +564,27 @@ def _close_chunk(params: dict) -> None:
             f"SELECT r.id FROM rates_rate r WHERE r.id BETWEEN %(a)s AND %(b)s AND {ABSENT}", params
         )
     ]
-    if ids:
+    for start in range(0, len(ids), 5000):
+        part = ids[start : start + 5000]
+        # The copies are read by id before the originals are marked (no second anti-join).
         _execute(
-            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, %(e)s, %(n)s, NULL "
-            f"FROM rates_rate r WHERE r.id BETWEEN %(a)s AND %(b)s AND {ABSENT} AND r.effective_from < %(e)s",
-            params,
+            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, %s, %s, NULL "
+            f"FROM rates_rate r WHERE r.id IN ({', '.join(['%s'] * len(part))}) AND r.effective_from < %s",
+            [params["e"], params["n"], *part, params["e"]],
         )
-        _mark(ids, params["n"])
+    _mark(ids, params["n"])
 
 
 def discard_version(table: RateTable, version: int, *, chunk_size: int) -> bool:
     """Remove what a crashed activation wrote above live `version`; True if there was any."""
     params = {"t": table.pk, "v": version}
-    low, high = _fetch(
-        "SELECT MIN(id), MAX(id) FROM rates_rate WHERE table_id = %(t)s AND version_from > %(v)s", params
+    # One pass over the table finds both the rows written above `version` and those marked.
+    low, high, marked_low, marked_high = _fetch(
+        "SELECT MIN(CASE WHEN version_from > %(v)s THEN id END), "
+        "MAX(CASE WHEN version_from > %(v)s THEN id END), "
+        "MIN(CASE WHEN version_to > %(v)s THEN id END), MAX(CASE WHEN version_to > %(v)s THEN id END) "
+        "FROM rates_rate WHERE table_id = %(t)s AND (version_from > %(v)s OR version_to > %(v)s)",
+        params,
     )[0]
     for a, b in _ranges(low, high, chunk_size):
         retry_on_conflict(_execute)(
@@ -471,9 +592,6 @@ def discard_version(table: RateTable, version: int, *, chunk_size: int) -> bool:
             "WHERE table_id = %(t)s AND version_from > %(v)s AND id BETWEEN %(a)s AND %(b)s",
             {**params, "a": a, "b": b},
         )
-    marked_low, marked_high = _fetch(
-        "SELECT MIN(id), MAX(id) FROM rates_rate WHERE table_id = %(t)s AND version_to > %(v)s", params
-    )[0]
     for a, b in _ranges(marked_low, marked_high, chunk_size):
         retry_on_conflict(_execute)(
             "UPDATE rates_rate SET version_to = NULL "

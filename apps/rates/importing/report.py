@@ -41,6 +41,8 @@ class ImportReport:
     margin: dict = field(default_factory=dict)  # sell prices below the new buy price
     version: int | None = None
     preview_version: int | None = None  # the live version the diff was computed against
+    # Of the staged rows: some without a date ("undated"), earliest and latest date (ISO).
+    starts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # phase -> seconds
 
     def error(self, line: int | None, message: str) -> None:
