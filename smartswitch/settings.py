@@ -130,6 +130,8 @@ RECORDINGS_DIR = env_path("RECORDINGS_DIR", VAR_DIR / "recordings")
 CAPTURES_DIR = env_path("CAPTURES_DIR", VAR_DIR / "captures")
 # Longest-prefix index files of the rate tables, memory-mapped by every process of this node.
 PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
+# Uploaded price lists waiting for this node's worker; a file is kept only if its import failed.
+PRICE_IMPORT_DIR = env_path("PRICE_IMPORT_DIR", VAR_DIR / "price-imports")
 
 # Redis: absent, one node alone (in-memory channel layer, ORM task broker); present,
 # channels-redis and the django-q2 Redis broker.

@@ -156,7 +156,7 @@ class RateAdmin(ScopedModelAdmin):
         return rate
 
 
-# --- price imports: upload -> preview -> confirm -> job with progress ------------------------
+# --- price imports: upload -> job reads (progress) -> preview -> confirm -> job activates ----
 
 
 class PriceImportUploadForm(ScopedModelForm):
@@ -182,6 +182,8 @@ class PriceImportAdmin(ScopedModelAdmin):
     operator_can = frozenset({VIEW, ADD, CHANGE})
     reseller_can = frozenset({VIEW, ADD, CHANGE})
     add_form = PriceImportUploadForm
+    # Refreshes itself every 2 s while a worker reads or activates the import.
+    change_form_template = "admin/rates/priceimport/change_form.html"
     list_display = ("created_at", "table", "file_name", "mode", "state", "progress", "actor_label")
     list_filter = ("state", "mode")
     list_select_related = ("table",)
@@ -232,24 +234,44 @@ class PriceImportAdmin(ScopedModelAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj):
-        if obj.state in (PriceImport.State.ACTIVATING, PriceImport.State.QUEUED):
-            return (
-                f"{obj.phase}: {obj.percent}% ({obj.rows_done} of {obj.rows_total} rows, "
-                f"{obj.rows_per_second:,.0f} rows/s)"
+        if obj.state in (PriceImport.State.RECEIVED, PriceImport.State.QUEUED):
+            return f"waiting for a worker ({obj.rows_total} rows)"
+        if obj.state in (PriceImport.State.READING, PriceImport.State.ACTIVATING):
+            # Plain HTML and CSS; rows_total is the file's line count while it is read.
+            return format_html(
+                '<div class="import-progress" role="progressbar" aria-valuenow="{}" aria-valuemin="0" '
+                'aria-valuemax="100" style="width:24em;max-width:100%;height:1.1em;border:1px solid #999;'
+                'background:#eee;margin-bottom:.3em"><div style="width:{}%;height:100%;background:#417690">'
+                "</div></div>{}: {}% ({} of {} rows, {} rows/s)",
+                obj.percent,
+                obj.percent,
+                obj.phase,
+                obj.percent,
+                obj.rows_done,
+                obj.rows_total,
+                f"{obj.rows_per_second:,.0f}",
             )
         return f"{obj.phase or '-'} ({obj.rows_total} rows)"
 
     @admin.display(description="report")
     def report_text(self, obj):
         # The same lines the import_prices command prints.
+        if not obj.report:
+            return "The report appears here once a worker has read the file."
         return format_html("<pre>{}</pre>", "\n".join(ImportReport.from_dict(obj.report).lines()))
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["auto_refresh"] = obj is not None and obj.busy
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def create_via_service(self, request, form):
+        # Returns at once: the file is kept on this node and its worker reads it (progress,
+        # then the preview, on the import's page).
         upload = form.cleaned_data["file"]
         values = form_values(form)
-        return services.stage_price_file(
+        return services.receive_price_file(
             form.cleaned_data["table"],
-            upload.read(),
+            upload.chunks(),
             actor=self.scope(request),
             filename=upload.name,
             template=form.cleaned_data.get("template"),
@@ -259,7 +281,8 @@ class PriceImportAdmin(ScopedModelAdmin):
         )
 
     def response_add(self, request, obj, post_url_continue=None):
-        # Straight to the preview: errors, diff, notice and margin flags, then Confirm.
+        # Straight to the import's page: progress while it is read, then the preview
+        # (errors, diff, notice and margin flags) and Confirm.
         return HttpResponseRedirect(reverse("admin:rates_priceimport_change", args=[obj.pk]))
 
 

@@ -198,6 +198,8 @@ class PriceImport(TimestampedModel):
         CHANGES = "changes", "Changes only"
 
     class State(models.TextChoices):
+        RECEIVED = "received", "Uploaded, waiting for a worker"
+        READING = "reading", "Reading and checking the file"
         INVALID = "invalid", "Rejected (errors)"
         STAGED = "staged", "Previewed, waiting for confirmation"
         QUEUED = "queued", "Confirmed, waiting for a worker"
@@ -214,8 +216,12 @@ class PriceImport(TimestampedModel):
         null=True, blank=True, help_text="Start of rows without a date; empty: the activation time."
     )
     skip_invalid = models.BooleanField(default=False)
-    # The uploaded file itself is not kept: its parsed rows are in StagedRate, and the
-    # checksum proves which file it was.
+    # An uploaded file waits in settings.PRICE_IMPORT_DIR of the node that received it
+    # (`node`) until that node's worker has read it; then only its parsed rows (StagedRate)
+    # and the checksum, which proves which file it was, are kept.
+    node = models.CharField(
+        max_length=100, blank=True, help_text="The node that holds the uploaded file until it is read."
+    )
     file_name = models.CharField(max_length=255, blank=True)
     file_size = models.PositiveBigIntegerField(default=0)
     file_sha256 = models.CharField(max_length=64, blank=True)
@@ -243,7 +249,22 @@ class PriceImport(TimestampedModel):
 
     @property
     def percent(self) -> int:
-        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
+        return min(int(100 * self.rows_done / self.rows_total), 100) if self.rows_total else 0
+
+    @property
+    def busy(self) -> bool:
+        """A worker has this import to do, or is doing it (the admin page refreshes itself)."""
+        return self.state in BUSY_STATES
+
+
+BUSY_STATES = frozenset(
+    {
+        PriceImport.State.RECEIVED,
+        PriceImport.State.READING,
+        PriceImport.State.QUEUED,
+        PriceImport.State.ACTIVATING,
+    }
+)
 
 
 class StagedRate(models.Model):

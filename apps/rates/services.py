@@ -4,7 +4,9 @@ import hashlib
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -107,6 +109,9 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
 
 IMPORT_CHUNK_ROWS = 20_000  # rows per transaction: small enough for a Galera write-set
 STALE_ACTIVATION = timedelta(minutes=10)  # an activation silent this long has crashed
+# A reading job writes its progress (one single-row UPDATE) at most this often: every
+# node's jobs write to the same Galera cluster, and a counter row must not become a hot spot.
+PROGRESS_EVERY_SECONDS = 1.0
 
 
 def _new_import(table, *, actor: Scope, mode, effective_from, skip_invalid, **fields) -> PriceImport:
@@ -120,8 +125,7 @@ def _new_import(table, *, actor: Scope, mode, effective_from, skip_invalid, **fi
         skip_invalid=skip_invalid,
         created_by=actor.user,
         actor_label=actor.label[:100],
-        phase="parse",
-        **fields,
+        **{"phase": "parse", **fields},
     )
 
 
@@ -135,7 +139,25 @@ def _progress(price_import: PriceImport, phase: str, started: float):
     return report
 
 
-def _stage(price_import, report: ImportReport, validator: Validator, rows, *, chunk_size, clock) -> bool:
+def _throttled_progress(price_import: PriceImport, phase: str, started: float):
+    """_progress, written at most once every PROGRESS_EVERY_SECONDS (the reading job's)."""
+    write = _progress(price_import, phase, started)
+    every = PROGRESS_EVERY_SECONDS
+    last = started
+
+    def report(done: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            write(done)
+
+    return report
+
+
+def _stage(
+    price_import, report: ImportReport, validator: Validator, rows, *, chunk_size, clock, on_progress=None
+) -> bool:
     """Validate and stage `rows`, then preview the diff; False (nothing kept) on errors."""
     clock.phase("parse+validate+stage")
     starts: dict = {}
@@ -143,7 +165,7 @@ def _stage(price_import, report: ImportReport, validator: Validator, rows, *, ch
         price_import,
         rows,
         chunk_size=chunk_size,
-        on_progress=_progress(price_import, "stage", time.perf_counter()),
+        on_progress=on_progress or _progress(price_import, "stage", time.perf_counter()),
         starts=starts,
     )
     report.starts = {
@@ -157,6 +179,7 @@ def _stage(price_import, report: ImportReport, validator: Validator, rows, *, ch
         _save_import(price_import, report, clock, state=PriceImport.State.INVALID)
         return False
     clock.phase("schedules")
+    PriceImport.objects.filter(pk=price_import.pk).update(phase="preview", updated_at=timezone.now())
     mark_schedules(price_import, validator.schedules)
     _preview(price_import, report, clock, chunk_size=chunk_size)
     return True
@@ -214,23 +237,167 @@ def stage_price_file(
         file_sha256=hashlib.sha256(data).hexdigest(),
         rows_total=data.count(b"\n") or 1,
     )
-    report = ImportReport(table=table.name, mode=mode, source=filename or "upload")
+    _read(price_import, data, filename=filename, chunk_size=chunk_size)
+    audit.record(actor, "ratetable.import_staged", table, file=filename, state=price_import.state)
+    return price_import
+
+
+def _read(
+    price_import: PriceImport, data: bytes, *, filename: str, chunk_size: int, on_progress=None
+) -> None:
+    """Parse, validate, stage and preview `data`: the work of the CLI and of the reading job."""
+    report = ImportReport(table=price_import.table.name, mode=price_import.mode, source=filename or "upload")
     clock = Clock()
     clock.phase("parse+validate+stage")
-    fmt = FileFormat.of(template)
-    validator = Validator(report, fmt, skip_invalid=skip_invalid)
+    fmt = FileFormat.of(price_import.template)
+    validator = Validator(report, fmt, skip_invalid=price_import.skip_invalid)
     try:
         parsed = open_table(data, fmt, filename=filename)
         rows = validator.records(parsed)
-        if _stage(price_import, report, validator, rows, chunk_size=chunk_size, clock=clock):
+        if _stage(
+            price_import, report, validator, rows, chunk_size=chunk_size, clock=clock, on_progress=on_progress
+        ):
             _save_import(
-                price_import, report, clock, state=PriceImport.State.STAGED, rows_total=report.rows_valid
+                price_import,
+                report,
+                clock,
+                state=PriceImport.State.STAGED,
+                rows_total=report.rows_valid,
+                rows_done=report.rows_valid,
             )
     except FileError as exc:
         report.error(None, exc.message)
         discard_staged(price_import, chunk_size=chunk_size)
         _save_import(price_import, report, clock, state=PriceImport.State.INVALID)
-    audit.record(actor, "ratetable.import_staged", table, file=filename, state=price_import.state)
+
+
+# An upload in the admin: kept on this node, read by this node's worker cluster.
+
+
+def price_import_path(price_import: PriceImport) -> Path:
+    """Where the node that received `price_import` keeps its file until it is read."""
+    return Path(settings.PRICE_IMPORT_DIR) / str(price_import.pk)
+
+
+def receive_price_file(
+    table: RateTable,
+    chunks: Iterable[bytes],
+    *,
+    actor: Scope,
+    filename: str = "",
+    template: ImportTemplate | None = None,
+    mode: str = PriceImport.Mode.CHANGES,
+    effective_from=None,
+    skip_invalid: bool = False,
+) -> PriceImport:
+    """Keep an uploaded price list on this node and queue its reading; returns at once.
+
+    The file is written chunk by chunk (never whole in memory) to PRICE_IMPORT_DIR under
+    the import's id. Only this node has it, so the job goes to this node's own django-q2
+    cluster; read_price_import then does what stage_price_file does for the CLI.
+    """
+    price_import = _new_import(
+        table,
+        actor=actor,
+        mode=mode,
+        effective_from=effective_from,
+        skip_invalid=skip_invalid,
+        template=template,
+        file_name=filename[:255],
+        node=settings.NODE_NAME,
+        state=PriceImport.State.RECEIVED,
+        phase="upload",
+    )
+    path = price_import_path(price_import)
+    digest, size, lines = hashlib.sha256(), 0, 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+                out.write(chunk)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise DomainError(f"The uploaded file could not be kept on this node: {exc}") from None
+    PriceImport.objects.filter(pk=price_import.pk).update(
+        file_size=size, file_sha256=digest.hexdigest(), rows_total=lines or 1, phase="queued"
+    )
+    audit.record(actor, "ratetable.import_received", table, file=filename, price_import=price_import.pk)
+    import_id, user_id = price_import.pk, actor.user.pk if actor.user else None
+    transaction.on_commit(lambda: _enqueue_reading(import_id, user_id))
+    price_import.refresh_from_db()
+    return price_import
+
+
+def _enqueue_reading(import_id: int, user_id: int | None) -> None:
+    from django_q.tasks import async_task
+
+    # This node's cluster: the file is on this node's disk and nowhere else.
+    async_task("apps.rates.tasks.read_price_import", import_id, user_id, cluster=settings.NODE_NAME)
+
+
+@retry_on_conflict
+def _claim_reading(price_import: PriceImport) -> None:
+    current = PriceImport.objects.select_for_update().get(pk=price_import.pk)
+    # READING again: django-q2 retries a job whose worker died; the retry starts over.
+    if current.state not in (PriceImport.State.RECEIVED, PriceImport.State.READING):
+        raise ImportRefused(f"This import is {current.get_state_display().lower()}; it was read already.")
+    if current.node != settings.NODE_NAME:
+        raise ImportRefused(f"The file of this import is on node {current.node}, not {settings.NODE_NAME}.")
+    PriceImport.objects.filter(pk=current.pk).update(
+        state=PriceImport.State.READING,
+        phase="read",
+        rows_done=0,
+        rows_per_second=0,
+        started_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def read_price_import(
+    price_import: PriceImport, *, actor: Scope, chunk_size: int = IMPORT_CHUNK_ROWS
+) -> PriceImport:
+    """Parse, validate, stage and preview an uploaded file (the job behind the admin upload).
+
+    Runs on the node that holds the file. Progress (rows done, rows/s) is written at most
+    once a second. The file is deleted once the import is previewed (staged) or rejected
+    (invalid: the report lists every error with its line); if reading fails unexpectedly
+    the import is marked failed and the file is kept for diagnosis (its path is in the
+    report; cancelling the import deletes it).
+    """
+    _claim_reading(price_import)
+    price_import.refresh_from_db()
+    path = price_import_path(price_import)
+    started = time.perf_counter()
+    try:
+        discard_staged(price_import, chunk_size=chunk_size)  # what a killed earlier run staged
+        _read(
+            price_import,
+            path.read_bytes(),
+            filename=price_import.file_name,
+            chunk_size=chunk_size,
+            on_progress=_throttled_progress(price_import, "read", started),
+        )
+    except Exception as exc:
+        report = ImportReport(
+            table=price_import.table.name, mode=price_import.mode, source=price_import.file_name or "upload"
+        )
+        report.error(
+            None, f"reading the file failed: {exc} (the file is kept at {path} on {price_import.node})"
+        )
+        discard_staged(price_import, chunk_size=chunk_size)
+        _save_import(price_import, report, None, state=PriceImport.State.FAILED, finished_at=timezone.now())
+        raise
+    path.unlink(missing_ok=True)
+    audit.record(
+        actor,
+        "ratetable.import_staged",
+        price_import.table,
+        file=price_import.file_name,
+        state=price_import.state,
+    )
     return price_import
 
 
@@ -438,6 +605,8 @@ def cancel_price_import(
     if price_import.state not in (PriceImport.State.STAGED, PriceImport.State.FAILED):
         raise ImportRefused("Only a previewed or failed import can be cancelled.")
     discard_staged(price_import, chunk_size=chunk_size)
+    if price_import.node == settings.NODE_NAME:
+        price_import_path(price_import).unlink(missing_ok=True)  # kept after a failed reading
     PriceImport.objects.filter(pk=price_import.pk).update(
         state=PriceImport.State.CANCELLED, updated_at=timezone.now()
     )

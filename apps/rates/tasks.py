@@ -20,3 +20,15 @@ def activate_price_import(import_id: int, user_id: int | None = None) -> str:
     except ImportRefused as exc:
         return exc.message
     return "done"
+
+
+def read_price_import(import_id: int, user_id: int | None = None) -> str:
+    """Parse, validate, stage and preview an uploaded file; queued to the node that has it."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    actor = Scope.of_user(user) if user else Scope.system()
+    price_import = PriceImport.objects.get(pk=import_id)
+    try:
+        price_import = services.read_price_import(price_import, actor=actor)
+    except ImportRefused as exc:
+        return exc.message
+    return price_import.state

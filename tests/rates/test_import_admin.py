@@ -1,10 +1,10 @@
-"""The admin flow: upload -> preview (the CLI's report) -> confirm; scoped to the owner."""
+"""The admin flow: upload -> job reads it -> preview (the CLI's report) -> confirm; scoped."""
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from apps.rates import services
+from apps.rates import services, tasks
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport
 from apps.tenancy.scope import Scope
@@ -19,12 +19,24 @@ def login(client, user):
     return client
 
 
+@pytest.fixture(autouse=True)
+def price_import_dir(settings, tmp_path):
+    settings.PRICE_IMPORT_DIR = tmp_path / "price-imports"
+    return settings.PRICE_IMPORT_DIR
+
+
 def upload(client, table, content: bytes, name="prices.csv", mode="full"):
-    return client.post(
+    """Upload, run the reading job as this node's worker would, and show the import's page."""
+    response = client.post(
         ADD_URL,
         {"table": table.pk, "file": SimpleUploadedFile(name, content), "mode": mode, "skip_invalid": ""},
         follow=True,
     )
+    price_import = PriceImport.objects.filter(table=table).first()
+    if price_import is None or price_import.state != PriceImport.State.RECEIVED:
+        return response  # the form refused the file
+    tasks.read_price_import(price_import.pk, price_import.created_by_id)
+    return client.get(reverse("admin:rates_priceimport_change", args=[price_import.pk]))
 
 
 @pytest.fixture
