@@ -1,6 +1,7 @@
 """The only write path for price lists: tables, single rates and bulk price imports."""
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ from apps.rates.rows import RateRow
 from apps.tenancy.scope import Scope
 
 TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "description")
+
+logger = logging.getLogger(__name__)
 
 
 @retry_on_conflict
@@ -384,8 +387,13 @@ def read_price_import(
         report = ImportReport(
             table=price_import.table.name, mode=price_import.mode, source=price_import.file_name or "upload"
         )
+        # The report is shown to the table's owner, resellers included: no paths or internals
+        # there; the operator finds them in the log and in the failed task.
+        logger.exception("price import %s: reading %s on %s failed", price_import.pk, path, price_import.node)
         report.error(
-            None, f"reading the file failed: {exc} (the file is kept at {path} on {price_import.node})"
+            None,
+            f"reading the file failed on node {price_import.node} ({type(exc).__name__}); the file "
+            "is kept for the operator to look at until the import is cancelled",
         )
         discard_staged(price_import, chunk_size=chunk_size)
         _save_import(price_import, report, None, state=PriceImport.State.FAILED, finished_at=timezone.now())
