@@ -254,11 +254,19 @@ class PriceImportAdmin(ScopedModelAdmin):
         return f"{obj.phase or '-'} ({obj.rows_total} rows)"
 
     @admin.display(description="report")
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # An import is moved on by its Confirm and Cancel tools; there is nothing to save.
+        quiet = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **quiet})
+
     def report_text(self, obj):
         # The same lines the import_prices command prints.
         if not obj.report:
             return "The report appears here once a worker has read the file."
-        return format_html("<pre>{}</pre>", "\n".join(ImportReport.from_dict(obj.report).lines()))
+        return format_html(
+            '<pre style="white-space: pre-wrap; overflow-wrap: anywhere">{}</pre>',
+            "\n".join(ImportReport.from_dict(obj.report).lines()),
+        )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["auto_refresh"] = obj is not None and obj.busy
