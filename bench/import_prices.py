@@ -162,13 +162,13 @@ def load_data_floor(url: str, path: Path) -> float | None:
 
 
 def run_import(table, path: Path, mode: str, chunk: int):
-    from apps.rates import services
+    from apps.rates import imports
     from apps.tenancy.scope import Scope
 
     started = time.perf_counter()
     data = path.read_bytes()
     read = time.perf_counter() - started
-    report = services.import_price_file(
+    report = imports.import_price_file(
         table, data, actor=Scope.system(), filename=path.name, mode=mode, chunk_size=chunk
     )
     total = time.perf_counter() - started

@@ -19,7 +19,7 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
-from apps.rates import services
+from apps.rates import imports, services
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable
 
@@ -168,12 +168,12 @@ class PriceImportUploadForm(ScopedModelForm):
 
 
 def _confirm(admin_, request, price_import, data):
-    services.confirm_price_import(price_import, actor=admin_.scope(request))
+    imports.confirm_price_import(price_import, actor=admin_.scope(request))
     return "Import confirmed: a worker activates it now; this page shows its progress."
 
 
 def _cancel(admin_, request, price_import, data):
-    services.cancel_price_import(price_import, actor=admin_.scope(request))
+    imports.cancel_price_import(price_import, actor=admin_.scope(request))
     return "Import cancelled; nothing was written to the price list."
 
 
@@ -277,7 +277,7 @@ class PriceImportAdmin(ScopedModelAdmin):
         # then the preview, on the import's page).
         upload = form.cleaned_data["file"]
         values = form_values(form)
-        return services.receive_price_file(
+        return imports.receive_price_file(
             form.cleaned_data["table"],
             upload.chunks(),
             actor=self.scope(request),

@@ -2,7 +2,7 @@
 
 from django.contrib.auth import get_user_model
 
-from apps.rates import services
+from apps.rates import imports
 from apps.rates.importing.report import ImportRefused
 from apps.rates.models import PriceImport
 from apps.tenancy.scope import Scope
@@ -16,7 +16,7 @@ def activate_price_import(import_id: int, user_id: int | None = None) -> str:
     try:
         # resume=True: a worker killed mid-activation is retried by django-q2, and the
         # retry must clean up and finish what the dead one started.
-        services.activate_price_import(price_import, actor=actor, resume=True)
+        imports.activate_price_import(price_import, actor=actor, resume=True)
     except ImportRefused as exc:
         return exc.message
     return "done"
@@ -28,7 +28,7 @@ def read_price_import(import_id: int, user_id: int | None = None) -> str:
     actor = Scope.of_user(user) if user else Scope.system()
     price_import = PriceImport.objects.get(pk=import_id)
     try:
-        price_import = services.read_price_import(price_import, actor=actor)
+        price_import = imports.read_price_import(price_import, actor=actor)
     except ImportRefused as exc:
         return exc.message
     return price_import.state

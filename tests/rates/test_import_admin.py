@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from apps.rates import services, tasks
+from apps.rates import imports, tasks
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport
 from apps.tenancy.scope import Scope
@@ -42,7 +42,7 @@ def upload(client, table, content: bytes, name="prices.csv", mode="full"):
 @pytest.fixture
 def table(cast):
     table = cast.supplier.buy_rate_table
-    services.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
+    imports.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
     return table
 
 
@@ -86,5 +86,5 @@ def test_reseller_cannot_import_into_someone_elses_table(client, cast):
     response = upload(login(client, cast.a.staff), cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"))
     assert "Select a valid choice" in response.content.decode()
     assert not PriceImport.objects.filter(table=cast.b.sell_table).exists()
-    other = services.stage_price_file(cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"), actor=Scope.system())
+    other = imports.stage_price_file(cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"), actor=Scope.system())
     assert client.get(reverse("admin:rates_priceimport_change", args=[other.pk])).status_code in (302, 404)

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from apps.rates import services
+from apps.rates import imports
 from apps.rates.importing import pipeline
 from apps.rates.models import PriceImport, Rate, RateTable, StagedRate
 from apps.tenancy.scope import Scope
@@ -24,7 +24,7 @@ def table(db):
 
 
 def load(table, *rows, mode="full", start=DEC):
-    report = services.import_price_file(
+    report = imports.import_price_file(
         table, deck(*rows), actor=Scope.system(), mode=mode, effective_from=start
     )
     assert report.ok, report.errors
@@ -32,7 +32,7 @@ def load(table, *rows, mode="full", start=DEC):
 
 
 def stage(table, *rows, mode="full", start=None) -> PriceImport:
-    price_import = services.stage_price_file(
+    price_import = imports.stage_price_file(
         table, deck(*rows), actor=Scope.system(), mode=mode, effective_from=start
     )
     assert price_import.state == PriceImport.State.STAGED, price_import.report
@@ -101,8 +101,8 @@ def test_an_unmoved_version_reuses_the_preview_comparison(table):
     load(table, "44,UK,0.0100,0,30,6,0,,", "33,France,0.0200,0,30,6,0,,")
     # Dated rows, no import date: the start is each row's own, not the activation time.
     price_import = stage(table, "44,UK,0.0150,0,30,6,0,2027-01-01,", "33,France,0.0200,0,30,6,0,2027-01-01,")
-    with mock.patch.object(services, "compare", wraps=services.compare) as compare:
-        services.activate_price_import(price_import, actor=Scope.system())
+    with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
+        imports.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 0
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["increased"] == 1
@@ -117,8 +117,8 @@ def test_a_live_version_moved_since_the_preview_forces_a_fresh_diff(table):
     assert price_import.report["diff"]["counts"]["increased"] == 1
     load(table, "44,UK,0.0150,0,30,6,0,,", mode="changes", start=JAN)  # someone else got there first
     rows = Rate.objects.count()
-    with mock.patch.object(services, "compare", wraps=services.compare) as compare:
-        services.activate_price_import(price_import, actor=Scope.system())
+    with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
+        imports.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 1
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["unchanged"] == 1
@@ -129,8 +129,8 @@ def test_a_live_version_moved_since_the_preview_forces_a_fresh_diff(table):
 def test_undated_rows_reuse_the_comparison_while_no_live_period_starts_or_ends(table):
     load(table, "44,UK,0.0100,0,30,6,0,,", start=at("2026-01-01T00:00:00"))
     price_import = stage(table, "44,UK,0.0150,0,30,6,0,,", mode="changes")
-    with mock.patch.object(services, "compare", wraps=services.compare) as compare:
-        services.activate_price_import(price_import, actor=Scope.system())
+    with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
+        imports.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 0
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["increased"] == 1
@@ -144,10 +144,10 @@ def test_undated_rows_get_a_fresh_diff_when_a_live_period_ended_since_the_previe
     assert price_import.report["diff"]["counts"]["increased"] == 1
     later = now + timedelta(hours=2)  # the live price has ended by the activation
     with (
-        mock.patch.object(services.timezone, "now", return_value=later),
-        mock.patch.object(services, "compare", wraps=services.compare) as compare,
+        mock.patch.object(imports.timezone, "now", return_value=later),
+        mock.patch.object(imports, "compare", wraps=imports.compare) as compare,
     ):
-        services.activate_price_import(price_import, actor=Scope.system())
+        imports.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 1
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["new"] == 1

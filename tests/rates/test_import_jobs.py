@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from apps.rates import services, tasks
+from apps.rates import imports, tasks
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport, StagedRate
 from apps.tenancy.scope import Scope
@@ -32,7 +32,7 @@ def price_import_dir(settings, tmp_path):
 @pytest.fixture
 def table(cast):
     table = cast.supplier.buy_rate_table
-    services.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
+    imports.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
     return table
 
 
@@ -92,7 +92,7 @@ def test_the_job_previews_the_upload_and_removes_the_file(client, cast, table, p
     assert "Changes: new 1, increased 1" in page and "Confirm and activate" in page
     assert 'http-equiv="refresh"' not in page
     # The job read it exactly as the CLI's service reads the same bytes.
-    same = services.stage_price_file(table, DATED, actor=Scope.system(), filename="prices.csv", mode="full")
+    same = imports.stage_price_file(table, DATED, actor=Scope.system(), filename="prices.csv", mode="full")
     assert report_lines(price_import) == report_lines(same)
 
 
@@ -122,10 +122,10 @@ def test_progress_is_written_while_the_file_is_read_at_most_once_a_second(client
 
     def progress_updates(every: float) -> list[str]:
         PriceImport.objects.filter(pk=price_import.pk).update(state=PriceImport.State.RECEIVED)
-        services.price_import_path(price_import).write_bytes(content)  # the last run deleted it
-        monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", every)
+        imports.price_import_path(price_import).write_bytes(content)  # the last run deleted it
+        monkeypatch.setattr(imports, "PROGRESS_EVERY_SECONDS", every)
         with CaptureQueriesContext(connection) as queries:
-            services.read_price_import(price_import, actor=Scope.system(), chunk_size=10)
+            imports.read_price_import(price_import, actor=Scope.system(), chunk_size=10)
         updates = [q["sql"].replace("`", '"') for q in queries if q["sql"].startswith("UPDATE")]
         # Progress alone: not the claim nor the final save, which also set the state.
         return [sql for sql in updates if '"rows_per_second"' in sql and '"state"' not in sql]
@@ -158,7 +158,7 @@ def test_a_failed_reading_keeps_the_file_until_the_import_is_cancelled(
     def crash(*args, **kwargs):
         raise OSError("I/O error")
 
-    monkeypatch.setattr(services, "_read", crash)  # a crash, not anything the file says
+    monkeypatch.setattr(imports, "_read", crash)  # a crash, not anything the file says
     with pytest.raises(OSError):
         tasks.read_price_import(price_import.pk, cast.operator.pk)
     price_import.refresh_from_db()
@@ -166,7 +166,7 @@ def test_a_failed_reading_keeps_the_file_until_the_import_is_cancelled(
     report = "\n".join(report_lines(price_import))
     assert "reading the file failed on node node1 (OSError)" in report
     assert str(path) not in report  # resellers read reports: no server paths
-    services.cancel_price_import(price_import, actor=Scope.system())
+    imports.cancel_price_import(price_import, actor=Scope.system())
     assert not path.exists()
 
 
@@ -174,7 +174,7 @@ def test_a_retried_job_starts_over(client, cast, table):
     post_upload(login(client, cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     # A worker died half-way: some rows staged, the import still "reading".
-    services.read_price_import(price_import, actor=Scope.system())
+    imports.read_price_import(price_import, actor=Scope.system())
     PriceImport.objects.filter(pk=price_import.pk).update(state=PriceImport.State.READING)
     (settings.PRICE_IMPORT_DIR / str(price_import.pk)).write_bytes(DECK)
     assert tasks.read_price_import(price_import.pk) == PriceImport.State.STAGED

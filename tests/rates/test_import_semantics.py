@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.core.errors import NotAllowed
-from apps.rates import services
+from apps.rates import imports
 from apps.rates.importing import pipeline
 from apps.rates.models import PriceImport, Rate, StagedRate
 from apps.rates.rows import RateRow
@@ -26,7 +26,7 @@ def table(db):
 
 
 def load(table, *rows, mode="full", start=DEC, **options):
-    report = services.import_price_file(
+    report = imports.import_price_file(
         table, deck(*rows), actor=Scope.system(), mode=mode, effective_from=start, **options
     )
     assert report.ok, report.errors
@@ -60,7 +60,7 @@ def test_changes_only_touches_listed_codes(table):
 
 def test_increase_sooner_than_the_notice_is_flagged(table):
     load(table, "44,UK,0.0100,0,30,6,0,,", start=at("2026-01-01T00:00:00"))
-    report = services.import_price_file(
+    report = imports.import_price_file(
         table, deck("44,UK,0.0200,0,30,6,0,,"), actor=Scope.system(), mode="changes", dry_run=True
     )
     assert report.diff["counts"]["increased"] == 1
@@ -68,14 +68,14 @@ def test_increase_sooner_than_the_notice_is_flagged(table):
 
 
 def test_margin_check_finds_sell_prices_below_the_new_buy_price(cast, table):
-    services.import_rows(
+    imports.import_rows(
         cast.a.sell_table,
         [RateRow(prefix="44", price=Decimal("0.0150"))],
         mode="full",
         effective_from=DEC,
         actor=Scope.system(),
     )
-    report = services.import_price_file(
+    report = imports.import_price_file(
         table,
         deck("44,UK,0.0200,0,30,6,0,,"),
         actor=Scope.system(),
@@ -109,7 +109,7 @@ def test_reimporting_the_same_list_writes_nothing_new(table):
 def test_activation_after_a_crash_cleans_up_and_finishes(table):
     load(table, *(f"44{n:02d},UK,0.0100,0,30,6,0,," for n in range(30)))
     before = snapshot(table)
-    price_import = services.stage_price_file(
+    price_import = imports.stage_price_file(
         table,
         deck(*(f"44{n:02d},UK,0.0200,0,30,6,0,," for n in range(30))),
         actor=Scope.system(),
@@ -127,13 +127,13 @@ def test_activation_after_a_crash_cleans_up_and_finishes(table):
         return real(params)
 
     with mock.patch.object(pipeline, "_activate_chunk", crash_on_second_chunk), pytest.raises(RuntimeError):
-        services.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
+        imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
     table.refresh_from_db()
     assert snapshot(table) == before  # the first chunk is written but invisible
     assert Rate.objects.filter(table=table, version_from=table.live_version + 1).exists()
     price_import.refresh_from_db()
     assert price_import.state == PriceImport.State.FAILED
-    services.activate_price_import(price_import, actor=Scope.system(), chunk_size=10, resume=True)
+    imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10, resume=True)
     assert price_at(table, "4401999", JAN) == Decimal("0.0200")
     assert price_at(table, "4401999", at("2026-12-31T00:00:00")) == Decimal("0.0100")
     assert Rate.objects.live().filter(table=table).count() == 60  # 30 closed copies + 30 new
@@ -141,7 +141,7 @@ def test_activation_after_a_crash_cleans_up_and_finishes(table):
 
 
 def test_activation_writes_in_bounded_chunks(table):
-    price_import = services.stage_price_file(
+    price_import = imports.stage_price_file(
         table,
         deck(*(f"49{n:03d},DE,0.0100,0,30,6,0,," for n in range(35))),
         actor=Scope.system(),
@@ -149,7 +149,7 @@ def test_activation_writes_in_bounded_chunks(table):
         chunk_size=10,
     )
     with CaptureQueriesContext(connection) as queries:
-        services.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
+        imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT INTO rates_rate")]
     assert len(inserts) == 4  # 35 rows in chunks of 10, one transaction each
     switches = [
@@ -160,7 +160,7 @@ def test_activation_writes_in_bounded_chunks(table):
 
 def test_reseller_imports_only_into_its_own_sell_tables(cast):
     staff = Scope.of_user(cast.a.staff)
-    report = services.import_rows(
+    report = imports.import_rows(
         cast.a.sell_table,
         [RateRow(prefix="44", price=Decimal("0.02"))],
         mode="changes",
@@ -169,7 +169,7 @@ def test_reseller_imports_only_into_its_own_sell_tables(cast):
     )
     assert report.ok and report.version == 1
     with pytest.raises(NotAllowed):
-        services.import_rows(
+        imports.import_rows(
             cast.b.sell_table,
             [RateRow(prefix="44", price=Decimal("0.02"))],
             mode="changes",
@@ -178,12 +178,12 @@ def test_reseller_imports_only_into_its_own_sell_tables(cast):
         )
     buy = cast.supplier.buy_rate_table
     with pytest.raises(NotAllowed):
-        services.import_price_file(buy, deck("44,UK,0.01,0,1,1,0,,"), actor=staff, mode="changes")
+        imports.import_price_file(buy, deck("44,UK,0.01,0,1,1,0,,"), actor=staff, mode="changes")
     assert not Rate.objects.filter(table__in=[cast.b.sell_table, buy]).exists()
 
 
 def test_import_rows_reports_errors_with_row_numbers(table):
-    report = services.import_rows(
+    report = imports.import_rows(
         table,
         [RateRow(prefix="44", price=Decimal("0.01")), RateRow(prefix="4x", price=Decimal("-1"), line=7)],
         mode="changes",

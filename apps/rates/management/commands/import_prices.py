@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.errors import DomainError
-from apps.rates import services
+from apps.rates import imports
 from apps.rates.models import ImportTemplate, PriceImport, RateTable
 from apps.tenancy.scope import Scope
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-invalid", action="store_true", help="import the valid rows, report the rest"
         )
-        parser.add_argument("--chunk-size", type=int, default=services.IMPORT_CHUNK_ROWS)
+        parser.add_argument("--chunk-size", type=int, default=imports.IMPORT_CHUNK_ROWS)
 
     def handle(self, *args, **options):
         table = find_table(options["table"])
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {options['file']}: {exc.strerror}") from None
         try:
-            report = services.import_price_file(
+            report = imports.import_price_file(
                 table,
                 data,
                 actor=Scope.system(),
