@@ -514,11 +514,12 @@ def _rebuild_lookup_index(table_id: int) -> None:
 
     from apps.nodes.models import Node
 
-    # Every node keeps its own index file: each node's worker cluster rebuilds its own.
-    names = list(Node.objects.values_list("name", flat=True)) or [None]
-    for name in names:
-        options = {"cluster": name} if name else {}
-        async_task("apps.rates.lookup.rebuild_index", table_id, **options)
+    # Every node keeps its own index file: each enabled node's worker cluster rebuilds its
+    # own, this node's included even before it is registered as a Node. A node that is down
+    # finds the task when it is back; lookups also rebuild a file that stays missing.
+    names = {settings.NODE_NAME, *Node.objects.enabled().values_list("name", flat=True)}
+    for name in sorted(names):
+        async_task("apps.rates.lookup.rebuild_index", table_id, cluster=name)
 
 
 @retry_on_conflict

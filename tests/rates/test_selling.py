@@ -102,3 +102,24 @@ def test_the_command_prints_the_report_and_refuses_unknown_suppliers(suppliers, 
     assert "skipped 49: supplier Alpha has no price for it" in out
     with pytest.raises(CommandError, match="no supplier named Gamma"):
         call_command("generate_sell_prices", "Wholesale", "--supplier", "Gamma")
+
+
+def test_a_switch_queues_an_index_rebuild_on_this_node_and_every_enabled_node(
+    cast, system, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    from apps.nodes import services as node_services
+    from tests.factories import NodeFactory
+
+    NodeFactory(name="node2")
+    node_services.update_node(NodeFactory(name="node3"), actor=system, changes={"enabled": False})
+    OrmQ.objects.all().delete()
+    table = make_rate_table("Indexed")
+    with django_capture_on_commit_callbacks(execute=True):
+        rows = [RateRow("44", Decimal("0.01"))]
+        assert import_rows(table, rows, mode="full", effective_from=START, actor=system).ok
+    queued = [(row.key, row.task["func"], row.task["args"]) for row in OrmQ.objects.all()]
+    rebuilds = sorted(key for key, func, args in queued if func == "apps.rates.lookup.rebuild_index")
+    assert rebuilds == ["node1", "node2"]
+    assert {args for _, func, args in queued if func == "apps.rates.lookup.rebuild_index"} == {(table.pk,)}
