@@ -545,10 +545,15 @@ def _enqueue_activation(import_id: int, actor: Scope) -> None:
 def cancel_price_import(
     price_import: PriceImport, *, actor: Scope, chunk_size=IMPORT_CHUNK_ROWS
 ) -> PriceImport:
-    """Drop a staged import that was not confirmed, with its staged rows."""
+    """Drop an import that was not confirmed, with its staged rows and its kept file.
+
+    An upload still waiting for a worker can be cancelled too (its node may be gone); the
+    worker then finds it cancelled and does nothing.
+    """
     ensure_manages(actor, price_import.table.reseller_id)
-    if price_import.state not in (PriceImport.State.STAGED, PriceImport.State.FAILED):
-        raise ImportRefused("Only a previewed or failed import can be cancelled.")
+    cancellable = (PriceImport.State.RECEIVED, PriceImport.State.STAGED, PriceImport.State.FAILED)
+    if price_import.state not in cancellable:
+        raise ImportRefused("Only a waiting, previewed or failed import can be cancelled.")
     discard_staged(price_import, chunk_size=chunk_size)
     if price_import.node == settings.NODE_NAME:
         price_import_path(price_import).unlink(missing_ok=True)  # kept after a failed reading

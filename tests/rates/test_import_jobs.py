@@ -217,3 +217,17 @@ def test_a_reseller_cannot_see_or_confirm_another_resellers_import(client, cast)
     client.post(reverse("admin:rates_priceimport_tool", args=[price_import.pk, "confirm"]), {})
     price_import.refresh_from_db()
     assert price_import.state == PriceImport.State.STAGED
+
+
+def test_an_upload_waiting_for_a_worker_can_be_cancelled_and_the_job_then_does_nothing(
+    client, cast, table, price_import_dir
+):
+    post_upload(login(client, cast.operator), table, DECK)
+    price_import = PriceImport.objects.latest("created_at")
+    assert price_import.state == PriceImport.State.RECEIVED
+    imports.cancel_price_import(price_import, actor=Scope.system())
+    assert not (price_import_dir / str(price_import.pk)).exists()
+    tasks.read_price_import(price_import.pk, cast.operator.pk)
+    price_import.refresh_from_db()
+    assert price_import.state == PriceImport.State.CANCELLED
+    assert not StagedRate.objects.filter(price_import=price_import).exists()
