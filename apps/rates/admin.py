@@ -215,8 +215,9 @@ class PriceImportAdmin(ScopedModelAdmin):
             "Cancel this import",
             ConfirmForm,
             _cancel,
-            show=lambda obj: obj.state
-            in (PriceImport.State.RECEIVED, PriceImport.State.STAGED, PriceImport.State.FAILED),
+            show=lambda obj: (
+                obj.state in (PriceImport.State.RECEIVED, PriceImport.State.STAGED, PriceImport.State.FAILED)
+            ),
         ),
     )
 
