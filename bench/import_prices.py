@@ -68,7 +68,8 @@ def make_deck(path: Path, rows: int, *, seed: int, change: float = 0.0, drop: fl
     return written
 
 
-def ensure_database(url: str) -> None:
+def _server_statement(url: str, *, mysql: str, postgres: str) -> None:
+    """Run one statement on the server of `url` outside its database (create or drop it)."""
     parsed = urlparse(url)
     name = parsed.path.lstrip("/")
     if parsed.scheme.startswith("mysql"):
@@ -81,7 +82,7 @@ def ensure_database(url: str) -> None:
             password=parsed.password or "",
         )
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+            cur.execute(mysql.format(name=name))
         conn.close()
     elif parsed.scheme.startswith("postgres"):
         import psycopg
@@ -90,36 +91,28 @@ def ensure_database(url: str) -> None:
             f"host={parsed.hostname} port={parsed.port or 5432} user={parsed.username} dbname=postgres",
             autocommit=True,
         ) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(postgres.format(name=name))
+
+
+def ensure_database(url: str) -> None:
+    _server_statement(
+        url,
+        mysql="CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4",
+        # CREATE DATABASE has no IF NOT EXISTS in PostgreSQL; drop first instead.
+        postgres='DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    )
+    _server_statement(url, mysql="SELECT 1", postgres='CREATE DATABASE "{name}"')
 
 
 def drop_database(url: str) -> None:
     from django.db import connections
 
     connections.close_all()
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    if parsed.scheme.startswith("mysql"):
-        import pymysql
-
-        conn = pymysql.connect(
-            host=parsed.hostname,
-            port=parsed.port or 3306,
-            user=parsed.username or "root",
-            password=parsed.password or "",
-        )
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-    elif parsed.scheme.startswith("postgres"):
-        import psycopg
-
-        with psycopg.connect(
-            f"host={parsed.hostname} port={parsed.port or 5432} user={parsed.username} dbname=postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _server_statement(
+        url,
+        mysql="DROP DATABASE IF EXISTS `{name}`",
+        postgres='DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    )
 
 
 def load_data_floor(url: str, path: Path) -> float | None:
