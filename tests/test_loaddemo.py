@@ -26,11 +26,14 @@ from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import ledger_differences
 from apps.cdr.models import Cdr
 from apps.core.demo import DEMO_PASSWORD
-from apps.core.demo.cast import CUSTOMERS, SUPPLIERS
+from apps.core.demo.cast import CUSTOMERS, ROUTING_PLANS, SUPPLIERS
 from apps.core.demo.prices import DESTINATIONS_CSV, PriceBook, RateIndex, load_destinations
+from apps.nodes.models import ClusterSettings
 from apps.peers.models import Peer
 from apps.rates.models import Rate
 from apps.rates.rating import Tariff, call_cost
+from apps.routing.models import Method, RoutingPlan, RoutingRule
+from apps.tenancy.models import Reseller
 from apps.tenancy.services import authenticate_api_key
 
 CDRS = 200
@@ -91,6 +94,9 @@ def test_a_second_run_changes_no_row_count(demo):
     assert counts["peers.SipAccount"] > 0 and counts["peers.Endpoint"] > 0
     assert counts["rates.RateTable"] == 6
     assert counts["rates.Rate"] > 3000
+    assert counts["routing.RoutingPlan"] == len(ROUTING_PLANS)
+    assert counts["routing.RoutingRule"] == sum(len(p.rules) for p in ROUTING_PLANS)
+    assert counts["routing.Route"] == sum(len(r.routes) for p in ROUTING_PLANS for r in p.rules)
 
 
 def test_the_second_run_finds_everything_and_issues_no_new_key(demo):
@@ -104,6 +110,30 @@ def test_the_printed_operator_key_authenticates(demo):
     token = re.search(r"ssk_[A-Za-z0-9_-]+", demo.first_output).group(0)
     key = authenticate_api_key(token)
     assert key is not None and key.scope == "operator"
+
+
+def test_the_demo_routes_by_a_default_plan_and_gives_a_reseller_an_inheriting_one(demo):
+    standard, premium = RoutingPlan.objects.get(name="Standard"), RoutingPlan.objects.get(name="Premium")
+    assert ClusterSettings.load().default_routing_plan == standard
+    assert premium.parent == standard
+    assert dict(Reseller.objects.values_list("name", "routing_plan__name")) == {
+        "Alpha Telecom": "Premium",
+        "Beta Voice": None,
+    }
+    rules = {rule.prefix: rule for rule in RoutingRule.objects.filter(plan=standard)}
+    assert {prefix: rule.method for prefix, rule in rules.items()} == {
+        "": Method.LEAST_COST,
+        "447": Method.QUALITY,
+        "49": Method.WEIGHT,
+        "234": Method.PRIORITY,
+        "881": Method.BLOCK,
+        "882": Method.BLOCK,
+    }
+    assert {r.supplier.name for r in rules[""].routes.all()} == {s.name for s in SUPPLIERS}
+    assert sorted(r.weight for r in rules["49"].routes.all()) == [30, 70]
+    with DESTINATIONS_CSV.open(newline="") as handle:
+        prefixes = {row["prefix"] for row in csv.DictReader(handle)}
+    assert {"49", "234", "882"} <= prefixes
 
 
 @pytest.mark.parametrize(

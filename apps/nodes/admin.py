@@ -5,9 +5,26 @@ from django.db.models import Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from apps.core.admin import ADD, CHANGE, VIEW, ScopedModelAdmin, form_changes, form_values
+from apps.core.admin import (
+    ADD,
+    CHANGE,
+    VIEW,
+    ConfirmForm,
+    ObjectTool,
+    ScopedModelAdmin,
+    form_changes,
+    form_values,
+)
 from apps.nodes import services
 from apps.nodes.models import ClusterSettings, Node
+
+
+def rotate_secret(admin_, request, node, data):
+    services.rotate_call_control_secret(node, actor=admin_.scope(request))
+    return (
+        f"{node} has a new call-control secret: put it into {node}'s OpenSIPS configuration; "
+        "until then its call-control requests are refused."
+    )
 
 
 @admin.register(Node)
@@ -34,10 +51,26 @@ class NodeAdmin(ScopedModelAdmin):
         "enabled",
         "last_heartbeat",
     )
+    object_tools = (
+        ObjectTool(
+            "rotate-secret",
+            "Rotate call-control secret",
+            ConfirmForm,
+            rotate_secret,
+            help="The node's OpenSIPS sends this secret with every call-control request. After "
+            "rotating, its calls are refused until its configuration has the new secret.",
+        ),
+    )
+
+    def get_fields(self, request, obj=None):
+        # The secret is made with the node; the operator copies it into OpenSIPS's config.
+        return self.fields if obj is None else (*self.fields, "call_control_secret")
 
     def get_readonly_fields(self, request, obj=None):
         # The name names the node's task queue and its config files: it is set once.
-        return ("last_heartbeat",) if obj is None else ("name", "last_heartbeat")
+        if obj is None:
+            return ("last_heartbeat",)
+        return ("name", "last_heartbeat", "call_control_secret")
 
     @admin.display(description="SIP address")
     def sip_socket(self, node):
@@ -63,7 +96,15 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
     """One row: the list goes straight to it, and it is never added or deleted by hand."""
 
     operator_can = frozenset({VIEW, CHANGE})
-    fields = ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node", "updated_at")
+    fieldsets = (
+        (
+            "Origination",
+            {"fields": ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node")},
+        ),
+        ("Routing", {"fields": ("default_routing_plan", "quality_window")}),
+        ("Call limits", {"fields": ("max_call_duration", "reservation_grace")}),
+        (None, {"fields": ("updated_at",)}),
+    )
     readonly_fields = ("updated_at",)
 
     def get_queryset(self, request):

@@ -1,6 +1,7 @@
 """The machines of the cluster and the settings they share."""
 
 import ipaddress
+import secrets
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -12,6 +13,10 @@ from apps.nodes.querysets import NodeQuerySet
 node_name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,30}$", "Lower-case letters, digits and dashes (it names a task queue)."
 )
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 class Node(TimestampedModel):
@@ -28,6 +33,9 @@ class Node(TimestampedModel):
     public_hostname = models.CharField(max_length=253, blank=True)
     enabled = models.BooleanField(default=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+    # Sent by this node's OpenSIPS with every call-control request (rendered into its
+    # config); a request naming this node without it is refused.
+    call_control_secret = models.CharField(max_length=64, default=new_secret, editable=False)
 
     objects = NodeQuerySet.as_manager()
 
@@ -70,6 +78,26 @@ class ClusterSettings(models.Model):
         help_text="Answer calls that reach a node their peer is not assigned to with a "
         "redirect to an assigned node instead of a rejection.",
     )
+    default_routing_plan = models.ForeignKey(
+        "routing.RoutingPlan",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Routing of customers with no plan of their own or of their reseller.",
+    )
+    max_call_duration = models.PositiveIntegerField(
+        default=7200,
+        help_text="Seconds: the longest call granted, however much money there is.",
+    )
+    reservation_grace = models.PositiveIntegerField(
+        default=120,
+        help_text="Seconds a call's money stays reserved beyond its maximum duration before it "
+        "is released as lost (a call whose CDR never arrived).",
+    )
+    quality_window = models.PositiveIntegerField(
+        default=60, help_text="Minutes of CDRs behind each supplier's ASR and ACD."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -86,6 +114,10 @@ class ClusterSettings(models.Model):
             raise ValidationError({"shared_ip": "Shared-IP origination needs the shared IP."})
         if self.shared_ip and ipaddress.ip_address(self.shared_ip).is_unspecified:
             raise ValidationError({"shared_ip": "The shared IP must be a real address."})
+        if not 10 <= self.max_call_duration <= 86400:
+            raise ValidationError({"max_call_duration": "Between 10 seconds and one day."})
+        if not 1 <= self.quality_window <= 10080:
+            raise ValidationError({"quality_window": "Between 1 minute and one week."})
 
     @classmethod
     def load(cls) -> "ClusterSettings":

@@ -2,13 +2,23 @@
 
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
-from apps.nodes.models import ClusterSettings, Node
+from apps.nodes.models import ClusterSettings, Node, new_secret
 from apps.tenancy.scope import Scope
 
 NODE_SETTINGS = ("management_address", "sip_address", "sip_port", "public_hostname", "enabled")
-CLUSTER_SETTINGS = ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node")
+CLUSTER_SETTINGS = (
+    "origination_mode",
+    "shared_ip",
+    "bind_address",
+    "redirect_to_assigned_node",
+    "default_routing_plan_id",
+    "max_call_duration",
+    "reservation_grace",
+    "quality_window",
+)
 
 
 @retry_on_conflict
@@ -29,8 +39,22 @@ def update_node(node: Node, *, actor: Scope, changes: dict) -> Node:
 
 
 @retry_on_conflict
+def rotate_call_control_secret(node: Node, *, actor: Scope) -> Node:
+    """Give `node` a new call-control secret; its OpenSIPS needs the new one from now on."""
+    ensure_manages(actor, None)
+    current = Node.objects.select_for_update().get(pk=node.pk)
+    current.call_control_secret = new_secret()
+    # A save, not an update(): its post_save tells call control's snapshot, which holds the
+    # secrets it checks requests against, that it is out of date.
+    current.save(update_fields=["call_control_secret", "updated_at"])
+    # Never the secret itself: audit entries are read by more people than node configs.
+    audit.record(actor, "node.secret_rotated", current)
+    return current
+
+
+@retry_on_conflict
 def update_cluster_settings(*, actor: Scope, changes: dict) -> ClusterSettings:
-    """Change the cluster-wide origination settings (operator only)."""
+    """Change the cluster-wide origination, routing and call-limit settings (operator only)."""
     ensure_manages(actor, None)
     current = ClusterSettings.load()
     apply_changes(current, changes, allowed=CLUSTER_SETTINGS)

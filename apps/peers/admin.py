@@ -220,7 +220,9 @@ class PeerAdmin(ScopedModelAdmin):
     operator_can = frozenset({VIEW, ADD, CHANGE})
     reseller_can = frozenset({VIEW, ADD, CHANGE})
     owner_field = "reseller"
-    operator_only_fields = ("reseller", "nodes", "buy_rate_table")
+    # Routing is the operator's: reseller staff neither see nor set a customer's routing
+    # plan or how far below its price a call may be routed (update_peer refuses them too).
+    operator_only_fields = ("reseller", "nodes", "buy_rate_table", "routing_plan", "profit_control")
     form = PeerForm
     add_form = PeerAddForm
     list_display = (
@@ -240,6 +242,8 @@ class PeerAdmin(ScopedModelAdmin):
         StatusFilter,
         ("reseller", ScopedRelatedFilter),
         ("sell_rate_table", ScopedRelatedFilter),
+        ("routing_plan", ScopedRelatedFilter),
+        "record_calls",
     )
     search_fields = ("name", "company", "tech_prefix", "=endpoints__ip", "sip_accounts__username")
     filter_horizontal = ("nodes", "blocklists")
@@ -270,9 +274,15 @@ class PeerAdmin(ScopedModelAdmin):
             "tech_prefix",
             "sell_rate_table",
             "buy_rate_table",
+            "routing_plan",
+            "profit_control",
+            "record_calls",
             "nodes",
             "blocklists",
         )
+        if obj is not None and not obj.is_customer:
+            # How a peer's own calls are routed and recorded: suppliers send us none.
+            routing = tuple(n for n in routing if n not in ("routing_plan", "profit_control", "record_calls"))
         if obj is None:
             return [
                 (None, {"fields": ("name", "company", "role", "reseller")}),
@@ -296,6 +306,13 @@ class PeerAdmin(ScopedModelAdmin):
         if db_field.name == "role" and not self.scope(request).is_operator:
             kwargs["choices"] = [c for c in Peer.Role.choices if c[0] != Peer.Role.SUPPLIER]
         return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if request.GET.get("app_label") == "routing" and request.GET.get("field_name") == "supplier":
+            # The autocomplete of a route's supplier: routes go to the operator's suppliers only.
+            queryset = queryset.suppliers().filter(reseller__isnull=True)
+        return queryset, may_have_duplicates
 
     def get_inlines(self, request, obj):
         if obj is None:

@@ -38,8 +38,16 @@ class Transport(models.TextChoices):
     TLS = "tls", "TLS"
 
 
+class ProfitControl(models.TextChoices):
+    PROFIT_ONLY = "profit", "Profit only (buy price below sell price)"
+    NO_LOSS = "no_loss", "No loss (buy price at most the sell price)"
+    ALLOW_LOSS = "allow_loss", "Allow loss"
+
+
 class Peer(TimestampedModel):
     """A party we exchange calls with: a customer, a supplier, or both."""
+
+    ProfitControl = ProfitControl
 
     class Role(models.TextChoices):
         CUSTOMER = "customer", "Customer (originator)"
@@ -95,6 +103,21 @@ class Peer(TimestampedModel):
         help_text="Nodes that serve this peer; its interconnection sheet lists their addresses.",
     )
     blocklists = models.ManyToManyField("Blocklist", blank=True, related_name="peers")
+    routing_plan = models.ForeignKey(
+        "routing.RoutingPlan",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="customers",
+        help_text="Empty: the owner reseller's plan, else the cluster's default plan.",
+    )
+    profit_control = models.CharField(
+        max_length=10,
+        choices=ProfitControl.choices,
+        default=ProfitControl.NO_LOSS,
+        help_text="Which supplier prices this customer's calls may be routed at, against its sell price.",
+    )
+    record_calls = models.BooleanField(default=False, help_text="Record this customer's calls.")
     notes = models.TextField(blank=True)
 
     objects = PeerQuerySet.as_manager()
@@ -141,6 +164,8 @@ class Peer(TimestampedModel):
                 errors["sell_rate_table"] = "Choose a sell price list."
             elif table.reseller_id != self.reseller_id:
                 errors["sell_rate_table"] = "The price list must belong to the peer's owner."
+        if self.routing_plan_id and not self.is_customer:
+            errors["routing_plan"] = "Only customers have a routing plan."
         if self.buy_rate_table_id:
             table = self.buy_rate_table
             if not self.is_supplier:

@@ -11,7 +11,7 @@ from apps.audit import services as audit
 from apps.billing import services as billing
 from apps.billing.models import Account
 from apps.core.db import retry_on_conflict
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, NotAllowed
 from apps.core.services import apply_changes, editable_fields, ensure_manages, save_object
 from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.tenancy.scope import Scope
@@ -25,8 +25,23 @@ PEER_SETTINGS = (
     "tech_prefix",
     "sell_rate_table_id",
     "buy_rate_table_id",
+    "routing_plan_id",
+    "profit_control",
+    "record_calls",
     "notes",
 )
+# Routing is the operator's: which plan a customer routes by, and whether its calls may be
+# sent to suppliers dearer than its price, are not for a reseller to choose.
+OPERATOR_SETTINGS = ("routing_plan_id", "profit_control")
+
+
+def _check_operator_settings(actor: Scope, settings: dict) -> None:
+    if actor.is_operator:
+        return
+    for name in OPERATOR_SETTINGS:
+        if name in settings:
+            field = name.removesuffix("_id")
+            raise NotAllowed(f"Only the operator sets {field.replace('_', ' ')}.", field=field)
 
 
 @retry_on_conflict
@@ -37,22 +52,28 @@ def create_peer(
     role: str,
     reseller_id: int | None = None,
     currency: str | None = None,
-    account_mode: str = Account.Mode.PREPAID,
+    account_mode: str | None = None,
     credit_limit=0,
     nodes=(),
     **settings,
 ) -> Peer:
-    """Create a peer with its account; a reseller's staff always create for their reseller."""
+    """Create a peer with its account; a reseller's staff always create for their reseller.
+
+    Accounts are prepaid by default, except a supplier's: a prepaid supplier account means
+    we pay that supplier in advance and routing stops sending it calls when our money
+    there runs out, so it must be chosen, not fallen into.
+    """
     if actor.is_reseller:
         reseller_id = actor.reseller_id
     ensure_manages(actor, reseller_id)
+    _check_operator_settings(actor, settings)
     peer = apply_changes(Peer(name=name, role=role, reseller_id=reseller_id), settings, allowed=PEER_SETTINGS)
     save_object(peer, actor=actor, action="peer.created")
     account = billing.open_account(
         peer,
         actor=actor,
         currency=currency or _default_currency(peer),
-        mode=account_mode,
+        mode=account_mode or (Account.Mode.POSTPAID if role == Peer.Role.SUPPLIER else Account.Mode.PREPAID),
         credit_limit=credit_limit,
     )
     _check_price_list_currency(peer, account.currency)
@@ -83,6 +104,7 @@ def _default_currency(peer: Peer) -> str:
 def update_peer(peer: Peer, *, actor: Scope, changes: dict) -> Peer:
     """Change a peer's settings (not its owner, role or suspension)."""
     ensure_manages(actor, peer.reseller_id)
+    _check_operator_settings(actor, changes)
     current = Peer.objects.select_for_update().get(pk=peer.pk)
     apply_changes(current, changes, allowed=PEER_SETTINGS)
     save_object(current, actor=actor, action="peer.changed")

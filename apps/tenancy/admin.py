@@ -64,7 +64,10 @@ class StaffInline(ScopedInline):
 class ResellerAdmin(ScopedModelAdmin):
     operator_can = frozenset({VIEW, ADD, CHANGE})
     reseller_can = READ_ONLY
-    list_display = ("name", "company", "currency", "email", "is_active", "created_at")
+    # The plan the operator routes the reseller's customers by is not the reseller's to see.
+    operator_only_fields = ("routing_plan",)
+    list_display = ("name", "company", "currency", "email", "routing_plan", "is_active", "created_at")
+    list_select_related = ("routing_plan",)
     list_filter = ("is_active", "currency")
     search_fields = ("name", "company", "email")
     inlines = (StaffInline,)
@@ -84,8 +87,8 @@ class ResellerAdmin(ScopedModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "company", "currency", "email"]
-        return ["name", "company", "currency", "email", "is_active", "created_at"]
+            return ["name", "company", "currency", "email", "routing_plan"]
+        return ["name", "company", "currency", "email", "routing_plan", "is_active", "created_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return ("created_at",)
@@ -108,6 +111,7 @@ class ResellerAdmin(ScopedModelAdmin):
             currency=data["currency"],
             company=data["company"],
             email=data["email"],
+            **({"routing_plan_id": data["routing_plan"].pk} if data.get("routing_plan") else {}),
         )
 
 

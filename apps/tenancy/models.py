@@ -19,6 +19,14 @@ class Reseller(TimestampedModel):
     currency = CurrencyField(default="USD")
     email = models.EmailField(blank=True)
     is_active = models.BooleanField(default=True)
+    routing_plan = models.ForeignKey(
+        "routing.RoutingPlan",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resellers",
+        help_text="Routing of this reseller's customers that have no plan of their own.",
+    )
 
     objects = ResellerQuerySet.as_manager()
 

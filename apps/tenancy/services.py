@@ -20,7 +20,9 @@ User = get_user_model()
 def create_reseller(*, actor: Scope, name: str, currency: str = "USD", **fields) -> Reseller:
     """Create a reseller (operator only)."""
     ensure_manages(actor, None)
-    reseller = apply_changes(Reseller(name=name, currency=currency), fields, allowed=("company", "email"))
+    reseller = apply_changes(
+        Reseller(name=name, currency=currency), fields, allowed=("company", "email", "routing_plan_id")
+    )
     return save_object(reseller, actor=actor, action="reseller.created")
 
 
@@ -29,7 +31,9 @@ def update_reseller(reseller: Reseller, *, actor: Scope, changes: dict) -> Resel
     """Change a reseller's details; deactivating it locks out its staff, customers and keys."""
     ensure_manages(actor, None)
     current = Reseller.objects.select_for_update().get(pk=reseller.pk)
-    apply_changes(current, changes, allowed=("name", "company", "currency", "email", "is_active"))
+    apply_changes(
+        current, changes, allowed=("name", "company", "currency", "email", "is_active", "routing_plan_id")
+    )
     return save_object(current, actor=actor, action="reseller.changed")
 
 

@@ -18,6 +18,7 @@ def peer_form(**overrides):
         "max_cps": "",
         "tech_prefix": "",
         "sell_rate_table": "",
+        "profit_control": "no_loss",  # an operator-only field, ignored in reseller staff's posts
         "notes": "",
         "currency": "",
         "account_mode": "prepaid",

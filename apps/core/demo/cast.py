@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from apps.billing.models import Account
+from apps.routing.models import Method, QualityMetric
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - the documented password of every demo login
 SEED = 2026
@@ -291,6 +292,96 @@ CUSTOMERS = (
         endpoints=(("192.0.2.130", 32, "Pioneer office"),),
         max_calls=20,
         favourite_countries=("France", "Morocco", "Algeria", "Senegal"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    supplier: str  # a SUPPLIERS name
+    priority: int = 0
+    weight: int = 1
+    setup_timeout: int | None = None
+    stop_hunting: bool = False
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    prefix: str
+    method: str
+    description: str
+    routes: tuple[RouteSpec, ...] = ()
+    quality_metric: str = QualityMetric.ASR
+    quality_tolerance: int = 5
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    name: str
+    description: str
+    rules: tuple[RuleSpec, ...]
+    parent: str | None = None  # a plan listed before this one
+    cluster_default: bool = False
+    resellers: tuple[str, ...] = ()  # whose customers route by this plan
+
+
+ATLAS, BOREAL, COBALT = (RouteSpec(s.name) for s in SUPPLIERS)
+
+ROUTING_PLANS = (
+    PlanSpec(
+        name="Standard",
+        description="Every customer's routing unless its reseller or itself has another plan.",
+        cluster_default=True,
+        rules=(
+            RuleSpec("", Method.LEAST_COST, "Cheapest supplier with a rate first.", (ATLAS, BOREAL, COBALT)),
+            RuleSpec(
+                "447",
+                Method.QUALITY,
+                "UK mobiles: best answer rate first; suppliers within 5 points of each other by price.",
+                (ATLAS, BOREAL, COBALT),
+                quality_metric=QualityMetric.ASR,
+                quality_tolerance=5,
+            ),
+            RuleSpec(
+                "49",
+                Method.WEIGHT,
+                "Germany: 70/30 split of first attempts between Boreal and Atlas.",
+                (RouteSpec("Boreal Telecom", weight=70), RouteSpec("Atlas Carrier", weight=30)),
+            ),
+            RuleSpec(
+                "234",
+                Method.PRIORITY,
+                "Nigeria: Cobalt first (8 s to ring), then Atlas.",
+                (
+                    RouteSpec("Cobalt Networks", priority=0, setup_timeout=8),
+                    RouteSpec("Atlas Carrier", priority=1),
+                ),
+            ),
+            RuleSpec("881", Method.BLOCK, "Satellite phones (Iridium, Globalstar): six dollars a minute."),
+            RuleSpec("882", Method.BLOCK, "International networks: premium-rate satellite and maritime."),
+        ),
+    ),
+    PlanSpec(
+        name="Premium",
+        description="Standard, with the best-quality supplier first where it matters.",
+        parent="Standard",
+        resellers=("Alpha Telecom",),
+        rules=(
+            RuleSpec(
+                "44",
+                Method.PRIORITY,
+                "UK calls: Atlas first, Boreal only if Atlas fails.",
+                (RouteSpec("Atlas Carrier", priority=0), RouteSpec("Boreal Telecom", priority=1)),
+            ),
+            RuleSpec(
+                "91",
+                Method.QUALITY,
+                "India: the longest average call first; within 10 seconds by price.",
+                (COBALT, ATLAS),
+                quality_metric=QualityMetric.ACD,
+                quality_tolerance=10,
+            ),
+        ),
     ),
 )
 

@@ -22,17 +22,21 @@ from apps.core.demo.cast import (
     DEMO_PASSWORD,
     NODES,
     RESELLERS,
+    ROUTING_PLANS,
     SELL_TABLES,
     SUPPLIERS,
     CustomerSpec,
+    PlanSpec,
 )
 from apps.core.demo.prices import PriceBook, load_destinations
 from apps.nodes import services as node_services
-from apps.nodes.models import Node
+from apps.nodes.models import ClusterSettings, Node
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
 from apps.rates import services as rate_services
 from apps.rates.models import RateTable
+from apps.routing import services as routing_services
+from apps.routing.models import RoutingPlan
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey, Reseller
 from apps.tenancy.scope import Kind, Scope
@@ -78,6 +82,7 @@ class DemoLoader:
         self.tables: dict[str, RateTable] = {}
         self.suppliers: dict[str, Peer] = {}
         self.customers: dict[str, Peer] = {}
+        self.plans: dict[str, RoutingPlan] = {}
 
     def run(self) -> Report:
         for name, step in (
@@ -87,6 +92,7 @@ class DemoLoader:
             ("price lists", self.load_rate_tables),
             ("suppliers", self.load_suppliers),
             ("customers", self.load_customers),
+            ("routing", self.load_routing),
             ("payments", self.load_payments),
             ("calls", self.load_calls),
             ("API key", self.load_api_key),
@@ -285,6 +291,61 @@ class DemoLoader:
         nodes = [self.nodes[n] for n in spec.nodes]
         peer_services.assign_peer_to_nodes(peer, nodes, actor=self.operator)
         return peer
+
+    # Routing
+
+    def load_routing(self) -> None:
+        for spec in ROUTING_PLANS:
+            plan = RoutingPlan.objects.filter(name=spec.name).first()
+            self.report.note("routing plans", plan is None)
+            if plan is None:
+                plan = self._create_plan(spec)
+            self.plans[spec.name] = plan
+        # Who routes by which plan is set only where nothing is set yet: a plan the operator
+        # chose since the last run stays.
+        for spec in ROUTING_PLANS:
+            plan = self.plans[spec.name]
+            if spec.cluster_default and ClusterSettings.load().default_routing_plan_id is None:
+                node_services.update_cluster_settings(
+                    actor=self.operator, changes={"default_routing_plan_id": plan.pk}
+                )
+            for name in spec.resellers:
+                reseller = Reseller.objects.get(pk=self.resellers[name].pk)
+                if reseller.routing_plan_id is None:
+                    tenancy_services.update_reseller(
+                        reseller, actor=self.operator, changes={"routing_plan_id": plan.pk}
+                    )
+
+    def _create_plan(self, spec: PlanSpec) -> RoutingPlan:
+        plan = routing_services.create_plan(
+            actor=self.operator,
+            name=spec.name,
+            description=spec.description,
+            parent_id=self.plans[spec.parent].pk if spec.parent else None,
+        )
+        for rule_spec in spec.rules:
+            rule = routing_services.add_rule(
+                plan,
+                actor=self.operator,
+                prefix=rule_spec.prefix,
+                method=rule_spec.method,
+                quality_metric=rule_spec.quality_metric,
+                quality_tolerance=rule_spec.quality_tolerance,
+                description=rule_spec.description,
+            )
+            self.report.note("routing rules", True)
+            for route in rule_spec.routes:
+                routing_services.add_route(
+                    rule,
+                    actor=self.operator,
+                    supplier=self.suppliers[route.supplier],
+                    priority=route.priority,
+                    weight=route.weight,
+                    setup_timeout=route.setup_timeout,
+                    stop_hunting=route.stop_hunting,
+                )
+                self.report.note("routes", True)
+        return plan
 
     # Money
 

@@ -9,6 +9,7 @@ from apps.core.money import MONEY_DIGITS, MONEY_PLACES
 from apps.nodes.models import Node
 from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
 from apps.rates.models import RateTable
+from apps.routing.models import RoutingPlan
 from apps.tenancy.models import Reseller
 from apps.tenancy.scope import request_scope
 
@@ -58,15 +59,36 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
         required=False,
         help_text="Nodes that serve this peer. Set when creating; change with assign-nodes.",
     )
+    routing_plan = ScopedRelatedField(
+        queryset=RoutingPlan.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Operator only. The customer's routing plan; empty: its reseller's, else the "
+        "cluster's default.",
+    )
     account = AccountOpeningSerializer(
         write_only=True, required=False, help_text="The account opened with the peer (when creating only)."
     )
 
+    # Routing is the operator's: resellers and customers neither see nor set these.
+    operator_only = ("routing_plan", "profit_control")
+
+    def to_internal_value(self, data):
+        if not request_scope(self.context["request"]).is_operator and hasattr(data, "keys"):
+            named = [name for name in self.operator_only if name in data]
+            if named:
+                raise serializers.ValidationError({name: ["Only the operator sets this."] for name in named})
+        return super().to_internal_value(data)
+
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        if request_scope(self.context["request"]).is_customer:
+        scope = request_scope(self.context["request"])
+        if scope.is_customer:
             # Notes are the operator's or reseller's remarks about the customer.
             data.pop("notes", None)
+        if not scope.is_operator:
+            for name in self.operator_only:
+                data.pop(name, None)
         return data
 
     class Meta:
@@ -86,6 +108,9 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "tech_prefix",
             "sell_rate_table",
             "buy_rate_table",
+            "routing_plan",
+            "profit_control",
+            "record_calls",
             "nodes",
             "notes",
             "created_at",
@@ -94,6 +119,13 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
         ]
         read_only_fields = ["suspended_at", "suspended_reason", "created_at", "updated_at"]
         create_only = ["role", "reseller", "nodes", "account"]
+        extra_kwargs = {
+            "profit_control": {
+                "help_text": "Operator only. Which supplier prices this customer's calls may be "
+                "routed at, against its sell price."
+            },
+            "record_calls": {"help_text": "Record this customer's calls."},
+        }
         # Uniqueness is checked once, by the service's full_clean().
         validators = []
 

@@ -1,0 +1,59 @@
+"""A routing plan on top of the cast: a second supplier with gateways, rules and routes."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.peers import services as peer_services
+from apps.peers.models import Gateway, Peer
+from apps.routing import services
+from apps.routing.models import Method, QualityStat, Route, RoutingPlan, RoutingRule
+from apps.tenancy.scope import Scope
+from tests.admin.conftest import login  # noqa: F401  (signed-in admin clients)
+from tests.api.conftest import api  # noqa: F401  (API clients with a key)
+from tests.conftest import Cast
+from tests.factories import make_peer, make_rate_table
+
+SYSTEM = Scope.system()
+
+
+@dataclass
+class Routing:
+    plan: RoutingPlan
+    lcr: RoutingRule
+    uk: RoutingRule
+    route: Route
+    other_supplier: Peer
+    gateway: Gateway
+    other_gateway: Gateway
+    stat: QualityStat
+
+
+@pytest.fixture
+def routing(cast: Cast) -> Routing:
+    other = make_peer(
+        "Carrier Y",
+        role=Peer.Role.SUPPLIER,
+        buy_rate_table_id=make_rate_table("Carrier Y buy", purpose="buy").pk,
+    )
+    gateway = peer_services.add_gateway(cast.supplier, actor=SYSTEM, name="x-main", host="203.0.113.10")
+    other_gateway = peer_services.add_gateway(other, actor=SYSTEM, name="y-main", host="203.0.113.20")
+    plan = services.create_plan(actor=SYSTEM, name="Standard", description="Everyone")
+    lcr = services.add_rule(plan, actor=SYSTEM, method=Method.LEAST_COST)
+    route = services.add_route(lcr, actor=SYSTEM, supplier=cast.supplier)
+    services.add_route(lcr, actor=SYSTEM, supplier=other)
+    uk = services.add_rule(plan, actor=SYSTEM, prefix="44", method=Method.PRIORITY)
+    services.add_route(uk, actor=SYSTEM, supplier=other, gateway_id=other_gateway.pk, priority=1)
+    now = timezone.now()
+    stat = QualityStat.objects.create(
+        supplier=cast.supplier,
+        destination="United Kingdom",
+        attempts=30,
+        answered=20,
+        answered_seconds=2500,
+        window_start=now - timedelta(hours=1),
+        window_end=now,
+    )
+    return Routing(plan, lcr, uk, route, other, gateway, other_gateway, stat)
