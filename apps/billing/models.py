@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from apps.billing.querysets import AccountQuerySet, LedgerQuerySet
+from apps.billing.querysets import AccountQuerySet, LedgerQuerySet, ReservationQuerySet
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 
 
@@ -25,6 +25,11 @@ class Account(TimestampedModel):
     )
     # A cache of sum(ledger.amount), changed only in the transaction that adds ledger rows.
     balance = MoneyField(default=0, editable=False)
+    # A cache of the money held by the account's live calls: sum(reservations.amount) of the
+    # active ones, changed only in the transaction that opens or releases a reservation.
+    # Every reservation writes this row, which is also what makes Galera serialise two
+    # nodes reserving on one account (the second commit fails certification and retries).
+    reserved = MoneyField(default=0, editable=False)
 
     objects = AccountQuerySet.as_manager()
 
@@ -44,6 +49,11 @@ class Account(TimestampedModel):
     def spendable(self):
         """Money calls may use before reservations: balance, plus credit when postpaid."""
         return self.balance + (self.credit_limit if self.mode == self.Mode.POSTPAID else 0)
+
+    @property
+    def available(self):
+        """Money a new call may reserve: spendable minus what live calls hold."""
+        return self.spendable - self.reserved
 
 
 class LedgerEntry(models.Model):
@@ -101,3 +111,49 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("Ledger entries are immutable; post a correcting entry instead.")
+
+
+class Reservation(models.Model):
+    """Money held for one authorized call until its CDR is rated, it fails, or it expires."""
+
+    class Outcome(models.TextChoices):
+        RATED = "rated", "Call rated"
+        FAILED = "failed", "Call failed before answer"
+        EXPIRED = "expired", "Expired (no CDR in time)"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="reservations")
+    customer = models.ForeignKey("peers.Peer", on_delete=models.PROTECT, related_name="reservations")
+    node = models.ForeignKey("nodes.Node", null=True, on_delete=models.SET_NULL, related_name="reservations")
+    call_id = models.CharField(max_length=255)
+    amount = MoneyField()
+    max_duration = models.PositiveIntegerField(help_text="Seconds granted.")
+    prefix = models.CharField(max_length=32, blank=True, help_text="Sell rate prefix matched.")
+    destination = models.CharField(max_length=100, blank=True)
+    route = models.ForeignKey(
+        "routing.Route", null=True, blank=True, on_delete=models.SET_NULL, related_name="reservations"
+    )
+    supplier = models.ForeignKey(
+        "peers.Peer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=7, choices=Outcome.choices, blank=True)
+
+    objects = ReservationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The live calls of an account (count, and the same Call-ID asked twice).
+            models.Index(fields=["account", "released_at", "call_id"], name="reservation_live_idx"),
+            models.Index(fields=["released_at", "expires_at"], name="reservation_expiry_idx"),
+            models.Index(fields=["call_id"], name="reservation_call_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} for {self.call_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.released_at is None

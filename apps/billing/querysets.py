@@ -22,3 +22,14 @@ class LedgerQuerySet(ScopedQuerySet):
 
     def total(self):
         return self.aggregate(total=models.Sum("amount"))["total"]
+
+
+class ReservationQuerySet(ScopedQuerySet):
+    reseller_lookup = "customer__reseller"
+    customer_lookup = "customer"
+
+    def active(self):
+        return self.filter(released_at__isnull=True)
+
+    def expired(self, now):
+        return self.filter(released_at__isnull=True, expires_at__lt=now)

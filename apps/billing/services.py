@@ -9,7 +9,8 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.billing.models import Account, LedgerEntry
+from apps.billing import reservations
+from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
@@ -197,11 +198,13 @@ def post_adjustment(
 
 
 @retry_on_conflict
+@retry_on_conflict
 def post_call_charges(cdrs: list[Cdr]) -> int:
     """Debit each rated CDR's sell cost to its customer's account, once; returns rows written.
 
     The account is the CDR's own customer's, never one a caller names, so a call cannot
-    be charged to someone else.
+    be charged to someone else. The money call control held for each call is released in
+    the same transaction, so the available funds move once, from held to spent.
     """
     priced = [cdr for cdr in cdrs if cdr.sell_cost]
     accounts = dict(
@@ -222,7 +225,22 @@ def post_call_charges(cdrs: list[Cdr]) -> int:
         )
         for cdr in priced
     ]
-    return sum(created for _, created in post(postings))
+    written = sum(created for _, created in post(postings))
+    release_for_cdrs(cdrs)
+    return written
+
+
+def release_for_cdrs(cdrs: list[Cdr]) -> int:
+    """Release the reservations of these calls (matched by customer and Call-ID); how many."""
+    calls = {(cdr.customer_id, cdr.call_id) for cdr in cdrs if cdr.customer_id}
+    if not calls:
+        return 0
+    held = Reservation.objects.active().filter(call_id__in={call_id for _, call_id in calls})
+    return sum(
+        reservations.release(pk, outcome=Reservation.Outcome.RATED)
+        for pk, customer_id, call_id in held.values_list("pk", "customer_id", "call_id")
+        if (customer_id, call_id) in calls
+    )
 
 
 def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:

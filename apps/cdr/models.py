@@ -33,6 +33,9 @@ class Cdr(models.Model):
     callee = models.CharField(max_length=64, blank=True)
     # The number as the supplier received it, after egress rewriting.
     callee_out = models.CharField(max_length=64, blank=True)
+    destination = models.CharField(
+        max_length=100, blank=True, help_text="Destination of the customer's rate (quality statistics)."
+    )
     created_at = models.DateTimeField(help_text="When the INVITE arrived.")
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

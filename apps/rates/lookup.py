@@ -153,7 +153,7 @@ class _Open:
     stale_since: float | None = None
 
 
-_open: dict[tuple[Path, int], _Open] = {}
+_open: dict[tuple, _Open] = {}
 _refresh = threading.Lock()
 
 
@@ -162,7 +162,9 @@ def get_index(table_id: int, *, max_age: float = RECHECK_SECONDS) -> PrefixIndex
 
     Runs one small query per check; call it from synchronous code.
     """
-    key = (index_dir(), table_id)
+    # Keyed by the setting as it is (tests move it): building a Path per call costs more
+    # than the lookup itself.
+    key = (settings.PREFIX_INDEX_DIR, table_id)
     entry = _open.get(key)
     if entry is not None and time.monotonic() - entry.checked_at < max_age:
         return entry.index

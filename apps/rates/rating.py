@@ -133,6 +133,39 @@ def call_cost(tariff: Tariff, duration_ms: int) -> tuple[int, Decimal]:
     return charge.seconds, charge.total
 
 
+def affordable_duration(tariff: Tariff, available: Decimal, *, ceiling: int) -> tuple[int, Decimal] | None:
+    """The longest call `available` money pays for under `tariff`, at most `ceiling` seconds.
+
+    Returns (seconds, cost of those seconds) or None when not even the first billable
+    period (the minimum, or one increment) is covered. The seconds end on the tariff's
+    billing grid (minimum, then whole increments), so the reserved cost is exactly what
+    rating will charge for a call that lasts the granted time; a ceiling off the grid bills
+    up to a grid point at or below the affordable one, so its cost never exceeds `available`.
+    """
+    if isinstance(available, float):
+        raise TypeError("Money is never a float; pass a Decimal, an int or a string.")
+    minimum, increment = tariff.min_seconds, tariff.increment_seconds
+    first = billable_seconds(1, minimum=minimum, increment=increment)
+    fee = money(tariff.connection_fee)
+    if available < fee:
+        return None
+    if tariff.price == 0:
+        seconds = ceiling
+    else:
+        # Rating charges price * s / 60 rounded half up to the money grid, which stays
+        # within `budget` exactly while the unrounded amount is below budget + half a unit:
+        # the most seconds are the largest integer strictly below that bound.
+        half_unit = Fraction(1, 2 * 10**MONEY_PLACES)
+        bound = (Fraction(money(available) - fee) + half_unit) * 60 / Fraction(tariff.price)
+        most = -(-bound.numerator // bound.denominator) - 1
+        if most < first:
+            return None
+        seconds = min(minimum + (most - minimum) // increment * increment, ceiling)
+    if seconds < 1:
+        return None
+    return seconds, rate_call(tariff, seconds * 1000).total
+
+
 def minor_units(currency: str) -> int:
     """Decimal places of `currency`'s minor unit per ISO 4217 (JPY 0, EUR 2, KWD 3)."""
     if not isinstance(currency, str) or not _CURRENCY_CODE.fullmatch(currency):
