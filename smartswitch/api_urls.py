@@ -9,9 +9,17 @@ from apps.cdr.api.urls import routes as cdr_routes
 from apps.nodes.api.urls import routes as node_routes
 from apps.peers.api.urls import routes as peer_routes
 from apps.rates.api.urls import routes as rate_routes
+from apps.routing.api.urls import routes as routing_routes
 
 router = DefaultRouter()
-for prefix, viewset, basename in [*peer_routes, *billing_routes, *rate_routes, *cdr_routes, *node_routes]:
+for prefix, viewset, basename in [
+    *peer_routes,
+    *billing_routes,
+    *rate_routes,
+    *cdr_routes,
+    *node_routes,
+    *routing_routes,
+]:
     router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [

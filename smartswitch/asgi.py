@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: call control straight to its handler, other HTTP through Django,
+websockets through Channels."""
 
 import os
 
@@ -10,11 +11,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smartswitch.settings")
 django_asgi_app = get_asgi_application()
 
+from apps.callcontrol import endpoint as call_control  # noqa: E402
 from smartswitch.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up)
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def application(scope, receive, send):
+    # OpenSIPS asks for every INVITE: skip middleware, sessions and URL resolution.
+    if scope["type"] == "http" and scope["path"].startswith(call_control.PREFIX):
+        return await call_control.asgi_app(scope, receive, send)
+    return await router(scope, receive, send)

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "apps.peers",
     "apps.billing",
     "apps.cdr",
+    "apps.routing",
+    "apps.callcontrol",
     "apps.portal",
 ]
 
@@ -130,6 +132,8 @@ RECORDINGS_DIR = env_path("RECORDINGS_DIR", VAR_DIR / "recordings")
 CAPTURES_DIR = env_path("CAPTURES_DIR", VAR_DIR / "captures")
 # Longest-prefix index files of the rate tables, memory-mapped by every process of this node.
 PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
+# Threads per web process that run call-control decisions (each keeps a database connection).
+CALL_CONTROL_THREADS = env_int("CALL_CONTROL_THREADS", 8, minimum=1)
 # Uploaded price lists waiting for this node's worker; a file is kept only if its import failed.
 PRICE_IMPORT_DIR = env_path("PRICE_IMPORT_DIR", VAR_DIR / "price-imports")
 

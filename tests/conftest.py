@@ -98,3 +98,14 @@ def system() -> Scope:
 def fast_password_hasher(settings):
     # The production hasher is slow by design; tests create many logins.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_call_control_snapshot():
+    # A process keeps its call-control snapshot between calls; tests change the database
+    # under it without the after-commit signal (their transactions never commit).
+    from apps.callcontrol import snapshot
+
+    snapshot.forget()
+    yield
+    snapshot.forget()

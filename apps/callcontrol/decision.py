@@ -1,0 +1,494 @@
+"""The decision for one call: who pays, may it go, where, and for how long.
+
+`decide` reads only the in-memory snapshot and the rate indexes; `settle` adds the money
+(one database transaction that reserves it, or a read when only checking). Call control
+and check routing run exactly this code, so what the tool explains is what a call gets.
+Every step is written down as it is taken; the explanation costs a few small objects
+per call, which is cheaper than a second code path that could disagree.
+"""
+
+import random
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from apps.billing import reservations
+from apps.callcontrol.snapshot import (
+    MIN_QUALITY_ATTEMPTS,
+    GatewayInfo,
+    PeerInfo,
+    RouteInfo,
+    RuleInfo,
+    Snapshot,
+)
+from apps.peers.models import Blocklist, ProfitControl
+from apps.rates.lookup import rate_for
+from apps.rates.prefix_index import Match
+from apps.routing.models import Method, QualityMetric
+
+CUSTOMER_ROLES = ("customer", "user")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    call_id: str
+    node: str
+    caller: str
+    callee: str
+    source_ip: str | None = None
+    peer_id: int | None = None
+    auth_user: str | None = None
+    source_port: int | None = None
+    transport: str | None = None
+
+
+@dataclass(slots=True)
+class Step:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One route of the matched rule, with what was learned about it."""
+
+    route: RouteInfo
+    supplier: str
+    price: Decimal | None = None
+    currency: str | None = None
+    prefix: str = ""
+    quality: float | None = None  # ASR % or ACD s, None when too few attempts
+    rank: float | None = None  # quality rounded to the rule's tolerance
+    excluded: str = ""  # why it is out; empty when it is in
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One attempt OpenSIPS may make: a gateway and the numbers to send it."""
+
+    route_id: int
+    supplier_id: int
+    gateway_id: int
+    uri: str
+    caller: str
+    callee: str
+    setup_timeout: int | None
+    max_calls: int | None
+    stop_hunting: bool
+
+
+@dataclass
+class Decision:
+    request: CallRequest
+    at: datetime
+    action: str = "reject"  # route | reject | redirect
+    code: int = 403
+    reason: str = ""
+    peer: PeerInfo | None = None
+    node_id: int | None = None
+    caller: str = ""
+    caller_before: str = ""  # as received
+    callee_before: str = ""  # as received, without the tech prefix
+    callee: str = ""
+    sell: Match | None = None
+    plan: str = ""
+    rule: RuleInfo | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    redirect_uri: str = ""
+    max_duration: int = 0
+    amount: Decimal | None = None
+    available: Decimal | None = None
+    reservation: int | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def step(self, name: str, detail: str, *, ok: bool = True) -> None:
+        self.steps.append(Step(name, ok, detail))
+
+    def reject(self, code: int, reason: str, step: str, detail: str = "") -> "Decision":
+        self.action, self.code, self.reason = "reject", code, reason
+        self.step(step, detail or reason, ok=False)
+        return self
+
+    @property
+    def routed(self) -> bool:
+        return self.action == "route"
+
+    def as_response(self) -> dict:
+        """The JSON body OpenSIPS reads (docs/CALL_CONTROL.md)."""
+        peer = self.peer
+        return {
+            "action": self.action,
+            "code": self.code,
+            "reason": self.reason,
+            "call_id": self.request.call_id,
+            "peer_id": peer.id if peer else None,
+            "max_duration": self.max_duration,
+            "reservation": self.reservation,
+            "caller": self.caller,
+            "callee": self.callee,
+            "destination": self.sell.destination if self.sell else "",
+            "routes": [
+                {
+                    "route_id": target.route_id,
+                    "supplier_id": target.supplier_id,
+                    "gateway_id": target.gateway_id,
+                    "uri": target.uri,
+                    "caller": target.caller,
+                    "callee": target.callee,
+                    "setup_timeout": target.setup_timeout,
+                    "max_calls": target.max_calls,
+                    "stop_hunting": target.stop_hunting,
+                }
+                for target in self.targets
+            ],
+            "redirect": self.redirect_uri or None,
+            "record": bool(peer and peer.record and self.routed),
+            "limits": {
+                "max_calls": peer.max_calls if peer else None,
+                "cps": peer.max_cps if peer else None,
+            },
+        }
+
+
+def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decision:
+    """Everything but the money: identification, checks, rate, routes in order."""
+    decision = Decision(request, at)
+    node = snapshot.nodes.get(request.node)
+    if node is None:
+        return decision.reject(403, f"Unknown node {request.node}", "node")
+    decision.node_id = node.id
+    if not node.enabled:
+        return decision.reject(503, f"Node {node.name} is disabled", "node")
+
+    peer = _identify(snapshot, request, decision)
+    if peer is None:
+        return decision
+    if not _may_call(snapshot, peer, node, decision):
+        return decision
+
+    decision.caller = peer.rewrite("ingress", "caller", decision.caller_before)
+    decision.callee = peer.rewrite("ingress", "callee", decision.callee_before)
+    decision.step(
+        "rewrite",
+        f"caller {decision.caller_before or '(none)'} → {decision.caller or '(none)'}, "
+        f"callee {decision.callee_before} → {decision.callee}",
+    )
+    if _blocked(snapshot, peer, request, decision):
+        return decision
+
+    if peer.sell_table_id is None:
+        return decision.reject(404, "No sell price list", "sell rate")
+    sell = rate_for(peer.sell_table_id, decision.callee, at)
+    if sell is None:
+        return decision.reject(404, f"No rate for {decision.callee}", "sell rate")
+    decision.sell = sell
+    decision.step(
+        "sell rate",
+        f"{sell.prefix} {sell.destination}: {sell.tariff.price}/min {peer.currency}, "
+        f"fee {sell.tariff.connection_fee}, {sell.tariff.min_seconds}/{sell.tariff.increment_seconds}"
+        f"/{sell.tariff.free_seconds}",
+    )
+
+    rule = _find_rule(snapshot, peer, decision)
+    if rule is None:
+        return decision
+    if rule.method == Method.BLOCK:
+        return decision.reject(403, "Blocked by routing", "routing")
+    _order_routes(snapshot, peer, rule, decision)
+    if not decision.targets:
+        return decision.reject(503, "No route", "routes")
+    decision.action, decision.code, decision.reason = "route", 200, "OK"
+    return decision
+
+
+def _identify(snapshot: Snapshot, request: CallRequest, decision: Decision) -> PeerInfo | None:
+    callee = request.callee
+    if request.auth_user:
+        peer_id = snapshot.sip_logins.get(request.auth_user.lower())
+        if peer_id is None:
+            decision.reject(403, f"Unknown SIP account {request.auth_user}", "identify")
+            return None
+        candidates, how = [peer_id], f"SIP account {request.auth_user}"
+    else:
+        candidates = []
+        if request.source_ip:
+            candidates = snapshot.addresses.peers(request.source_ip, request.source_port, request.transport)
+        how = f"source address {request.source_ip}"
+        if request.peer_id is not None:
+            if request.peer_id not in snapshot.peers:
+                decision.reject(403, f"Unknown peer {request.peer_id}", "identify")
+                return None
+            # OpenSIPS's address table names one peer per address; peers sharing the
+            # address are told apart below by their tech prefix.
+            candidates = [request.peer_id, *(p for p in candidates if p != request.peer_id)]
+            how = f"address table (peer {request.peer_id})"
+    peers = [snapshot.peers[p] for p in candidates if p in snapshot.peers]
+    peers = [p for p in peers if p.role in CUSTOMER_ROLES]
+    if not peers:
+        decision.reject(403, "Unknown peer", "identify")
+        return None
+    matching = [p for p in peers if not p.tech_prefix or callee.startswith(p.tech_prefix)]
+    if not matching:
+        decision.reject(403, "The number lacks the peer's tech prefix", "identify")
+        return None
+    peer = max(matching, key=lambda p: len(p.tech_prefix))  # the first of the longest
+    decision.peer = peer
+    decision.caller_before = request.caller
+    decision.callee_before = callee[len(peer.tech_prefix) :]
+    detail = f"{peer.name} (#{peer.id}) by {how}"
+    if peer.tech_prefix:
+        detail += f", tech prefix {peer.tech_prefix} removed"
+    decision.step("identify", detail)
+    return peer
+
+
+def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> bool:
+    if not peer.enabled:
+        decision.reject(403, "Peer disabled", "status")
+        return False
+    if peer.suspended_reason is not None:
+        decision.reject(403, f"Peer suspended: {peer.suspended_reason}", "status")
+        return False
+    if not peer.reseller_active:
+        decision.reject(403, "Reseller inactive", "status")
+        return False
+    decision.step("status", "enabled")
+    if peer.node_ids and node.id not in peer.node_ids:
+        assigned = sorted(
+            (n for n in snapshot.nodes.values() if n.id in peer.node_ids and n.enabled), key=lambda n: n.name
+        )
+        if snapshot.redirect_to_assigned_node and assigned:
+            target = assigned[0]
+            decision.action, decision.code, decision.reason = "redirect", 302, f"Served by {target.name}"
+            host = f"[{target.sip_address}]" if ":" in target.sip_address else target.sip_address
+            decision.redirect_uri = f"sip:{decision.request.callee}@{host}:{target.sip_port}"
+            decision.step("node", f"not served on {node.name}: redirect to {target.name}", ok=False)
+        else:
+            decision.reject(403, f"Not served on node {node.name}", "node")
+        return False
+    decision.step("node", f"served on {node.name}" if peer.node_ids else "served on every node")
+    return True
+
+
+def _blocked(snapshot: Snapshot, peer: PeerInfo, request: CallRequest, decision: Decision) -> bool:
+    """Peer's and global blocklists, on the numbers as received and as rewritten.
+
+    "As received" is after the tech prefix is removed: the prefix names a product of the
+    customer, not a destination, and must not be read as one.
+    """
+    callees = {decision.callee, decision.callee_before}
+    numbers = {
+        Blocklist.Kind.DESTINATION: callees,
+        Blocklist.Kind.CALLEE: callees,
+        Blocklist.Kind.CALLER: {decision.caller, decision.caller_before},
+    }
+    for blocklist_id in (*peer.blocklist_ids, *snapshot.global_blocklist_ids):
+        blocklist = snapshot.blocklists.get(blocklist_id)
+        if blocklist is None:
+            continue
+        for number in numbers[blocklist.kind]:
+            hit = blocklist.match(number)
+            if hit is not None:
+                decision.reject(403, f"Blocked by {blocklist.name} ({blocklist.kind} {hit})", "blocklists")
+                return True
+    decision.step("blocklists", "not blocked")
+    return False
+
+
+def _find_rule(snapshot: Snapshot, peer: PeerInfo, decision: Decision) -> RuleInfo | None:
+    if peer.plan_id is None:
+        decision.reject(503, "No routing plan", "routing")
+        return None
+    callee, destination = decision.callee, decision.sell.destination
+    plan, seen = snapshot.plans.get(peer.plan_id), set()
+    decision.plan = plan.name if plan else ""
+    while plan is not None and plan.id not in seen:
+        seen.add(plan.id)
+        for end in range(len(callee), -1, -1):
+            for rule in plan.rules.get(callee[:end], ()):
+                if rule.matches_destination(destination):
+                    decision.rule = rule
+                    what = f"prefix {rule.prefix or '(any)'}" + (
+                        f", destination {rule.destination}" if rule.destination else ""
+                    )
+                    decision.step(
+                        "routing",
+                        f"plan {plan.name} ({peer.plan_source}), rule #{rule.id} {what}: {rule.method}",
+                    )
+                    return rule
+        plan = snapshot.plans.get(plan.parent_id)
+    decision.reject(503, "No route", "routing")
+    return None
+
+
+def _order_routes(snapshot: Snapshot, peer: PeerInfo, rule: RuleInfo, decision: Decision) -> None:
+    sell = decision.sell
+    destination = sell.destination.lower()
+    for route in rule.routes:
+        supplier = snapshot.peers.get(route.supplier_id)
+        candidate = Candidate(route, supplier.name if supplier else f"#{route.supplier_id}")
+        decision.candidates.append(candidate)
+        candidate.excluded = _exclusion(snapshot, peer, supplier, route, candidate, decision)
+        stats = snapshot.quality.get((route.supplier_id, destination))
+        if stats is not None and stats[0] >= MIN_QUALITY_ATTEMPTS:
+            attempts, answered, seconds = stats
+            if rule.quality_metric == QualityMetric.ACD:
+                candidate.quality = seconds / answered if answered else 0.0
+            else:
+                candidate.quality = 100.0 * answered / attempts
+            step = rule.quality_tolerance or 1
+            candidate.rank = candidate.quality // step * step
+
+    chosen = [c for c in decision.candidates if not c.excluded]
+    chosen = _sort(chosen, rule, decision.request.call_id)
+    for position, candidate in enumerate(chosen):
+        if candidate.route.stop_hunting and position + 1 < len(chosen):
+            for dropped in chosen[position + 1 :]:
+                dropped.excluded = f"after {candidate.supplier}, which stops hunting"
+            chosen = chosen[: position + 1]
+            break
+    for candidate in chosen:
+        decision.targets.extend(_targets(snapshot, candidate, decision))
+    order = ", ".join(f"{c.supplier} {c.price}" for c in chosen) or "none"
+    decision.step("routes", f"{rule.method}: {order}", ok=bool(chosen))
+
+
+def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
+    """Why the route cannot take this call, or "" when it can.
+
+    The buy price is looked up first so that check routing shows it for excluded routes too.
+    """
+    if supplier is None:
+        return "unknown supplier"
+    callee = decision.callee
+    buy = rate_for(supplier.buy_table_id, callee, decision.at) if supplier.buy_table_id else None
+    if buy is not None:
+        candidate.price, candidate.currency, candidate.prefix = (
+            buy.tariff.price,
+            supplier.currency,
+            buy.prefix,
+        )
+    if not route.enabled:
+        return "route disabled"
+    if not supplier.enabled:
+        return "supplier disabled"
+    if supplier.suspended_reason is not None:
+        return f"supplier suspended: {supplier.suspended_reason}"
+    if supplier.id == peer.id:
+        return "loop: the call came from this peer"
+    for blocklist_id in (*supplier.blocklist_ids, *snapshot.global_blocklist_ids):
+        blocklist = snapshot.blocklists.get(blocklist_id)
+        if blocklist is not None and blocklist.kind != Blocklist.Kind.CALLER and blocklist.match(callee):
+            return f"blocked by {blocklist.name}"
+    if supplier.buy_table_id is None:
+        return "no buy price list"
+    if buy is None:
+        return "no rate"
+    if peer.profit_control != ProfitControl.ALLOW_LOSS:
+        sell_price = decision.sell.tariff.price
+        if supplier.currency != peer.currency:
+            return f"margin unknown: buys in {supplier.currency}, sells in {peer.currency}"
+        if peer.profit_control == ProfitControl.PROFIT_ONLY and buy.tariff.price >= sell_price:
+            return f"margin: buys at {buy.tariff.price}, sells at {sell_price} (profit only)"
+        if buy.tariff.price > sell_price:
+            return f"margin: buys at {buy.tariff.price}, sells at {sell_price} (no loss)"
+    if route.max_calls is not None and snapshot.live_calls.get(route.id, 0) >= route.max_calls:
+        return f"limit: {route.max_calls} live calls"
+    if supplier.id in snapshot.suppliers_without_money:
+        return "supplier balance: our prepaid money there has run out"
+    if not _gateways(snapshot, route):
+        return "no enabled gateway"
+    return ""
+
+
+def _sort(chosen: list[Candidate], rule: RuleInfo, call_id: str) -> list[Candidate]:
+    def cost(c: Candidate):
+        return (c.price, c.route.priority, c.route.id)
+
+    if rule.method == Method.PRIORITY:
+        return sorted(chosen, key=lambda c: (c.route.priority, c.price, c.route.id))
+    if rule.method == Method.QUALITY:
+        # Known quality first, best first; near-equal (same rounded value) by cost.
+        return sorted(chosen, key=lambda c: (c.rank is None, -(c.rank or 0), *cost(c)))
+    if rule.method == Method.WEIGHT:
+        # Weighted random order without replacement (Efraimidis-Spirakis), seeded by the
+        # Call-ID: a route with weight 70 is first on about 70 % of calls, every process
+        # and check routing order the same call the same way.
+        draw = random.Random(zlib.crc32(call_id.encode()))
+        keyed = []
+        for c in sorted(chosen, key=lambda c: c.route.id):
+            u = draw.random()
+            keyed.append((u ** (1.0 / c.route.weight) if c.route.weight else -1.0, c))
+        return [c for _key, c in sorted(keyed, key=lambda pair: -pair[0])]
+    return sorted(chosen, key=cost)
+
+
+def _gateways(snapshot: Snapshot, route: RouteInfo) -> list[GatewayInfo]:
+    if route.gateway_id is not None:
+        gateway = snapshot.gateway_by_id.get(route.gateway_id)
+        return [gateway] if gateway is not None and gateway.enabled else []
+    return [g for g in snapshot.gateways.get(route.supplier_id, ()) if g.enabled]
+
+
+def _targets(snapshot: Snapshot, candidate: Candidate, decision: Decision) -> list[Target]:
+    route = candidate.route
+    supplier = snapshot.peers[route.supplier_id]
+    caller = supplier.rewrite("egress", "caller", decision.caller)
+    callee = supplier.rewrite("egress", "callee", decision.callee)
+    return [
+        Target(
+            route.id,
+            supplier.id,
+            gateway.id,
+            gateway.uri,
+            caller,
+            gateway.prefix + callee[gateway.strip_digits :],
+            route.setup_timeout,
+            route.max_calls,
+            route.stop_hunting,
+        )
+        for gateway in _gateways(snapshot, route)
+    ]
+
+
+def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> Decision:
+    """Grant the longest call the customer's money pays for: reserve it, or only look."""
+    if not decision.routed:
+        return decision
+    peer, first = decision.peer, decision.targets[0]
+    if peer.account_id is None:
+        return decision.reject(402, "No account", "money")
+    hold = reservations.Hold(
+        account_id=peer.account_id,
+        customer_id=peer.id,
+        call_id=decision.request.call_id,
+        tariff=decision.sell.tariff,
+        ceiling=snapshot.max_call_duration,
+        grace=snapshot.reservation_grace,
+        max_calls=peer.max_calls,
+        node_id=decision.node_id,
+        prefix=decision.sell.prefix,
+        destination=decision.sell.destination,
+        route_id=first.route_id,
+        supplier_id=first.supplier_id,
+    )
+    try:
+        grant = reservations.reserve(hold, now=decision.at) if reserve else reservations.estimate(hold)
+    except reservations.TooManyCalls as exc:
+        decision.targets = []
+        return decision.reject(486, "Too many calls", "money", str(exc))
+    except reservations.InsufficientFunds as exc:
+        decision.targets = []
+        return decision.reject(402, "Insufficient funds", "money", str(exc))
+    decision.max_duration, decision.amount = grant.seconds, grant.amount
+    decision.available, decision.reservation = grant.available, grant.reservation_id
+    held = "reserved" if reserve else "would be reserved"
+    decision.step(
+        "money",
+        f"available {grant.available} {peer.currency}, {grant.live_calls} live calls: "
+        f"{grant.seconds} s granted, {grant.amount} {held}",
+    )
+    return decision

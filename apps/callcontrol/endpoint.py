@@ -1,0 +1,227 @@
+"""POST /call-control/v1/authorize and /release: what OpenSIPS asks for every call.
+
+The hot path does not go through Django's request handling: the ASGI entry point
+(smartswitch.asgi) hands /call-control/ to `asgi_app` below, which reads the body, runs
+`handle` on a small thread pool (the decision and the database are synchronous) and writes
+the answer. No middleware, session, user or URL resolution; the snapshot and the rate
+indexes are in memory; the money is one transaction. The same `handle` also serves the
+DRF views in apps.callcontrol.api for WSGI and the test client, and documents the schema.
+"""
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from apps.billing import reservations
+from apps.billing.models import Reservation
+from apps.callcontrol import snapshot as snapshots
+from apps.callcontrol.decision import CallRequest, decide, settle
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/call-control/v1/"
+MAX_BODY = 16 * 1024
+NUMBER_MAX = 64
+
+
+class BadRequest(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def _text(data: dict, name: str, *, required: bool = True, limit: int = 255) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest({name: "This field is required."})
+        return None
+    if not isinstance(value, str):
+        raise BadRequest({name: "Must be a string."})
+    if len(value) > limit:
+        raise BadRequest({name: f"At most {limit} characters."})
+    return value
+
+
+def _integer(data: dict, name: str) -> int | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadRequest({name: "Must be an integer or null."})
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest({name: "Must be an integer or null."}) from None
+
+
+DIGITS = re.compile(r"\+?([0-9]+)")
+
+
+def _callee(value: str) -> str:
+    # Prices, blocklists and routes all read digits: "1-900-555" must not be priced as "1"
+    # and slip past a "1900" blocklist, so anything but digits (after a leading +) is refused.
+    match = DIGITS.fullmatch(value)
+    if match is None:
+        raise BadRequest({"callee": "Digits only, optionally after a leading +."})
+    return match[1]
+
+
+def _caller(value: str) -> str:
+    """A caller number is digits (a leading + dropped); a name without digits ("anonymous") is kept."""
+    match = DIGITS.fullmatch(value)
+    if match is not None:
+        return match[1]
+    if any(char.isdigit() for char in value) or not value.isprintable():
+        raise BadRequest({"caller": "Digits only, optionally after a leading +, or a name without digits."})
+    return value
+
+
+def parse_authorize(data) -> CallRequest:
+    """Validate an authorize body; BadRequest names the first wrong field."""
+    if not isinstance(data, dict):
+        raise BadRequest({"non_field_errors": "Send a JSON object."})
+    source_ip = _text(data, "source_ip", required=False, limit=45)
+    if source_ip is not None:
+        try:
+            ipaddress.ip_address(source_ip)
+        except ValueError:
+            raise BadRequest({"source_ip": "Not an IP address."}) from None
+    request = CallRequest(
+        call_id=_text(data, "call_id"),
+        node=_text(data, "node", limit=31),
+        caller=_caller(_text(data, "caller", required=False, limit=NUMBER_MAX) or ""),
+        callee=_callee(_text(data, "callee", limit=NUMBER_MAX)),
+        source_ip=source_ip,
+        peer_id=_integer(data, "peer_id"),
+        auth_user=_text(data, "auth_user", required=False),
+        source_port=_integer(data, "source_port"),
+        transport=_text(data, "transport", required=False, limit=4),
+    )
+    if request.source_ip is None and request.peer_id is None and request.auth_user is None:
+        raise BadRequest({"source_ip": "Give source_ip, peer_id or auth_user to identify the caller."})
+    return request
+
+
+def _check_secret(snapshot, node_name: str, authorization: str | None) -> None:
+    node = snapshot.nodes.get(node_name)
+    scheme, _, token = (authorization or "").partition(" ")
+    if (
+        node is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.encode(), node.secret.encode())
+    ):
+        raise Unauthorized
+
+
+def authorize(data, authorization: str | None) -> tuple[int, dict]:
+    request = parse_authorize(data)
+    snapshot = snapshots.current()
+    _check_secret(snapshot, request.node, authorization)
+    decision = decide(snapshot, request, at=timezone.now())
+    settle(snapshot, decision, reserve=True)
+    if not decision.routed:
+        logger.debug(
+            "call %s from %s rejected: %s %s",
+            request.call_id,
+            request.source_ip,
+            decision.code,
+            decision.reason,
+        )
+    return 200, decision.as_response()
+
+
+def release(data, authorization: str | None) -> tuple[int, dict]:
+    if not isinstance(data, dict):
+        raise BadRequest({"non_field_errors": "Send a JSON object."})
+    node = _text(data, "node", limit=31)
+    call_id = _text(data, "call_id")
+    reservation = _integer(data, "reservation")
+    _check_secret(snapshots.current(), node, authorization)
+    outcome = Reservation.Outcome.FAILED
+    if reservation is not None:
+        # The Call-ID must agree: a node cannot release another call's money by number.
+        if not Reservation.objects.filter(pk=reservation, call_id=call_id).exists():
+            return 200, {"released": 0}
+        released = int(reservations.release(reservation, outcome=outcome))
+    else:
+        released = reservations.release_call(call_id, outcome=outcome)
+    return 200, {"released": released}
+
+
+HANDLERS = {"authorize": authorize, "release": release}
+
+
+def handle(operation: str, body: bytes, authorization: str | None) -> tuple[int, dict]:
+    """Run one call-control operation on a raw body: (HTTP status, JSON object)."""
+    try:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest({"non_field_errors": "The body is not JSON."}) from None
+        return HANDLERS[operation](data, authorization)
+    except BadRequest as exc:
+        return 400, {"errors": exc.errors}
+    except Unauthorized:
+        return 401, {"detail": "Unknown node or wrong secret."}
+    except DatabaseError:
+        # Never let a call through on an error: OpenSIPS rejects with 503 on anything
+        # but a 200. Drop the connection so that the next request opens a fresh one.
+        logger.exception("call control: database error")
+        connection.close()
+        return 503, {"action": "reject", "code": 503, "reason": "Call control unavailable"}
+
+
+_executor = ThreadPoolExecutor(max_workers=settings.CALL_CONTROL_THREADS, thread_name_prefix="call-control")
+
+
+async def asgi_app(scope, receive, send) -> None:
+    """The ASGI application for PREFIX paths (see smartswitch.asgi)."""
+    operation = scope["path"][len(PREFIX) :].strip("/")
+    if scope["method"] != "POST" or operation not in HANDLERS:
+        status, payload = (
+            (405, {"detail": "Use POST."}) if operation in HANDLERS else (404, {"detail": "Not found."})
+        )
+        return await _respond(send, status, payload)
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return await _respond(send, 413, {"detail": "Body too large."})
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+    loop = asyncio.get_running_loop()
+    status, payload = await loop.run_in_executor(
+        _executor, handle, operation, b"".join(chunks), authorization
+    )
+    await _respond(send, status, payload)
+
+
+async def _respond(send, status: int, payload: dict) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,483 @@
+"""What call control keeps in memory: peers, addresses, plans, routes, blocklists, nodes.
+
+A snapshot is built from the database in a few queries and then read by every call
+without touching the ORM. Each process checks at most once a second whether it is still
+current (one tiny query on the routing generation counter, apps.routing.signals) and
+rebuilds it when not; meanwhile other threads keep answering from the previous one.
+Things that move without a configuration change, the live calls per route and the money
+of prepaid suppliers, are refreshed on their own short clocks; prices come from the
+rate tables' memory-mapped indexes (apps.rates.lookup).
+"""
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, F
+
+from apps.billing.models import Account, Reservation
+from apps.nodes.models import ClusterSettings, Node
+from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.rates.models import RateTable
+from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
+from apps.routing.signals import current_generation
+
+logger = logging.getLogger(__name__)
+
+CHECK_SECONDS = 1.0  # how stale configuration may be
+LIVE_SECONDS = 1.0  # live calls per route
+SUPPLIER_MONEY_SECONDS = 5.0  # prepaid suppliers out of money
+QUALITY_SECONDS = 60.0
+MIN_QUALITY_ATTEMPTS = 10  # below this, a supplier's ASR/ACD says too little to sort by
+
+
+@dataclass(slots=True)
+class Rewrite:
+    pattern: re.Pattern
+    replacement: str
+
+    def apply(self, value: str) -> str:
+        return self.pattern.sub(self.replacement, value, count=1)
+
+
+@dataclass(slots=True)
+class PeerInfo:
+    id: int
+    name: str
+    role: str
+    reseller_id: int | None
+    reseller_active: bool
+    enabled: bool
+    suspended_reason: str | None
+    tech_prefix: str
+    node_ids: frozenset
+    max_calls: int | None
+    max_cps: int | None
+    sell_table_id: int | None
+    buy_table_id: int | None
+    currency: str | None  # of its sell or buy price list
+    profit_control: str
+    plan_id: int | None  # its own, else its reseller's, else the cluster default
+    plan_source: str
+    account_id: int | None
+    record: bool
+    blocklist_ids: tuple
+    rewrites: dict = field(default_factory=dict)  # (direction, field) -> [Rewrite]
+
+    def rewrite(self, direction: str, what: str, value: str) -> str:
+        for rule in self.rewrites.get((direction, what), ()):
+            value = rule.apply(value)
+        return value
+
+
+@dataclass(slots=True)
+class GatewayInfo:
+    id: int
+    peer_id: int
+    name: str
+    uri: str
+    strip_digits: int
+    prefix: str
+    enabled: bool
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    id: int
+    supplier_id: int
+    gateway_id: int | None
+    priority: int
+    weight: int
+    max_calls: int | None
+    setup_timeout: int | None
+    stop_hunting: bool
+    enabled: bool
+
+
+@dataclass(slots=True)
+class RuleInfo:
+    id: int
+    plan_id: int
+    prefix: str
+    destination: str  # lower case
+    method: str
+    quality_metric: str
+    quality_tolerance: int
+    position: int
+    routes: list
+
+    def matches_destination(self, destination: str) -> bool:
+        return not self.destination or destination.lower().startswith(self.destination)
+
+
+@dataclass(slots=True)
+class PlanInfo:
+    id: int
+    name: str
+    parent_id: int | None
+    rules: dict  # prefix -> [RuleInfo], most specific first
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    id: int
+    name: str
+    enabled: bool
+    sip_address: str
+    sip_port: int
+    secret: str
+
+
+@dataclass(slots=True)
+class BlocklistInfo:
+    id: int
+    name: str
+    kind: str
+    prefixes: frozenset
+    longest: int
+
+    def match(self, number: str) -> str | None:
+        for end in range(min(len(number), self.longest), 0, -1):
+            if number[:end] in self.prefixes:
+                return number[:end]
+        return None
+
+
+class AddressIndex:
+    """Source address -> customer peers, most specific network first (first match wins)."""
+
+    def __init__(self) -> None:
+        # (version, mask length) -> network as int -> [(peer id, port, transport)]
+        self._by_mask: dict[tuple[int, int], dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        self._masks: list[tuple[int, int]] = []
+
+    def add(self, ip: str, mask: int, port: int, transport: str, peer_id: int) -> None:
+        network = ipaddress.ip_network(f"{ip}/{mask}", strict=False)
+        key = (network.version, mask)
+        self._by_mask[key][int(network.network_address)].append((peer_id, port, transport))
+
+    def freeze(self) -> None:
+        self._masks = sorted(self._by_mask, key=lambda key: -key[1])
+        self._by_mask = {key: dict(networks) for key, networks in self._by_mask.items()}
+
+    def peers(self, source_ip: str, port: int | None = None, transport: str | None = None) -> list[int]:
+        try:
+            address = ipaddress.ip_address(source_ip)
+        except ValueError:
+            return []
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket reports IPv4 peers this way
+        value, bits = int(address), address.max_prefixlen
+        found: list[int] = []
+        for version, mask in self._masks:
+            if version != address.version:
+                continue
+            for peer_id, want_port, want_transport in self._by_mask[version, mask].get(
+                value >> (bits - mask) << (bits - mask), ()
+            ):
+                if want_port and port and want_port != port:
+                    continue
+                if want_transport != "any" and transport and want_transport != transport.lower():
+                    continue
+                if peer_id not in found:
+                    found.append(peer_id)
+        return found
+
+
+@dataclass
+class Snapshot:
+    generation: int
+    built_at: float
+    peers: dict[int, PeerInfo]
+    addresses: AddressIndex
+    sip_logins: dict[str, int]  # "user@domain" and, when unambiguous, "user" -> peer id
+    gateways: dict[int, list[GatewayInfo]]  # supplier id -> gateways in try order
+    gateway_by_id: dict[int, GatewayInfo]
+    plans: dict[int, PlanInfo]
+    nodes: dict[str, NodeInfo]
+    blocklists: dict[int, BlocklistInfo]
+    global_blocklist_ids: tuple
+    redirect_to_assigned_node: bool
+    max_call_duration: int
+    reservation_grace: int
+    quality_window: int
+    live_calls: dict[int, int] = field(default_factory=dict)  # route id -> live calls
+    suppliers_without_money: frozenset = frozenset()
+    quality: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
+    live_checked: float = 0.0
+    money_checked: float = 0.0
+    quality_checked: float = 0.0
+    checked_at: float = 0.0
+
+    def node_by_id(self, node_id: int) -> NodeInfo | None:
+        return next((node for node in self.nodes.values() if node.id == node_id), None)
+
+
+def build() -> Snapshot:
+    """Read everything the decision needs from the database."""
+    started = time.monotonic()
+    generation = current_generation()
+    settings = ClusterSettings.load()
+    nodes = {
+        node.name: NodeInfo(
+            node.pk, node.name, node.enabled, node.sip_address, node.sip_port, node.call_control_secret
+        )
+        for node in Node.objects.all()
+    }
+    currencies = dict(RateTable.objects.values_list("pk", "currency"))
+    accounts = dict(Account.objects.values_list("peer_id", "pk"))
+    node_ids: dict[int, set] = defaultdict(set)
+    for peer_id, node_id in Peer.nodes.through.objects.values_list("peer_id", "node_id"):
+        node_ids[peer_id].add(node_id)
+    peer_blocklists: dict[int, list] = defaultdict(list)
+    for peer_id, blocklist_id in Peer.blocklists.through.objects.values_list("peer_id", "blocklist_id"):
+        peer_blocklists[peer_id].append(blocklist_id)
+    rewrites: dict[int, dict] = defaultdict(lambda: defaultdict(list))
+    for rule in RewriteRule.objects.filter(enabled=True).order_by("peer_id", "position", "id"):
+        rewrites[rule.peer_id][rule.direction, rule.field].append(
+            Rewrite(re.compile(rule.pattern), rule.replacement)
+        )
+    peers = {}
+    for row in Peer.objects.values(
+        "pk",
+        "name",
+        "role",
+        "reseller_id",
+        "enabled",
+        "suspended_at",
+        "suspended_reason",
+        "tech_prefix",
+        "max_calls",
+        "max_cps",
+        "sell_rate_table_id",
+        "buy_rate_table_id",
+        "profit_control",
+        "routing_plan_id",
+        "record_calls",
+        reseller_active=F("reseller__is_active"),
+        reseller_plan_id=F("reseller__routing_plan_id"),
+    ):
+        plan_id, source = row["routing_plan_id"], "peer"
+        if plan_id is None and row["reseller_plan_id"] is not None:
+            plan_id, source = row["reseller_plan_id"], "reseller"
+        if plan_id is None and settings.default_routing_plan_id is not None:
+            plan_id, source = settings.default_routing_plan_id, "cluster default"
+        table_id = row["sell_rate_table_id"] or row["buy_rate_table_id"]
+        peers[row["pk"]] = PeerInfo(
+            id=row["pk"],
+            name=row["name"],
+            role=row["role"],
+            reseller_id=row["reseller_id"],
+            reseller_active=row["reseller_active"] is not False,
+            enabled=row["enabled"],
+            suspended_reason=(row["suspended_reason"] or "suspended") if row["suspended_at"] else None,
+            tech_prefix=row["tech_prefix"],
+            node_ids=frozenset(node_ids.get(row["pk"], ())),
+            max_calls=row["max_calls"],
+            max_cps=row["max_cps"],
+            sell_table_id=row["sell_rate_table_id"],
+            buy_table_id=row["buy_rate_table_id"],
+            currency=currencies.get(table_id),
+            profit_control=row["profit_control"],
+            plan_id=plan_id,
+            plan_source=source if plan_id is not None else "",
+            account_id=accounts.get(row["pk"]),
+            record=row["record_calls"],
+            blocklist_ids=tuple(peer_blocklists.get(row["pk"], ())),
+            rewrites={key: list(rules) for key, rules in rewrites.get(row["pk"], {}).items()},
+        )
+
+    addresses = AddressIndex()
+    for ip, mask, port, transport, peer_id in Endpoint.objects.filter(enabled=True).values_list(
+        "ip", "mask", "port", "transport", "peer_id"
+    ):
+        addresses.add(ip, mask, port, transport, peer_id)
+    addresses.freeze()
+
+    sip_logins: dict[str, int] = {}
+    by_user: dict[str, set] = defaultdict(set)
+    for username, domain, peer_id in SipAccount.objects.filter(enabled=True).values_list(
+        "username", "domain", "peer_id"
+    ):
+        sip_logins[f"{username}@{domain}".lower()] = peer_id
+        by_user[username.lower()].add(peer_id)
+    for username, owners in by_user.items():
+        if len(owners) == 1:
+            sip_logins.setdefault(username, next(iter(owners)))
+
+    gateways: dict[int, list] = defaultdict(list)
+    gateway_by_id = {}
+    for gateway in Gateway.objects.order_by("peer_id", "priority", "name"):
+        info = GatewayInfo(
+            gateway.pk,
+            gateway.peer_id,
+            gateway.name,
+            gateway.uri,
+            gateway.strip_digits,
+            gateway.prefix,
+            gateway.enabled,
+        )
+        gateways[gateway.peer_id].append(info)
+        gateway_by_id[gateway.pk] = info
+
+    plans = {
+        plan_id: PlanInfo(plan_id, name, parent_id, defaultdict(list))
+        for plan_id, name, parent_id in RoutingPlan.objects.values_list("pk", "name", "parent_id")
+    }
+    routes_by_rule: dict[int, list] = defaultdict(list)
+    for route in Route.objects.order_by("priority", "id"):
+        routes_by_rule[route.rule_id].append(
+            RouteInfo(
+                route.pk,
+                route.supplier_id,
+                route.gateway_id,
+                route.priority,
+                route.weight,
+                route.max_calls,
+                route.setup_timeout,
+                route.stop_hunting,
+                route.enabled,
+            )
+        )
+    for rule in RoutingRule.objects.filter(enabled=True).order_by("position", "id"):
+        info = RuleInfo(
+            rule.pk,
+            rule.plan_id,
+            rule.prefix,
+            rule.destination.lower(),
+            rule.method,
+            rule.quality_metric,
+            rule.quality_tolerance,
+            rule.position,
+            routes_by_rule.get(rule.pk, []),
+        )
+        plans[rule.plan_id].rules[rule.prefix].append(info)
+    for plan in plans.values():
+        # A rule naming a destination is more specific than one that does not.
+        for rules in plan.rules.values():
+            rules.sort(key=lambda rule: (not rule.destination, rule.position, rule.id))
+        plan.rules = dict(plan.rules)
+
+    prefixes: dict[int, set] = defaultdict(set)
+    for blocklist_id, prefix in BlocklistEntry.objects.values_list("blocklist_id", "prefix"):
+        prefixes[blocklist_id].add(prefix)
+    blocklists = {}
+    global_ids = []
+    for blocklist_id, name, kind, applies_to_all in Blocklist.objects.values_list(
+        "pk", "name", "kind", "applies_to_all"
+    ):
+        entries = frozenset(prefixes.get(blocklist_id, ()))
+        blocklists[blocklist_id] = BlocklistInfo(
+            blocklist_id, name, kind, entries, max((len(p) for p in entries), default=0)
+        )
+        if applies_to_all:
+            global_ids.append(blocklist_id)
+
+    snapshot = Snapshot(
+        generation=generation,
+        built_at=time.monotonic(),
+        peers=peers,
+        addresses=addresses,
+        sip_logins=sip_logins,
+        gateways=dict(gateways),
+        gateway_by_id=gateway_by_id,
+        plans=plans,
+        nodes=nodes,
+        blocklists=blocklists,
+        global_blocklist_ids=tuple(global_ids),
+        redirect_to_assigned_node=settings.redirect_to_assigned_node,
+        max_call_duration=settings.max_call_duration,
+        reservation_grace=settings.reservation_grace,
+        quality_window=settings.quality_window,
+    )
+    refresh_live_calls(snapshot)
+    refresh_supplier_money(snapshot)
+    refresh_quality(snapshot)
+    logger.info(
+        "Call-control snapshot at generation %s: %s peers, %s plans in %.3f s",
+        generation,
+        len(peers),
+        len(plans),
+        time.monotonic() - started,
+    )
+    return snapshot
+
+
+def refresh_live_calls(snapshot: Snapshot) -> None:
+    rows = (
+        Reservation.objects.active()
+        .filter(route__isnull=False)
+        .values_list("route_id")
+        .annotate(calls=Count("id"))
+        .order_by()
+    )
+    snapshot.live_calls = dict(rows)
+    snapshot.live_checked = time.monotonic()
+
+
+def refresh_supplier_money(snapshot: Snapshot) -> None:
+    """Prepaid suppliers (we pay them in advance) whose money with them has run out.
+
+    Only pure suppliers: a user peer's account is its own money with us, not ours with it.
+    """
+    rows = Account.objects.filter(peer__role=Peer.Role.SUPPLIER, mode=Account.Mode.PREPAID, balance__lte=0)
+    snapshot.suppliers_without_money = frozenset(rows.values_list("peer_id", flat=True))
+    snapshot.money_checked = time.monotonic()
+
+
+def refresh_quality(snapshot: Snapshot) -> None:
+    snapshot.quality = {
+        (supplier_id, destination.lower()): (attempts, answered, seconds)
+        for supplier_id, destination, attempts, answered, seconds in QualityStat.objects.values_list(
+            "supplier_id", "destination", "attempts", "answered", "answered_seconds"
+        )
+    }
+    snapshot.quality_checked = time.monotonic()
+
+
+_current: Snapshot | None = None
+_refreshing = threading.Lock()
+
+
+def current() -> Snapshot:
+    """This process's snapshot, checked against the database at most every CHECK_SECONDS."""
+    snapshot = _current
+    now = time.monotonic()
+    if snapshot is not None and now - snapshot.checked_at < CHECK_SECONDS:
+        return snapshot
+    # One thread refreshes; the others answer from what there is rather than queue up.
+    if not _refreshing.acquire(blocking=snapshot is None):
+        return snapshot
+    try:
+        return _refresh(_current, now)
+    finally:
+        _refreshing.release()
+
+
+def _refresh(snapshot: Snapshot | None, now: float) -> Snapshot:
+    global _current
+    if snapshot is not None and now - snapshot.checked_at < CHECK_SECONDS:
+        return snapshot  # refreshed while this thread waited for the lock
+    if snapshot is None or current_generation() != snapshot.generation:
+        snapshot = build()
+    else:
+        if now - snapshot.live_checked >= LIVE_SECONDS:
+            refresh_live_calls(snapshot)
+        if now - snapshot.money_checked >= SUPPLIER_MONEY_SECONDS:
+            refresh_supplier_money(snapshot)
+        if now - snapshot.quality_checked >= QUALITY_SECONDS:
+            refresh_quality(snapshot)
+    snapshot.checked_at = now
+    _current = snapshot
+    return snapshot
+
+
+def forget() -> None:
+    """Drop this process's snapshot (tests; after a database switch)."""
+    global _current
+    with _refreshing:
+        _current = None

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from apps.callcontrol.api import AuthorizeView, ReleaseView
+
+app_name = "callcontrol"
+
+urlpatterns = [
+    path("authorize", AuthorizeView.as_view(), name="authorize"),
+    path("release", ReleaseView.as_view(), name="release"),
+]
