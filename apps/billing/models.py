@@ -5,7 +5,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from apps.billing.querysets import AccountQuerySet, LedgerQuerySet, ReservationQuerySet
+from apps.billing.querysets import (
+    AccountQuerySet,
+    FeeQuerySet,
+    LedgerQuerySet,
+    RerateRunQuerySet,
+    ReservationQuerySet,
+)
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 
 
@@ -23,6 +29,12 @@ class Account(TimestampedModel):
     low_balance_threshold = MoneyField(
         null=True, blank=True, help_text="Warn the customer when the balance falls below this."
     )
+    notification_email = models.EmailField(
+        blank=True, help_text="Where low-balance warnings go; the reseller's address when blank."
+    )
+    # Set when the balance fell below the threshold and the warning was sent; cleared when
+    # the balance is back at or above it, so that each crossing warns once.
+    low_balance_warned = models.BooleanField(default=False, editable=False)
     # A cache of sum(ledger.amount), changed only in the transaction that adds ledger rows.
     balance = MoneyField(default=0, editable=False)
     # A cache of the money held by the account's live calls: sum(reservations.amount) of the
@@ -139,6 +151,10 @@ class Reservation(models.Model):
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=7, choices=Outcome.choices, blank=True)
+    # Online billing: when the engine was asked to end this call because the account could
+    # no longer pay for it (a payment reversed, an adjustment), and what the engine said.
+    cut_at = models.DateTimeField(null=True, blank=True)
+    cut_result = models.CharField(max_length=200, blank=True)
 
     objects = ReservationQuerySet.as_manager()
 
@@ -157,3 +173,111 @@ class Reservation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.released_at is None
+
+
+class RecurringFee(TimestampedModel):
+    """A charge posted every period (a DID's monthly rent, a daily service fee), in advance.
+
+    The fee for a period is posted on its first day with the reference
+    "fee:<id>:<first day>", so a period is charged once however often the task runs. A
+    period cut by `starts_on` or `ends_on` is charged for its days only when `prorate`.
+    """
+
+    class Period(models.TextChoices):
+        DAILY = "daily", "Daily"
+        MONTHLY = "monthly", "Monthly"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="fees")
+    name = models.CharField(max_length=100, help_text="Shown on the ledger, e.g. “DID +44 20 7946 0000”.")
+    amount = MoneyField(help_text="Per full period, in the account's currency.")
+    period = models.CharField(max_length=7, choices=Period.choices, default=Period.MONTHLY)
+    starts_on = models.DateField(help_text="First day charged.")
+    ends_on = models.DateField(null=True, blank=True, help_text="Last day charged; empty: until removed.")
+    prorate = models.BooleanField(
+        default=True, help_text="Charge a partial first or last period by its days."
+    )
+    enabled = models.BooleanField(default=True)
+
+    objects = FeeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.amount} {self.get_period_display().lower()})"
+
+    def clean(self) -> None:
+        if self.amount is not None and self.amount <= 0:
+            raise ValidationError({"amount": "A fee is a positive amount."})
+        if self.ends_on and self.starts_on and self.ends_on < self.starts_on:
+            raise ValidationError({"ends_on": "A fee ends on or after the day it starts."})
+
+
+class RerateRun(models.Model):
+    """One re-pricing of a period's rated calls after a price list was corrected.
+
+    The calls take their new prices; the money moves by adjustment entries on the ledger
+    (one per account and batch, referenced "rerate:<run>:<batch>"), never by rewriting the
+    charges already posted. Lines keep, per account, how many calls changed and by how much.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    peer = models.ForeignKey(
+        "peers.Peer", null=True, blank=True, on_delete=models.PROTECT, related_name="rerate_runs"
+    )
+    table = models.ForeignKey(
+        "rates.RateTable", null=True, blank=True, on_delete=models.PROTECT, related_name="rerate_runs"
+    )
+    # Whose run it is: the reseller of the peer or table, None for the operator's own.
+    reseller = models.ForeignKey(
+        "tenancy.Reseller", null=True, blank=True, on_delete=models.PROTECT, related_name="rerate_runs"
+    )
+    state = models.CharField(max_length=7, choices=State.choices, default=State.PENDING)
+    examined = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    # The run goes through the calls in id order; a resumed run starts after this one.
+    last_cdr_id = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=100, default="system")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RerateRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Re-rating {self.pk} ({self.period_start:%Y-%m-%d} to {self.period_end:%Y-%m-%d})"
+
+
+class RerateLine(models.Model):
+    """What one re-rating run changed on one account: calls and money, before and after."""
+
+    run = models.ForeignKey(RerateRun, on_delete=models.CASCADE, related_name="lines")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="rerate_lines")
+    calls = models.PositiveIntegerField(default=0)
+    before = MoneyField(default=0, help_text="What the changed calls cost as first rated.")
+    after = MoneyField(default=0, help_text="What they cost now.")
+
+    class Meta:
+        ordering = ["run", "account"]
+        constraints = [models.UniqueConstraint(fields=["run", "account"], name="rerate_line_per_account")]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.calls} calls, {self.before} → {self.after}"
+
+    @property
+    def difference(self):
+        return self.after - self.before

@@ -33,3 +33,14 @@ class ReservationQuerySet(ScopedQuerySet):
 
     def expired(self, now):
         return self.filter(released_at__isnull=True, expires_at__lt=now)
+
+
+class FeeQuerySet(ScopedQuerySet):
+    reseller_lookup = "account__peer__reseller"
+    customer_lookup = "account__peer"
+
+
+class RerateRunQuerySet(ScopedQuerySet):
+    """Re-rating is the operator's and resellers' tool; customers see its adjustments only."""
+
+    reseller_lookup = "reseller"
