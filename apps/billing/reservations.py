@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from apps.billing.models import Account, Reservation
@@ -136,7 +137,8 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
         cursor.execute(
             f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
             f" max_duration, prefix, destination, route_id, supplier_id, created_at, expires_at,"
-            f" outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '') RETURNING id",
+            f" outcome, cut_result) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')"
+            " RETURNING id",
             [
                 hold.account_id,
                 hold.customer_id,
@@ -188,6 +190,45 @@ def release(reservation_id: int, *, outcome: str, now: datetime | None = None) -
             [_money_param(_decimal(amount)), account_id],
         )
     return True
+
+
+def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -> int:
+    """Release several reservations in the caller's transaction; how many were still held.
+
+    The rater's form of `release`: one statement to close the rows still open, one update
+    of `reserved` per account, in account order like every other writer of accounts.
+    """
+    if not ids:
+        return 0
+    now = now or timezone.now()
+    held = list(
+        Reservation.objects.select_for_update()
+        .filter(pk__in=ids, released_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", "account_id", "amount")
+    )
+    if not held:
+        return 0
+    Reservation.objects.filter(pk__in=[pk for pk, _, _ in held]).update(released_at=now, outcome=outcome)
+    totals: dict[int, Decimal] = {}
+    for _, account_id, amount in held:
+        totals[account_id] = totals.get(account_id, Decimal(0)) + amount
+    for account_id in sorted(totals):
+        Account.objects.filter(pk=account_id).update(reserved=F("reserved") - totals[account_id])
+    return len(held)
+
+
+def release_calls(calls: set[tuple[int, str]], *, outcome: str, now: datetime) -> int:
+    """Release the live reservations of these (customer, Call-ID) pairs; how many."""
+    if not calls:
+        return 0
+    held = Reservation.objects.active().filter(call_id__in={call_id for _, call_id in calls})
+    ids = [
+        pk
+        for pk, customer_id, call_id in held.values_list("pk", "customer_id", "call_id")
+        if (customer_id, call_id) in calls
+    ]
+    return release_many(ids, outcome=outcome, now=now)
 
 
 def release_call(call_id: str, *, customer_id: int | None = None, outcome: str) -> int:

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.billing import reservations
+from apps.billing import notify, reservations
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
@@ -128,7 +129,32 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
         totals[entry.account_id] += entry.amount
     for account_id in sorted(totals):
         Account.objects.filter(pk=account_id).update(balance=F("balance") + totals[account_id])
+    _track_low_balances(sorted(totals))
     return results
+
+
+def _track_low_balances(account_ids: list[int]) -> None:
+    """Warn each account whose balance just fell below its threshold, once per crossing.
+
+    Runs in the posting's transaction, on accounts it has locked: the flag and the balance
+    move together, so two nodes posting at once cannot both send the warning. The e-mail
+    leaves after commit, through the node's task queue (a slow mail server must not hold
+    the rater's transaction).
+    """
+    rows = Account.objects.filter(pk__in=account_ids, low_balance_threshold__isnull=False).values_list(
+        "pk", "balance", "low_balance_threshold", "low_balance_warned"
+    )
+    fell, recovered = [], []
+    for pk, balance, threshold, warned in rows:
+        if balance < threshold and not warned:
+            fell.append(pk)
+        elif balance >= threshold and warned:
+            recovered.append(pk)
+    if recovered:
+        Account.objects.filter(pk__in=recovered).update(low_balance_warned=False)
+    if fell:
+        Account.objects.filter(pk__in=fell).update(low_balance_warned=True)
+        transaction.on_commit(lambda: [notify.queue_low_balance_warning(pk) for pk in fell])
 
 
 def _post_one(
@@ -198,7 +224,6 @@ def post_adjustment(
 
 
 @retry_on_conflict
-@retry_on_conflict
 def post_call_charges(cdrs: list[Cdr]) -> int:
     """Debit each rated CDR's sell cost to its customer's account, once; returns rows written.
 
@@ -233,14 +258,7 @@ def post_call_charges(cdrs: list[Cdr]) -> int:
 def release_for_cdrs(cdrs: list[Cdr]) -> int:
     """Release the reservations of these calls (matched by customer and Call-ID); how many."""
     calls = {(cdr.customer_id, cdr.call_id) for cdr in cdrs if cdr.customer_id}
-    if not calls:
-        return 0
-    held = Reservation.objects.active().filter(call_id__in={call_id for _, call_id in calls})
-    return sum(
-        reservations.release(pk, outcome=Reservation.Outcome.RATED)
-        for pk, customer_id, call_id in held.values_list("pk", "customer_id", "call_id")
-        if (customer_id, call_id) in calls
-    )
+    return reservations.release_calls(calls, outcome=Reservation.Outcome.RATED, now=timezone.now())
 
 
 def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:

@@ -1,0 +1,322 @@
+"""Rating: price every CDR on both sides, post its charges and release its money, once.
+
+A node's worker takes the oldest unrated CDRs in micro-batches (`rate_batch`). Pricing
+happens outside any transaction, from the node's memory-mapped price indexes: the sell
+price from the customer's table and the buy price from the supplier's, as they stood
+when the call was set up (`Cdr.created_at`, the moment call control priced it too), by
+each side's billing increments. Then one short transaction per batch:
+
+1. lock the batch's CDRs that are still unrated (`SELECT … FOR UPDATE`): a CDR another
+   rater took in the meantime is skipped, so it is charged by whoever claimed it;
+2. write each CDR's prices, or its reason when it cannot be priced (kept, never dropped:
+   the admin lists rating errors, and `rate_cdrs --retry-errors` puts them back);
+3. post one charge per CDR and side (`services.post`: unique reference "cdr:<id>" per
+   account and kind, one balance update per account per batch);
+4. release the calls' reservations (one update of `Account.reserved` per account).
+
+Galera does not share row locks between nodes: two raters on two nodes may both claim a
+CDR. Both then write the CDR row and the accounts' rows, so the second commit fails
+certification (a deadlock error), `retry_on_conflict` replays the batch, and the replay
+finds the CDRs rated and skips them. Each batch writes each account's balance once,
+however many of its calls the batch holds, which keeps those conflicts rare (see
+docs/BILLING.md).
+"""
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.billing import reservations
+from apps.billing.models import Account, LedgerEntry, Reservation
+from apps.billing.services import Posting, post
+from apps.cdr.models import Cdr
+from apps.core.db import retry_on_conflict
+from apps.core.money import money
+from apps.peers.models import Peer
+from apps.rates.lookup import rate_for
+from apps.rates.rating import rate_call
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+# A CDR still unrated this long after its call ended is rated by any node: its own
+# node's worker is evidently not running (the node is down or its workers are stuck).
+TAKEOVER_AFTER = timedelta(minutes=2)
+ERROR_LENGTH = Cdr._meta.get_field("rating_error").max_length
+
+# What pricing reads of a CDR, in this order.
+CDR_COLUMNS = ("pk", "call_id", "customer_id", "supplier_id", "callee", "created_at", "duration_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPrices:
+    """What rating needs of a peer: its price lists and its account."""
+
+    name: str
+    sell_table_id: int | None
+    buy_table_id: int | None
+    account_id: int | None
+
+
+@dataclass(slots=True)
+class Priced:
+    """One CDR's rating: its prices, or the reason it has none."""
+
+    cdr_id: int
+    call_id: str
+    customer_id: int | None
+    supplier_id: int | None
+    occurred_at: datetime
+    sell_cost: Decimal | None = None
+    buy_cost: Decimal | None = None
+    billable_seconds: int = 0
+    supplier_billable_seconds: int = 0
+    destination: str = ""
+    error: str = ""
+
+
+@dataclass
+class BatchResult:
+    selected: int = 0
+    rated: int = 0
+    errors: int = 0
+    skipped: int = 0  # rated by another rater between selection and claim
+    charges: int = 0
+    released: int = 0
+
+    def add(self, other: "BatchResult") -> None:
+        for name in ("selected", "rated", "errors", "skipped", "charges", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class PeerDirectory:
+    """Peers' price lists and accounts, read once per batch (or once per re-rating run)."""
+
+    peers: dict[int, PeerPrices] = field(default_factory=dict)
+
+    def load(self, peer_ids) -> None:
+        missing = {pk for pk in peer_ids if pk is not None and pk not in self.peers}
+        if not missing:
+            return
+        accounts = dict(Account.objects.filter(peer_id__in=missing).values_list("peer_id", "pk"))
+        for pk, name, sell, buy in Peer.objects.filter(pk__in=missing).values_list(
+            "pk", "name", "sell_rate_table_id", "buy_rate_table_id"
+        ):
+            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk))
+
+    def get(self, pk: int | None) -> PeerPrices | None:
+        return self.peers.get(pk) if pk is not None else None
+
+
+def price(row: tuple, peers: PeerDirectory) -> Priced:
+    """Price one CDR (a CDR_COLUMNS tuple) on both sides; pure but for the price indexes."""
+    cdr_id, call_id, customer_id, supplier_id, callee, created_at, duration_ms = row
+    priced = Priced(cdr_id, call_id, customer_id, supplier_id, created_at)
+    customer = peers.get(customer_id)
+    if customer is None:
+        priced.error = "Unknown customer: the call has no customer peer."
+        return priced
+    if not duration_ms:
+        # Not answered: nothing to pay on either side.
+        priced.sell_cost = priced.buy_cost = money(0)
+        return priced
+    if customer.account_id is None:
+        priced.error = f"Customer {customer.name} has no account."
+        return priced
+    if customer.sell_table_id is None:
+        priced.error = f"Customer {customer.name} has no sell price list."
+        return priced
+    sell = rate_for(customer.sell_table_id, callee, created_at)
+    if sell is None:
+        priced.error = (
+            f"No sell rate for {callee} in {customer.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
+        )
+        return priced
+    charge = rate_call(sell.tariff, duration_ms)
+    priced.sell_cost, priced.billable_seconds, priced.destination = (
+        charge.total,
+        charge.seconds,
+        sell.destination,
+    )
+    if supplier_id is None:
+        priced.buy_cost = money(0)  # answered without a supplier (on-net): nothing bought
+        return priced
+    supplier = peers.get(supplier_id)
+    if supplier is None:
+        priced.error = f"Unknown supplier peer {supplier_id}."
+    elif supplier.buy_table_id is None:
+        priced.error = f"Supplier {supplier.name} has no buy price list."
+    elif (buy := rate_for(supplier.buy_table_id, callee, created_at)) is None:
+        priced.error = (
+            f"No buy rate for {callee} in {supplier.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
+        )
+    else:
+        bought = rate_call(buy.tariff, duration_ms)
+        priced.buy_cost, priced.supplier_billable_seconds = bought.total, bought.seconds
+    if priced.error:
+        priced.sell_cost = None
+        priced.billable_seconds = 0
+    return priced
+
+
+def charges(priced: Priced, peers: PeerDirectory) -> list[Posting]:
+    """The ledger rows of a priced CDR: the customer's debit and our supplier's, if tracked."""
+    postings = []
+    occurred_at = priced.occurred_at
+    customer = peers.get(priced.customer_id)
+    if priced.sell_cost and customer is not None and customer.account_id is not None:
+        postings.append(
+            Posting(
+                customer.account_id,
+                LedgerEntry.Kind.CHARGE,
+                -priced.sell_cost,
+                reference=f"cdr:{priced.cdr_id}",
+                cdr_id=priced.cdr_id,
+                description=f"Call to {priced.destination}"[:200] if priced.destination else "Call",
+                occurred_at=occurred_at,
+            )
+        )
+    supplier = peers.get(priced.supplier_id)
+    if priced.buy_cost and supplier is not None and supplier.account_id is not None:
+        # The supplier's account is what we have with them: the call spends it.
+        postings.append(
+            Posting(
+                supplier.account_id,
+                LedgerEntry.Kind.CHARGE,
+                -priced.buy_cost,
+                reference=f"cdr:{priced.cdr_id}",
+                cdr_id=priced.cdr_id,
+                description="Traffic bought",
+                occurred_at=occurred_at,
+            )
+        )
+    return postings
+
+
+def _select(limit: int, *, node_id: int | None, now: datetime, queryset=None) -> list[tuple]:
+    rows = (queryset if queryset is not None else Cdr.objects.all()).filter(
+        rating_state=Cdr.RatingState.UNRATED
+    )
+    if node_id is not None:
+        mine = rows.filter(Q(node_id=node_id) | Q(node__isnull=True))
+        found = list(mine.order_by("pk").values_list(*CDR_COLUMNS)[:limit])
+        if found:
+            return found
+        rows = rows.filter(
+            Q(ended_at__lt=now - TAKEOVER_AFTER)
+            | Q(ended_at__isnull=True, created_at__lt=now - TAKEOVER_AFTER)
+        )
+    return list(rows.order_by("pk").values_list(*CDR_COLUMNS)[:limit])
+
+
+@retry_on_conflict
+def _commit(priced: list[Priced], peers: PeerDirectory, now: datetime) -> BatchResult:
+    result = BatchResult(selected=len(priced))
+    claimed = set(
+        Cdr.objects.select_for_update()
+        .filter(pk__in=[p.cdr_id for p in priced], rating_state=Cdr.RatingState.UNRATED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    mine = [p for p in priced if p.cdr_id in claimed]
+    result.skipped = len(priced) - len(mine)
+    if not mine:
+        return result
+    updates = []
+    for p in mine:
+        failed = bool(p.error)
+        updates.append(
+            Cdr(
+                pk=p.cdr_id,
+                rating_state=Cdr.RatingState.ERROR if failed else Cdr.RatingState.RATED,
+                rating_error=p.error[:ERROR_LENGTH],
+                sell_cost=p.sell_cost,
+                buy_cost=p.buy_cost,
+                billable_seconds=p.billable_seconds,
+                supplier_billable_seconds=p.supplier_billable_seconds,
+                rated_at=now,
+            )
+        )
+        result.errors += failed
+    result.rated = len(mine) - result.errors
+    Cdr.objects.bulk_update(
+        updates,
+        [
+            "rating_state",
+            "rating_error",
+            "sell_cost",
+            "buy_cost",
+            "billable_seconds",
+            "supplier_billable_seconds",
+            "rated_at",
+        ],
+        batch_size=BATCH_SIZE,
+    )
+    postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
+    result.charges = sum(created for _, created in post(postings))
+    for outcome, answered in ((Reservation.Outcome.RATED, True), (Reservation.Outcome.FAILED, False)):
+        calls = {
+            (p.customer_id, p.call_id)
+            for p in mine
+            if not p.error
+            and p.customer_id is not None
+            and bool(p.billable_seconds or p.sell_cost) == answered
+        }
+        result.released += reservations.release_calls(calls, outcome=outcome, now=now)
+    return result
+
+
+def rate_batch(
+    *, limit: int = BATCH_SIZE, node_id: int | None = None, queryset=None, now=None
+) -> BatchResult:
+    """Rate up to `limit` unrated CDRs, oldest first: this node's, then any left too long.
+
+    `queryset` narrows the CDRs (rate_cdrs --since/--peer). Safe to run on several nodes
+    at once: every CDR is charged by exactly one of them.
+    """
+    now = now or timezone.now()
+    rows = _select(limit, node_id=node_id, now=now, queryset=queryset)
+    if not rows:
+        return BatchResult()
+    peers = PeerDirectory()
+    peers.load({row[2] for row in rows} | {row[3] for row in rows})
+    priced = [price(row, peers) for row in rows]
+    return _commit(priced, peers, now)
+
+
+def rate_all(
+    *, node_id: int | None = None, queryset=None, limit: int = BATCH_SIZE, until=None
+) -> BatchResult:
+    """Rate batches until none is left (or `until`, a monotonic deadline, passes)."""
+    total = BatchResult()
+    while until is None or time.monotonic() < until:
+        result = rate_batch(limit=limit, node_id=node_id, queryset=queryset)
+        total.add(result)
+        if result.selected == 0 or (result.selected == result.skipped and result.selected < limit):
+            break
+    return total
+
+
+def requeue_errors(cdr_ids=None, *, queryset=None) -> int:
+    """Put CDRs that could not be rated back in the queue (after a price list was fixed)."""
+    rows = (queryset if queryset is not None else Cdr.objects.all()).filter(
+        rating_state=Cdr.RatingState.ERROR
+    )
+    if cdr_ids is not None:
+        rows = rows.filter(pk__in=list(cdr_ids))
+    return rows.update(rating_state=Cdr.RatingState.UNRATED, rating_error="", rated_at=None)
+
+
+def rating_backlog() -> dict[str, int]:
+    """How many CDRs wait to be rated and how many could not be: for status pages."""
+    counts = defaultdict(int)
+    for state in (Cdr.RatingState.UNRATED, Cdr.RatingState.ERROR):
+        counts[state] = Cdr.objects.filter(rating_state=state).count()
+    return dict(counts)

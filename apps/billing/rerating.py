@@ -1,0 +1,266 @@
+"""Re-rating: price a period's rated calls again after a price list was corrected.
+
+History is not rewritten: the charges already posted stay on the ledger, and the
+difference between the old and the new price of every changed call is posted as an
+adjustment, one per account and batch (reference "rerate:<run>:<first CDR id>"), in
+the same transaction that writes the calls' new prices. A batch is therefore applied
+whole or not at all, and a run that stopped (a node died) resumes after its last
+batch (`RerateRun.last_cdr_id`) without posting anything twice. The run's lines keep,
+per account, how many calls changed and what they cost before and after.
+
+Which side of a call is priced again follows the run's filter: a peer's calls are
+re-priced on its side (sell when it was the customer, buy when the supplier), a table's
+calls on the side that uses it, and a run with neither re-prices both sides.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.billing.models import LedgerEntry, RerateLine, RerateRun
+from apps.billing.rating import PeerDirectory, price
+from apps.billing.services import Posting, post
+from apps.cdr.models import Cdr
+from apps.core.db import retry_on_conflict
+from apps.core.errors import DomainError
+from apps.core.money import money
+from apps.core.services import ensure_manages
+from apps.peers.models import Peer
+from apps.tenancy.scope import Scope
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+SELL, BUY = "sell", "buy"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    cdr_id: int
+    side: str
+    account_id: int
+    before: Decimal
+    after: Decimal
+    seconds: int
+
+
+@retry_on_conflict
+def request_rerate(
+    *,
+    actor: Scope,
+    period_start: datetime,
+    period_end: datetime,
+    peer: Peer | None = None,
+    table=None,
+) -> RerateRun:
+    """Record a re-rating of [period_start, period_end) and queue it on this node's worker."""
+    if period_start is None or period_end is None or period_end <= period_start:
+        raise DomainError("The period ends after it starts.", field="period_end")
+    if period_end > timezone.now() + timedelta(days=1):
+        raise DomainError("A period in the future has no calls to re-rate.", field="period_end")
+    owners = {getattr(peer, "reseller_id", None), getattr(table, "reseller_id", None)} - {None}
+    if peer is not None and table is not None and peer.reseller_id != table.reseller_id:
+        raise DomainError("The peer and the price list belong to different owners.", field="table")
+    if not actor.is_operator:
+        if peer is None and table is None:
+            raise DomainError("Choose one of your peers or price lists to re-rate.", field="peer")
+        for owner in owners or {None}:
+            ensure_manages(actor, owner)
+    run = RerateRun.objects.create(
+        period_start=period_start,
+        period_end=period_end,
+        peer=peer,
+        table=table,
+        reseller_id=next(iter(owners), None),
+        actor=actor.user,
+        actor_label=actor.label[:100],
+    )
+    audit.record(actor, "rerate.requested", run, period_start=period_start, period_end=period_end)
+    transaction.on_commit(lambda: _queue(run.pk))
+    return run
+
+
+def _queue(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("apps.billing.rerating.run", run_id, cluster=settings.NODE_NAME)
+
+
+def _calls(run: RerateRun):
+    rows = Cdr.objects.filter(
+        rating_state=Cdr.RatingState.RATED,
+        created_at__gte=run.period_start,
+        created_at__lt=run.period_end,
+        duration_ms__gt=0,
+    )
+    if run.peer_id:
+        rows = rows.filter(Q(customer_id=run.peer_id) | Q(supplier_id=run.peer_id))
+    if run.table_id:
+        rows = rows.filter(
+            Q(customer__sell_rate_table_id=run.table_id) | Q(supplier__buy_rate_table_id=run.table_id)
+        )
+    return rows
+
+
+def _compare(run: RerateRun, rows: list[tuple], peers: PeerDirectory) -> list[Change]:
+    """The calls of `rows` whose price moved, side by side."""
+    changes = []
+    for row in rows:
+        cdr_id, *pricing, sell_cost, buy_cost = row
+        priced = price((cdr_id, *pricing), peers)
+        if priced.error:
+            # The corrected price list no longer prices this call: keep its old price and
+            # say so in the log; the run's report counts it as examined, not changed.
+            logger.warning("re-rating %s: CDR %s: %s", run.pk, cdr_id, priced.error)
+            continue
+        customer, supplier = peers.get(priced.customer_id), peers.get(priced.supplier_id)
+        if run.peer_id:
+            sell_side, buy_side = run.peer_id == priced.customer_id, run.peer_id == priced.supplier_id
+        elif run.table_id:
+            sell_side = customer.sell_table_id == run.table_id
+            buy_side = supplier is not None and supplier.buy_table_id == run.table_id
+        else:
+            sell_side = buy_side = True
+        if sell_side and customer.account_id and money(sell_cost or 0) != priced.sell_cost:
+            changes.append(
+                Change(
+                    cdr_id,
+                    SELL,
+                    customer.account_id,
+                    money(sell_cost or 0),
+                    priced.sell_cost,
+                    priced.billable_seconds,
+                )
+            )
+        if (
+            buy_side
+            and supplier is not None
+            and supplier.account_id
+            and money(buy_cost or 0) != priced.buy_cost
+        ):
+            changes.append(
+                Change(
+                    cdr_id,
+                    BUY,
+                    supplier.account_id,
+                    money(buy_cost or 0),
+                    priced.buy_cost,
+                    priced.supplier_billable_seconds,
+                )
+            )
+    return changes
+
+
+@retry_on_conflict
+def _apply(run_id: int, first_id: int, last_id: int, examined: int, changes: list[Change]) -> int:
+    """Write one batch: the calls' new prices, the adjustments, the lines and the run's place."""
+    run = RerateRun.objects.select_for_update().get(pk=run_id)
+    if run.last_cdr_id >= last_id:
+        return 0  # this batch was applied already (a retried task, a second worker)
+    if changes:
+        by_cdr: dict[int, dict[str, Change]] = defaultdict(dict)
+        for change in changes:
+            by_cdr[change.cdr_id][change.side] = change
+        # Lock the calls and check their prices did not move since they were read: a
+        # second run over the same calls, or a late rating, would make the difference wrong.
+        current = {
+            pk: (sell, buy)
+            for pk, sell, buy in Cdr.objects.select_for_update()
+            .filter(pk__in=list(by_cdr))
+            .order_by("pk")
+            .values_list("pk", "sell_cost", "buy_cost")
+        }
+        moved = [
+            pk
+            for pk, sides in by_cdr.items()
+            if (SELL in sides and money(current[pk][0] or 0) != sides[SELL].before)
+            or (BUY in sides and money(current[pk][1] or 0) != sides[BUY].before)
+        ]
+        if moved:
+            raise DomainError(f"Calls {moved[:5]} changed while re-rating {run_id}; run it again.")
+        updates = []
+        for pk, sides in by_cdr.items():
+            cdr = Cdr(pk=pk, sell_cost=current[pk][0], buy_cost=current[pk][1])
+            fields = set()
+            if SELL in sides:
+                cdr.sell_cost, cdr.billable_seconds = sides[SELL].after, sides[SELL].seconds
+                fields |= {"sell_cost", "billable_seconds"}
+            if BUY in sides:
+                cdr.buy_cost, cdr.supplier_billable_seconds = sides[BUY].after, sides[BUY].seconds
+                fields |= {"buy_cost", "supplier_billable_seconds"}
+            cdr.rated_at = timezone.now()
+            updates.append(cdr)
+        Cdr.objects.bulk_update(
+            updates,
+            ["sell_cost", "buy_cost", "billable_seconds", "supplier_billable_seconds", "rated_at"],
+            batch_size=1000,
+        )
+        totals: dict[int, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+        for change in changes:
+            line = totals[change.account_id]
+            line[0] += 1
+            line[1] += change.before
+            line[2] += change.after
+        post(
+            [
+                Posting(
+                    account_id,
+                    LedgerEntry.Kind.ADJUSTMENT,
+                    before - after,  # a charge is negative: a dearer call takes more
+                    reference=f"rerate:{run_id}:{first_id}",
+                    description=f"Re-rating {run_id}: {calls} call(s) re-priced",
+                )
+                for account_id, (calls, before, after) in sorted(totals.items())
+                if before != after
+            ]
+        )
+        for account_id, (calls, before, after) in sorted(totals.items()):
+            line, _ = RerateLine.objects.get_or_create(run_id=run_id, account_id=account_id)
+            RerateLine.objects.filter(pk=line.pk).update(
+                calls=F("calls") + calls, before=F("before") + before, after=F("after") + after
+            )
+    changed = len({change.cdr_id for change in changes})
+    RerateRun.objects.filter(pk=run_id).update(
+        last_cdr_id=last_id, examined=F("examined") + examined, changed=F("changed") + changed
+    )
+    return changed
+
+
+def run(run_id: int, *, batch_size: int = BATCH_SIZE) -> RerateRun:
+    """Re-rate the run's calls batch by batch (the task); resumes where it stopped."""
+    rerun = RerateRun.objects.get(pk=run_id)
+    if rerun.state == RerateRun.State.DONE:
+        return rerun
+    RerateRun.objects.filter(pk=run_id).update(
+        state=RerateRun.State.RUNNING, started_at=rerun.started_at or timezone.now(), error=""
+    )
+    peers = PeerDirectory()
+    columns = ("pk", "call_id", "customer_id", "supplier_id", "callee", "created_at", "duration_ms")
+    calls = _calls(rerun).order_by("pk")
+    try:
+        last_id = rerun.last_cdr_id
+        while True:
+            rows = list(
+                calls.filter(pk__gt=last_id).values_list(*columns, "sell_cost", "buy_cost")[:batch_size]
+            )
+            if not rows:
+                break
+            peers.load({row[2] for row in rows} | {row[3] for row in rows})
+            _apply(run_id, rows[0][0], rows[-1][0], len(rows), _compare(rerun, rows, peers))
+            last_id = rows[-1][0]
+    except Exception as exc:
+        RerateRun.objects.filter(pk=run_id).update(state=RerateRun.State.FAILED, error=str(exc)[:2000])
+        logger.exception("re-rating %s failed", run_id)
+        raise
+    RerateRun.objects.filter(pk=run_id).update(state=RerateRun.State.DONE, finished_at=timezone.now())
+    rerun.refresh_from_db()
+    logger.info("re-rating %s: %s calls examined, %s changed", run_id, rerun.examined, rerun.changed)
+    return rerun
