@@ -13,16 +13,20 @@ supplier, priorities Alpha 1, Bravo 2, Charlie 3, Delta 4. The customer has 10.0
 """
 
 import itertools
+import json
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from apps.billing import services as billing
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.decision import CallRequest, Decision, decide, settle
+from apps.callcontrol.endpoint import handle
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers import services as peer_services
 from apps.peers.models import Gateway, Peer
@@ -259,3 +263,60 @@ def world(db, _fresh_memory) -> World:
         routes=routes,
         index_dir=_fresh_memory,
     )
+
+
+@pytest.fixture
+def one_minute(transactional_db, settings, tmp_path):
+    """A prepaid customer with money for exactly one minute, and two nodes (server databases only)."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises every writer itself; this race needs a server database")
+    settings.PREFIX_INDEX_DIR = tmp_path / "index"
+    lookup.forget_indexes()
+    snapshots.forget()
+    nodes = [NodeFactory(name="node1"), NodeFactory(name="node2")]
+    start = timezone.now() - timedelta(days=1)
+    sell = make_rate_table("Retail")
+    buy = make_rate_table("Carrier buy", purpose="buy")
+    rate_services.add_rates(
+        sell, [Rate(prefix="44", price=Decimal("0.60"), effective_from=start)], actor=SYSTEM
+    )
+    rate_services.add_rates(
+        buy, [Rate(prefix="44", price=Decimal("0.30"), effective_from=start)], actor=SYSTEM
+    )
+    supplier = make_peer("Carrier", role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk)
+    peer_services.add_gateway(supplier, actor=SYSTEM, name="gw1", host="192.0.2.1")
+    customer = make_peer("Prepaid customer", sell_rate_table_id=sell.pk)
+    peer_services.add_endpoint(customer, actor=SYSTEM, ip="198.51.100.7")
+    # Money for exactly one minute at 0.60/min, per-second billing.
+    billing.post_payment(customer.account, actor=SYSTEM, amount=Decimal("0.60"), reference="pay-1")
+    plan = RoutingPlan.objects.create(name="Default")
+    rule = RoutingRule.objects.create(plan=plan, prefix="", method="lcr")
+    Route.objects.create(rule=rule, supplier=supplier)
+    cluster = ClusterSettings.load()
+    cluster.default_routing_plan = plan
+    cluster.save()
+    yield customer, nodes
+    lookup.forget_indexes()
+    snapshots.forget()
+
+
+def race(requests):
+    """Send call-control requests [(node, body)] from threads released at once; their answers."""
+    barrier = threading.Barrier(len(requests))
+    answers = [None] * len(requests)
+
+    def call(index, node, body):
+        try:
+            barrier.wait()
+            answers[index] = handle(
+                "authorize", json.dumps(body).encode(), f"Bearer {node.call_control_secret}"
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=call, args=(i, node, body)) for i, (node, body) in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
