@@ -9,6 +9,7 @@ of prepaid suppliers, are refreshed on their own short clocks; prices come from 
 rate tables' memory-mapped indexes (apps.rates.lookup).
 """
 
+import gc
 import ipaddress
 import logging
 import re
@@ -464,6 +465,9 @@ def _refresh(snapshot: Snapshot | None, now: float) -> Snapshot:
         return snapshot  # refreshed while this thread waited for the lock
     if snapshot is None or current_generation() != snapshot.generation:
         snapshot = build()
+        snapshot.checked_at = now
+        _current = snapshot
+        _settle_heap()
     else:
         if now - snapshot.live_checked >= LIVE_SECONDS:
             refresh_live_calls(snapshot)
@@ -474,6 +478,19 @@ def _refresh(snapshot: Snapshot | None, now: float) -> Snapshot:
     snapshot.checked_at = now
     _current = snapshot
     return snapshot
+
+
+def _settle_heap() -> None:
+    """Take the long-lived objects (Django's, the new snapshot's) out of the collector's way.
+
+    A full collection walks every tracked object: with 10,000 peers in the snapshot that
+    paused the process for 60-80 ms every 20-30 s under load, which is where call control's
+    p99 went. Frozen objects are skipped by collections and still freed by reference
+    counting; unfreezing first lets the previous snapshot's cycles, if any, be collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def forget() -> None:
