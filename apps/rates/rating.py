@@ -160,7 +160,10 @@ def affordable_duration(tariff: Tariff, available: Decimal, *, ceiling: int) -> 
         most = -(-bound.numerator // bound.denominator) - 1
         if most < first:
             return None
-        seconds = min(minimum + (most - minimum) // increment * increment, ceiling)
+        paid = minimum + (most - minimum) // increment * increment
+        # A call that ends within the free seconds costs nothing, so a grant that covers
+        # the first paid period may as well last them all.
+        seconds = min(max(paid, tariff.free_seconds), ceiling)
     if seconds < 1:
         return None
     return seconds, rate_call(tariff, seconds * 1000).total

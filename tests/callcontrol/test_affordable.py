@@ -113,12 +113,17 @@ def test_a_grant_never_costs_more_than_the_money_nor_lasts_longer_than_the_ceili
     assert 1 <= seconds <= ceiling
     assert amount == cost(tariff, seconds) <= available
     # On the billing grid, unless cut by the ceiling.
-    if seconds != ceiling and tariff.price:
+    if seconds != ceiling and tariff.price and seconds != tariff.free_seconds:
         assert seconds >= tariff.min_seconds
         assert (seconds - tariff.min_seconds) % tariff.increment_seconds == 0
 
 
 @given(tariff=tariffs, available=amounts, ceiling=ceilings)
+@example(  # found by Hypothesis: 21 free seconds cost nothing though 20 paid ones are all it affords
+    tariff=Tariff(price=Decimal("0.0003"), min_seconds=0, increment_seconds=1, free_seconds=21),
+    available=Decimal("0.0001"),
+    ceiling=21,
+)
 def test_one_more_increment_would_cost_more_than_the_money_unless_the_ceiling_cut_the_grant(
     tariff, available, ceiling
 ):
@@ -151,3 +156,10 @@ def test_more_money_never_buys_a_shorter_call(tariff, available, more, ceiling):
     less, most = (affordable_duration(tariff, a, ceiling=ceiling) for a in (available, richer))
     if less is not None:
         assert most is not None and most[0] >= less[0]
+
+
+def test_a_grant_lasts_the_free_seconds_when_the_money_pays_for_less():
+    tariff = Tariff(price=Decimal("0.0003"), min_seconds=0, increment_seconds=1, free_seconds=21)
+    assert affordable_duration(tariff, Decimal("0.0001"), ceiling=7200) == (21, Decimal("0.000000"))
+    assert affordable_duration(tariff, Decimal("0.0001"), ceiling=5) == (5, Decimal("0.000000"))
+    assert affordable_duration(tariff, Decimal("0"), ceiling=7200) is None  # no money: no call at all
