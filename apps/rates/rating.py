@@ -91,7 +91,7 @@ def duration_seconds(duration_ms: int) -> int:
     return -(-duration_ms // 1000) if duration_ms > 0 else 0
 
 
-def _half_up(value: Fraction, places: int) -> Decimal:
+def round_half_up(value: Fraction, places: int = MONEY_PLACES) -> Decimal:
     """Round an exact rational half up (away from zero) to `places` decimals, exactly."""
     scaled = abs(value) * 10**places
     units = int(scaled + Fraction(1, 2))  # int() truncates; scaled is not negative
@@ -108,7 +108,7 @@ def usage_cost(price: Decimal, seconds: int) -> Decimal:
     """
     if isinstance(price, float):
         raise TypeError("Money is never a float; pass a Decimal, an int or a string.")
-    return money(_half_up(Fraction(price) * seconds / 60, MONEY_PLACES))
+    return money(round_half_up(Fraction(price) * seconds / 60))
 
 
 def rate_call(tariff: Tariff, duration_ms: int) -> CallCharge:
