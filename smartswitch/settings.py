@@ -230,3 +230,18 @@ SILENCED_SYSTEM_CHECKS = [
     "security.W005",
     "security.W021",
 ]
+
+# OpenSIPS management interface (mi_http) of each node, and online billing. The URL is a
+# template: {address} becomes the node's management address (an IPv6 one in brackets).
+OPENSIPS_MI_URL = env_str("OPENSIPS_MI_URL", "http://{address}:8888/mi")
+if not OPENSIPS_MI_URL.startswith(("http://", "https://")) or "{address}" not in OPENSIPS_MI_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"OPENSIPS_MI_URL={OPENSIPS_MI_URL!r} must be an http(s):// URL containing {{address}}."
+    )
+# Seconds an MI request may take in all (connect, send, answer) before the engine counts as down.
+OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
+# Seconds between two runs of online billing (apps.billing.online.cut_overruns), which ends
+# live calls whose account can no longer pay for them.
+ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)
