@@ -1,0 +1,122 @@
+"""The billing loop and its schedules, and the low-balance warning it can set off."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from apps.billing import notify, tasks
+from apps.billing import services as billing
+from apps.billing.models import Account
+from apps.cdr.models import Cdr
+from tests.callcontrol.conftest import BERLIN, SYSTEM
+
+
+def unrated_call(world, seconds: int = 60) -> Cdr:
+    start = timezone.now() - timedelta(minutes=5)
+    return Cdr.objects.create(
+        call_id=f"loop-{Cdr.objects.count()}@test",
+        node=world.node,
+        customer=world.customer,
+        supplier=world.suppliers["Bravo"],
+        callee=BERLIN,
+        created_at=start,
+        answered_at=start,
+        ended_at=start + timedelta(seconds=seconds),
+        duration_ms=seconds * 1000,
+        sip_code=200,
+    )
+
+
+def test_schedules_are_ensured_once(db):
+    tasks.ensure_schedules()
+    tasks.ensure_schedules()
+    assert sorted(Schedule.objects.filter(name__in=tasks.SCHEDULES).values_list("func", "minutes")) == [
+        ("apps.billing.tasks.billing_loop", 1),
+        ("apps.billing.tasks.post_fees", 60),
+    ]
+
+
+def test_the_billing_loop_rates_calls_and_runs_online_billing(world, settings, monkeypatch):
+    settings.NODE_NAME = world.node.name
+    calls = [unrated_call(world) for _ in range(3)]
+    cuts = []
+    monkeypatch.setattr("apps.billing.online.cut_overruns", lambda: cuts.append(1))
+
+    summary = tasks.billing_loop(seconds=0.2)
+
+    assert summary == {"rated": 3, "errors": 0, "charges": 6}
+    assert set(Cdr.objects.filter(pk__in=[c.pk for c in calls]).values_list("rating_state", flat=True)) == {
+        "rated"
+    }
+    assert cuts == [1]  # once at the start; the next round is ONLINE_BILLING_INTERVAL later
+
+
+def test_the_billing_loop_goes_on_rating_when_online_billing_fails(world, settings, monkeypatch):
+    settings.NODE_NAME = world.node.name
+    unrated_call(world)
+
+    def broken():
+        raise RuntimeError("MI down")
+
+    monkeypatch.setattr("apps.billing.online.cut_overruns", broken)
+
+    assert tasks.billing_loop(seconds=0.2)["rated"] == 1
+
+
+@pytest.fixture
+def watched(world):
+    account = Account.objects.get(peer=world.customer)  # 10.00 USD
+    Account.objects.filter(pk=account.pk).update(
+        low_balance_threshold=Decimal("5.00"), notification_email="billing@acme.example"
+    )
+    return Account.objects.get(pk=account.pk)
+
+
+def queued_warnings() -> int:
+    return sum("send_low_balance_warning" in str(task.task) for task in OrmQ.objects.all())
+
+
+def test_a_balance_falling_below_its_threshold_warns_once_per_crossing(
+    watched, django_capture_on_commit_callbacks
+):
+    def move(amount: str) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            if Decimal(amount) > 0:
+                billing.post_payment(watched, actor=SYSTEM, amount=Decimal(amount))
+            else:
+                billing.post_adjustment(watched, actor=SYSTEM, amount=Decimal(amount), reason="test")
+
+    move("-4.00")  # 6.00
+    assert queued_warnings() == 0
+    move("-2.00")  # 4.00: crossed
+    move("-1.00")  # 3.00: still below
+    assert queued_warnings() == 1
+    assert Account.objects.get(pk=watched.pk).low_balance_warned
+
+    move("10.00")  # 13.00: back above
+    assert not Account.objects.get(pk=watched.pk).low_balance_warned
+    move("-9.00")  # 4.00: crossed again
+    assert queued_warnings() == 2
+
+
+def test_the_warning_goes_to_the_accounts_address(watched):
+    billing.post_adjustment(watched, actor=SYSTEM, amount=Decimal("-6.00"), reason="test")
+
+    assert notify.send_low_balance_warning(watched.pk) is True
+
+    [message] = mail.outbox
+    assert message.to == ["billing@acme.example"]
+    assert message.subject == "Low balance: Acme has 4.00 USD left"
+    assert "below the warning threshold of 5.000000 USD" in message.body
+
+
+def test_no_address_means_no_mail_and_a_log_line(watched, caplog):
+    Account.objects.filter(pk=watched.pk).update(notification_email="")
+
+    assert notify.send_low_balance_warning(watched.pk) is False
+    assert mail.outbox == []
+    assert "has no e-mail address" in caplog.text
