@@ -153,7 +153,8 @@ else:
 Q_CLUSTER = {
     # One django-q2 cluster per node, named after it, so node-bound work reaches its node.
     "name": NODE_NAME,
-    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    # One worker is nearly always in the billing loop (apps.billing.tasks): keep others free.
+    "workers": env_int("Q_WORKERS", 3, minimum=2),
     "timeout": 300,
     "retry": 360,
     "max_attempts": 3,
