@@ -256,6 +256,7 @@ class RerateRun(models.Model):
     objects = RerateRunQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "re-rating run"
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

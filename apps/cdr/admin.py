@@ -1,9 +1,110 @@
 """Call records in the admin: read-only, scoped to the customer's owner, cheap on big tables."""
 
-from django.contrib import admin
+import operator
+from functools import reduce
 
-from apps.cdr.models import Cdr
-from apps.core.admin import ReadOnlyModelAdmin, ScopedRelatedFilter
+from django.contrib import admin
+from django.db.models import Q
+
+from apps.billing import rating
+from apps.cdr.models import Cdr, RatingError
+from apps.core.admin import VIEW, ReadOnlyModelAdmin, ScopedRelatedFilter
+
+# What apps.billing.rating writes when it cannot price a call, by kind: label, how the
+# text reads, and whether it is about the supplier leg, which names the operator's
+# supplier and its price list: resellers never see that.
+ERROR_KINDS = {
+    "customer": ("Unknown customer", "startswith", "Unknown customer", False),
+    "account": ("Customer has no account", "contains", " has no account", False),
+    "sell_table": ("No sell price list", "contains", " has no sell price list", False),
+    "sell_rate": ("No sell rate", "startswith", "No sell rate", False),
+    "supplier": ("Unknown supplier", "startswith", "Unknown supplier", True),
+    "buy_table": ("No buy price list", "contains", " has no buy price list", True),
+    "buy_rate": ("No buy rate", "startswith", "No buy rate", True),
+}
+SUPPLIER_KINDS = tuple(kind for kind, (*_, supplier) in ERROR_KINDS.items() if supplier)
+CUSTOMER_KINDS = tuple(kind for kind in ERROR_KINDS if kind not in SUPPLIER_KINDS)
+HIDDEN_REASON = "The call cannot be priced on the operator's side yet; the operator is told."
+
+
+def error_kind_q(*kinds: str) -> Q:
+    """Rating errors of any of these kinds."""
+    return reduce(
+        operator.or_,
+        (Q(**{f"rating_error__{ERROR_KINDS[kind][1]}": ERROR_KINDS[kind][2]}) for kind in kinds),
+    )
+
+
+def is_kind(error: str, kind: str) -> bool:
+    _label, lookup, text, _supplier = ERROR_KINDS[kind]
+    return error.startswith(text) if lookup == "startswith" else text in error
+
+
+def tenant_reason(error: str) -> str:
+    """`error` as resellers may read it: customer-side reasons only, never the supplier leg."""
+    if not error or any(is_kind(error, kind) for kind in CUSTOMER_KINDS):
+        return error
+    return HIDDEN_REASON
+
+
+class ErrorKindFilter(admin.SimpleListFilter):
+    """Rating errors by what is missing; resellers get the supplier-side kinds as one."""
+
+    title = "error"
+    parameter_name = "error_kind"
+
+    def lookups(self, request, model_admin):
+        if model_admin.scope(request).is_operator:
+            return [*((kind, label) for kind, (label, *_) in ERROR_KINDS.items()), ("other", "Other")]
+        return [
+            *((kind, ERROR_KINDS[kind][0]) for kind in CUSTOMER_KINDS),
+            ("supplier_side", "On the operator's side"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value not in {key for key, _ in self.lookup_choices}:
+            return queryset
+        if value == "supplier_side":
+            # As resellers see it: everything that is not a customer-side reason.
+            return queryset.exclude(error_kind_q(*CUSTOMER_KINDS))
+        if value == "other":
+            return queryset.exclude(error_kind_q(*ERROR_KINDS))
+        return queryset.filter(error_kind_q(value))
+
+
+class TenantRatingReason:
+    """The rating error shown raw to the operator, and without the supplier leg to resellers.
+
+    `rating_error` is operator-only (hidden, and not a lookup resellers may filter on);
+    resellers get the `rating_reason` column in its place.
+    """
+
+    def get_list_display(self, request):
+        return self._for(request, super().get_list_display(request))
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (name, {**options, "fields": self._for(request, options["fields"])})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+
+    def _for(self, request, names):
+        operator = self.scope(request).is_operator
+        kept = []
+        for entry in names:
+            if isinstance(entry, list | tuple):
+                entry = tuple(name for name in entry if not (operator and name == "rating_reason"))
+                if entry:
+                    kept.append(entry)
+            elif not (operator and entry == "rating_reason"):
+                kept.append(entry)
+        return kept
+
+    # Not sortable: sorting by the hidden text would hint at what it says.
+    @admin.display(description="rating error")
+    def rating_reason(self, cdr):
+        return tenant_reason(cdr.rating_error)
 
 
 class SipClassFilter(admin.SimpleListFilter):
@@ -21,7 +122,7 @@ class SipClassFilter(admin.SimpleListFilter):
 
 
 @admin.register(Cdr)
-class CdrAdmin(ReadOnlyModelAdmin):
+class CdrAdmin(TenantRatingReason, ReadOnlyModelAdmin):
     # Reseller staff see their customers' calls but not the operator's supplier leg: who
     # terminated the call, through which gateway and node, and at what cost.
     operator_only_fields = (
@@ -32,6 +133,7 @@ class CdrAdmin(ReadOnlyModelAdmin):
         "supplier_billable_seconds",
         "buy_cost",
         "margin",
+        "rating_error",
     )
     list_display = (
         "created_at",
@@ -69,9 +171,9 @@ class CdrAdmin(ReadOnlyModelAdmin):
         ("duration_ms", "billable_seconds", "supplier_billable_seconds"),
         ("supplier", "gateway", "node"),
         ("sell_cost", "buy_cost", "margin"),
-        ("rating_state", "rating_error", "rated_at"),
+        ("rating_state", "rating_error", "rating_reason", "rated_at"),
     )
-    readonly_fields = ("margin",)
+    readonly_fields = ("margin", "rating_reason")
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, cdr):
@@ -85,3 +187,40 @@ class CdrAdmin(ReadOnlyModelAdmin):
     @admin.display(description="margin")
     def margin(self, cdr):
         return cdr.margin
+
+
+@admin.register(RatingError)
+class RatingErrorAdmin(CdrAdmin):
+    """Calls that could not be rated: fix the price list, then rate them again from here."""
+
+    list_display = (
+        "created_at",
+        "customer",
+        "supplier",
+        "callee",
+        "duration",
+        "rating_error",
+        "rating_reason",
+    )
+    list_filter = (
+        ("customer", ScopedRelatedFilter.where(lambda peers: peers.customers())),
+        ErrorKindFilter,
+    )
+    search_fields = ("=call_id", "^callee")
+    actions = ("rate_again",)
+
+    def has_rerate_permission(self, request):
+        return self.allows(request, VIEW)
+
+    @admin.action(description="Rate again", permissions=["rerate"])
+    def rate_again(self, request, queryset):
+        # The queryset is the admin's, scoped: only calls this user may see are put back.
+        scope = self.scope(request)
+        count = rating.requeue_errors(
+            list(queryset.values_list("pk", flat=True)), queryset=RatingError.objects.visible_to(scope)
+        )
+        self.message_user(
+            request,
+            f"{count} call{'s' if count != 1 else ''} put back in the rating queue; "
+            "the node's worker rates them within moments.",
+        )

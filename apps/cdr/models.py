@@ -86,3 +86,18 @@ class Cdr(models.Model):
             errors["sip_code"] = "A SIP final code is between 100 and 699."
         if errors:
             raise ValidationError(errors)
+
+
+class RatingErrorManager(models.Manager.from_queryset(CdrQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().filter(rating_state=Cdr.RatingState.ERROR)
+
+
+class RatingError(Cdr):
+    """A call that could not be rated, listed until a corrected price list lets it be rated again."""
+
+    objects = RatingErrorManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "rating error"

@@ -1,6 +1,7 @@
 from django_filters import rest_framework as filters
 
 from apps.billing.models import Account, LedgerEntry
+from apps.cdr.models import Cdr
 from apps.core.api import MomentFilter, visible
 from apps.peers.models import Peer
 
@@ -15,6 +16,7 @@ class AccountFilter(filters.FilterSet):
 
 class LedgerEntryFilter(filters.FilterSet):
     account = filters.ModelChoiceFilter(queryset=visible(Account))
+    cdr = filters.ModelChoiceFilter(queryset=visible(Cdr), label="The call an entry charges or adjusts")
     created_after = MomentFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
     created_before = MomentFilter(field_name="created_at", lookup_expr="lt", label="Created before")
 
@@ -29,6 +31,7 @@ class LedgerEntryFilter(filters.FilterSet):
             "account",
             "kind",
             "reference",
+            "cdr",
             "created_after",
             "created_before",
             "occurred_after",
