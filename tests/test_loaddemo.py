@@ -169,14 +169,17 @@ def test_every_balance_equals_its_ledger_and_prepaid_balances_are_positive(demo)
             assert -account.credit_limit < account.balance < 0
 
 
-def test_each_priced_call_is_charged_once_to_its_customer(demo):
+def test_each_priced_call_is_charged_once_on_each_side(demo):
+    assert not Cdr.objects.exclude(rating_state=Cdr.RatingState.RATED).exists()
     charges = LedgerEntry.objects.filter(kind="charge")
-    totals = dict(charges.values("cdr_id").annotate(total=Sum("amount")).values_list("cdr_id", "total"))
-    priced = dict(Cdr.objects.filter(sell_cost__gt=0).values_list("pk", "sell_cost"))
-    assert priced and totals == {pk: -cost for pk, cost in priced.items()}
-    assert charges.count() == len(priced)
-    owners = set(charges.values_list("account__peer_id", "cdr__customer_id"))
-    assert all(account_peer == customer for account_peer, customer in owners)
+    for side, cost in (("customer", "sell_cost"), ("supplier", "buy_cost")):
+        posted = charges.filter(account__peer__role=side)
+        totals = dict(posted.values("cdr_id").annotate(total=Sum("amount")).values_list("cdr_id", "total"))
+        priced = dict(Cdr.objects.filter(**{f"{cost}__gt": 0}).values_list("pk", cost))
+        assert priced and totals == {pk: -amount for pk, amount in priced.items()}
+        owners = set(posted.values_list("account__peer_id", f"cdr__{side}_id"))
+        assert all(account_peer == peer for account_peer, peer in owners)
+    assert ledger_differences() == []
 
 
 @pytest.mark.parametrize(

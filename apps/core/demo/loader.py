@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.billing import rating
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
 from apps.cdr.models import Cdr
@@ -378,15 +379,17 @@ class DemoLoader:
             now=self.now, customers=self.customers, suppliers=list(self.suppliers.values()), nodes=self.nodes
         )
         calls = maker.make(self.cdr_count)
-        Cdr.objects.bulk_create(calls, batch_size=500)
-        # Ids from the database rather than from bulk_create, which not every backend returns.
-        ids = dict(Cdr.objects.filter(call_id__startswith=CALL_ID_PREFIX).values_list("call_id", "pk"))
+        # Written as OpenSIPS writes them, unpriced, and rated by the product's own rater:
+        # both sides charged, exactly as a node's worker does it.
         for call in calls:
-            call.pk = ids[call.call_id]
-        posted = sum(billing.post_call_charges(calls[i : i + 500]) for i in range(0, len(calls), 500))
+            call.rating_state, call.rated_at = Cdr.RatingState.UNRATED, None
+            call.sell_cost = call.buy_cost = None
+            call.billable_seconds = call.supplier_billable_seconds = 0
+        Cdr.objects.bulk_create(calls, batch_size=500)
+        rated = rating.rate_all(queryset=Cdr.objects.filter(call_id__startswith=CALL_ID_PREFIX))
         self.report.note("CDRs", True, len(calls))
         self.report.note("answered calls", True, sum(1 for c in calls if c.answered_at))
-        self.report.note("call charges", True, posted)
+        self.report.note("call charges", True, rated.charges)
 
     def load_api_key(self) -> None:
         key = ApiKey.objects.usable().filter(name=API_KEY_NAME, scope=ApiKey.Scope.OPERATOR).first()
