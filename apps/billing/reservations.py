@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
 from apps.billing.models import Account, Reservation
@@ -195,8 +194,9 @@ def release(reservation_id: int, *, outcome: str, now: datetime | None = None) -
 def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -> int:
     """Release several reservations in the caller's transaction; how many were still held.
 
-    The rater's form of `release`: one statement to close the rows still open, one update
-    of `reserved` per account, in account order like every other writer of accounts.
+    The rater's form of `release`: one statement to close the rows still open, then the
+    accounts locked in account order like every other writer of accounts, and one
+    statement that takes each account's released money off its `reserved`.
     """
     if not ids:
         return 0
@@ -213,8 +213,16 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
     totals: dict[int, Decimal] = {}
     for _, account_id, amount in held:
         totals[account_id] = totals.get(account_id, Decimal(0)) + amount
-    for account_id in sorted(totals):
-        Account.objects.filter(pk=account_id).update(reserved=F("reserved") - totals[account_id])
+    accounts = sorted(totals)
+    list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
+    params = [value for pk in accounts for value in (pk, _money_param(totals[pk]))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_ACCOUNT} SET reserved = reserved - CASE id"
+            f" {' '.join(['WHEN %s THEN %s'] * len(accounts))} END"
+            f" WHERE id IN ({', '.join(['%s'] * len(accounts))})",
+            params + accounts,
+        )
     return len(held)
 
 

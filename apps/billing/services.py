@@ -1,12 +1,14 @@
 """The only write path for money: accounts, postings and the balance cache."""
 
+# ruff: noqa: S608 - table and column names come from the models; every value is a parameter.
+
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F, Sum
+from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -15,11 +17,11 @@ from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
-from apps.core.money import ZERO, money
+from apps.core.money import MONEY_DIGITS, MONEY_PLACES, ZERO, money
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.tenancy.scope import Scope
 
-ACCOUNT_SETTINGS = ("mode", "credit_limit", "low_balance_threshold")
+ACCOUNT_SETTINGS = ("mode", "credit_limit", "low_balance_threshold", "notification_email")
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,7 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     # the loser fails certification at commit and the retry replays the batch, which then
     # finds the winner's rows.
     list(Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
-    references = {p.reference for p in postings if p.reference is not None}
-    known = {
-        (entry.account_id, entry.kind, entry.reference): entry
-        for entry in LedgerEntry.objects.filter(account_id__in=account_ids, reference__in=references)
-    }
+    known = _posted({(p.account_id, p.kind, p.reference) for p in postings if p.reference is not None})
     user = actor.user if actor else None
     label = actor.label[:100] if actor else "system"
     now = timezone.now()
@@ -113,7 +111,7 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
             cdr_id=posting.cdr_id,
             description=posting.description[:200],
             occurred_at=posting.occurred_at or now,
-            actor=user,
+            actor_id=user.pk if user else None,
             actor_label=label,
         )
         if posting.reference is not None:
@@ -122,15 +120,108 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
         results.append((entry, True))
     if len(fresh) == 1:
         fresh[0].save(force_insert=True)  # returns its id on every backend, unlike bulk inserts
-    else:
-        LedgerEntry.objects.bulk_create(fresh, batch_size=1000)
+    elif fresh:
+        _insert(fresh, now)
     totals: dict[int, Decimal] = defaultdict(Decimal)
     for entry in fresh:
         totals[entry.account_id] += entry.amount
-    for account_id in sorted(totals):
-        Account.objects.filter(pk=account_id).update(balance=F("balance") + totals[account_id])
+    _add_to_balances(totals)
     _track_low_balances(sorted(totals))
     return results
+
+
+def _posted(keys: set[tuple]) -> dict[tuple, LedgerEntry]:
+    """The stored entries of these (account, kind, reference) keys, by key.
+
+    One probe of the unique index per key: filtering on account_id IN (…) AND reference
+    IN (…) instead, as the ORM would, reads every entry of those accounts, and a
+    supplier's account gathers one per call it carried.
+    """
+    keys = list(keys)
+    found = []
+    size = connection.ops.bulk_batch_size(["account", "kind", "reference"], keys) or 1
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    for start in range(0, len(keys), size):
+        chunk = keys[start : start + size]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE (account_id, kind, reference) IN"
+                f" (VALUES {', '.join(['(%s, %s, %s)'] * len(chunk))})",
+                [value for key in chunk for value in key],
+            )
+            found += [pk for (pk,) in cursor.fetchall()]
+    if not found:
+        return {}
+    return {
+        (entry.account_id, entry.kind, entry.reference): entry
+        for entry in LedgerEntry.objects.filter(pk__in=found)
+    }
+
+
+def _insert(entries: list[LedgerEntry], now: datetime) -> None:
+    """Insert new entries as bulk_create does, without its per-object preparation.
+
+    That preparation (a dozen field conversions and an SQL fragment per object) was a
+    third of a rater's time. Ids come back where the database returns them, as with
+    bulk_create.
+    """
+    ops = connection.ops
+    names = ("account", "kind", "amount", "reference", "cdr", "description", "occurred_at", "actor")
+    columns = [LedgerEntry._meta.get_field(name).column for name in (*names, "actor_label", "created_at")]
+    returning = ""
+    if connection.features.can_return_rows_from_bulk_insert:
+        returning = " " + ops.return_insert_columns([LedgerEntry._meta.pk])[0]
+    created_at = ops.adapt_datetimefield_value(now)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    size = min(1000, ops.bulk_batch_size(columns, entries))
+    for start in range(0, len(entries), size):
+        chunk = entries[start : start + size]
+        params = []
+        for entry in chunk:
+            entry.created_at = now
+            params += [
+                entry.account_id,
+                entry.kind,
+                ops.adapt_decimalfield_value(entry.amount, MONEY_DIGITS, MONEY_PLACES),
+                entry.reference,
+                entry.cdr_id,
+                entry.description,
+                ops.adapt_datetimefield_value(entry.occurred_at),
+                entry.actor_id,
+                entry.actor_label,
+                created_at,
+            ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {ops.quote_name(LedgerEntry._meta.db_table)}"
+                f" ({', '.join(ops.quote_name(column) for column in columns)})"
+                f" VALUES {', '.join([row] * len(chunk))}{returning}",
+                params,
+            )
+            ids = [pk for (pk,) in ops.fetch_returned_insert_rows(cursor)] if returning else []
+        for entry, pk in zip(chunk, ids or [None] * len(chunk), strict=True):
+            entry.pk = pk
+            entry._state.adding, entry._state.db = False, connection.alias
+
+
+def _add_to_balances(totals: dict[int, Decimal]) -> None:
+    """Add each account's total to its balance, in one statement for all of them.
+
+    The caller holds the accounts' locks, taken in account order.
+    """
+    if not totals:
+        return
+    ids = sorted(totals)
+    params = []
+    for pk in ids:
+        params += [pk, connection.ops.adapt_decimalfield_value(totals[pk], MONEY_DIGITS, MONEY_PLACES)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Account._meta.db_table)}"
+            f" SET balance = balance + CASE id {' '.join(['WHEN %s THEN %s'] * len(ids))} END"
+            f" WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            params + ids,
+        )
 
 
 def _track_low_balances(account_ids: list[int]) -> None:
