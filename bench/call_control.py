@@ -35,12 +35,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import csv
 import gc
 import itertools
 import json
 import os
-import platform
 import pstats
 import random
 import resource
@@ -51,9 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from ipaddress import IPv4Address
@@ -62,6 +58,17 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import (  # noqa: E402 - after the repository is on sys.path
+    Code,
+    _unit,
+    create_database,
+    database_exists,
+    describe_machine,
+    drop_database,
+    integers,
+    load_codes,
+    percentile,
+)
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/smartswitch_bench_cc"
 NODE = "bench1"
@@ -75,35 +82,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --- the decks ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """A destination code of fixtures/destinations.csv and what its numbers look like."""
-
-    prefix: str
-    destination: str  # as written in a CSV cell
-    length: int  # digits of a whole number
-    reference: float  # a typical price per minute
-    increments: str  # min,increment,free
-
-
-def load_codes() -> list[Code]:
-    with (ROOT / "fixtures" / "destinations.csv").open(newline="") as handle:
-        return [
-            Code(
-                row["prefix"],
-                f'"{row["destination"]}"' if "," in row["destination"] else row["destination"],
-                int(row["number_length"]),
-                float(row["reference_rate"]),
-                "60,60,0"
-                if row["prefix"].startswith("88")
-                else "1,1,0"
-                if row["prefix"][0] == "1"
-                else "30,6,0",
-            )
-            for row in csv.DictReader(handle)
-        ]
 
 
 def make_blocks(codes: list[Code], count: int, seed: int) -> list[tuple[str, int]]:
@@ -146,11 +124,6 @@ def decks(codes: list[Code], prefixes: int, seed: int) -> tuple[list, list[list]
     return sell, buys
 
 
-def _unit(text: str) -> float:
-    """A number in [0, 1) fixed by `text`: the same price for a prefix in every run."""
-    return zlib.crc32(text.encode()) / 2**32
-
-
 def write_deck(path: Path, codes: list[Code], entries: list, *, supplier: int | None) -> int:
     """Write a canonical CSV: sell prices, or the buy prices of supplier number `supplier`."""
     with path.open("w", newline="") as out:
@@ -188,64 +161,6 @@ def calls(codes: list[Code], sell: list, customers: int, count: int, seed: int, 
 
 
 # --- the database ---------------------------------------------------------------------------
-
-
-def _on_server(url: str, sql: str) -> list:
-    """Run one statement on the server of `url` outside its database; return its rows."""
-    parsed = urlparse(url)
-    if parsed.scheme.startswith("mysql"):
-        import pymysql
-
-        conn = pymysql.connect(
-            host=parsed.hostname,
-            port=parsed.port or 3306,
-            user=parsed.username or "root",
-            password=parsed.password or "",
-        )
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            rows = list(cur.fetchall())
-        conn.close()
-        return rows
-    if parsed.scheme.startswith("postgres"):
-        import psycopg
-
-        with psycopg.connect(
-            f"host={parsed.hostname} port={parsed.port or 5432} user={parsed.username} dbname=postgres",
-            autocommit=True,
-        ) as conn:
-            cur = conn.execute(sql)
-            return list(cur.fetchall()) if cur.description else []
-    raise SystemExit(f"--database-url must be mysql:// or postgres://, not {url}")
-
-
-def database_exists(url: str) -> bool:
-    name = urlparse(url).path.lstrip("/")
-    if urlparse(url).scheme.startswith("mysql"):
-        return bool(
-            _on_server(url, f"SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'")
-        )
-    return bool(_on_server(url, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
-
-
-def create_database(url: str) -> None:
-    name = urlparse(url).path.lstrip("/")
-    drop_database(url)
-    if urlparse(url).scheme.startswith("mysql"):
-        _on_server(url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    else:
-        _on_server(url, f'CREATE DATABASE "{name}"')
-
-
-def drop_database(url: str) -> None:
-    from django.db import connections
-
-    connections.close_all()
-    name = urlparse(url).path.lstrip("/")
-    if urlparse(url).scheme.startswith("mysql"):
-        _on_server(url, f"DROP DATABASE IF EXISTS `{name}`")
-    else:
-        _on_server(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def marker(args) -> dict:
@@ -483,13 +398,6 @@ def cpu_sample(server_pid: int, database: tuple[str, ...]) -> dict[str, float]:
 
 
 # --- the client (a separate process) --------------------------------------------------------
-
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 async def _read_answer(reader) -> tuple[int, bytes]:
@@ -1017,18 +925,6 @@ def configure(args, index_dir: Path, var_dir: Path) -> None:
     import django
 
     django.setup()
-
-
-def describe_machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    memory = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    return f"{model}, {os.cpu_count()} cores, {memory / 2**20:.0f} GiB, Python {platform.python_version()}"
-
-
-def integers(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
 
 
 def main() -> None:
