@@ -20,25 +20,29 @@ threshold; three suppliers with their (postpaid) accounts. Then three measuremen
    --seconds (default 60), each with ended_at = the moment it is written, while the
    raters run the worker's loop (sleep --idle seconds after a short batch, as
    apps.billing.tasks.billing_loop does). Prints the lag from insert to the commit of the
-   batch that rated the CDR (p50, p99, max), and the same checks.
+   batch that rated the CDR (p50, p99, max) and to its rated_at, and the same checks.
 3. Re-rating: CDRs are added (and rated by the raters) until --rerate-cdrs (default
    1,000,000) CDRs are rated; then a corrected sell list changing --change (20 %) of its
    prices is imported, the index rebuilt, and `apps.billing.rerating.run` (the task)
-   re-rates the whole period in this process. Prints CDRs/s, calls examined and changed,
-   adjustments posted, and checks that each account's charges plus adjustments equal
-   its calls' current costs and that `ledger_differences()` is empty.
+   re-rates the whole period in this process (once per --rerate-batch size). Prints
+   CDRs/s, calls examined and changed, adjustments posted, the time spent per kind of
+   statement, and checks that each account's charges plus adjustments equal its calls'
+   current costs and that `ledger_differences()` is empty.
+
+Every measurement also prints the CPU used meanwhile by other processes of the machine:
+figures taken while something else ran are not comparable.
 
     .venv/bin/python bench/rating.py
     .venv/bin/python bench/rating.py --reuse --phases backlog --raters 1,2 --batch 500,1000
     .venv/bin/python bench/rating.py --reuse --phases sustained --rate 5000 --seconds 60
     .venv/bin/python bench/rating.py --reuse --phases rerate
-    .venv/bin/python bench/rating.py --reuse --profile rating --cdrs 20000     # cProfile, in process
-    .venv/bin/python bench/rating.py --reuse --profile rerating --rerate-cdrs 100000
+    .venv/bin/python bench/rating.py --reuse --profile rating --cdrs 100000    # in process, cProfile
+    .venv/bin/python bench/rating.py --reuse --phases rerate --profile rerating
 
 The database (default mysql://root@127.0.0.1:3306/smartswitch_bench_rating; a postgres://
 URL works too) is created, migrated and dropped at the end. --keep keeps it; --reuse keeps
 it too and uses it again next time when it was built with the same --prefixes,
---customers and --seed (the world takes minutes to build): its CDRs, charges,
+--customers and --seed (the world takes half a minute to build): its CDRs, charges,
 reservations and re-rating runs are then emptied first (but for --phases rerate alone,
 which goes on from the rated CDRs there). Nothing here changes product code; the raters
 run the code as it is.
@@ -511,7 +515,9 @@ def with_others(cpu: dict[str, float]) -> dict[str, float]:
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds so far of the database server and of the whole machine.
 
-    PostgreSQL's server is every process named postgres (one per connection).
+    PostgreSQL's server is every process named postgres, one per connection: a backend
+    that exits between two samples takes its CPU time with it, so on PostgreSQL the
+    database's share reads low and the other processes' high.
     """
     table = {}
     for entry in os.scandir("/proc"):

@@ -60,6 +60,7 @@ def test_a_corrected_sell_price_is_posted_as_one_adjustment_per_account(world):
     assert (run.state, run.examined, run.changed) == (RerateRun.State.DONE, 5, 5)
     assert {c.sell_cost for c in calls.all()} == {Decimal("0.030000")}
     assert {c.buy_cost for c in calls.all()} == {Decimal("0.008000")}  # supplier side untouched
+    assert {c.supplier_billable_seconds for c in calls.all()} == {60}
     [adjustment] = LedgerEntry.objects.filter(kind=ADJUSTMENT)
     assert adjustment.amount == Decimal("-0.050000")
     assert adjustment.reference.startswith(f"rerate:{run.pk}:")
