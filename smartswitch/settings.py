@@ -63,6 +63,9 @@ INSTALLED_APPS = [
     "apps.routing",
     "apps.callcontrol",
     "apps.portal",
+    "apps.opensips",
+    "apps.files",
+    "apps.cluster",
 ]
 
 MIDDLEWARE = [
