@@ -1,9 +1,13 @@
 """Cluster nodes and the cluster-wide settings: the operator's, invisible to resellers."""
 
-from django.contrib import admin
-from django.db.models import Exists, OuterRef
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, Prefetch
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 
 from apps.core.admin import (
     ADD,
@@ -15,8 +19,11 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
-from apps.nodes import services
-from apps.nodes.models import ClusterSettings, Node
+from apps.nodes import services, sync
+from apps.nodes.models import ClusterSettings, EngineSync, Node
+from apps.nodes.status import engine_status
+from engines import EngineError
+from engines.opensips import DialogEnd
 
 
 def rotate_secret(admin_, request, node, data):
@@ -25,6 +32,35 @@ def rotate_secret(admin_, request, node, data):
         f"{node} has a new call-control secret: put it into {node}'s OpenSIPS configuration; "
         "until then its call-control requests are refused."
     )
+
+
+def reload_opensips(admin_, request, node, data):
+    outcome = sync.reload_now(node, actor=admin_.scope(request))
+    if outcome.error:
+        # Recorded on the node's sync state with its next retry; the page shows both.
+        admin_.message_user(
+            request, f"OpenSIPS on {node} did not reload: {outcome.error}. It is retried.", messages.ERROR
+        )
+        return None
+    return f"OpenSIPS on {node} reloaded {', '.join(outcome.reloaded)}."
+
+
+def sync_row(node) -> EngineSync | None:
+    """The node's OpenSIPS sync row, from the prefetch when there is one."""
+    rows = [row for row in node.engine_syncs.all() if row.engine == EngineSync.Engine.OPENSIPS]
+    return rows[0] if rows else None
+
+
+def sync_summary(row: EngineSync | None) -> str:
+    """One line: in sync, what is pending, and how many reloads of it failed."""
+    if row is None:
+        return "never changed"
+    if not row.pending_modules:
+        return "in sync"
+    pending = ", ".join(row.pending_modules)
+    if row.attempts:
+        return f"pending {pending}: failed {row.attempts}x"
+    return f"pending {pending}"
 
 
 @admin.register(Node)
@@ -39,8 +75,10 @@ class NodeAdmin(ScopedModelAdmin):
         "enabled",
         "alive",
         "last_heartbeat",
+        "engine_sync",
     )
     list_filter = ("enabled",)
+    change_form_template = "admin/nodes/node/change_form.html"
     search_fields = ("name", "sip_address", "management_address", "public_hostname")
     fields = (
         "name",
@@ -60,6 +98,14 @@ class NodeAdmin(ScopedModelAdmin):
             help="The node's OpenSIPS sends this secret with every call-control request. After "
             "rotating, its calls are refused until its configuration has the new secret.",
         ),
+        ObjectTool(
+            "reload-engine",
+            "Reload OpenSIPS now",
+            ConfirmForm,
+            reload_opensips,
+            help="OpenSIPS reads its address, routing and registrant tables again now. Changes "
+            "are pushed by themselves; this is for a node that missed them.",
+        ),
     )
 
     def get_fields(self, request, obj=None):
@@ -78,11 +124,75 @@ class NodeAdmin(ScopedModelAdmin):
 
     def get_queryset(self, request):
         alive = Node.objects.alive().filter(pk=OuterRef("pk"))
-        return super().get_queryset(request).annotate(is_alive=Exists(alive))
+        syncs = Prefetch("engine_syncs", EngineSync.objects.filter(engine=EngineSync.Engine.OPENSIPS))
+        return super().get_queryset(request).annotate(is_alive=Exists(alive)).prefetch_related(syncs)
 
     @admin.display(description="alive", boolean=True, ordering="last_heartbeat")
     def alive(self, node):
         return node.is_alive
+
+    @admin.display(description="OpenSIPS sync")
+    def engine_sync(self, node):
+        return sync_summary(sync_row(node))
+
+    # -- the live engine, on the change page --
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and not add:
+            row = sync_row(obj)
+            context["engine_sync"] = row
+            context["engine_sync_summary"] = sync_summary(row)
+            # Only when looking: a refused POST re-rendering the form does not ask the engine.
+            if request.method == "GET":
+                context["engine"] = engine_status(obj)
+            context["hang_up_url"] = reverse(self._url_name("hang_up"), args=[obj.pk])
+            context["now"] = timezone.now()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self):
+        hang_up = path(
+            "<path:object_id>/hang-up/",
+            self.admin_site.admin_view(self.hang_up_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_hang_up",
+        )
+        return [hang_up, *super().get_urls()]
+
+    def hang_up_view(self, request, object_id):
+        """Confirm, then end one live call on this node's OpenSIPS (operator only)."""
+        node = self.get_object(request, unquote(object_id))
+        if node is None:
+            raise Http404  # someone else's object reads as absent
+        if not self.allows(request, CHANGE):
+            raise PermissionDenied
+        call_id = (request.POST.get("call_id") or request.GET.get("call_id") or "").strip()
+        change_url = reverse(self._url_name("change"), args=[node.pk])
+        if not call_id:
+            self.message_user(request, "Say which call to hang up: call_id is missing.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                outcome = services.hang_up(node, call_id, actor=self.scope(request))
+            except EngineError as exc:
+                self.message_user(request, f"OpenSIPS on {node} did not end {call_id}: {exc}", messages.ERROR)
+            else:
+                if outcome is DialogEnd.GONE:
+                    self.message_user(
+                        request, f"Call {call_id} had already ended on {node}.", messages.WARNING
+                    )
+                else:
+                    self.message_user(request, f"Call {call_id} on {node} was hung up.", messages.SUCCESS)
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Hang up a call on {node}",
+            "subtitle": None,
+            "object": node,
+            "call_id": call_id,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/nodes/node/hang_up.html", context)
 
     def create_via_service(self, request, form):
         return services.create_node(actor=self.scope(request), **form_values(form))

@@ -123,3 +123,41 @@ class ClusterSettings(models.Model):
     def load(cls) -> "ClusterSettings":
         settings, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
         return settings
+
+
+class EngineSync(models.Model):
+    """What a node's engine still has to reload from the database, and how its reloads went."""
+
+    class Engine(models.TextChoices):
+        OPENSIPS = "opensips", "OpenSIPS"
+
+    # One flag per reloadable module (engines.opensips.RELOAD_COMMANDS): a change sets its
+    # flags with one UPDATE, no read-modify-write of a list, so two nodes marking the same
+    # row at once only ever both set a flag.
+    MODULES = ("address", "drouting", "registrant")
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="engine_syncs")
+    engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.OPENSIPS)
+    pending_address = models.BooleanField(default=False)
+    pending_drouting = models.BooleanField(default=False)
+    pending_registrant = models.BooleanField(default=False)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    # Raised by every change: a reload clears the flags only if no change came after the
+    # state it reloaded (a change committed during the reload stays pending).
+    generation = models.PositiveBigIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed reloads since the last success.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = "engine sync"
+        constraints = [models.UniqueConstraint(fields=["node", "engine"], name="engine_sync_one_per_node")]
+
+    def __str__(self) -> str:
+        return f"{self.get_engine_display()} on {self.node}"
+
+    @property
+    def pending_modules(self) -> list[str]:
+        return [module for module in self.MODULES if getattr(self, f"pending_{module}")]

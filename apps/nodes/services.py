@@ -6,7 +6,9 @@ from apps.audit import services as audit
 from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.nodes.models import ClusterSettings, Node, new_secret
+from apps.nodes.sync import client_for
 from apps.tenancy.scope import Scope
+from engines.opensips import DialogEnd
 
 NODE_SETTINGS = ("management_address", "sip_address", "sip_port", "public_hostname", "enabled")
 CLUSTER_SETTINGS = (
@@ -66,3 +68,12 @@ def record_heartbeat(node_name: str) -> bool:
     """Mark `node_name` alive now; False when no such node is configured."""
     # A plain UPDATE of one row, no audit: this runs every few seconds on every node.
     return Node.objects.filter(name=node_name).update(last_heartbeat=timezone.now()) == 1
+
+
+def hang_up(node: Node, call_id: str, *, actor: Scope) -> DialogEnd:
+    """End the live call `call_id` on `node`'s OpenSIPS with BYEs both ways (operator only)."""
+    ensure_manages(actor, None)
+    outcome = client_for(node).end_dialog(call_id)
+    # Audited once OpenSIPS answered: an unreachable engine ended nothing.
+    audit.record(actor, "call.hung_up", node, call_id=call_id, result=str(outcome))
+    return outcome

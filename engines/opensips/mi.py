@@ -1,13 +1,17 @@
 """OpenSIPS management interface (MI) over HTTP: JSON-RPC 2.0 to `httpd` + `mi_http`.
 
-Written over the standard library's `http.client` rather than with python-opensips
-(PyPI `opensips`, read at 0.1.11): its HTTP connector calls `urllib.request.urlopen`
-without a timeout and offers no way to pass one (only `socket.setdefaulttimeout`, which
-would change every socket of the process, database connections included), so an engine
-that accepts the connection and never answers would hang a billing worker for ever. It
-also turns every failure into one exception class with a message string, dropping the
-JSON-RPC error code we need to tell "no such dialog" from a real error, and disables
-certificate checks for https. The protocol is a few lines, so they are here.
+python-opensips (PyPI `opensips`, pinned at 0.1.11, GPL-3.0 like this project) builds the
+requests and reads the replies (`opensips.mi.jsonrpc_helper`), under our own transport.
+Its HTTP connection class (`opensips.mi.http.HTTP`, also 0.1.11) is not used: it calls
+`urllib.request.urlopen` without a timeout and has no way to pass one (only
+`socket.setdefaulttimeout`, which would change every socket of the process, database
+connections included), so an engine that accepts the connection and never answers would
+hang a worker for ever; it turns every failure, refused connection or JSON-RPC error alike,
+into one exception with a message string, so "retry later" and "no such dialog" cannot be
+told apart; and it disables certificate checks for https. The transport here is
+`http.client` with one deadline for the whole exchange, and errors are classified:
+MIUnavailable (refused, reset, timeout, HTTP 5xx without a JSON-RPC error: retry) or
+MIError (OpenSIPS answered with an error: its code and message; retrying will not help).
 
 Protocol facts this relies on, read in OpenSIPS 3.6.8's modules/mi_http and modules/dialog
 and checked against a running 3.6.8 (the live tests in tests/engines):
@@ -26,21 +30,38 @@ MI request never leaves through a proxy configured for something else on the nod
 """
 
 import http.client
-import itertools
 import json
 import re
 import ssl
 import time
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from opensips.mi import jsonrpc_helper
+
 from engines import EngineError
+from engines.opensips.state import (
+    Contact,
+    Dialog,
+    GatewayStatus,
+    Registrant,
+    Uptime,
+    read_contacts,
+    read_dialog,
+    read_gateways,
+    read_registrants,
+    read_ul_dump,
+    read_uptime,
+)
 
 # dlg_end_dlg answers 404 "Requested Dialog not found" (MI_DIALOG_NOT_FOUND in
 # modules/dialog/dlg_req_within.h) when no active dialog has that ID or Call-ID, and
 # dlg_list answers 404 "No such dialog": either way the call is over for OpenSIPS.
+# ul_show_contact answers 404 "AOR not found", profile_get_size 404 "Profile not found".
 DIALOG_NOT_FOUND = 404
+NOT_FOUND = 404
 
 # `dlg_end_dlg` takes a dialog's internal ID ("<hash entry>.<hash id>", reversed hex) or
 # its Call-ID, and tries the ID reading first (get_dlg_by_dialog_id in dlg_hash.c). A
@@ -48,7 +69,17 @@ DIALOG_NOT_FOUND = 404
 # up with `dlg_list` and the dialog is ended by the ID that lookup returns.
 _LOOKS_LIKE_DIALOG_ID = re.compile(r"[0-9A-Fa-f]+\.[0-9A-Fa-f]+")
 
-_request_ids = itertools.count(1)
+# The module whose tables changed -> the MI command that makes OpenSIPS read them again.
+# usrloc needs none: registrations are written by OpenSIPS itself.
+RELOAD_COMMANDS = {
+    "address": "address_reload",  # permissions: who may send calls
+    "drouting": "dr_reload",  # gateways, carriers, rules
+    "registrant": "reg_reload",  # uac_registrant: outbound registrations
+}
+
+# Dialogs asked for per dlg_list request: the reply must fit httpd's buf_size (about
+# 1 kB a dialog with its context; 4 MB in our opensips.cfg).
+DIALOG_PAGE = 500
 
 
 class MIUnavailable(EngineError):
@@ -81,14 +112,11 @@ def url_for(template: str, address: str) -> str:
     return template.format(address=host)
 
 
-def _error_parts(error: Any) -> tuple[int, str]:
-    if not isinstance(error, dict):
-        return -32603, str(error)
+def _error_code(code: Any) -> int:
     try:
-        code = int(error.get("code", -32603))
+        return int(code)
     except (TypeError, ValueError):
-        code = -32603
-    return code, str(error.get("message", ""))
+        return -32603
 
 
 def _dialog_id(dlg_list_result: Any) -> str:
@@ -119,26 +147,75 @@ class MIClient:
 
     def execute(self, command: str, params: dict[str, Any] | None = None) -> Any:
         """Run `command` with named `params` and return its JSON-RPC result."""
-        request_id = next(_request_ids)
-        body = json.dumps(
-            {"jsonrpc": "2.0", "method": command, "params": params or {}, "id": request_id}
-        ).encode()
-        status, raw = self._post(body, command)
+        request = jsonrpc_helper.get_command(command, params or {})
+        request_id = json.loads(request)["id"]
+        status, raw = self._post(request.encode(), command)
+        text = raw.decode("utf-8", errors="replace")
         try:
-            reply = json.loads(raw)
+            reply = json.loads(text)
         except ValueError:
             reply = None
-        if isinstance(reply, dict) and reply.get("error") is not None:
-            code, message = _error_parts(reply["error"])
-            raise MIError(code, message, command=command)
-        if status != 200:
-            # mi_http's own failures (400 bad request, 500 reply not built) carry no body.
-            raise MIError(status, f"HTTP status {status}", command=command, retryable=status >= 500)
-        if not isinstance(reply, dict) or "result" not in reply:
+        has_error = isinstance(reply, dict) and reply.get("error") is not None
+        if status >= 500 and not has_error:
+            # mi_http answers 500 with no body when it could not build a reply (out of
+            # memory, a reply over buf_size): the engine is struggling, not refusing.
+            raise MIUnavailable(f"MI {command} at {self.url}: HTTP status {status}")
+        if status != 200 and not has_error:
+            # 400 (no request found in the body), 404 (wrong path), 405: our request is wrong.
+            raise MIError(status, f"HTTP status {status}", command=command)
+        if not isinstance(reply, dict) or ("result" not in reply and not has_error):
             raise MIError(-32700, f"not a JSON-RPC reply: {raw[:100]!r}", command=command)
-        if reply.get("id") != request_id:
+        if not has_error and reply.get("id") != request_id:
             raise MIError(-32603, f"reply to request {reply.get('id')!r}, not {request_id}", command=command)
-        return reply["result"]
+        try:
+            return jsonrpc_helper.get_reply(text)
+        except jsonrpc_helper.JSONRPCError as exc:
+            raise MIError(_error_code(exc.code), str(exc.message or ""), command=command) from None
+
+    # --- Commands ----------------------------------------------------------------------
+
+    def version(self) -> str:
+        """OpenSIPS's version line, e.g. "OpenSIPS (3.6.8 (x86_64/linux))"."""
+        return str((self.execute("version") or {}).get("Server", ""))
+
+    def uptime(self) -> Uptime:
+        return read_uptime(self.execute("uptime"))
+
+    def reload(self, module: str) -> None:
+        """Make OpenSIPS read `module`'s tables again ("address", "drouting" or "registrant")."""
+        try:
+            command = RELOAD_COMMANDS[module]
+        except KeyError:
+            raise ValueError(
+                f"No MI reload for module {module!r}; known: {sorted(RELOAD_COMMANDS)}."
+            ) from None
+        self.execute(command)
+
+    def statistics(self, groups: Iterable[str] = ("dialog:", "core:", "tm:", "usrloc:")) -> dict[str, int]:
+        """Counters by "group:name"; a group is asked for as "group:" (every counter in it)."""
+        result = self.execute("get_statistics", {"statistics": list(groups)}) or {}
+        return {str(name): value for name, value in result.items() if isinstance(value, int)}
+
+    def dialogs(
+        self, *, page_size: int = DIALOG_PAGE, context: bool = True, limit: int | None = None
+    ) -> list[Dialog]:
+        """Every dialog OpenSIPS holds (the first `limit`), read page by page, with their values."""
+        command = "dlg_list_ctx" if context else "dlg_list"
+        dialogs: dict[str, Dialog] = {}
+        index = 0
+        while True:
+            if limit is not None and len(dialogs) >= limit:
+                return list(dialogs.values())[:limit]
+            counter = page_size if limit is None else min(page_size, limit - len(dialogs))
+            result = self.execute(command, {"index": index, "counter": counter}) or {}
+            page = result.get("Dialogs") or []
+            for item in page:
+                dialog = read_dialog(item)
+                # Calls that end between two pages shift the rest down: one may be listed twice.
+                dialogs.setdefault(dialog.id, dialog)
+            index += len(page)
+            if not page or index >= int(result.get("count") or 0):
+                return list(dialogs.values())
 
     def end_dialog(self, call_id: str) -> DialogEnd:
         """End the call with this SIP Call-ID (BYE both ways); GONE if OpenSIPS has no such call."""
@@ -152,6 +229,34 @@ class MIClient:
                 return DialogEnd.GONE
             raise
         return DialogEnd.ENDED
+
+    def profile_size(self, profile: str, value: str | None = None) -> int:
+        """How many dialogs are in `profile` (with `value`, for a profile with values)."""
+        params = {"profile": profile} if value is None else {"profile": profile, "value": value}
+        result = self.execute("profile_get_size", params) or {}
+        return int((result.get("Profile") or {}).get("count") or 0)
+
+    def registrations(self) -> list[Contact]:
+        """Every registered contact (usrloc's ul_dump)."""
+        return read_ul_dump(self.execute("ul_dump"))
+
+    def contact(self, aor: str, *, table: str = "location") -> list[Contact]:
+        """The contacts registered for `aor`; none when it is not registered."""
+        try:
+            result = self.execute("ul_show_contact", {"table_name": table, "aor": aor}) or {}
+        except MIError as exc:
+            if exc.code == NOT_FOUND:
+                return []
+            raise
+        return read_contacts(str(result.get("AOR", aor)), result.get("Contacts"), domain=table)
+
+    def gateway_status(self) -> list[GatewayStatus]:
+        """drouting's gateways and whether each is in use (dr_gw_status)."""
+        return read_gateways(self.execute("dr_gw_status"))
+
+    def registrants(self) -> list[Registrant]:
+        """uac_registrant's outbound registrations and their state (reg_list)."""
+        return read_registrants(self.execute("reg_list"))
 
     def _post(self, body: bytes, command: str) -> tuple[int, bytes]:
         deadline = time.monotonic() + self.timeout
