@@ -109,6 +109,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DB_RETRY_ATTEMPTS = env_int("DB_RETRY_ATTEMPTS", 5, minimum=1)
 DB_RETRY_BASE_DELAY = env_float("DB_RETRY_BASE_DELAY", 0.02, minimum=0)
 
+# Galera, rendered per node into galera/60-galera.cnf by render_node_config (apps.cluster.galera;
+# deploy/galera/README.md). SST method: rsync (no account, blocks the donor) or mariabackup;
+# gcache: the writesets kept for a member that rejoins by IST instead of a full copy;
+# sync wait 1 makes every read see what the cluster committed before it (0 turns that off).
+GALERA_CLUSTER_NAME = env_str("GALERA_CLUSTER_NAME", "smartswitch")
+GALERA_SST_METHOD = env_str("GALERA_SST_METHOD", "rsync")
+GALERA_GCACHE_SIZE = env_str("GALERA_GCACHE_SIZE", "1G")
+GALERA_SYNC_WAIT = env_int("GALERA_SYNC_WAIT", 1, minimum=0)
+GALERA_APPLIER_THREADS = env_int("GALERA_APPLIER_THREADS", 4, minimum=1)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -133,6 +143,21 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # Files made on this node and copied to the others by the file-sync tasks.
 RECORDINGS_DIR = env_path("RECORDINGS_DIR", VAR_DIR / "recordings")
 CAPTURES_DIR = env_path("CAPTURES_DIR", VAR_DIR / "captures")
+# Where each node's files land: a template with {name} and {address} (the node's management
+# address) naming the directory that holds its recordings/ and captures/. user@host:/path
+# (SSH with BatchMode: keys and known_hosts provisioned), rsync://host:port/module (an rsync
+# daemon) or /path. A node's NodeStorage row (admin: Node storage) overrides it.
+FILE_SYNC_TARGET = env_str("FILE_SYNC_TARGET", "smartswitch@{address}:/var/lib/smartswitch")
+# Seconds one rsync run may take (below Q_CLUSTER's task timeout of 300 s), and seconds
+# without I/O before rsync gives up.
+FILE_SYNC_TIMEOUT = env_int("FILE_SYNC_TIMEOUT", 240, minimum=10)
+FILE_SYNC_IO_TIMEOUT = env_int("FILE_SYNC_IO_TIMEOUT", 60, minimum=5)
+# Retry backoff of a failed copy: base seconds doubled per attempt, capped.
+FILE_SYNC_RETRY_BASE = env_int("FILE_SYNC_RETRY_BASE", 30, minimum=1)
+FILE_SYNC_RETRY_MAX = env_int("FILE_SYNC_RETRY_MAX", 3600, minimum=1)
+# Days a recording or capture is kept on every node; 0 keeps them forever.
+RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 90, minimum=0)
+CAPTURE_RETENTION_DAYS = env_int("CAPTURE_RETENTION_DAYS", 30, minimum=0)
 # Longest-prefix index files of the rate tables, memory-mapped by every process of this node.
 PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
 # Threads per web process that run call-control decisions (each keeps a database connection).
@@ -154,8 +179,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 Q_CLUSTER = {
-    # One django-q2 cluster per node, named after it, so node-bound work reaches its node.
-    "name": NODE_NAME,
+    # The same on every node: django-q2 signs task payloads with it as salt, so a task that
+    # one node queues for another must carry it (not a valid node name, see below).
+    "name": "smartswitch_tasks",
+    # One django-q2 cluster (queue) per node, named after it, so node-bound work reaches its
+    # node (apps.cluster.topology). Schedules without a cluster run nowhere: every schedule
+    # names its node (apps.cluster.schedules).
+    "cluster_name": NODE_NAME,
     # One worker is nearly always in the billing loop (apps.billing.tasks): keep others free.
     "workers": env_int("Q_WORKERS", 3, minimum=2),
     "timeout": 300,
@@ -165,9 +195,28 @@ Q_CLUSTER = {
     "label": "Tasks",
 }
 if REDIS_URL:
+    # Each node reads its own Redis; tasks for another node go to that node's Redis
+    # (apps.cluster.broker), at this template: {name} and {address} (its management address).
     Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["broker_class"] = "apps.cluster.broker.NodeRedis"
 else:
     Q_CLUSTER["orm"] = "default"
+REDIS_NODE_URL = env_str("REDIS_NODE_URL", "redis://{address}:6379/0")
+
+# Node presence (apps.cluster.presence): seconds between two heartbeats of a node's workers,
+# seconds without one after which the node counts as stale (cluster_status exits non-zero),
+# and the TTL of the leases of cluster-wide work (a dead holder's leases move after it).
+# CLUSTER_HEARTBEAT_IN_WORKERS=false leaves the beating to `manage.py cluster_heartbeat`.
+CLUSTER_HEARTBEAT_SECONDS = env_int("CLUSTER_HEARTBEAT_SECONDS", 10, minimum=1)
+CLUSTER_STALE_SECONDS = env_int("CLUSTER_STALE_SECONDS", 30, minimum=2)
+CLUSTER_LEASE_SECONDS = env_int("CLUSTER_LEASE_SECONDS", 30, minimum=2)
+CLUSTER_HEARTBEAT_IN_WORKERS = env_bool("CLUSTER_HEARTBEAT_IN_WORKERS", default=True)
+if CLUSTER_STALE_SECONDS <= CLUSTER_HEARTBEAT_SECONDS or CLUSTER_LEASE_SECONDS <= CLUSTER_HEARTBEAT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "CLUSTER_STALE_SECONDS and CLUSTER_LEASE_SECONDS must be longer than CLUSTER_HEARTBEAT_SECONDS."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -246,6 +295,13 @@ if not OPENSIPS_MI_URL.startswith(("http://", "https://")) or "{address}" not in
     )
 # Seconds an MI request may take in all (connect, send, answer) before the engine counts as down.
 OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
+# Rendered into each node's opensips.cfg (apps.opensips.config): where OpenSIPS asks call
+# control (the node's own uvicorn, smartswitch.asgi), the db_url of its modules (empty = the
+# MariaDB DATABASE_URL; OpenSIPS cannot use SQLite or PostgreSQL for our tables) and its modules
+# directory (empty = the packaged default, /usr/lib/x86_64-linux-gnu/opensips/modules/).
+CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8000/call-control/v1")
+OPENSIPS_DB_URL = env_str("OPENSIPS_DB_URL", "")
+OPENSIPS_MODULES_DIR = env_str("OPENSIPS_MODULES_DIR", "")
 # Seconds between two runs of online billing (apps.billing.online.cut_overruns), which ends
 # live calls whose account can no longer pay for them.
 ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)

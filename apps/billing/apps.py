@@ -1,17 +1,7 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class BillingConfig(AppConfig):
+    # Periodic tasks: SCHEDULES in tasks.py, ensured per node by apps.cluster after migrate.
     name = "apps.billing"
     verbose_name = "Billing"
-
-    def ready(self) -> None:
-        from django.apps import apps
-
-        from apps.billing.tasks import ensure_schedules
-
-        # After django_q's own migrate, so that its schedule table exists.
-        post_migrate.connect(
-            ensure_schedules, sender=apps.get_app_config("django_q"), dispatch_uid="billing-schedules"
-        )

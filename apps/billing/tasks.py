@@ -6,14 +6,16 @@ import time
 from django.conf import settings
 
 from apps.billing import rating
+from apps.cluster import schedules
+from apps.cluster.schedules import Kind, Periodic
 from apps.nodes.models import Node
 
 logger = logging.getLogger(__name__)
 
 SCHEDULES = {
-    # name: (function path, minutes between runs)
-    "Rate CDRs and end calls that overrun (billing loop)": ("apps.billing.tasks.billing_loop", 1),
-    "Post recurring fees": ("apps.billing.tasks.post_fees", 60),
+    # Every node rates its own CDRs first (and takes others' when it has none left).
+    "Rate CDRs and end calls that overrun (billing loop)": Periodic("apps.billing.tasks.billing_loop", 1),
+    "Post recurring fees": Periodic("apps.billing.tasks.post_fees", 60, Kind.SINGLETON),
 }
 LOOP_SECONDS = 55.0
 IDLE_SLEEP = 1.0
@@ -61,11 +63,5 @@ def post_fees() -> int:
 
 
 def ensure_schedules(**kwargs) -> None:
-    """Create the periodic tasks once; an operator's later changes to them are kept."""
-    from django_q.models import Schedule
-
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.get_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
+    """Create the periodic tasks once per enabled node; an operator's later changes are kept."""
+    schedules.ensure(SCHEDULES)

@@ -1,12 +1,18 @@
 """django-q2 entry points of call control; schedules are ensured after every migrate."""
 
 from apps.billing.reservations import expire_reservations
+from apps.cluster import schedules
+from apps.cluster.schedules import Kind, Periodic
 from apps.routing.quality import refresh_quality_stats
 
 SCHEDULES = {
-    # name: (function path, minutes between runs)
-    "Expire reservations of calls without a CDR": ("apps.callcontrol.tasks.expire", 1),
-    "Refresh supplier quality (ASR/ACD)": ("apps.callcontrol.tasks.refresh_quality", 5),
+    # Cluster-wide: run by the node holding each task's lease (apps.cluster.tasks.run_singleton).
+    "Expire reservations of calls without a CDR": Periodic(
+        "apps.callcontrol.tasks.expire", 1, Kind.SINGLETON
+    ),
+    "Refresh supplier quality (ASR/ACD)": Periodic(
+        "apps.callcontrol.tasks.refresh_quality", 5, Kind.SINGLETON
+    ),
 }
 
 
@@ -19,11 +25,5 @@ def refresh_quality() -> int:
 
 
 def ensure_schedules(**kwargs) -> None:
-    """Create the periodic tasks once; an operator's later changes to them are kept."""
-    from django_q.models import Schedule
-
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.get_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
+    """Create the periodic tasks once per enabled node; an operator's later changes are kept."""
+    schedules.ensure(SCHEDULES)

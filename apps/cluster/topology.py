@@ -1,8 +1,17 @@
 """Where a task runs: on one node's own django-q2 cluster, or once in the whole cluster.
 
-Every node runs a django-q2 cluster named after the node (`Q_CLUSTER["name"]` =
-NODE_NAME). Work that belongs to a node — reloading its OpenSIPS, pushing its files, rating
-its own CDRs — is sent to that node's queue with `send_to_node`.
+Every node runs a django-q2 cluster named after the node (`Q_CLUSTER["cluster_name"]` =
+NODE_NAME; `Q_CLUSTER["name"]` is the same on every node because django-q2 signs payloads
+with it as salt, and a task queued by one node is unsigned by another). Work that belongs
+to a node — reloading its OpenSIPS, pushing its files, rating its own CDRs — is sent to
+that node's queue with `send_to_node`.
+
+With the ORM broker (one node, no REDIS_URL) the queue is the OrmQ rows keyed by the node's
+name. With Redis every node reads its own Redis, and a task for another node is pushed onto
+that node's Redis (apps.cluster.broker, REDIS_NODE_URL): nodes never share queue rows. A node
+whose Redis cannot be reached raises here, so the caller can retry or record it; nothing is
+dropped silently. Periodic work is scheduled per node (apps.cluster.schedules), and
+cluster-wide work runs under a lease (apps.cluster.tasks.run_singleton).
 """
 
 from django_q.tasks import async_task

@@ -2,10 +2,16 @@
 
 import logging
 
+from apps.cluster.schedules import Kind, Periodic
 from apps.nodes import sync
 from apps.nodes.models import Node
 
 logger = logging.getLogger(__name__)
+
+SCHEDULES = {
+    # Sweeps are claimed row by row (apps.nodes.sync.requeue_due): one node at a time is enough.
+    "Retry OpenSIPS reloads that failed": Periodic("apps.nodes.tasks.retry_engine_sync", 1, Kind.SINGLETON),
+}
 
 
 def reload_engine(node_id: int) -> str:

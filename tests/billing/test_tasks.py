@@ -31,12 +31,17 @@ def unrated_call(world, seconds: int = 60) -> Cdr:
     )
 
 
-def test_schedules_are_ensured_once(db):
+def test_schedules_are_ensured_once(db, settings):
+    settings.NODE_NAME = "node1"  # no Node rows: a fresh install schedules for this node
     tasks.ensure_schedules()
     tasks.ensure_schedules()
-    assert sorted(Schedule.objects.filter(name__in=tasks.SCHEDULES).values_list("func", "minutes")) == [
-        ("apps.billing.tasks.billing_loop", 1),
-        ("apps.billing.tasks.post_fees", 60),
+    assert sorted(
+        Schedule.objects.filter(name__in=[f"{label} [node1]" for label in tasks.SCHEDULES]).values_list(
+            "cluster", "func", "args", "minutes"
+        )
+    ) == [
+        ("node1", "apps.billing.tasks.billing_loop", None, 1),
+        ("node1", "apps.cluster.tasks.run_singleton", repr(("apps.billing.tasks.post_fees",) * 2), 60),
     ]
 
 

@@ -77,11 +77,17 @@ def test_a_second_refresh_updates_in_place(cast):
     assert (again.attempts, again.answered) == (4, 1)
 
 
-def test_periodic_tasks_are_scheduled_once(db):
+def test_periodic_tasks_are_scheduled_once(db, settings):
     from django_q.models import Schedule
 
+    settings.NODE_NAME = "node1"
     ensure_schedules()
     ensure_schedules()
-    assert sorted(Schedule.objects.filter(name__in=SCHEDULES).values_list("name", "func")) == sorted(
-        (name, func) for name, (func, _minutes) in SCHEDULES.items()
+    assert sorted(
+        Schedule.objects.filter(name__in=[f"{name} [node1]" for name in SCHEDULES]).values_list(
+            "name", "func", "args"
+        )
+    ) == sorted(
+        (f"{name} [node1]", "apps.cluster.tasks.run_singleton", repr((task.func, task.func)))
+        for name, task in SCHEDULES.items()
     )
