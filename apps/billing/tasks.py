@@ -14,7 +14,9 @@ logger = logging.getLogger(__name__)
 
 SCHEDULES = {
     # Every node rates its own CDRs first (and takes others' when it has none left).
-    "Rate CDRs and end calls that overrun (billing loop)": Periodic("apps.billing.tasks.billing_loop", 1),
+    "Import and rate CDRs, end calls that overrun (billing loop)": Periodic(
+        "apps.billing.tasks.billing_loop", 1
+    ),
     "Post recurring fees": Periodic("apps.billing.tasks.post_fees", 60, Kind.SINGLETON),
 }
 LOOP_SECONDS = 55.0
@@ -22,18 +24,22 @@ IDLE_SLEEP = 1.0
 
 
 def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
-    """Rate CDRs as they arrive and run online billing, for about a minute, then return.
+    """Import this node's CDRs from OpenSIPS, rate them and run online billing, for about a
+    minute, then return.
 
-    Scheduled every minute, so rating lags a call's end by about a second, and a loop that
-    died with its worker is replaced within a minute. Two loops overlapping (a slow minute,
-    or two nodes) are safe: every CDR is charged by one of them.
+    Scheduled every minute on every node, so a call is charged about a second after it
+    ends, and a loop that died with its worker is replaced within a minute. Loops
+    overlapping (a slow minute, or two nodes) are safe: every acc row becomes one CDR and
+    every CDR is charged by one of them.
     """
     from apps.billing.online import cut_overruns
+    from apps.cdr import ingest
 
     node_id = Node.objects.filter(name=settings.NODE_NAME).values_list("pk", flat=True).first()
     deadline = time.monotonic() + seconds
     next_cut = time.monotonic()
     total = rating.BatchResult()
+    imported = ingest.IngestResult()
     while time.monotonic() < deadline:
         if time.monotonic() >= next_cut:
             try:
@@ -41,10 +47,20 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
             except Exception:  # the next round retries; rating must go on meanwhile
                 logger.exception("online billing failed")
             next_cut = time.monotonic() + settings.ONLINE_BILLING_INTERVAL
+        arrived = ingest.ingest_batch(node=settings.NODE_NAME)
+        imported.add(arrived)
         result = rating.rate_batch(node_id=node_id)
         total.add(result)
-        if result.selected < rating.BATCH_SIZE:
+        if not arrived.full and result.selected < rating.BATCH_SIZE:
             time.sleep(IDLE_SLEEP)
+    if imported.rows:
+        logger.info(
+            "imported %s calls and %s attempts (%s with errors, %s replays)",
+            imported.calls,
+            imported.attempts,
+            imported.errors,
+            imported.replayed,
+        )
     if total.selected:
         logger.info(
             "rated %s CDRs (%s errors, %s taken by another rater), %s charges",
@@ -53,7 +69,12 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
             total.skipped,
             total.charges,
         )
-    return {"rated": total.rated, "errors": total.errors, "charges": total.charges}
+    return {
+        "imported": imported.calls + imported.attempts,
+        "rated": total.rated,
+        "errors": total.errors,
+        "charges": total.charges,
+    }
 
 
 def post_fees() -> int:

@@ -49,6 +49,9 @@ class Cdr(models.Model):
     rating_state = models.CharField(max_length=7, choices=RatingState.choices, default=RatingState.UNRATED)
     rating_error = models.CharField(max_length=200, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
+    # The OpenSIPS accounting row this CDR was made from ("acc:<id>:<time>" or
+    # "missed:<id>:<time>"), unique so that importing a row twice cannot make two CDRs.
+    source_ref = models.CharField(max_length=48, null=True, blank=True, unique=True, editable=False)
 
     objects = CdrQuerySet.as_manager()
 

@@ -28,7 +28,9 @@ def create_node(*, actor: Scope, name: str, **fields) -> Node:
     """Add a node to the cluster (operator only)."""
     ensure_manages(actor, None)
     node = apply_changes(Node(name=name), fields, allowed=NODE_SETTINGS)
-    return save_object(node, actor=actor, action="node.created")
+    node = save_object(node, actor=actor, action="node.created")
+    _sync_registrants()
+    return node
 
 
 @retry_on_conflict
@@ -37,7 +39,9 @@ def update_node(node: Node, *, actor: Scope, changes: dict) -> Node:
     ensure_manages(actor, None)
     current = Node.objects.select_for_update().get(pk=node.pk)
     apply_changes(current, changes, allowed=NODE_SETTINGS)
-    return save_object(current, actor=actor, action="node.changed")
+    current = save_object(current, actor=actor, action="node.changed")
+    _sync_registrants()
+    return current
 
 
 @retry_on_conflict
@@ -60,7 +64,17 @@ def update_cluster_settings(*, actor: Scope, changes: dict) -> ClusterSettings:
     ensure_manages(actor, None)
     current = ClusterSettings.load()
     apply_changes(current, changes, allowed=CLUSTER_SETTINGS)
-    return save_object(current, actor=actor, action="cluster.changed")
+    current = save_object(current, actor=actor, action="cluster.changed")
+    _sync_registrants()
+    return current
+
+
+def _sync_registrants() -> None:
+    # Outbound registrations leave from a node's socket (dedicated IP) or the shared IP: the
+    # registrant table follows node addresses and the origination mode, in the same transaction.
+    from apps.opensips import provisioning
+
+    provisioning.sync_tables(["registrant"])
 
 
 @retry_on_conflict

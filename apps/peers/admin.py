@@ -30,7 +30,7 @@ from apps.peers import (
     admin_blocklists,  # noqa: F401  (registers the blocklist pages)
     services,
 )
-from apps.peers.models import Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.peers.models import Endpoint, Gateway, Peer, Registration, RewriteRule, SipAccount
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.admin import LoginForm
 
@@ -106,6 +106,7 @@ ADD_SERVICES = {
     SipAccount: "add_sip_account",
     Gateway: "add_gateway",
     RewriteRule: "add_rewrite_rule",
+    Registration: "add_registration",
 }
 
 
@@ -513,3 +514,16 @@ class RewriteRuleAdmin(PeerChildAdmin):
     search_fields = ("pattern", "replacement", "peer__name")
     choice_filters = {}
     fields = ("peer", "direction", "field", "pattern", "replacement", "position", "enabled")
+
+
+@admin.register(Registration)
+class RegistrationAdmin(PeerChildAdmin):
+    """Outbound registrations, a list across suppliers (the operator's: suppliers are)."""
+
+    reseller_can = NOTHING
+    list_display = ("aor", "peer", "registrar", "node", "expiry", "enabled")
+    list_filter = ("enabled", "node")
+    search_fields = ("aor", "registrar", "username", "peer__name")
+    choice_filters = {"peer": lambda peers: peers.suppliers()}
+    list_select_related = ("peer", "node")
+    fields = ("peer", "registrar", "aor", "username", "password", "proxy", "expiry", "node", "enabled")

@@ -424,3 +424,111 @@ class BlocklistEntry(models.Model):
 
     def __str__(self) -> str:
         return self.prefix
+
+
+sip_uri_validator = RegexValidator(
+    r"^sips?:[^\s]{1,250}$", "A SIP URI such as sip:registrar.example.com:5060."
+)
+
+
+class Registration(TimestampedModel):
+    """An outbound registration of ours to a supplier's registrar (OpenSIPS uac_registrant).
+
+    In dedicated-IP origination every node registers its own account from its own address
+    (one row per node); in shared-IP origination one row registers from the shared IP,
+    sent by whichever node holds it.
+    """
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="registrations")
+    registrar = models.CharField(
+        max_length=255, validators=[sip_uri_validator], help_text="e.g. sip:registrar.example.com"
+    )
+    proxy = models.CharField(
+        max_length=255, blank=True, validators=[sip_uri_validator], help_text="Outbound proxy, if any."
+    )
+    aor = models.CharField(
+        "AOR", max_length=255, validators=[sip_uri_validator], help_text="e.g. sip:4420000000@example.com"
+    )
+    username = models.CharField(max_length=64, blank=True, help_text="Authentication user name.")
+    password = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Stored in clear: OpenSIPS's uac_registrant needs the password itself to answer "
+        "the registrar's digest challenge.",
+    )
+    expiry = models.PositiveIntegerField(default=3600, help_text="Seconds asked for each registration.")
+    node = models.ForeignKey(
+        "nodes.Node",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="registrations",
+        help_text="The node that registers this account (dedicated-IP origination); empty in "
+        "shared-IP origination.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    objects = PeerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["peer", "registrar", "node"]
+
+    def __str__(self) -> str:
+        where = f" from {self.node}" if self.node_id else ""
+        return f"{self.aor} at {self.registrar}{where}"
+
+    def clean(self) -> None:
+        from apps.nodes.models import ClusterSettings
+
+        errors: dict[str, str] = {}
+        if not 60 <= (self.expiry or 0) <= 86400:
+            errors["expiry"] = "Between 60 seconds and one day."
+        if self.peer_id and not self.peer.is_supplier:
+            errors["peer"] = "We register to suppliers' registrars; this peer is not a supplier."
+        shared = ClusterSettings.load().origination_mode == ClusterSettings.OriginationMode.SHARED
+        if shared and self.node_id:
+            errors["node"] = (
+                "In shared-IP origination one registration serves the cluster from the shared IP: "
+                "leave the node empty."
+            )
+        elif not shared and not self.node_id:
+            errors["node"] = (
+                "In dedicated-IP origination each node registers its own account from its own "
+                "address: choose the node."
+            )
+        elif self.peer_id and self.duplicates().exists():
+            errors["node"] = (
+                "This supplier already has a registration to this registrar from this node."
+                if self.node_id
+                else "This supplier already has a registration to this registrar."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def duplicates(self):
+        """Other registrations of this supplier to this registrar from the same node."""
+        return Registration.objects.filter(
+            peer=self.peer_id, registrar=self.registrar, node=self.node_id
+        ).exclude(pk=self.pk)
+
+    def socket(self, cluster, nodes) -> str:
+        """The socket uac_registrant sends from: the node's own address, or the shared IP.
+
+        `cluster` is the ClusterSettings row, `nodes` the enabled nodes (for the shared IP's
+        port, which every node listens on). Raises ValueError naming what is missing.
+        """
+        if cluster.origination_mode == cluster.OriginationMode.SHARED:
+            if not cluster.shared_ip:
+                raise ValueError("shared-IP origination has no shared IP")
+            ports = {node.sip_port for node in nodes} or {5060}
+            if len(ports) > 1:
+                raise ValueError(f"the nodes listen on different SIP ports ({sorted(ports)})")
+            return _udp_socket(cluster.shared_ip, ports.pop())
+        if self.node is None:
+            raise ValueError("no node chosen")
+        return _udp_socket(self.node.sip_address, self.node.sip_port)
+
+
+def _udp_socket(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"udp:{host}:{port}"

@@ -12,8 +12,17 @@ from apps.billing import services as billing
 from apps.billing.models import Account
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
-from apps.core.services import apply_changes, editable_fields, ensure_manages, save_object
-from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.core.services import apply_changes, editable_fields, ensure_manages, field_changes, save_object
+from apps.peers.models import (
+    Blocklist,
+    BlocklistEntry,
+    Endpoint,
+    Gateway,
+    Peer,
+    Registration,
+    RewriteRule,
+    SipAccount,
+)
 from apps.tenancy.scope import Scope
 
 PEER_SETTINGS = (
@@ -33,6 +42,27 @@ PEER_SETTINGS = (
 # Routing is the operator's: which plan a customer routes by, and whether its calls may be
 # sent to suppliers dearer than its price, are not for a reseller to choose.
 OPERATOR_SETTINGS = ("routing_plan_id", "profit_control")
+
+
+# The OpenSIPS tables (apps.opensips.provisioning) each kind of row is written into.
+OPENSIPS_TABLES = {
+    Endpoint: ("address",),
+    SipAccount: ("subscriber",),
+    Gateway: ("dr_gateways",),
+    Registration: ("registrant",),
+}
+
+
+def _provision(*tables: str) -> None:
+    """Rewrite OpenSIPS's `tables` in the service's transaction; nodes reload after commit.
+
+    In the same transaction, not after it: the tables can never disagree with the models
+    once committed, a conflict replays both together (retry_on_conflict), and a failed
+    sync rolls the change back instead of leaving OpenSIPS behind.
+    """
+    from apps.opensips import provisioning  # provisioning reads the peers models
+
+    provisioning.sync_tables(tables)
 
 
 def _check_operator_settings(actor: Scope, settings: dict) -> None:
@@ -113,6 +143,10 @@ def update_peer(peer: Peer, *, actor: Scope, changes: dict) -> Peer:
         # Source-address identification depends on the tech prefix: re-check for clashes.
         for endpoint in current.endpoints.all():
             endpoint.full_clean()
+    if {"enabled", "name"} & set(changes):
+        # Disabling removes the peer's addresses and logins and disables its gateways; the
+        # name is in its gateways' descriptions.
+        _provision("address", "subscriber", "dr_gateways", "registrant")
     return current
 
 
@@ -139,6 +173,8 @@ def suspend_peer(peer: Peer, *, actor: Scope, reason: str) -> Peer:
     )
     peer.refresh_from_db()
     audit.record(actor, "peer.suspended", peer, reason=reason)
+    if peer.is_supplier:
+        _provision("dr_gateways")
     return peer
 
 
@@ -149,6 +185,8 @@ def resume_peer(peer: Peer, *, actor: Scope) -> Peer:
     Peer.objects.filter(pk=peer.pk).update(suspended_at=None, suspended_reason="", updated_at=timezone.now())
     peer.refresh_from_db()
     audit.record(actor, "peer.resumed", peer)
+    if peer.is_supplier:
+        _provision("dr_gateways")
     return peer
 
 
@@ -158,7 +196,14 @@ def resume_peer(peer: Peer, *, actor: Scope) -> Peer:
 
 def _save_child(obj: Model, *, actor: Scope, verb: str) -> Model:
     ensure_manages(actor, obj.peer.reseller_id)
-    return save_object(obj, actor=actor, action=f"{obj._meta.model_name}.{verb}")
+    action = f"{obj._meta.model_name}.{verb}"
+    if isinstance(obj, Registration):
+        saved = _save_registration(obj, actor=actor, action=action)
+    else:
+        saved = save_object(obj, actor=actor, action=action)
+    if type(obj) in OPENSIPS_TABLES:
+        _provision(*OPENSIPS_TABLES[type(obj)])
+    return saved
 
 
 @retry_on_conflict
@@ -212,6 +257,8 @@ def remove_child(obj: Model, *, actor: Scope) -> None:
     ensure_manages(actor, obj.peer.reseller_id)
     audit.record(actor, f"{obj._meta.model_name}.deleted", obj)
     obj.delete()
+    if type(obj) in OPENSIPS_TABLES:
+        _provision(*OPENSIPS_TABLES[type(obj)])
 
 
 def sip_digests(username: str, domain: str, password: str) -> tuple[str, str]:
@@ -249,7 +296,34 @@ def set_sip_password(account: SipAccount, *, actor: Scope, password: str) -> Sip
     account.ha1, account.ha1_sha256 = sip_digests(account.username, account.domain, password)
     account.save(update_fields=["ha1", "ha1_sha256", "updated_at"])
     audit.record(actor, "sipaccount.password_changed", account)
+    _provision("subscriber")
     return account
+
+
+def _save_registration(registration: Registration, *, actor: Scope, action: str) -> Registration:
+    """save_object() for a registration, whose clear password must not reach the audit log."""
+    before = Registration.objects.filter(pk=registration.pk).first() if registration.pk else None
+    registration.full_clean()
+    changes = field_changes(before, registration, editable_fields(registration))
+    if "password" in changes:
+        changes["password"] = "(changed)"  # noqa: S105 - a marker, not a password
+    registration.save()
+    if before is None or changes:
+        audit.record(actor, action, registration, changes=changes)
+    return registration
+
+
+@retry_on_conflict
+def add_registration(
+    peer: Peer, *, actor: Scope, registrar: str, aor: str, node=None, **fields
+) -> Registration:
+    """Register to supplier `peer`'s registrar: from `node` (dedicated IP) or the shared IP."""
+    registration = apply_changes(
+        Registration(peer=peer, registrar=registrar, aor=aor, node=node),
+        fields,
+        allowed=("proxy", "username", "password", "expiry", "enabled", "node_id"),
+    )
+    return _save_child(registration, actor=actor, verb="created")
 
 
 # --- Blocklists ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_the_billing_loop_rates_calls_and_runs_online_billing(world, settings, m
 
     summary = tasks.billing_loop(seconds=0.2)
 
-    assert summary == {"rated": 3, "errors": 0, "charges": 6}
+    assert summary == {"imported": 0, "rated": 3, "errors": 0, "charges": 6}
     assert set(Cdr.objects.filter(pk__in=[c.pk for c in calls]).values_list("rating_state", flat=True)) == {
         "rated"
     }

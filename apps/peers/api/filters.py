@@ -1,7 +1,7 @@
 from django_filters import rest_framework as filters
 
 from apps.core.api import visible
-from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
+from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount
 from apps.tenancy.models import Reseller
 
 
@@ -38,3 +38,9 @@ class SipAccountFilter(PeerChildFilter):
     class Meta:
         model = SipAccount
         fields = ["peer", "username", "domain", "enabled"]
+
+
+class RegistrationFilter(PeerChildFilter):
+    class Meta:
+        model = Registration
+        fields = ["peer", "node", "enabled"]

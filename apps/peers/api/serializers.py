@@ -7,7 +7,7 @@ from apps.core.api import CreateOnlyFieldsMixin, ModelSerializer, ScopedRelatedF
 from apps.core.models import currency_validator
 from apps.core.money import MONEY_DIGITS, MONEY_PLACES
 from apps.nodes.models import Node
-from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
+from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount
 from apps.rates.models import RateTable
 from apps.routing.models import RoutingPlan
 from apps.tenancy.models import Reseller
@@ -211,3 +211,40 @@ class SipPasswordSerializer(serializers.Serializer):
     """The new SIP password."""
 
     password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
+
+
+class RegistrationSerializer(CreateOnlyFieldsMixin, ModelSerializer):
+    """An outbound registration to a supplier's registrar; the password is write-only."""
+
+    peer = ScopedRelatedField(queryset=Peer.objects.all())
+    node = ScopedRelatedField(queryset=Node.objects.all(), required=False, allow_null=True)
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Stored in clear (uac_registrant answers the registrar's challenge with it); "
+        "never returned.",
+    )
+
+    class Meta:
+        model = Registration
+        fields = [
+            "id",
+            "peer",
+            "registrar",
+            "proxy",
+            "aor",
+            "username",
+            "password",
+            "expiry",
+            "node",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        create_only = ["peer"]
+        validators = []

@@ -6,4 +6,5 @@ routes = [
     ("endpoints", views.EndpointViewSet, "endpoint"),
     ("gateways", views.GatewayViewSet, "gateway"),
     ("sip-accounts", views.SipAccountViewSet, "sipaccount"),
+    ("registrations", views.RegistrationViewSet, "registration"),
 ]

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from apps.core.api import ScopedModelViewSet, model_changes
 from apps.peers import services
 from apps.peers.api import filters, serializers
-from apps.peers.models import Endpoint, Gateway, Peer, SipAccount
+from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount
 from apps.tenancy.api.permissions import HasScope, OperatorOnly
 
 
@@ -106,6 +106,19 @@ class GatewayViewSet(PeerChildViewSet):
     def create_object(self, data):
         peer = data.pop("peer")
         return services.add_gateway(peer, actor=self.scope, **data)
+
+
+class RegistrationViewSet(PeerChildViewSet):
+    """Our outbound registrations to suppliers' registrars: one per node, or one on the shared IP."""
+
+    queryset = Registration.objects.select_related("peer", "node")
+    serializer_class = serializers.RegistrationSerializer
+    filterset_class = filters.RegistrationFilter
+    ordering_fields = ("registrar", "peer", "node")
+
+    def create_object(self, data):
+        peer = data.pop("peer")
+        return services.add_registration(peer, actor=self.scope, **model_changes(Registration, data))
 
 
 class SipAccountViewSet(PeerChildViewSet):

@@ -1,0 +1,313 @@
+"""Bring OpenSIPS's provisioned tables in step with our models: the only writer of them.
+
+Each `sync_*` function computes the rows a table must hold from our models, compares them
+with the rows it holds, and inserts, updates and deletes by a natural key, in the
+caller's transaction. It first locks the table's `version` row, so that two writers on
+one server take turns (the comparison then reads what the other committed: the product
+runs READ COMMITTED). On Galera row locks are not shared between nodes; two nodes syncing
+at the same instant can both insert a row, and the next sync (or
+`sync_opensips_tables`) deletes the duplicate.
+
+Which OpenSIPS module reads which table decides what a node must reload:
+address -> permissions ("address"), dr_gateways -> drouting ("drouting"),
+registrant -> uac_registrant ("registrant"). subscriber (auth_db) is read per request.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Model
+
+from apps.nodes.models import ClusterSettings, Node
+from apps.opensips.models import Address, DrGateway, Registrant, Subscriber, Version
+from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount, Transport
+
+logger = logging.getLogger(__name__)
+
+# Rows per statement: under every backend's parameter limit (SQLite: 999).
+BATCH = 500
+GATEWAY_TYPE = 1
+GATEWAY_ENABLED, GATEWAY_DISABLED = 0, 1
+# The sharing tag keepalived's notify script activates on the node that holds the shared IP
+# ("vip" in the clusterer cluster apps.opensips.config.CLUSTER_ID renders).
+SHARED_IP_TAG = "vip/1"
+SUBSCRIBER_DOMAIN_LENGTH = Subscriber._meta.get_field("domain").max_length
+
+
+@dataclass
+class SyncResult:
+    """What one table's sync did, and what it could not write (named, never dropped)."""
+
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+    def __str__(self) -> str:
+        text = f"{self.table}: +{self.inserted} ~{self.updated} -{self.deleted}"
+        return text + (f", {len(self.refused)} refused" if self.refused else "")
+
+
+def _diff(
+    model: type[Model],
+    key_fields: tuple[str, ...],
+    wanted: dict[tuple, dict],
+    *,
+    table: str,
+    dry_run: bool = False,
+) -> SyncResult:
+    """Make `model`'s rows equal `wanted` ({natural key: other columns}); return the counts."""
+    result = SyncResult(table)
+    Version.objects.select_for_update().filter(table_name=table).first()
+    value_fields = tuple(next(iter(wanted.values()), {}).keys())
+    held: dict[tuple, list] = {}
+    for row in model.objects.select_for_update().order_by("pk"):
+        held.setdefault(tuple(getattr(row, name) for name in key_fields), []).append(row)
+    surplus = []
+    for key, rows in held.items():
+        surplus += rows[1:]  # duplicates (see the module docstring): keep the oldest
+        if key not in wanted:
+            surplus.append(rows[0])
+    result.deleted = len(surplus)
+    changed = []
+    for key, values in wanted.items():
+        rows = held.get(key)
+        if rows is None:
+            continue
+        row = rows[0]
+        if any(getattr(row, name) != values[name] for name in value_fields):
+            for name in value_fields:
+                setattr(row, name, values[name])
+            changed.append(row)
+    result.updated = len(changed)
+    new = [
+        model(**dict(zip(key_fields, key, strict=True)), **values)
+        for key, values in wanted.items()
+        if key not in held
+    ]
+    result.inserted = len(new)
+    if dry_run:
+        return result
+    for start in range(0, len(surplus), BATCH):
+        model.objects.filter(pk__in=[row.pk for row in surplus[start : start + BATCH]]).delete()
+    if changed:
+        model.objects.bulk_update(changed, value_fields, batch_size=BATCH)
+    if new:
+        model.objects.bulk_create(new, batch_size=BATCH)
+    return result
+
+
+def address_rows() -> dict[tuple, dict]:
+    """permissions rows: every enabled endpoint of every enabled customer (grp 1)."""
+    # A suspended customer keeps its addresses: call control refuses its calls with a
+    # reason, where an unknown address would only get a bare 403.
+    endpoints = Endpoint.objects.filter(
+        enabled=True, peer__enabled=True, peer__role__in=(Peer.Role.CUSTOMER, Peer.Role.USER)
+    ).values_list("ip", "mask", "port", "transport", "peer_id")
+    return {
+        (ip, mask, port, transport, str(peer_id)): {"grp": Address.CUSTOMER_GROUP, "pattern": None}
+        for ip, mask, port, transport, peer_id in endpoints
+    }
+
+
+def sync_addresses(*, dry_run: bool = False) -> SyncResult:
+    """Write the `address` table from customers' endpoints."""
+    return _diff(
+        Address,
+        ("ip", "mask", "port", "proto", "context_info"),
+        address_rows(),
+        table="address",
+        dry_run=dry_run,
+    )
+
+
+def subscriber_rows(refused: list[str]) -> dict[tuple, dict]:
+    """auth_db rows: every enabled SIP account of every enabled customer, digests only."""
+    rows = {}
+    accounts = SipAccount.objects.filter(enabled=True, peer__enabled=True).values_list(
+        "username", "domain", "ha1", "ha1_sha256"
+    )
+    for username, domain, ha1, ha1_sha256 in accounts:
+        if len(domain) > SUBSCRIBER_DOMAIN_LENGTH:
+            refused.append(
+                f"{username}@{domain}: OpenSIPS's subscriber.domain holds "
+                f"{SUBSCRIBER_DOMAIN_LENGTH} characters."
+            )
+            continue
+        rows[username, domain] = {"password": "", "ha1": ha1, "ha1_sha256": ha1_sha256, "ha1_sha512t256": ""}
+    return rows
+
+
+def sync_subscribers(*, dry_run: bool = False) -> SyncResult:
+    """Write the `subscriber` table from SIP accounts."""
+    refused: list[str] = []
+    result = _diff(
+        Subscriber, ("username", "domain"), subscriber_rows(refused), table="subscriber", dry_run=dry_run
+    )
+    result.refused = refused
+    for reason in refused:
+        logger.warning("subscriber not provisioned: %s", reason)
+    return result
+
+
+def gateway_address(gateway: Gateway) -> str:
+    """host:port as drouting parses it (a SIP URI without "sip:"), with the transport if not UDP."""
+    host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
+    suffix = "" if gateway.transport == Transport.UDP else f";transport={gateway.transport}"
+    return f"{host}:{gateway.port}{suffix}"
+
+
+def gateway_rows() -> dict[tuple, dict]:
+    """drouting rows: every supplier gateway, disabled (state 1) when it or its peer may not be used."""
+    rows = {}
+    for gateway in Gateway.objects.select_related("peer").order_by("pk"):
+        usable = gateway.enabled and gateway.peer.enabled and not gateway.peer.is_suspended
+        rows[(str(gateway.pk),)] = {
+            "type": GATEWAY_TYPE,
+            "address": gateway_address(gateway),
+            "strip": 0,
+            # Call control hands OpenSIPS each target's final number: no rewriting here.
+            "pri_prefix": "",
+            "attrs": None,
+            "probe_mode": 1 if gateway.probing else 0,
+            "state": GATEWAY_ENABLED if usable else GATEWAY_DISABLED,
+            "socket": None,
+            "description": f"{gateway.peer.name} / {gateway.name}"[:128],
+        }
+    return rows
+
+
+def sync_gateways(*, dry_run: bool = False) -> SyncResult:
+    """Write the `dr_gateways` table from suppliers' gateways."""
+    return _diff(DrGateway, ("gwid",), gateway_rows(), table="dr_gateways", dry_run=dry_run)
+
+
+def registrant_rows(refused: list[str]) -> dict[tuple, dict]:
+    """uac_registrant rows: every enabled registration of an enabled supplier, as its node sends it."""
+    cluster = ClusterSettings.load()
+    shared = cluster.origination_mode == ClusterSettings.OriginationMode.SHARED
+    nodes = list(Node.objects.filter(enabled=True).order_by("name"))
+    rows = {}
+    registrations = Registration.objects.filter(enabled=True, peer__enabled=True).select_related(
+        "node", "peer"
+    )
+    for registration in registrations.order_by("pk"):
+        try:
+            socket = registration.socket(cluster, nodes)
+        except ValueError as exc:
+            refused.append(f"{registration}: {exc}")
+            continue
+        if shared and registration.node_id is not None:
+            # Left from dedicated-IP origination: N accounts would all register from the one
+            # shared IP. The operator keeps one (without a node) and removes the others.
+            refused.append(f"{registration}: shared-IP origination registers once, without a node.")
+            continue
+        if shared:
+            tag = SHARED_IP_TAG
+        elif registration.node_id is None or not registration.node.enabled:
+            refused.append(f"{registration}: dedicated-IP origination needs an enabled node.")
+            continue
+        else:
+            tag = None
+        host, port = socket.split(":", 1)[1].rsplit(":", 1)
+        binding = f"sip:{registration.username or 'registrant'}@{host}:{port}"
+        key = (registration.aor, binding, registration.registrar)
+        if key in rows:
+            refused.append(f"{registration}: another registration sends the same AOR from the same socket.")
+            continue
+        rows[key] = {
+            "proxy": registration.proxy or None,
+            "third_party_registrant": None,
+            "username": registration.username or None,
+            "password": registration.password or None,
+            "binding_params": None,
+            "expiry": registration.expiry,
+            "forced_socket": socket,
+            "cluster_shtag": tag,
+        }
+    return rows
+
+
+def sync_registrants(*, dry_run: bool = False) -> SyncResult:
+    """Write the `registrant` table (uac_registrant) from suppliers' registrations."""
+    refused: list[str] = []
+    result = _diff(
+        Registrant,
+        ("aor", "binding_uri", "registrar"),
+        registrant_rows(refused),
+        table="registrant",
+        dry_run=dry_run,
+    )
+    result.refused = refused
+    for reason in refused:
+        logger.warning("registration not provisioned: %s", reason)
+    return result
+
+
+# The schema version of each table, as OpenSIPS 3.6's create scripts insert it; a module
+# refuses to start when its table's row is missing or different. Migration 0002 wrote them
+# first; a later schema change updates both.
+SCHEMA_VERSIONS = {
+    "address": 5,
+    "subscriber": 8,
+    "dr_gateways": 6,
+    "dr_rules": 4,
+    "dr_carriers": 3,
+    "dr_groups": 2,
+    "registrant": 3,
+    "location": 1013,
+    "acc": 7,
+    "missed_calls": 5,
+}
+
+
+def sync_versions(*, dry_run: bool = False) -> SyncResult:
+    """Write the `version` rows OpenSIPS checks at startup (a restored or emptied table)."""
+    wanted = {(table,): {"table_version": version} for table, version in SCHEMA_VERSIONS.items()}
+    return _diff(Version, ("table_name",), wanted, table="version", dry_run=dry_run)
+
+
+# table -> (sync function, the OpenSIPS module whose cache must be reloaded, if any)
+TABLES: dict[str, tuple[Callable[..., SyncResult], str | None]] = {
+    "version": (sync_versions, None),
+    "address": (sync_addresses, "address"),
+    "subscriber": (sync_subscribers, None),
+    "dr_gateways": (sync_gateways, "drouting"),
+    "registrant": (sync_registrants, "registrant"),
+}
+ALL_TABLES = tuple(TABLES)
+
+
+def sync_tables(tables: Iterable[str] = ALL_TABLES, *, dry_run: bool = False) -> list[SyncResult]:
+    """Sync `tables` in the caller's transaction and mark the modules that changed for reload.
+
+    The mark is written in the same transaction (a rollback leaves no reload pending);
+    apps.nodes.sync queues each node's reload once the transaction commits.
+    """
+    results = [TABLES[table][0](dry_run=dry_run) for table in tables]
+    if dry_run:
+        return results
+    modules = sorted({TABLES[r.table][1] for r in results if r.changed and TABLES[r.table][1]})
+    if modules:
+        request_reload(*modules)
+    return results
+
+
+def request_reload(*modules: str) -> None:
+    """Ask every node to reload `modules` (apps.nodes.sync, which retries and shows status)."""
+    from apps.nodes import sync
+
+    sync.request_reload(*modules)
+
+
+def check_tables(tables: Iterable[str] = ALL_TABLES) -> list[SyncResult]:
+    """Report what a sync would change, writing nothing (drift between models and tables)."""
+    with transaction.atomic():
+        return sync_tables(tables, dry_run=True)

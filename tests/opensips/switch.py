@@ -1,0 +1,424 @@
+"""A running switch for the live tests: two OpenSIPS nodes on the rendered config, call
+control under uvicorn and suppliers played by SIPp, all on loopback and the test database.
+
+Customers (each calls from its own loopback address, as SIPp's source):
+  Acme 127.0.0.10 (postpaid; SIP account alice@sip.test), Limited 127.0.0.11 (one call at a
+  time), Prepaid 127.0.0.12 (0.03 USD at 0.60 USD/min: three seconds), Newcomer 127.0.0.13
+  (no endpoint until a test adds it), Wanderer 127.0.0.14 (served by node2 only: calls to
+  node1 are redirected there). Nobody is on 127.0.0.99.
+Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
+Routing (static priority, setup timeout 1 s): 49 (Germany) -> Alpha; 33 (France) -> Failing
+  (always 503), then Bravo; 44 (United Kingdom) -> Failing only; 39 (Italy) -> Mute (never
+  answers), then Bravo.
+"""
+
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import override_settings
+from django.test.utils import setup_databases, teardown_databases
+from django.utils import timezone
+
+from apps.billing import services as billing
+from apps.nodes.models import ClusterSettings, Node
+from apps.opensips import provisioning
+from apps.opensips.config import mysql_url, render
+from apps.peers import services as peer_services
+from apps.peers.models import Gateway, Peer
+from apps.rates import services as rate_services
+from apps.rates.models import Rate
+from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
+from apps.tenancy.scope import Scope
+from engines.opensips.mi import MIClient
+from tests.factories import make_peer, make_rate_table
+from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
+
+SYSTEM = Scope.system()
+SCENARIOS = Path(__file__).parent / "scenarios"
+LOOPBACK = "127.0.0.1"
+ACME_IP = "127.0.0.10"
+LIMITED_IP = "127.0.0.11"
+PREPAID_IP = "127.0.0.12"
+NEWCOMER_IP = "127.0.0.13"
+WANDERER_IP = "127.0.0.14"
+PHONE_IP = "127.0.0.20"
+STRANGER_IP = "127.0.0.99"
+BERLIN = "4930123456"
+PARIS = "33123456789"
+LONDON = "442071234567"
+ROME = "39061234567"
+DESTINATIONS = (("49", "Germany"), ("33", "France"), ("44", "United Kingdom"), ("39", "Italy"))
+
+
+@dataclass
+class Switch:
+    node1_port: int
+    node2_port: int
+    node3_port: int  # its call control never answers
+    node1_mi: str
+    node2_mi: str
+    phone_port: int
+    phone_password: str
+    acme: Peer
+    limited: Peer
+    prepaid: Peer
+    newcomer: Peer
+    alpha: Peer
+    bravo: Peer
+    failing: Peer
+    mute: Peer
+    alpha_gateway: Gateway
+    logs: Path
+    processes: list = field(default_factory=list)
+
+
+@dataclass
+class SippRun:
+    """One SIPp run: its process, the Call-ID of its (single) call and its files."""
+
+    process: subprocess.Popen
+    call_id: str
+    directory: Path
+
+    def wait(self, timeout: float = 40) -> "SippRun":
+        self.process.wait(timeout=timeout)
+        return self
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    @property
+    def messages(self) -> str:
+        path = self.directory / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def log(self) -> str:
+        parts = [self.directory / name for name in ("screen.log", "errors.log")]
+        text = "\n".join(path.read_text(errors="replace")[-2000:] for path in parts if path.exists())
+        return f"sipp exit {self.returncode}\n{text}\n{self.messages[-3000:]}"
+
+
+_runs = itertools.count(1)
+# Where each SIPp run keeps its files: set by the `switch` fixture.
+_sipp_directory: list[Path] = []
+
+
+def sipp(
+    port: int,
+    *,
+    source: str,
+    callee: str = "",
+    service: str = "",
+    role: str = "uac",
+    scenario: str = "",
+    hold_ms: int = 0,
+    local_port: int | None = None,
+    background: bool = False,
+    extra: Sequence[str] = (),
+) -> SippRun:
+    """Run SIPp against 127.0.0.1:`port` from `source` for one call; wait unless `background`."""
+    number = next(_runs)
+    directory = _sipp_directory[-1] / f"run{number}"
+    directory.mkdir(parents=True)
+    prefix = f"live-{secrets.token_hex(6)}-"
+    command = [
+        "timeout", "-k", "2", "30", require_sipp(), f"{LOOPBACK}:{port}",
+        *(["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", role]),
+        "-i", source, "-p", str(local_port or free_port()), "-mp", str(free_port()),
+        "-m", "1", "-l", "1", "-nostdin",
+        "-recv_timeout", "12000", "-timeout", "25", "-timeout_error",
+        "-cid_str", f"{prefix}%u",
+        "-trace_msg", "-message_file", str(directory / "messages.log"),
+        "-trace_err", "-error_file", str(directory / "errors.log"),
+        *(["-s", service or callee] if (service or callee) else []),
+        *(["-d", str(hold_ms)] if hold_ms else []),
+        *extra,
+    ]  # fmt: skip
+    screen = open(directory / "screen.log", "w")  # noqa: SIM115 - the child keeps its own descriptor
+    process = subprocess.Popen(  # noqa: S603 - SIPp from PATH, our own arguments
+        command, stdin=subprocess.DEVNULL, stdout=screen, stderr=subprocess.STDOUT
+    )
+    screen.close()
+    run = SippRun(process, f"{prefix}1", directory)  # one call: number 1
+    return run if background else run.wait()
+
+
+# --- the world in the database -----------------------------------------------------------
+
+
+def _rate(prefix: str, price: str, destination: str) -> Rate:
+    return Rate(
+        prefix=prefix,
+        destination=destination,
+        price=Decimal(price),
+        connection_fee=Decimal("0"),
+        min_seconds=1,
+        increment_seconds=1,
+        free_seconds=0,
+        effective_from=timezone.now() - timedelta(days=1),
+    )
+
+
+def _price_list(name: str, rates: list[Rate], purpose: str = "sell"):
+    table = make_rate_table(name, purpose=purpose)
+    rate_services.add_rates(table, rates, actor=SYSTEM)
+    return table
+
+
+def _customer(name: str, ip: str | None, table, **kwargs) -> Peer:
+    peer = make_peer(name, sell_rate_table_id=table.pk, **kwargs)
+    if ip:
+        peer_services.add_endpoint(peer, actor=SYSTEM, ip=ip)
+    return Peer.objects.get(pk=peer.pk)
+
+
+def _supplier(name: str, port: int) -> tuple[Peer, Gateway]:
+    buy = _price_list(
+        f"{name} buy",
+        [_rate(prefix, "0.0100", name) for prefix, name in DESTINATIONS],
+        purpose="buy",
+    )
+    peer = make_peer(name, role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk)
+    gateway = peer_services.add_gateway(peer, actor=SYSTEM, name="main", host=LOOPBACK, port=port)
+    return peer, gateway
+
+
+def build_world(ports: dict[str, int], phone_password: str) -> dict:
+    retail = _price_list(
+        "Retail",
+        [_rate(prefix, "0.0200", name) for prefix, name in DESTINATIONS],
+    )
+    postpaid = {"account_mode": "postpaid", "credit_limit": Decimal("100")}
+    acme = _customer("Acme", ACME_IP, retail, **postpaid)
+    limited = _customer("Limited", LIMITED_IP, retail, max_calls=1, **postpaid)
+    newcomer = _customer("Newcomer", None, retail, **postpaid)
+    prepaid = _customer("Prepaid", PREPAID_IP, _price_list("Per second", [_rate("49", "0.6000", "Germany")]))
+    billing.post_payment(prepaid.account, actor=SYSTEM, amount=Decimal("0.03"))
+    peer_services.add_sip_account(
+        acme, actor=SYSTEM, username="alice", domain="sip.test", password=phone_password
+    )
+
+    alpha, alpha_gateway = _supplier("Alpha", ports["alpha"])
+    bravo, _ = _supplier("Bravo", ports["bravo"])
+    failing, _ = _supplier("Failing", ports["failing"])
+    mute, _ = _supplier("Mute", ports["mute"])
+    plan = RoutingPlan.objects.create(name="Main")
+    routing = {"49": [alpha], "33": [failing, bravo], "44": [failing], "39": [mute, bravo]}
+    for prefix, suppliers in routing.items():
+        rule = RoutingRule.objects.create(plan=plan, prefix=prefix, method=Method.PRIORITY)
+        for priority, supplier in enumerate(suppliers, start=1):
+            Route.objects.create(rule=rule, supplier=supplier, priority=priority, setup_timeout=1)
+
+    ClusterSettings.load()
+    ClusterSettings.objects.filter(pk=ClusterSettings.SINGLETON_ID).update(
+        bind_address=LOOPBACK, default_routing_plan=plan, redirect_to_assigned_node=True
+    )
+    Node.objects.create(
+        name="node1", management_address=LOOPBACK, sip_address=LOOPBACK, sip_port=ports["node1"]
+    )
+    for name in ("node2", "node3"):
+        Node.objects.create(
+            name=name, management_address=LOOPBACK, sip_address=LOOPBACK, sip_port=ports[name]
+        )
+    wanderer = _customer("Wanderer", WANDERER_IP, retail, **postpaid)
+    peer_services.assign_peer_to_nodes(wanderer, Node.objects.filter(name="node2"), actor=SYSTEM)
+    with transaction.atomic():
+        # Every table, the version rows too: a transactional test before this one flushed them.
+        provisioning.sync_tables()
+    return {
+        "acme": acme,
+        "limited": limited,
+        "prepaid": prepaid,
+        "newcomer": newcomer,
+        "alpha": alpha,
+        "bravo": bravo,
+        "failing": failing,
+        "mute": mute,
+        "alpha_gateway": alpha_gateway,
+    }
+
+
+# --- the processes ----------------------------------------------------------------------
+
+
+def _start(command: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    with open(log, "w") as handle:
+        return subprocess.Popen(  # noqa: S603 - the binaries the tester named, our own arguments
+            command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, **kwargs
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_ready(check, process: subprocess.Popen, log: Path, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if check():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{what} not ready after {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        request = urllib.request.Request(url, data=b"{}", method="POST")  # noqa: S310 - our own http:// URL
+        urllib.request.urlopen(request, timeout=1)  # noqa: S310
+    except urllib.error.HTTPError:
+        return True  # 400/401: up and refusing an empty request
+    except OSError:
+        return False
+    return True
+
+
+def _answers_mi(url: str) -> bool:
+    try:
+        MIClient(url, timeout=1).execute("version")
+    except Exception:
+        return False
+    return True
+
+
+def _start_opensips(
+    binary: Path, node: Node, directory: Path, mi_port: int, common: dict
+) -> subprocess.Popen:
+    with override_settings(OPENSIPS_MI_URL=f"http://{{address}}:{mi_port}/mi", **common):
+        text = render(node, ClusterSettings.load())["opensips/opensips.cfg"]
+    cfg = directory / f"{node.name}.cfg"
+    cfg.write_text(text)
+    log = directory / f"{node.name}.log"
+    process = _start([str(binary), "-F", "-f", str(cfg), "-m", "128", "-M", "16", "-w", str(directory)], log)
+    _wait_ready(lambda: _answers_mi(f"http://{LOOPBACK}:{mi_port}/mi"), process, log, f"OpenSIPS {node.name}")
+    return process
+
+
+@pytest.fixture(scope="module", name="switch")
+def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
+    binary = require_opensips()
+    require_sipp()
+    if connection.vendor != "mysql":
+        pytest.skip(
+            "OpenSIPS reads its tables from MariaDB: run with DATABASE_URL=mysql://… "
+            f"(the test database is {connection.vendor})."
+        )
+    directory = tmp_path_factory.mktemp("live")
+    _sipp_directory.append(directory / "sipp")
+    ports = {name: free_port() for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "phone")}
+    # Mute's gateway: a UDP socket nobody reads, so its calls meet the route's setup timeout.
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    mute.bind((LOOPBACK, 0))
+    ports["mute"] = mute.getsockname()[1]
+    mi_ports = {name: free_port() for name in ("node1", "node2", "node3")}
+    cc_port = free_port()
+    password = secrets.token_urlsafe(12) + "7k"  # random, and always letters and digits
+    processes: list[subprocess.Popen] = []
+    # node3's call control: accepts connections (the kernel's backlog) and never answers.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind((LOOPBACK, 0))
+    silent.listen(16)
+    with silent, mute, django_db_blocker.unblock():
+        # pytest-django sets up the test database only for tests marked or using `db`; these
+        # share one committed world instead, so they set it up when nobody else has.
+        created = None
+        if not connection.settings_dict["NAME"].startswith("test_"):
+            created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        try:
+            world = build_world(ports, password)
+            database = connection.settings_dict
+            environment = {
+                **os.environ,
+                "DATABASE_URL": mysql_url(database),
+                "SMARTSWITCH_VAR_DIR": str(directory / "var"),
+                "PREFIX_INDEX_DIR": str(directory / "prefix-index"),
+                "CALL_CONTROL_THREADS": "4",
+            }
+            cc_log = directory / "uvicorn.log"
+            uvicorn = _start(
+                [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application",
+                 "--host", LOOPBACK, "--port", str(cc_port), "--log-level", "warning"],
+                cc_log, env=environment, cwd=settings.BASE_DIR,
+            )  # fmt: skip
+            processes.append(uvicorn)
+            for name in ("alpha", "bravo"):
+                processes.append(_uas(ports[name], directory / f"{name}.log"))
+            processes.append(_uas(ports["failing"], directory / "failing.log", scenario="uas_busy_503.xml"))
+            cc_url = f"http://{LOOPBACK}:{cc_port}/call-control/v1"
+            _wait_ready(lambda: _answers_http(f"{cc_url}/authorize"), uvicorn, cc_log, "call control", 60)
+            common = {
+                "CALL_CONTROL_URL": cc_url,
+                "OPENSIPS_DB_URL": mysql_url(database),
+                "OPENSIPS_MODULES_DIR": modules_dir(binary),
+            }
+            for name in ("node1", "node2"):
+                node = Node.objects.get(name=name)
+                processes.append(_start_opensips(binary, node, directory, mi_ports[name], common))
+            mute = {
+                **common,
+                "CALL_CONTROL_URL": f"http://{LOOPBACK}:{silent.getsockname()[1]}/call-control/v1",
+            }
+            node3 = Node.objects.get(name="node3")
+            processes.append(_start_opensips(binary, node3, directory, mi_ports["node3"], mute))
+            yield Switch(
+                node1_port=ports["node1"],
+                node2_port=ports["node2"],
+                node3_port=ports["node3"],
+                node1_mi=f"http://{LOOPBACK}:{mi_ports['node1']}/mi",
+                node2_mi=f"http://{LOOPBACK}:{mi_ports['node2']}/mi",
+                phone_port=ports["phone"],
+                phone_password=password,
+                logs=directory,
+                processes=processes,
+                **world,
+            )
+        finally:
+            for process in reversed(processes):
+                _stop(process)
+            call_command("flush", interactive=False, verbosity=0)
+            if created is not None:
+                teardown_databases(created, verbosity=0)
+
+
+def _uas(port: int, log: Path, scenario: str = "") -> subprocess.Popen:
+    """A supplier's gateway: SIPp answering calls on 127.0.0.1:`port` until stopped."""
+    command = [
+        require_sipp(),
+        *(["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uas"]),
+        "-i", LOOPBACK, "-p", str(port), "-mp", str(free_port()), "-nostdin",
+        "-trace_msg", "-message_file", str(log.with_suffix(".messages")),
+    ]  # fmt: skip
+    return _start(command, log)
+
+
+@pytest.fixture(name="orm")
+def orm_fixture(django_db_blocker):
+    """Database access in a live test: the module's world is committed, not rolled back."""
+    with django_db_blocker.unblock():
+        yield

@@ -1,0 +1,131 @@
+"""A node's opensips.cfg rendered from the database, and checked by OpenSIPS itself."""
+
+import subprocess
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from apps.nodes.models import ClusterSettings
+from apps.opensips.config import mysql_url, render
+from tests.factories import NodeFactory
+from tests.opensips.live import modules_dir, require_opensips
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def node(settings):
+    settings.OPENSIPS_DB_URL = "mysql://opensips:secret@db.example:3306/smartswitch"
+    settings.CALL_CONTROL_URL = "http://127.0.0.1:8000/call-control/v1/"
+    settings.OPENSIPS_MI_URL = "http://{address}:8888/mi"
+    return NodeFactory(name="edge1", management_address="10.1.0.1", sip_address="198.51.100.1")
+
+
+@pytest.fixture
+def dedicated():
+    return ClusterSettings.load()
+
+
+@pytest.fixture
+def shared():
+    cluster = ClusterSettings.load()
+    cluster.origination_mode = ClusterSettings.OriginationMode.SHARED
+    cluster.shared_ip = "198.51.100.100"
+    cluster.save()
+    return cluster
+
+
+def cfg(node, cluster) -> str:
+    return render(node, cluster)["opensips/opensips.cfg"]
+
+
+def test_dedicated_mode_listens_on_the_bind_address_and_advertises_the_nodes_own(node, dedicated):
+    text = cfg(node, dedicated)
+    assert "socket=udp:0.0.0.0:5060 as 198.51.100.1:5060" in text
+    assert "socket=tcp:0.0.0.0:5060 as 198.51.100.1:5060" in text
+    assert "198.51.100.100" not in text
+    assert "clusterer" not in text.split("####### Routing logic")[0].replace("# MI `clusterer", "")
+
+
+def test_dedicated_mode_may_bind_one_address(node, dedicated):
+    dedicated.bind_address = "198.51.100.1"
+    dedicated.save()
+    assert "socket=udp:198.51.100.1:5060 as 198.51.100.1:5060" in cfg(node, dedicated)
+
+
+def test_shared_mode_listens_on_the_shared_ip_and_shares_the_vip_tag(node, shared):
+    NodeFactory(name="edge2", management_address="10.1.0.2", sip_address="198.51.100.2")
+    text = cfg(node, shared)
+    assert "socket=udp:198.51.100.100:5060\n" in text
+    assert " as 198.51.100.1" not in text
+    assert '"uac_registrant", "enable_clustering", 1' in text
+    assert f"cluster_id=1,node_id={node.pk},url=bin:10.1.0.1:5566" in text
+    assert "url=bin:10.1.0.2:5566" in text
+    assert '"sharing_tag", "vip/1=backup"' in text
+
+
+def test_mi_listens_on_the_management_address_only(node, dedicated):
+    text = cfg(node, dedicated)
+    assert 'modparam("httpd", "ip", "10.1.0.1")' in text
+    assert 'modparam("httpd", "port", 8888)' in text
+    assert 'modparam("mi_http", "root", "mi")' in text
+
+
+def test_the_call_control_url_and_the_nodes_secret_are_in_the_file(node, dedicated):
+    text = cfg(node, dedicated)
+    assert '"http://127.0.0.1:8000/call-control/v1/authorize"' in text
+    assert f"Authorization: Bearer {node.call_control_secret}" in text
+    assert '$json(cc_req/node) = "edge1";' in text
+
+
+def test_the_modules_use_the_opensips_db_url(node, dedicated):
+    text = cfg(node, dedicated)
+    # acc, permissions, auth_db, usrloc, drouting and uac_registrant, all on the one database.
+    assert text.count('"db_url", "mysql://opensips:secret@db.example:3306/smartswitch"') == 6
+    assert text.count('"db_url"') == 6
+
+
+def test_without_opensips_db_url_the_mariadb_database_is_used():
+    database = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "smartswitch",
+        "USER": "switch",
+        "PASSWORD": "p@ss",
+        "HOST": "10.1.0.9",
+        "PORT": "3306",
+    }
+    assert mysql_url(database) == "mysql://switch:p%40ss@10.1.0.9:3306/smartswitch"
+
+
+@pytest.mark.parametrize("engine", ["django.db.backends.postgresql", "django.db.backends.sqlite3"])
+def test_rendering_refuses_a_database_opensips_cannot_use(engine):
+    with pytest.raises(CommandError, match="must be MariaDB/MySQL"):
+        mysql_url({"ENGINE": engine, "NAME": "x"})
+
+
+def test_render_node_config_says_why_it_cannot_render(node, dedicated, settings, tmp_path):
+    settings.OPENSIPS_DB_URL = ""
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+        pytest.skip("The test database is MariaDB: rendering works without OPENSIPS_DB_URL.")
+    with pytest.raises(CommandError, match="set OPENSIPS_DB_URL"):
+        call_command("render_node_config", "--node", "edge1", "--out", str(tmp_path))
+
+
+def test_the_command_writes_the_file_readable_by_the_group_only(node, dedicated, tmp_path):
+    call_command("render_node_config", "--node", "edge1", "--out", str(tmp_path))
+    written = tmp_path / "opensips" / "opensips.cfg"
+    assert written.stat().st_mode & 0o777 == 0o640
+    assert node.call_control_secret in written.read_text()
+
+
+@pytest.mark.parametrize("mode", ["dedicated", "shared"])
+def test_opensips_accepts_the_rendered_file(node, mode, request, tmp_path, settings):
+    binary = require_opensips()
+    settings.OPENSIPS_MODULES_DIR = modules_dir(binary)
+    path = tmp_path / "opensips.cfg"
+    path.write_text(cfg(node, request.getfixturevalue(mode)))
+    check = subprocess.run(  # noqa: S603 - the engine binary the tester named
+        [str(binary), "-C", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert check.returncode == 0, check.stderr[-3000:]

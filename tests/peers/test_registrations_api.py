@@ -1,0 +1,46 @@
+"""/api/v1/registrations/: outbound registrations through the same service, operator-only like gateways."""
+
+from apps.opensips.models import Registrant
+from apps.peers.models import Registration
+from tests.api.conftest import api, ids  # noqa: F401 - fixture
+
+BODY = {"registrar": "sip:reg.carrier.example", "aor": "sip:4420@carrier.example", "username": "4420"}
+
+
+def test_the_operator_registers_a_node_to_a_supplier_and_the_password_never_comes_back(api, cast):  # noqa: F811
+    client = api(cast.operator_key)
+    response = client.post(
+        "/api/v1/registrations/",
+        {**BODY, "peer": cast.supplier.pk, "node": cast.node.pk, "password": "s3cret"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert "password" not in response.json()
+    assert Registrant.objects.get().password == "s3cret"
+    pk = response.json()["id"]
+    assert client.patch(f"/api/v1/registrations/{pk}/", {"expiry": 600}, format="json").status_code == 200
+    assert Registrant.objects.get().expiry == 600
+    assert client.delete(f"/api/v1/registrations/{pk}/").status_code == 204
+    assert not Registrant.objects.exists()
+
+
+def test_a_registration_without_its_node_in_dedicated_mode_is_a_400_naming_node(api, cast):  # noqa: F811
+    response = api(cast.operator_key).post(
+        "/api/v1/registrations/", {**BODY, "peer": cast.supplier.pk}, format="json"
+    )
+    assert response.status_code == 400
+    assert "node" in response.json(), response.json()
+
+
+def test_resellers_neither_see_nor_add_registrations(api, cast, system):  # noqa: F811
+    from apps.peers import services
+
+    services.add_registration(cast.supplier, actor=system, node=cast.node, **BODY)
+    client = api(cast.a.staff_key)
+    assert ids(client.get("/api/v1/registrations/")) == set()
+    response = client.post(
+        "/api/v1/registrations/", {**BODY, "peer": cast.supplier.pk, "node": cast.node.pk}, format="json"
+    )
+    assert response.status_code == 400
+    assert "does not exist" in response.json()["peer"][0]
+    assert Registration.objects.count() == 1
