@@ -45,7 +45,7 @@ from apps.billing import reservations
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import Posting, post
 from apps.cdr.models import Cdr
-from apps.core.db import retry_on_conflict
+from apps.core.db import retry_on_conflict, unless_conflict
 from apps.core.money import money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index
@@ -54,6 +54,10 @@ from apps.rates.rating import rate_call
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# A backlog being rated waits a little longer after each batch that gave up on write
+# conflicts (CONFLICT_PAUSE seconds times the batches in a row), and stops after this many.
+CONFLICT_PAUSE = 0.5
+GIVE_UP_LIMIT = 10
 # A CDR still unrated this long after its call ended is rated by any node: its own
 # node's worker is evidently not running (the node is down or its workers are stuck).
 TAKEOVER_AFTER = timedelta(minutes=2)
@@ -113,6 +117,10 @@ class BatchResult:
     def add(self, other: "BatchResult") -> None:
         for name in ("selected", "rated", "errors", "skipped", "charges", "released"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class RatingStalled(Exception):
+    """Batch after batch lost on write conflicts: something else holds the same rows."""
 
 
 @dataclass
@@ -418,8 +426,16 @@ def rate_all(
 ) -> BatchResult:
     """Rate batches until none is left (or `until`, a monotonic deadline, passes)."""
     total = BatchResult()
+    gave_up = 0
     while until is None or time.monotonic() < until:
-        result = rate_batch(limit=limit, node_id=node_id, queryset=queryset)
+        result = unless_conflict(rate_batch, limit=limit, node_id=node_id, queryset=queryset)
+        if result is None:
+            gave_up += 1
+            if gave_up == GIVE_UP_LIMIT:
+                raise RatingStalled(f"{gave_up} batches in a row gave up on write conflicts")
+            time.sleep(CONFLICT_PAUSE * gave_up)
+            continue
+        gave_up = 0
         total.add(result)
         if result.selected == 0 or (result.selected == result.skipped and result.selected < limit):
             break

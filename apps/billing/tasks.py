@@ -8,6 +8,7 @@ from django.conf import settings
 from apps.billing import rating
 from apps.cluster import schedules
 from apps.cluster.schedules import Kind, Periodic
+from apps.core.db import unless_conflict
 from apps.nodes.models import Node
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
             except Exception:  # the next round retries; rating must go on meanwhile
                 logger.exception("online billing failed")
             next_cut = time.monotonic() + settings.ONLINE_BILLING_INTERVAL
-        arrived = ingest.ingest_batch(node=settings.NODE_NAME)
+        # A batch that gave up on write conflicts is taken again on the next round.
+        arrived = unless_conflict(ingest.ingest_batch, node=settings.NODE_NAME) or ingest.IngestResult()
         imported.add(arrived)
-        result = rating.rate_batch(node_id=node_id)
+        result = unless_conflict(rating.rate_batch, node_id=node_id) or rating.BatchResult()
         total.add(result)
         if not arrived.full and result.selected < rating.BATCH_SIZE:
             time.sleep(IDLE_SLEEP)

@@ -120,3 +120,22 @@ def retry_on_conflict(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def unless_conflict(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
+    """Call `func`, a `retry_on_conflict` service; None when it gave up on a write conflict.
+
+    For loops that take the same work again on their next round (the billing loop, a
+    backlog being rated): on Galera, three nodes writing the same hot rows can lose
+    certification more times in a row than the retry budget allows. The conflict is logged
+    and counted, nothing was written, and the loop goes on instead of dying.
+    """
+    try:
+        return func(*args, **kwargs)
+    except (OperationalError, InternalError) as exc:
+        if not is_conflict(exc):
+            raise
+        logger.warning(
+            "%s gave up on a write conflict; the next round takes its work again", func.__qualname__
+        )
+        return None

@@ -264,3 +264,28 @@ def test_rate_cdrs_retries_errors_and_reports_them(world):
 def test_rate_cdrs_refuses_bad_arguments(world, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("rate_cdrs", *args, stdout=StringIO())
+
+
+def test_a_backlog_goes_on_after_batches_that_gave_up_on_conflicts_and_stops_when_they_persist(
+    db, monkeypatch
+):
+    # On Galera three raters writing the same balance rows can outlast the retry budget.
+    from django.db import OperationalError
+
+    real = rating.rate_batch
+    outcomes = iter(["conflict", "conflict", "real", "real"])
+
+    def flaky(**kwargs):
+        if next(outcomes) == "conflict":
+            error = OperationalError(1213, "Deadlock found")
+            error.__cause__ = OperationalError(1213, "Deadlock found")
+            raise error
+        return real(**kwargs)
+
+    monkeypatch.setattr(rating, "rate_batch", flaky)
+    monkeypatch.setattr(rating, "CONFLICT_PAUSE", 0)
+    assert rating.rate_all().selected == 0  # two give-ups, then an empty queue: it went on
+
+    outcomes = iter(["conflict"] * rating.GIVE_UP_LIMIT)
+    with pytest.raises(rating.RatingStalled):
+        rating.rate_all()

@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 
-from apps.core.db import is_conflict, retry_on_conflict, retry_stats
+from apps.core.db import is_conflict, retry_on_conflict, retry_stats, unless_conflict
 from apps.nodes.models import Node
 from tests.factories import NodeFactory
 
@@ -176,3 +176,30 @@ def test_is_conflict_recognises_postgres_states():
         wrapped = OperationalError("conflict")
         wrapped.__cause__ = cls("conflict")
         assert is_conflict(wrapped) is expected
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, so the helper retries
+def test_unless_conflict_turns_a_conflict_that_outlasted_the_retries_into_none(settings):
+    settings.DB_RETRY_ATTEMPTS = 2
+    settings.DB_RETRY_BASE_DELAY = 0
+    calls = []
+
+    @retry_on_conflict
+    def always_conflicting():
+        calls.append(1)
+        raise mysql_error(1213, "Deadlock found when trying to get lock")
+
+    assert unless_conflict(always_conflicting) is None
+    assert len(calls) == 2
+    assert (retry_stats.retries, retry_stats.gave_up) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_unless_conflict_lets_other_errors_through():
+    @retry_on_conflict
+    def broken():
+        raise mysql_error(1146, "Table 'x' doesn't exist")
+
+    with pytest.raises(OperationalError):
+        unless_conflict(broken)
+    assert unless_conflict(lambda value: value * 2, 21) == 42

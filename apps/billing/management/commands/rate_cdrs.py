@@ -1,11 +1,13 @@
 from datetime import datetime
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.billing import rating
 from apps.cdr.models import Cdr
+from apps.nodes.models import Node
 from apps.peers.models import Peer
 
 
@@ -43,7 +45,17 @@ class Command(BaseCommand):
             calls = calls.filter(customer=found.get())
         if retry_errors:
             self.stdout.write(f"{rating.requeue_errors(queryset=calls)} call(s) put back to be rated.")
-        result = rating.rate_all(queryset=calls, limit=batch)
+        # This node's calls first, as its worker does (raters on several nodes then start on
+        # different rows), then whatever is left.
+        node_id = Node.objects.filter(name=settings.NODE_NAME).values_list("pk", flat=True).first()
+        try:
+            result = rating.rate_all(queryset=calls, limit=batch, node_id=node_id)
+            if node_id is not None:
+                result.add(rating.rate_all(queryset=calls, limit=batch))
+        except rating.RatingStalled as exc:
+            raise CommandError(
+                f"Rating stopped: {exc}. Run the command again; nothing was charged twice."
+            ) from None
         self.stdout.write(
             f"{result.rated} rated, {result.errors} cannot be rated, {result.skipped} rated by another "
             f"rater meanwhile; {result.charges} charge(s) posted, {result.released} reservation(s) released."
