@@ -224,3 +224,63 @@ def test_files_made_while_a_node_was_away_reach_it_once_it_is_back(cluster, worl
     finally:
         for daemon in daemons.values():
             daemon.stop()
+
+
+def cluster_status(cluster, member) -> tuple[int, dict]:
+    """`manage.py cluster_status --json` on `member`: its exit code and its report."""
+    process = cluster.spawn(member, "cluster_status", "--json")
+    out, _ = process.communicate(timeout=60)
+    return process.returncode, json.loads(out)
+
+
+def test_cluster_status_shows_the_three_nodes_and_a_killed_one_as_stale_within_the_bound(
+    cluster, world, monkeypatch
+):
+    heartbeat, stale_after = 1, 4
+    monkeypatch.setenv("CLUSTER_HEARTBEAT_SECONDS", str(heartbeat))
+    monkeypatch.setenv("CLUSTER_STALE_SECONDS", str(stale_after))
+    monkeypatch.setenv("CLUSTER_LEASE_SECONDS", str(stale_after))
+    # Each node's heartbeat, as its worker beats it (the command is the workerless variant).
+    beaters = {m.name: cluster.spawn(m, "cluster_heartbeat") for m in cluster.members}
+    try:
+        deadline = time.monotonic() + 30
+        code, report = cluster_status(cluster, cluster.members[0])
+        while code != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            code, report = cluster_status(cluster, cluster.members[0])
+        assert code == 0, report
+        nodes = {node["name"]: node for node in report["nodes"]}
+        assert sorted(nodes) == ["node1", "node2", "node3"]
+        for node in nodes.values():
+            assert not node["stale"]
+            assert node["galera"]["summary"] == "Synced, Primary, size 3, ready"
+
+        one, _two, three = cluster.members
+        cluster.kill(three)
+        beaters["node3"].kill()
+        killed = time.monotonic()
+        code, report = cluster_status(cluster, one)
+        while code == 0 and time.monotonic() - killed < 60:
+            time.sleep(0.5)
+            code, report = cluster_status(cluster, one)
+        seen_after = time.monotonic() - killed
+        assert (code, report["stale"]) == (1, ["node3"]), report
+        MEASURED["node3 shown stale by cluster_status after kill -9"] = (
+            f"{seen_after:.1f}s (stale after {stale_after}s + heartbeat {heartbeat}s, plus the seconds "
+            "Galera holds commits until it evicts the dead member)"
+        )
+        # The survivors' own rows say the cluster shrank to two.
+        survivors = {node["name"]: node["galera"]["summary"] for node in report["nodes"] if not node["stale"]}
+        deadline = time.monotonic() + 20
+        while set(survivors.values()) != {"Synced, Primary, size 2, ready"} and time.monotonic() < deadline:
+            time.sleep(0.5)
+            _, report = cluster_status(cluster, one)
+            survivors = {n["name"]: n["galera"]["summary"] for n in report["nodes"] if not n["stale"]}
+        assert survivors == {
+            "node1": "Synced, Primary, size 2, ready",
+            "node2": "Synced, Primary, size 2, ready",
+        }
+    finally:
+        for beater in beaters.values():
+            beater.kill()
+            beater.communicate()
