@@ -32,7 +32,8 @@ from django.utils import timezone
 from apps.cluster import leases
 from apps.cluster.models import Lease, NodeStatus
 from apps.core.db import retry_on_conflict
-from apps.nodes.models import Node
+from apps.files.services import backlog_by_node
+from apps.nodes.models import EngineSync, Node
 from apps.nodes.services import record_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -227,33 +228,19 @@ class NodeReport:
 
 
 def _engine_sync_by_node() -> dict[int, str]:
-    """EngineSync rows (apps.nodes, when present) summarised per node id."""
+    """Each node's OpenSIPS sync state in one line, with its last error while it fails."""
     try:
-        from apps.nodes.models import EngineSync  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    try:
-        summary: dict[int, list[str]] = {}
-        for row in EngineSync.objects.all():
-            values = {
-                f.name: getattr(row, f.name)
-                for f in row._meta.concrete_fields
-                if f.name not in ("id", "node", "created_at", "updated_at")
-            }
-            text = ", ".join(
-                f"{key}={_short(value)}" for key, value in values.items() if value not in (None, "", [])
-            )
-            summary.setdefault(row.node_id, []).append(text or "in sync")
-        return {node_id: "; ".join(parts) for node_id, parts in summary.items()}
+        rows = list(EngineSync.objects.filter(engine=EngineSync.Engine.OPENSIPS))
     except Exception as exc:  # a status page must show the rest when one source fails
         return {-1: f"unavailable: {exc}"}
+    summaries = {}
+    for row in rows:
+        failing = row.pending_modules and row.last_error
+        summaries[row.node_id] = row.summary() + (f" ({row.last_error[:80]})" if failing else "")
+    return summaries
 
 
 def _file_backlog_by_node() -> dict[str, str]:
-    try:
-        from apps.files.services import backlog_by_node  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
     try:
         return {
             name: ", ".join(f"{key}={_short(value)}" for key, value in backlog.items()) or "none"

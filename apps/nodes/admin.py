@@ -52,15 +52,7 @@ def sync_row(node) -> EngineSync | None:
 
 
 def sync_summary(row: EngineSync | None) -> str:
-    """One line: in sync, what is pending, and how many reloads of it failed."""
-    if row is None:
-        return "never changed"
-    if not row.pending_modules:
-        return "in sync"
-    pending = ", ".join(row.pending_modules)
-    if row.attempts:
-        return f"pending {pending}: failed {row.attempts}x"
-    return f"pending {pending}"
+    return "never changed" if row is None else row.summary()
 
 
 @admin.register(Node)

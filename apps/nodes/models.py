@@ -161,3 +161,10 @@ class EngineSync(models.Model):
     @property
     def pending_modules(self) -> list[str]:
         return [module for module in self.MODULES if getattr(self, f"pending_{module}")]
+
+    def summary(self) -> str:
+        """One line: in sync, or what is pending and how many reloads of it failed."""
+        if not self.pending_modules:
+            return "in sync"
+        pending = f"pending {', '.join(self.pending_modules)}"
+        return f"{pending}: failed {self.attempts}x" if self.attempts else pending
