@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Model
 
 from apps.nodes.models import ClusterSettings, Node
-from apps.opensips.models import Address, DrGateway, Registrant, Subscriber, Version
+from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Registrant, Subscriber, Version
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount, Transport
 
 logger = logging.getLogger(__name__)
@@ -251,26 +251,9 @@ def sync_registrants(*, dry_run: bool = False) -> SyncResult:
     return result
 
 
-# The schema version of each table, as OpenSIPS 3.6's create scripts insert it; a module
-# refuses to start when its table's row is missing or different. Migration 0002 wrote them
-# first; a later schema change updates both.
-SCHEMA_VERSIONS = {
-    "address": 5,
-    "subscriber": 8,
-    "dr_gateways": 6,
-    "dr_rules": 4,
-    "dr_carriers": 3,
-    "dr_groups": 2,
-    "registrant": 3,
-    "location": 1013,
-    "acc": 7,
-    "missed_calls": 5,
-}
-
-
 def sync_versions(*, dry_run: bool = False) -> SyncResult:
     """Write the `version` rows OpenSIPS checks at startup (a restored or emptied table)."""
-    wanted = {(table,): {"table_version": version} for table, version in SCHEMA_VERSIONS.items()}
+    wanted = {(table,): {"table_version": version} for table, version in TABLE_VERSIONS.items()}
     return _diff(Version, ("table_name",), wanted, table="version", dry_run=dry_run)
 
 

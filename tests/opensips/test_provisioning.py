@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.opensips import provisioning
-from apps.opensips.models import Address, DrGateway, Subscriber, Version
+from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Subscriber, Version
 from apps.peers import services
 from apps.peers.models import Peer
 from tests.factories import make_peer
@@ -170,5 +170,5 @@ def test_the_version_rows_opensips_checks_are_restored_by_a_resync(db):
     Version.objects.all().delete()
     Version.objects.create(table_name="acc", table_version=6)
     result = provisioning.sync_versions()
-    assert (result.inserted, result.updated) == (len(provisioning.SCHEMA_VERSIONS) - 1, 1)
-    assert dict(Version.objects.values_list("table_name", "table_version")) == provisioning.SCHEMA_VERSIONS
+    assert (result.inserted, result.updated) == (len(TABLE_VERSIONS) - 1, 1)
+    assert dict(Version.objects.values_list("table_name", "table_version")) == TABLE_VERSIONS
