@@ -242,8 +242,9 @@ def _engine_sync_by_node() -> dict[int, str]:
 
 def _file_backlog_by_node() -> dict[str, str]:
     try:
+        # What is owed and what failed; zero counts and empty fields say nothing.
         return {
-            name: ", ".join(f"{key}={_short(value)}" for key, value in backlog.items()) or "none"
+            name: ", ".join(f"{key}={_short(value)}" for key, value in backlog.items() if value) or "none"
             for name, backlog in backlog_by_node().items()
         }
     except Exception as exc:

@@ -54,6 +54,8 @@ class ReloadOutcome:
     error: str = ""
     # True when a change arrived during the reload: it stays pending for the next run.
     still_pending: bool = False
+    # True when a change's task found the node's reloads failing and left it to the sweep.
+    backing_off: bool = False
 
     @property
     def ok(self) -> bool:
@@ -108,12 +110,12 @@ def request_reload(*modules: str) -> None:
     transaction.on_commit(lambda: queue_reloads(nodes))
 
 
-def queue_reloads(nodes: list[tuple[int, str]]) -> int:
+def queue_reloads(nodes: list[tuple[int, str]], *, retry: bool = False) -> int:
     """Queue the reload task of each (pk, name) node on its own cluster; returns how many were queued."""
     queued = 0
     for pk, name in nodes:
         try:
-            send_to_node(name, RELOAD_TASK, pk)
+            send_to_node(name, RELOAD_TASK, pk, *((True,) if retry else ()))
             queued += 1
         except Exception:
             logger.warning(
@@ -151,11 +153,19 @@ def _record_failure(pk: int, error: str, now: datetime) -> None:
     )
 
 
-def reload_node(node: Node, *, timeout: float | None = None) -> ReloadOutcome:
-    """Reload what is pending on `node`'s OpenSIPS and record the outcome on its sync row."""
+def reload_node(node: Node, *, timeout: float | None = None, retry: bool = True) -> ReloadOutcome:
+    """Reload what is pending on `node`'s OpenSIPS and record the outcome on its sync row.
+
+    `retry=False` (the task a change queues) stands back while the node's reloads are
+    failing and their backoff runs: a burst of changes against a dead OpenSIPS then costs
+    one timeout per backoff, not one per change. The sweep's retries and the operator's
+    "reload now" always try.
+    """
     row = EngineSync.objects.filter(node=node, engine=OPENSIPS).first()
     if row is None or not row.pending_modules:
         return ReloadOutcome(node.name)
+    if not retry and row.attempts and row.next_attempt_at and row.next_attempt_at > timezone.now():
+        return ReloadOutcome(node.name, still_pending=True, backing_off=True)
     modules, generation = tuple(row.pending_modules), row.generation
     client = client_for(node, timeout=timeout)
     done: list[str] = []
@@ -202,7 +212,7 @@ def requeue_due(now: datetime | None = None) -> int:
         # same time (or the next one, before the task ran) finds nothing due. If the task
         # never runs, the row comes due again after that.
         if _claim(row, now + max(backoff(row.attempts + 1), UNQUEUED_GRACE)):
-            queued += queue_reloads([(row.node_id, row.node.name)])
+            queued += queue_reloads([(row.node_id, row.node.name)], retry=True)
     return queued
 
 

@@ -14,12 +14,15 @@ SCHEDULES = {
 }
 
 
-def reload_engine(node_id: int) -> str:
-    """Reload what is pending on this node's OpenSIPS (queued on the node's own cluster)."""
+def reload_engine(node_id: int, retry: bool = False) -> str:
+    """Reload what is pending on this node's OpenSIPS (queued on the node's own cluster by a
+    change, or by the sweep with `retry` when a failed reload is due again)."""
     node = Node.objects.filter(pk=node_id, enabled=True).first()
     if node is None:
         return "node disabled or gone: nothing to reload"
-    outcome = sync.reload_node(node)
+    outcome = sync.reload_node(node, retry=retry)
+    if outcome.backing_off:
+        return f"{node.name}: reloads are failing; the sweep retries after the backoff"
     if outcome.error:
         # Recorded on the node's sync row with the next attempt; the sweep queues it again.
         return f"{node.name}: failed ({outcome.error})"

@@ -118,6 +118,21 @@ def test_an_engine_that_does_not_answer_keeps_the_change_pending_with_the_error(
     assert failed.next_attempt_at >= failed.last_error_at + sync.RETRY_FIRST
 
 
+def test_changes_made_while_reloads_fail_wait_for_the_sweep_instead_of_each_timing_out(nodes, dead_mi):
+    node1 = nodes[0]
+    sync.request_reload("address")
+    tasks.reload_engine(node1.pk)  # the first change's task fails: backoff starts
+    failed_at = row(node1).last_error_at
+    for _ in range(5):  # a burst of changes, each with its own task
+        sync.request_reload("address")
+        assert "the sweep retries" in tasks.reload_engine(node1.pk)
+    # Not one more attempt at the dead engine (each would have been a timeout).
+    assert (row(node1).attempts, row(node1).last_error_at) == (1, failed_at)
+    assert row(node1).pending_modules == ["address"]
+    assert "failed" in tasks.reload_engine(node1.pk, retry=True)  # the sweep's retry tries
+    assert row(node1).attempts == 2
+
+
 def test_each_failure_doubles_the_wait_up_to_ten_minutes():
     assert [sync.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
     assert sync.backoff(30) == timedelta(minutes=10)
@@ -128,14 +143,14 @@ def test_a_second_failure_waits_longer_and_a_success_resets_the_attempts(nodes, 
     sync.request_reload("address")
     tasks.reload_engine(node1.pk)
     first = row(node1)
-    tasks.reload_engine(node1.pk)
+    tasks.reload_engine(node1.pk, retry=True)  # as the sweep queues it when due
     second = row(node1)
     assert second.attempts == 2
     assert second.next_attempt_at - second.last_error_at == sync.backoff(2) > sync.backoff(1)
 
     with RecordedMI() as server:
         settings.OPENSIPS_MI_URL = server.template
-        assert tasks.reload_engine(node1.pk) == "node1: reloaded address"
+        assert tasks.reload_engine(node1.pk, retry=True) == "node1: reloaded address"
     done = row(node1)
     assert (done.attempts, done.pending_modules) == (0, [])
     assert done.last_error == second.last_error  # the last error stays on record, dated
@@ -191,7 +206,7 @@ def test_the_sweep_queues_due_retries_once(nodes, queue, dead_mi):
     later = timezone.now() + timedelta(minutes=2)
     assert sync.requeue_due(later) == 2  # node1's retry, and node2 whose task never ran
     assert sync.requeue_due(later) == 0  # claimed: a second sweep queues nothing
-    assert queue() == [("node1", TASK, (node1.pk,)), ("node2", TASK, (node2.pk,))]
+    assert queue() == [("node1", TASK, (node1.pk, True)), ("node2", TASK, (node2.pk, True))]
     assert row(node1).next_attempt_at > later
 
 
