@@ -58,14 +58,19 @@ class SyncResult:
 def _diff(
     model: type[Model],
     key_fields: tuple[str, ...],
-    wanted: dict[tuple, dict],
+    wanted_rows: Callable[[], dict[tuple, dict]],
     *,
     table: str,
     dry_run: bool = False,
 ) -> SyncResult:
-    """Make `model`'s rows equal `wanted` ({natural key: other columns}); return the counts."""
+    """Make `model`'s rows equal `wanted_rows()` ({natural key: other columns}); return the counts.
+
+    The wanted rows are read after the table's lock is taken: read before it, a writer that
+    waited for another would delete the rows the other just committed.
+    """
     result = SyncResult(table)
     Version.objects.select_for_update().filter(table_name=table).first()
+    wanted = wanted_rows()
     value_fields = tuple(next(iter(wanted.values()), {}).keys())
     held: dict[tuple, list] = {}
     for row in model.objects.select_for_update().order_by("pk"):
@@ -122,7 +127,7 @@ def sync_addresses(*, dry_run: bool = False) -> SyncResult:
     return _diff(
         Address,
         ("ip", "mask", "port", "proto", "context_info"),
-        address_rows(),
+        address_rows,
         table="address",
         dry_run=dry_run,
     )
@@ -149,7 +154,11 @@ def sync_subscribers(*, dry_run: bool = False) -> SyncResult:
     """Write the `subscriber` table from SIP accounts."""
     refused: list[str] = []
     result = _diff(
-        Subscriber, ("username", "domain"), subscriber_rows(refused), table="subscriber", dry_run=dry_run
+        Subscriber,
+        ("username", "domain"),
+        lambda: subscriber_rows(refused),
+        table="subscriber",
+        dry_run=dry_run,
     )
     result.refused = refused
     for reason in refused:
@@ -186,7 +195,7 @@ def gateway_rows() -> dict[tuple, dict]:
 
 def sync_gateways(*, dry_run: bool = False) -> SyncResult:
     """Write the `dr_gateways` table from suppliers' gateways."""
-    return _diff(DrGateway, ("gwid",), gateway_rows(), table="dr_gateways", dry_run=dry_run)
+    return _diff(DrGateway, ("gwid",), gateway_rows, table="dr_gateways", dry_run=dry_run)
 
 
 def registrant_rows(refused: list[str]) -> dict[tuple, dict]:
@@ -241,7 +250,7 @@ def sync_registrants(*, dry_run: bool = False) -> SyncResult:
     result = _diff(
         Registrant,
         ("aor", "binding_uri", "registrar"),
-        registrant_rows(refused),
+        lambda: registrant_rows(refused),
         table="registrant",
         dry_run=dry_run,
     )
@@ -253,7 +262,10 @@ def sync_registrants(*, dry_run: bool = False) -> SyncResult:
 
 def sync_versions(*, dry_run: bool = False) -> SyncResult:
     """Write the `version` rows OpenSIPS checks at startup (a restored or emptied table)."""
-    wanted = {(table,): {"table_version": version} for table, version in TABLE_VERSIONS.items()}
+
+    def wanted() -> dict[tuple, dict]:
+        return {(table,): {"table_version": version} for table, version in TABLE_VERSIONS.items()}
+
     return _diff(Version, ("table_name",), wanted, table="version", dry_run=dry_run)
 
 

@@ -18,6 +18,7 @@ from apps.files import tasks as files_tasks
 from apps.nodes import services as nodes
 from apps.nodes import tasks as nodes_tasks
 from apps.nodes.models import Node
+from apps.opensips import tasks as opensips_tasks
 from tests.factories import NodeFactory
 
 # Every app with periodic work, named here so that a task that stops being scheduled fails.
@@ -26,6 +27,7 @@ ALL = {
     **callcontrol_tasks.SCHEDULES,
     **files_tasks.SCHEDULES,
     **nodes_tasks.SCHEDULES,
+    **opensips_tasks.SCHEDULES,
 }
 
 

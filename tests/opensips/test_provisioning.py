@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.opensips import provisioning
+from apps.opensips import provisioning, tasks
 from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Subscriber, Version
 from apps.peers import services
 from apps.peers.models import Peer
@@ -172,3 +172,35 @@ def test_the_version_rows_opensips_checks_are_restored_by_a_resync(db):
     result = provisioning.sync_versions()
     assert (result.inserted, result.updated) == (len(TABLE_VERSIONS) - 1, 1)
     assert dict(Version.objects.values_list("table_name", "table_version")) == TABLE_VERSIONS
+
+
+def test_the_periodic_repair_restores_a_row_a_concurrent_writer_lost(cast, system, reloads):
+    services.add_endpoint(cast.a.customer, actor=system, ip="192.0.2.70")
+    Address.objects.all().delete()  # as a writer on another node that diffed without it would
+    reloads.clear()
+    assert tasks.repair_tables().startswith("repaired")
+    assert "192.0.2.70" in [row.ip for row in Address.objects.all()]
+    assert ("address",) in reloads
+    assert tasks.repair_tables() == "in step"
+
+
+def test_a_writer_diffs_what_is_committed_once_it_holds_the_lock(cast, system, monkeypatch):
+    # Read before the lock, a writer that waited would delete the rows just committed by the
+    # one it waited for: the wanted rows must be read after the lock is taken.
+    services.add_endpoint(cast.a.customer, actor=system, ip="192.0.2.71")
+    order = []
+    real_rows = provisioning.address_rows
+    real_lock = provisioning.Version.objects.select_for_update
+
+    def rows():
+        order.append("rows")
+        return real_rows()
+
+    def lock(*args, **kwargs):
+        order.append("lock")
+        return real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(provisioning, "address_rows", rows)
+    monkeypatch.setattr(provisioning.Version.objects, "select_for_update", lock)
+    provisioning.sync_addresses()
+    assert order == ["lock", "rows"]
