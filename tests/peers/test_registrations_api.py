@@ -1,8 +1,9 @@
 """/api/v1/registrations/: outbound registrations through the same service, operator-only like gateways."""
 
 from apps.opensips.models import Registrant
-from apps.peers.models import Registration
+from apps.peers.models import Peer, Registration
 from tests.api.conftest import api, ids  # noqa: F401 - fixture
+from tests.factories import make_peer
 
 BODY = {"registrar": "sip:reg.carrier.example", "aor": "sip:4420@carrier.example", "username": "4420"}
 
@@ -36,11 +37,12 @@ def test_resellers_neither_see_nor_add_registrations(api, cast, system):  # noqa
     from apps.peers import services
 
     services.add_registration(cast.supplier, actor=system, node=cast.node, **BODY)
-    client = api(cast.a.staff_key)
-    assert ids(client.get("/api/v1/registrations/")) == set()
-    response = client.post(
-        "/api/v1/registrations/", {**BODY, "peer": cast.supplier.pk, "node": cast.node.pk}, format="json"
-    )
-    assert response.status_code == 400
-    assert "does not exist" in response.json()["peer"][0]
+    # Not even for a two-way peer of its own: registrations are the operator's.
+    own = make_peer("Reseller A two-way", reseller=cast.a.reseller, role=Peer.Role.USER)
+    for key in (cast.a.staff_key, cast.a.customer_key):
+        client = api(key)
+        assert client.get("/api/v1/registrations/").status_code == 403
+        for peer in (cast.supplier, own):
+            body = {**BODY, "peer": peer.pk, "node": cast.node.pk}
+            assert client.post("/api/v1/registrations/", body, format="json").status_code == 403
     assert Registration.objects.count() == 1

@@ -109,8 +109,13 @@ class GatewayViewSet(PeerChildViewSet):
 
 
 class RegistrationViewSet(PeerChildViewSet):
-    """Our outbound registrations to suppliers' registrars: one per node, or one on the shared IP."""
+    """Our outbound registrations to suppliers' registrars: one per node, or one on the shared IP.
 
+    The operator's alone, like the admin page: a registration makes the cluster's nodes (or
+    its shared IP) register to a registrar, even for a reseller's two-way peer.
+    """
+
+    permission_classes = [HasScope, OperatorOnly]
     queryset = Registration.objects.select_related("peer", "node")
     serializer_class = serializers.RegistrationSerializer
     filterset_class = filters.RegistrationFilter
