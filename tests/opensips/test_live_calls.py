@@ -11,6 +11,7 @@ The world is built once for the module and committed (other processes read it), 
 tests share it: each uses its own customer or callee.
 """
 
+import socket
 import time
 
 import pytest
@@ -276,3 +277,32 @@ def test_the_nodes_reload_what_the_product_provisions_over_mi(switch: Switch, or
 
     gateways = mi.execute("dr_gw_status", {})["Gateways"]
     assert str(switch.alpha_gateway.pk) in {gateway["ID"] for gateway in gateways}
+
+
+def test_a_forged_in_dialog_request_is_not_relayed_to_a_supplier(switch: Switch, orm):
+    # A To-tag and our Route header, but no dialog of ours: relayed, it would reach the
+    # supplier from our address, unidentified and unbilled.
+    gateway = f"127.0.0.1:{switch.alpha_gateway.port}"
+    call_id = f"forged-{time.monotonic_ns()}@{STRANGER_IP}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((STRANGER_IP, 0))
+        udp.settimeout(5)
+        port = udp.getsockname()[1]
+        request = (
+            f"INVITE sip:{BERLIN}@{gateway} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {STRANGER_IP}:{port};branch=z9hG4bK{time.monotonic_ns()}\r\n"
+            f"Route: <sip:127.0.0.1:{switch.node1_port};lr>\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:attacker@{STRANGER_IP}>;tag=a1\r\n"
+            f"To: <sip:{BERLIN}@{gateway}>;tag=forged\r\n"
+            f"Call-ID: {call_id}\r\n"
+            "CSeq: 2 INVITE\r\n"
+            f"Contact: <sip:attacker@{STRANGER_IP}:{port}>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        udp.sendto(request.encode(), ("127.0.0.1", switch.node1_port))
+        status = udp.recv(4096).decode().split("\r\n", 1)[0]
+    assert status == "SIP/2.0 481 Call/Transaction Does Not Exist"
+    time.sleep(0.5)  # a relayed request would be in the supplier's trace by now
+    supplier_trace = switch.logs / "alpha.messages"
+    assert call_id not in (supplier_trace.read_text() if supplier_trace.exists() else "")
