@@ -54,6 +54,7 @@ EXIT_CODES: dict[int, tuple[str, bool]] = {
     255: ("remote shell failed", True),
 }
 
+SSH_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*@[^/\s]+:/")
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 LIST_LINE = re.compile(r"^(?P<mode>[-dlpscb][rwxsStT-]{9})\s+(?P<size>[0-9,.]+)\s+\S+\s+\S+\s+(?P<name>.+)$")
 
@@ -83,6 +84,9 @@ class Target:
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("A sync target is an rsync:// URL, user@host:/path or an absolute path.")
+        # It lands on rsync's command line: nothing that could read as an option or split.
+        if self.url.startswith("-") or any(character.isspace() for character in self.url):
+            raise ValueError(f"Sync target {self.url!r} may not start with '-' or contain spaces.")
         if not (self.is_daemon or self.is_ssh or self.url.startswith("/")):
             raise ValueError(
                 f"Sync target {self.url!r}: use rsync://host:port/module, user@host:/path "
@@ -95,7 +99,7 @@ class Target:
 
     @property
     def is_ssh(self) -> bool:
-        return not self.is_daemon and re.match(r"^[^/:]+:", self.url) is not None
+        return not self.is_daemon and SSH_TARGET.match(self.url) is not None
 
     def join(self, *parts: str) -> str:
         """The target's address of `parts` below its root."""

@@ -41,7 +41,11 @@ def _connection(url: str) -> redis.Redis:
     with _pools_lock:
         pool = _pools.get(url)
         if pool is None:
-            pool = _pools[url] = redis.ConnectionPool.from_url(url)
+            # Short timeouts: a node whose Redis is gone must not hold up the node sending
+            # it work (its callers log the failure and their sweeps send it again).
+            pool = _pools[url] = redis.ConnectionPool.from_url(
+                url, socket_connect_timeout=2, socket_timeout=5
+            )
     return redis.Redis(connection_pool=pool)
 
 

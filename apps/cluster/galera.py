@@ -98,7 +98,7 @@ innodb_autoinc_lock_mode = 2
 transaction_isolation = READ-COMMITTED
 # Durability comes from the other members: a commit is certified cluster-wide before it
 # returns, so the redo log need not be flushed to disk at every commit.
-innodb_flush_log_at_trx_commit = 2
+innodb_flush_log_at_trx_commit = 1
 
 [galera]
 wsrep_on = ON

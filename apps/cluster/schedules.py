@@ -87,6 +87,15 @@ def ensure(periodic: dict[str, Periodic]) -> dict[str, int]:
             func, args = task.func, None
         legacy = Schedule.objects.filter(name=label, cluster__isnull=True).first()
         for node in nodes:
+            # django-q2's table has no unique key on (name, cluster): two nodes migrating at
+            # once can both insert a row. Keep the oldest and drop the others, every time.
+            twins = list(
+                Schedule.objects.filter(name=schedule_name(label, node), cluster=node)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )[1:]
+            if twins:
+                counts["removed"] += Schedule.objects.filter(pk__in=twins).delete()[0]
             row, created = Schedule.objects.get_or_create(
                 name=schedule_name(label, node),
                 cluster=node,

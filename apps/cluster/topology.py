@@ -14,9 +14,24 @@ dropped silently. Periodic work is scheduled per node (apps.cluster.schedules), 
 cluster-wide work runs under a lease (apps.cluster.tasks.run_singleton).
 """
 
+import logging
+
 from django_q.tasks import async_task
+
+logger = logging.getLogger(__name__)
 
 
 def send_to_node(node_name: str, func: str, *args, **kwargs) -> str:
     """Queue `func(*args, **kwargs)` on `node_name`'s task cluster; returns the task id."""
     return async_task(func, *args, cluster=node_name, **kwargs)
+
+
+def try_send_to_node(node_name: str, func: str, *args, **kwargs) -> str | None:
+    """`send_to_node`, for work a sweep sends again: a node that cannot be reached (its Redis
+    down with it) is logged and None returned, so that the caller — often an on-commit hook
+    sending to every node in turn — goes on with the others."""
+    try:
+        return send_to_node(node_name, func, *args, **kwargs)
+    except Exception:
+        logger.warning("could not queue %s on %s; it is sent again later", func, node_name, exc_info=True)
+        return None

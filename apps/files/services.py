@@ -24,7 +24,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.cluster.topology import send_to_node
+from apps.cluster.topology import try_send_to_node
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
 from apps.core.services import ensure_manages, save_object
@@ -143,7 +143,9 @@ def _queue_push(stored: StoredFile, target: str, *, verify: bool = False) -> Non
     origin = stored.origin.name
     file_id = stored.pk
     options = {"verify": True} if verify else {}
-    transaction.on_commit(lambda: send_to_node(origin, PUSH_TASK, file_id, target, **options))
+    # The copy row keeps its next attempt: if the origin cannot be reached now, the sweep
+    # (or the origin's catch-up once it is back) sends it again.
+    transaction.on_commit(lambda: try_send_to_node(origin, PUSH_TASK, file_id, target, **options))
 
 
 # --- recording what a push did -----------------------------------------------------------

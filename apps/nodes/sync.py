@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import DateTimeField, F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -95,7 +95,13 @@ def _mark_pending(node_ids: list[int], modules, now: datetime) -> None:
         **{f"pending_{module}": True for module in modules},
         generation=F("generation") + 1,
         pending_since=Coalesce(F("pending_since"), Value(now, output_field=DateTimeField())),
-        next_attempt_at=Value(now + UNQUEUED_GRACE, output_field=DateTimeField()),
+        # Never later than it was: changes arriving every minute must not keep pushing back
+        # the sweep's retry of a node whose reloads failed (Least is NULL on MariaDB when
+        # either side is, hence the Coalesce).
+        next_attempt_at=Coalesce(
+            Least(F("next_attempt_at"), Value(now + UNQUEUED_GRACE, output_field=DateTimeField())),
+            Value(now + UNQUEUED_GRACE, output_field=DateTimeField()),
+        ),
     )
 
 

@@ -510,16 +510,16 @@ def _switch(price_import, report, clock, *, actor, version) -> None:
 
 
 def _rebuild_lookup_index(table_id: int) -> None:
-    from django_q.tasks import async_task
-
+    from apps.cluster.topology import try_send_to_node
     from apps.nodes.models import Node
 
     # Every node keeps its own index file: each enabled node's worker cluster rebuilds its
-    # own, this node's included even before it is registered as a Node. A node that is down
-    # finds the task when it is back; lookups also rebuild a file that stays missing.
+    # own, this node's included even before it is registered as a Node. A node that cannot
+    # be reached now is skipped: its lookups notice the table's new version and build the
+    # file themselves after STALE_GRACE_SECONDS (apps.rates.lookup).
     names = {settings.NODE_NAME, *Node.objects.enabled().values_list("name", flat=True)}
     for name in sorted(names):
-        async_task("apps.rates.lookup.rebuild_index", table_id, cluster=name)
+        try_send_to_node(name, "apps.rates.lookup.rebuild_index", table_id)
 
 
 @retry_on_conflict

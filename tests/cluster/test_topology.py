@@ -247,3 +247,16 @@ def test_the_broker_survives_pickling_as_django_q_does_between_processes(redis_n
     broker = pickle.loads(pickle.dumps(NodeRedis("node2")))  # noqa: S301 (our own object)
     broker.enqueue("payload")
     assert redis_nodes["node2"].lrange("django_q:node2:q", 0, -1) == [b"payload"]
+
+
+def test_a_schedule_row_inserted_twice_by_two_nodes_migrating_at_once_is_made_one_again(two_nodes):
+    # django-q2's table has no unique key on (name, cluster): two nodes can both insert.
+    schedules.ensure_all()
+    row = Schedule.objects.filter(cluster="node1").order_by("pk").first()
+    Schedule.objects.create(
+        name=row.name, cluster=row.cluster, func=row.func, args=row.args, schedule_type=row.schedule_type
+    )
+    schedules.ensure_all()
+    assert list(Schedule.objects.filter(name=row.name, cluster="node1").values_list("pk", flat=True)) == [
+        row.pk
+    ]

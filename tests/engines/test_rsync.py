@@ -152,3 +152,12 @@ def test_targets_are_recognised_and_ssh_gets_batch_mode():
     assert command[-1] == "smartswitch@10.0.0.2:/var/lib/smartswitch/recordings"
     with pytest.raises(ValueError):
         Target("relative/dir")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["-e sh -c id:x", "--rsync-path=evil:/x", "user@host:/path with space", "host:relative", "user@host:"],
+)
+def test_a_target_that_could_read_as_an_option_or_is_not_absolute_is_refused(url):
+    with pytest.raises(ValueError, match="Sync target"):
+        Target(url)

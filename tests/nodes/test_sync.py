@@ -235,3 +235,14 @@ def test_a_new_node_is_marked_by_the_next_change(nodes, mi):
     node4 = NodeFactory(name="node4", management_address="127.0.0.1")
     sync.request_reload("drouting")
     assert row(node4).pending_modules == ["drouting"]
+
+
+def test_changes_arriving_all_the_time_never_push_back_a_failing_nodes_retry(nodes, dead_mi):
+    node1 = nodes[0]
+    sync.request_reload("address")
+    tasks.reload_engine(node1.pk)  # fails: the sweep retries it after the backoff
+    due = row(node1).next_attempt_at
+    for _ in range(3):
+        sync.request_reload("drouting")
+    assert row(node1).next_attempt_at == due
+    assert due <= timezone.now() + sync.backoff(1)
