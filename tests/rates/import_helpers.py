@@ -1,13 +1,17 @@
 """Shared helpers of the price-import tests."""
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.rates.models import Rate
 
 BAD_PRICES = Path(settings.BASE_DIR) / "fixtures" / "bad_prices"
+SAMPLE_PRICES = BAD_PRICES.parent / "sample_prices" / "cobalt_networks_2026-12.csv"
+SAMPLE_STARTS = date(2026, 12, 1)  # the day most of the sample's prices start
 HEADER = (
     "prefix,destination,rate,connection_fee,min_seconds,increment_seconds,free_seconds,"
     "effective_from,effective_to"
@@ -20,6 +24,17 @@ def at(text: str) -> datetime:
 
 def deck(*rows: str, header: str = HEADER) -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def sample_price_list(*, starts_in_days: int = 1) -> bytes:
+    """The sample supplier list with every date moved so that its prices start `starts_in_days`
+    after today: what it previews (new, decreased, scheduled) is then the same on any date."""
+    shift = timezone.now().date() + timedelta(days=starts_in_days) - SAMPLE_STARTS
+
+    def moved(match: re.Match) -> str:
+        return (date.fromisoformat(match.group(1)) + shift).isoformat()
+
+    return re.sub(r"(\d{4}-\d{2}-\d{2})(?=T)", moved, SAMPLE_PRICES.read_text()).encode()
 
 
 def corpus() -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from apps.rates import imports
 from apps.rates.models import PriceImport, StagedRate
 from tests.factories import make_rate_table
-from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
+from tests.rates.import_helpers import BAD_PRICES, corpus, deck, sample_price_list, snapshot
 
 CORPUS = corpus()
 
@@ -67,10 +67,13 @@ def test_skip_invalid_imports_the_rest_and_lists_the_rejected_rows(table, system
     assert prices == {"49": Decimal("0.004700")}
 
 
-def test_dry_run_previews_and_writes_nothing(table):
+def test_dry_run_previews_and_writes_nothing(table, tmp_path):
     before = snapshot(table)
     out = StringIO()
-    path = BAD_PRICES.parent / "sample_prices" / "cobalt_networks_2026-12.csv"
+    path = tmp_path / "cobalt_networks.csv"
+    path.write_bytes(sample_price_list())
     call_command("import_prices", str(table.pk), str(path), "--dry-run", "--mode", "full", stdout=out)
-    assert "dry run" in out.getvalue() and "Changes: new 38" in out.getvalue()
+    preview = out.getvalue()
+    assert "dry run" in preview
+    assert "Changes: new 38, increased 0, decreased 2, terms_changed 0, unchanged 0, scheduled 1" in preview
     assert snapshot(table) == before
