@@ -548,8 +548,8 @@ def run_rater(cfg: dict) -> None:
     from django.conf import settings
     from django.utils import timezone
 
-    from apps.billing import rating
-    from apps.billing.online import cut_overruns
+    from apps.billing.services import rating
+    from apps.billing.services.online import cut_overruns
     from apps.core.db import retry_stats
     from apps.nodes.models import Node
     from apps.rates.lookup import get_index
@@ -1075,8 +1075,8 @@ def rerate_once(args, world: World, workdir: Path, batch: int, states: dict, spa
     from django.db import connection, connections
     from django.utils import timezone
 
-    from apps.billing import rerating
     from apps.billing.models import LedgerEntry, RerateLine
+    from apps.billing.services import rerating
     from apps.rates import imports
     from apps.rates.lookup import rebuild_index
     from apps.rates.models import RateTable
@@ -1266,7 +1266,7 @@ def profile_rating(args, world: World, sell: list, codes: list[Code]) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from apps.billing import rating
+    from apps.billing.services import rating
     from apps.rates.lookup import get_index
     from apps.rates.models import RateTable
 
@@ -1413,7 +1413,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from apps.billing import rating, rerating, tasks
+    from apps.billing import tasks
+    from apps.billing.services import rating, rerating
     from apps.rates.lookup import index_path, rebuild_index
     from apps.rates.models import RateTable
 

@@ -19,9 +19,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.billing import rerating, services
+from apps.billing import services
 from apps.billing.forms import AdjustmentForm, PaymentForm
 from apps.billing.models import Account, LedgerEntry, RerateLine, RerateRun, Reservation
+from apps.billing.services import rerating
 from apps.core.admin import (
     ADD,
     CHANGE,

@@ -3,8 +3,8 @@
 from django import forms
 from django.contrib import admin
 
-from apps.billing import fees
 from apps.billing.models import RecurringFee
+from apps.billing.services import fees
 from apps.core.admin import (
     ADD,
     CHANGE,

@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 
-from apps.billing import rating
+from apps.billing.services import rating
 from apps.cluster import schedules
 from apps.cluster.schedules import Kind, Periodic
 from apps.core.db import unless_conflict
@@ -33,7 +33,7 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
     overlapping (a slow minute, or two nodes) are safe: every acc row becomes one CDR and
     every CDR is charged by one of them.
     """
-    from apps.billing.online import cut_overruns
+    from apps.billing.services.online import cut_overruns
     from apps.cdr import ingest
 
     node_id = Node.objects.filter(name=settings.NODE_NAME).values_list("pk", flat=True).first()
@@ -80,7 +80,7 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
 
 
 def post_fees() -> int:
-    from apps.billing.fees import post_due_fees
+    from apps.billing.services.fees import post_due_fees
 
     return post_due_fees()
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from apps.billing import reservations
+from apps.billing.services import reservations
 from apps.callcontrol.snapshot import (
     MIN_QUALITY_ATTEMPTS,
     GatewayInfo,

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from apps.billing import reservations
 from apps.billing.models import Reservation
+from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.decision import CallRequest, decide, settle
 

@@ -1,6 +1,6 @@
 """django-q2 entry points of call control; schedules are ensured after every migrate."""
 
-from apps.billing.reservations import expire_reservations
+from apps.billing.services.reservations import expire_reservations
 from apps.cluster import schedules
 from apps.cluster.schedules import Kind, Periodic
 from apps.routing.quality import refresh_quality_stats

@@ -6,7 +6,7 @@ from functools import reduce
 from django.contrib import admin
 from django.db.models import Q
 
-from apps.billing import rating
+from apps.billing.services import rating
 from apps.cdr.models import Cdr, RatingError
 from apps.core.admin import VIEW, ReadOnlyModelAdmin, ScopedRelatedFilter
 

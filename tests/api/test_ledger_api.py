@@ -7,10 +7,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.billing import reservations
 from apps.billing import services as billing
-from apps.billing.reservations import Hold
-from apps.billing.services import Posting
+from apps.billing.services import Posting, reservations
+from apps.billing.services.reservations import Hold
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope
 from tests.api.conftest import ids, results

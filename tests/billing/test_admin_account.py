@@ -14,11 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing import admin as billing_admin
-from apps.billing import reservations
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
-from apps.billing.reservations import Hold
-from apps.billing.services import Posting
+from apps.billing.services import Posting, reservations
+from apps.billing.services.reservations import Hold
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
-from apps.billing import rating, rerating
 from apps.billing.models import Account, RerateLine, RerateRun
+from apps.billing.services import rating, rerating
 from apps.cdr.admin import HIDDEN_REASON
 from apps.cdr.models import Cdr, RatingError
 from apps.peers.models import Peer

@@ -15,13 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.audit.models import AuditEntry
-from apps.billing import (
-    fee_admin,  # noqa: F401  (registers the admin page until admin.py imports it)
-    fees,
-)
+from apps.billing import fee_admin  # noqa: F401  (registers the admin page until admin.py imports it)
 from apps.billing import services as billing
-from apps.billing.fees import periods_due, post_due_fees
 from apps.billing.models import Account, LedgerEntry, RecurringFee
+from apps.billing.services import fees
+from apps.billing.services.fees import periods_due, post_due_fees
 from apps.core.errors import DomainError, NotAllowed
 from apps.peers import services as peer_services
 from apps.tenancy.scope import Scope

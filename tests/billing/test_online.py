@@ -13,11 +13,11 @@ import pytest
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
-from apps.billing import online, reservations
 from apps.billing import services as billing
 from apps.billing.models import Account, Reservation
-from apps.billing.online import CutReport, calls_to_cut, choose_cuts, cut_overruns, used_so_far
-from apps.billing.reservations import Hold
+from apps.billing.services import online, reservations
+from apps.billing.services.online import CutReport, calls_to_cut, choose_cuts, cut_overruns, used_so_far
+from apps.billing.services.reservations import Hold
 from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.rates.rating import Tariff
@@ -229,7 +229,7 @@ def test_an_engine_that_is_down_leaves_its_calls_for_the_next_run(node, mi, now,
     four_calls(peer, node2, now)
     refund(peer, "5.00")
 
-    with caplog.at_level(logging.WARNING, logger="apps.billing.online"):
+    with caplog.at_level(logging.WARNING, logger="apps.billing.services.online"):
         report = cut_overruns(now)
 
     # The first call found the node down; the second was not tried against it in this run.

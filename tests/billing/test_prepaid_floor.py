@@ -15,9 +15,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.billing import rating
 from apps.billing import services as billing
 from apps.billing.models import Account, Reservation
+from apps.billing.services import rating
 from apps.cdr.models import Cdr
 from apps.peers.models import Peer
 from tests.callcontrol.conftest import race

@@ -12,9 +12,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from apps.billing import rating, reservations
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry, Reservation
+from apps.billing.services import rating, reservations
 from apps.cdr.models import Cdr
 from apps.peers.models import Peer
 from apps.rates import services as rate_services

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.billing import rating, rerating
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry, RerateLine, RerateRun
+from apps.billing.services import rating, rerating
 from apps.cdr.models import Cdr
 from apps.core.errors import DomainError, NotAllowed
 from apps.rates import services as rate_services

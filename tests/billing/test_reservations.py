@@ -11,10 +11,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.billing import reservations
 from apps.billing import services as billing
 from apps.billing.models import Account, Reservation
-from apps.billing.reservations import Hold, InsufficientFunds, TooManyCalls
+from apps.billing.services import reservations
+from apps.billing.services.reservations import Hold, InsufficientFunds, TooManyCalls
 from apps.peers.models import Peer
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope

@@ -49,7 +49,7 @@ def test_the_billing_loop_rates_calls_and_runs_online_billing(world, settings, m
     settings.NODE_NAME = world.node.name
     calls = [unrated_call(world) for _ in range(3)]
     cuts = []
-    monkeypatch.setattr("apps.billing.online.cut_overruns", lambda: cuts.append(1))
+    monkeypatch.setattr("apps.billing.services.online.cut_overruns", lambda: cuts.append(1))
 
     summary = tasks.billing_loop(seconds=0.2)
 
@@ -67,7 +67,7 @@ def test_the_billing_loop_goes_on_rating_when_online_billing_fails(world, settin
     def broken():
         raise RuntimeError("MI down")
 
-    monkeypatch.setattr("apps.billing.online.cut_overruns", broken)
+    monkeypatch.setattr("apps.billing.services.online.cut_overruns", broken)
 
     assert tasks.billing_loop(seconds=0.2)["rated"] == 1
 

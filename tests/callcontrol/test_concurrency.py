@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing import reservations
 from apps.billing.models import Account, Reservation
+from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.endpoint import handle
 from apps.tenancy.scope import Scope

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.billing import reservations
 from apps.billing import services as billing
 from apps.billing.models import Account, Reservation
+from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.checking import CheckInput, check_routing
 from apps.callcontrol.decision import decide, settle

@@ -1,12 +1,12 @@
 """OpenSIPS's acc and missed_calls rows become CDRs once each, and rating takes them."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.billing import rating
+from apps.billing.services import rating
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
 from apps.opensips.models import Acc, MissedCall
@@ -15,7 +15,8 @@ from apps.routing.quality import refresh_quality_stats
 from tests.callcontrol.conftest import MOBILE
 from tests.factories import NodeFactory
 
-ANSWER = datetime(2026, 11, 26, 8, 0, 5, tzinfo=UTC)
+# An hour ago: the world's prices start a day before now, so the call is priced on any date.
+ANSWER = timezone.now().replace(microsecond=0) - timedelta(hours=1)
 
 
 def our_columns(world, gateway="Alpha", **fields):
@@ -212,7 +213,7 @@ def test_the_billing_loop_imports_this_nodes_rows_and_rates_them(world, settings
 
     settings.NODE_NAME = world.node.name
     monkeypatch.setattr(tasks, "IDLE_SLEEP", 0)
-    monkeypatch.setattr("apps.billing.online.cut_overruns", lambda: None)
+    monkeypatch.setattr("apps.billing.services.online.cut_overruns", lambda: None)
     other = NodeFactory(name="node9", last_heartbeat=timezone.now())  # alive: its rows are its own
     Acc.objects.create(**our_columns(world), sip_code="200", time=ANSWER, ms_duration=1000)
     Acc.objects.create(**our_columns(world, node=other.name), sip_code="200", time=ANSWER, ms_duration=1000)

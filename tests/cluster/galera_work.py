@@ -21,9 +21,9 @@ from django.db import connection
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from apps.billing import rating
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
+from apps.billing.services import rating
 from apps.cdr.models import Cdr
 from apps.cluster import leases
 from apps.core.db import retry_stats, unless_conflict

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.rating import GIVE_UP_LIMIT
+from apps.billing.services.rating import GIVE_UP_LIMIT
 from tests.cluster.conftest import MEASURED
 from tests.files.rsyncd import RsyncDaemon, rsync_missing
 

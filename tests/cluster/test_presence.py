@@ -273,7 +273,7 @@ def test_the_heartbeat_goes_on_while_the_billing_loop_holds_the_worker(settings,
         pytest.skip(
             "two connections writing one SQLite file lock each other out; needs MariaDB or PostgreSQL"
         )
-    from apps.billing import rating
+    from apps.billing.services import rating
     from apps.billing.tasks import billing_loop
 
     NodeFactory(name="node1")

@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.billing import rating
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
+from apps.billing.services import rating
 from apps.cdr.models import Cdr
 from apps.core.demo.calls import CallMaker
 from apps.core.demo.cast import (

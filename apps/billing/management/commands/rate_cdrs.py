@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apps.billing import rating
+from apps.billing.services import rating
 from apps.cdr.models import Cdr
 from apps.nodes.models import Node
 from apps.peers.models import Peer

@@ -19,7 +19,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, RecurringFee
-from apps.billing.services import Posting, post
+from apps.billing.services.ledger import Posting, post
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.money import money

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.billing.models import LedgerEntry, RerateLine, RerateRun
-from apps.billing.rating import CDR_COLUMNS, PeerDirectory, price, update_rows
-from apps.billing.services import Posting, post
+from apps.billing.services.ledger import Posting, post
+from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, price, update_rows
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
@@ -97,7 +97,7 @@ def request_rerate(
 def _queue(run_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("apps.billing.rerating.run", run_id, cluster=settings.NODE_NAME)
+    async_task("apps.billing.services.rerating.run", run_id, cluster=settings.NODE_NAME)
 
 
 def _calls(run: RerateRun):

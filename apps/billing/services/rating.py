@@ -41,9 +41,9 @@ from django.db import connection
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from apps.billing import reservations
 from apps.billing.models import Account, LedgerEntry, Reservation
-from apps.billing.services import Posting, post
+from apps.billing.services import reservations
+from apps.billing.services.ledger import Posting, post
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, unless_conflict
 from apps.core.money import money

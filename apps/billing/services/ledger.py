@@ -12,8 +12,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.billing import notify, reservations
+from apps.billing import notify
 from apps.billing.models import Account, LedgerEntry, Reservation
+from apps.billing.services import reservations
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
