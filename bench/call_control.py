@@ -2,7 +2,7 @@
 
 Builds a busy wholesale switch in a database of its own: a sell deck of 1,000,000 prefixes
 shared by 10,000 customers, three suppliers' buy decks of 1,000,000 prefixes each, all
-loaded through the price import (apps.rates.imports); each customer with an account
+loaded through the price import (apps.rates.services.imports); each customer with an account
 (prepaid with a large balance, one in ten postpaid) and one /32 address, half of them
 assigned to the benchmark node and half to no node; the suppliers with gateways; a
 default routing plan with a least-cost rule over the three suppliers and a few more
@@ -199,8 +199,8 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
     from apps.nodes.models import ClusterSettings
     from apps.peers import services as peer_services
     from apps.peers.models import Endpoint, Peer
-    from apps.rates import imports
     from apps.rates import services as rate_services
+    from apps.rates.services import activation
     from apps.routing import services as routing
     from apps.routing.signals import bump_generation
     from apps.tenancy.scope import Scope
@@ -226,7 +226,7 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
             actor=system, name=name, purpose="sell" if n == 0 else "buy", currency="USD"
         )
         started = time.perf_counter()
-        report = imports.import_price_file(
+        report = activation.import_price_file(
             table, path.read_bytes(), actor=system, filename=path.name, mode="full"
         )
         took = time.perf_counter() - started

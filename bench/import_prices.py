@@ -155,13 +155,13 @@ def load_data_floor(url: str, path: Path) -> float | None:
 
 
 def run_import(table, path: Path, mode: str, chunk: int):
-    from apps.rates import imports
+    from apps.rates.services import activation
     from apps.tenancy.scope import Scope
 
     started = time.perf_counter()
     data = path.read_bytes()
     read = time.perf_counter() - started
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, data, actor=Scope.system(), filename=path.name, mode=mode, chunk_size=chunk
     )
     total = time.perf_counter() - started

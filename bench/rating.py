@@ -2,7 +2,7 @@
 
 Builds a wholesale switch in a database of its own: a sell deck and three suppliers' buy
 decks of --prefixes prefixes each (default 100,000), loaded through the price import
-(apps.rates.imports); --customers customers (default 1,000) with accounts, prepaid with a
+(apps.rates.services.imports); --customers customers (default 1,000) with accounts, prepaid with a
 large balance and one in ten postpaid, one in five prepaid ones with a low-balance
 threshold; three suppliers with their (postpaid) accounts. Then three measurements:
 
@@ -197,8 +197,8 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
     from apps.nodes import services as node_services
     from apps.peers import services as peer_services
     from apps.peers.models import Peer
-    from apps.rates import imports
     from apps.rates import services as rate_services
+    from apps.rates.services import activation
     from apps.tenancy.scope import Scope
 
     system = Scope.system()
@@ -217,7 +217,7 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
             actor=system, name=name, purpose="sell" if n == 0 else "buy", currency="USD"
         )
         started = time.perf_counter()
-        report = imports.import_price_file(
+        report = activation.import_price_file(
             table, path.read_bytes(), actor=system, filename=path.name, mode="full"
         )
         took = time.perf_counter() - started
@@ -1077,9 +1077,9 @@ def rerate_once(args, world: World, workdir: Path, batch: int, states: dict, spa
 
     from apps.billing.models import LedgerEntry, RerateLine
     from apps.billing.services import rerating
-    from apps.rates import imports
     from apps.rates.lookup import rebuild_index
     from apps.rates.models import RateTable
+    from apps.rates.services import activation
     from apps.tenancy.scope import Scope
 
     row: dict = {"phase": "rerate", "prepared": prepared}
@@ -1087,7 +1087,7 @@ def rerate_once(args, world: World, workdir: Path, batch: int, states: dict, spa
     path = workdir / "corrected.csv"
     started = time.perf_counter()
     rows, changed = corrected_deck(path, table.pk, args.change)
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, path.read_bytes(), actor=Scope.system(), filename=path.name, mode="full"
     )
     if not report.ok:

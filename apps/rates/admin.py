@@ -19,9 +19,10 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
-from apps.rates import imports, services
+from apps.rates import services
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable
+from apps.rates.services import activation, imports
 
 
 @admin.register(RateTable)
@@ -168,7 +169,7 @@ class PriceImportUploadForm(ScopedModelForm):
 
 
 def _confirm(admin_, request, price_import, data):
-    imports.confirm_price_import(price_import, actor=admin_.scope(request))
+    activation.confirm_price_import(price_import, actor=admin_.scope(request))
     return "Import confirmed: a worker activates it now; this page shows its progress."
 
 

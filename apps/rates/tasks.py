@@ -2,9 +2,9 @@
 
 from django.contrib.auth import get_user_model
 
-from apps.rates import imports
 from apps.rates.importing.report import ImportRefused
 from apps.rates.models import PriceImport
+from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
 
 
@@ -16,7 +16,7 @@ def activate_price_import(import_id: int, user_id: int | None = None) -> str:
     try:
         # resume=True: a worker killed mid-activation is retried by django-q2, and the
         # retry must clean up and finish what the dead one started.
-        imports.activate_price_import(price_import, actor=actor, resume=True)
+        activation.activate_price_import(price_import, actor=actor, resume=True)
     except ImportRefused as exc:
         return exc.message
     return "done"

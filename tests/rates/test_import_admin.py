@@ -4,9 +4,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from apps.rates import imports, tasks
+from apps.rates import tasks
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport
+from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
 from tests.conftest import PASSWORD
 from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
@@ -42,7 +43,7 @@ def upload(client, table, content: bytes, name="prices.csv", mode="full"):
 @pytest.fixture
 def table(cast):
     table = cast.supplier.buy_rate_table
-    imports.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
+    activation.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
     return table
 
 

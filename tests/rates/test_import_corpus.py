@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.rates import imports
 from apps.rates.models import PriceImport, StagedRate
+from apps.rates.services import activation
 from tests.factories import make_rate_table
 from tests.rates.import_helpers import BAD_PRICES, corpus, deck, sample_price_list, snapshot
 
@@ -21,7 +21,7 @@ def test_the_corpus_lists_every_file():
 @pytest.fixture
 def table(db, system):
     table = make_rate_table("Carrier Y buy", purpose="buy")
-    imports.import_price_file(
+    activation.import_price_file(
         table,
         deck("44,United Kingdom,0.0050,0,30,6,0,,", "33,France,0.0060,0,30,6,0,,"),
         actor=system,
@@ -33,7 +33,7 @@ def table(db, system):
 @pytest.mark.parametrize(("name", "expected"), CORPUS)
 def test_service_reports_the_error_and_writes_nothing(table, system, name, expected):
     before = snapshot(table)
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, (BAD_PRICES / name).read_bytes(), actor=system, filename=name, mode="full"
     )
     assert not report.ok
@@ -54,7 +54,7 @@ def test_cli_prints_the_error_and_fails(table, name, expected):
 
 
 def test_skip_invalid_imports_the_rest_and_lists_the_rejected_rows(table, system):
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table,
         (BAD_PRICES / "negative_rate.csv").read_bytes(),
         actor=system,

@@ -7,9 +7,8 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from apps.rates import imports
-from apps.rates.importing import pipeline
 from apps.rates.models import PriceImport, Rate, RateTable, StagedRate
+from apps.rates.services import activation, imports, pipeline
 from apps.tenancy.scope import Scope
 from tests.factories import make_rate_table
 from tests.rates.import_helpers import at, deck, price_at
@@ -24,7 +23,7 @@ def table(db):
 
 
 def load(table, *rows, mode="full", start=DEC):
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, deck(*rows), actor=Scope.system(), mode=mode, effective_from=start
     )
     assert report.ok, report.errors
@@ -102,7 +101,7 @@ def test_an_unmoved_version_reuses_the_preview_comparison(table):
     # Dated rows, no import date: the start is each row's own, not the activation time.
     price_import = stage(table, "44,UK,0.0150,0,30,6,0,2027-01-01,", "33,France,0.0200,0,30,6,0,2027-01-01,")
     with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
-        imports.activate_price_import(price_import, actor=Scope.system())
+        activation.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 0
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["increased"] == 1
@@ -118,7 +117,7 @@ def test_a_live_version_moved_since_the_preview_forces_a_fresh_diff(table):
     load(table, "44,UK,0.0150,0,30,6,0,,", mode="changes", start=JAN)  # someone else got there first
     rows = Rate.objects.count()
     with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
-        imports.activate_price_import(price_import, actor=Scope.system())
+        activation.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 1
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["unchanged"] == 1
@@ -130,7 +129,7 @@ def test_undated_rows_reuse_the_comparison_while_no_live_period_starts_or_ends(t
     load(table, "44,UK,0.0100,0,30,6,0,,", start=at("2026-01-01T00:00:00"))
     price_import = stage(table, "44,UK,0.0150,0,30,6,0,,", mode="changes")
     with mock.patch.object(imports, "compare", wraps=imports.compare) as compare:
-        imports.activate_price_import(price_import, actor=Scope.system())
+        activation.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 0
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["increased"] == 1
@@ -147,7 +146,7 @@ def test_undated_rows_get_a_fresh_diff_when_a_live_period_ended_since_the_previe
         mock.patch.object(imports.timezone, "now", return_value=later),
         mock.patch.object(imports, "compare", wraps=imports.compare) as compare,
     ):
-        imports.activate_price_import(price_import, actor=Scope.system())
+        activation.activate_price_import(price_import, actor=Scope.system())
     assert compare.call_count == 1
     price_import.refresh_from_db()
     assert price_import.report["diff"]["counts"]["new"] == 1

@@ -7,8 +7,8 @@ from io import StringIO
 import openpyxl
 from django.core.management import call_command
 
-from apps.rates import imports
 from apps.rates.models import ImportTemplate
+from apps.rates.services import activation
 from apps.tenancy.scope import Scope
 from tests.factories import make_rate_table
 from tests.rates.import_helpers import BAD_PRICES, at, price_at
@@ -40,7 +40,7 @@ def test_a_template_maps_headers_decimal_commas_dates_increments_and_prefixes(db
         "+44 20;UK London;0,0027;30/6;01/01/2027;\n"
         "0033;France;0,0055;60/60/0;01/01/2027;promo\n"
     ).encode("latin-1")
-    report = imports.import_price_file(table, data, actor=Scope.system(), template=template, mode="full")
+    report = activation.import_price_file(table, data, actor=Scope.system(), template=template, mode="full")
     assert report.ok, report.errors
     rate = table.rates.live().get(prefix="4420")
     assert (rate.price, rate.min_seconds, rate.increment_seconds, rate.effective_from) == (
@@ -62,11 +62,11 @@ def test_xlsx_decks_import_like_csv(db):
     sheet.append(["3x", "Bad", 0.1, None])
     buffer = io.BytesIO()
     book.save(buffer)
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, buffer.getvalue(), actor=Scope.system(), filename="deck.xlsx", mode="full"
     )
     assert [e["message"] for e in report.errors] == ["line 4: prefix '3x' is not digits"]
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, buffer.getvalue(), actor=Scope.system(), filename="deck.xlsx", mode="full", skip_invalid=True
     )
     assert price_at(table, "33", JAN) == Decimal("0.00001")

@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from apps.rates import imports, tasks
+from apps.rates import tasks
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport, StagedRate
+from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
 from tests.conftest import PASSWORD
 from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
@@ -32,7 +33,7 @@ def price_import_dir(settings, tmp_path):
 @pytest.fixture
 def table(cast):
     table = cast.supplier.buy_rate_table
-    imports.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
+    activation.import_price_file(table, deck("44,UK,0.0050,0,30,6,0,,"), actor=Scope.system(), mode="full")
     return table
 
 

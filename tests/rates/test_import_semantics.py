@@ -8,10 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.core.errors import NotAllowed
-from apps.rates import imports
-from apps.rates.importing import pipeline
 from apps.rates.models import PriceImport, Rate, StagedRate
 from apps.rates.rows import RateRow
+from apps.rates.services import activation, imports, versions
 from apps.tenancy.scope import Scope
 from tests.factories import make_rate_table
 from tests.rates.import_helpers import at, deck, price_at, snapshot
@@ -26,7 +25,7 @@ def table(db):
 
 
 def load(table, *rows, mode="full", start=DEC, **options):
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, deck(*rows), actor=Scope.system(), mode=mode, effective_from=start, **options
     )
     assert report.ok, report.errors
@@ -60,7 +59,7 @@ def test_changes_only_touches_listed_codes(table):
 
 def test_increase_sooner_than_the_notice_is_flagged(table):
     load(table, "44,UK,0.0100,0,30,6,0,,", start=at("2026-01-01T00:00:00"))
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table, deck("44,UK,0.0200,0,30,6,0,,"), actor=Scope.system(), mode="changes", dry_run=True
     )
     assert report.diff["counts"]["increased"] == 1
@@ -68,14 +67,14 @@ def test_increase_sooner_than_the_notice_is_flagged(table):
 
 
 def test_margin_check_finds_sell_prices_below_the_new_buy_price(cast, table):
-    imports.import_rows(
+    activation.import_rows(
         cast.a.sell_table,
         [RateRow(prefix="44", price=Decimal("0.0150"))],
         mode="full",
         effective_from=DEC,
         actor=Scope.system(),
     )
-    report = imports.import_price_file(
+    report = activation.import_price_file(
         table,
         deck("44,UK,0.0200,0,30,6,0,,"),
         actor=Scope.system(),
@@ -118,7 +117,7 @@ def test_activation_after_a_crash_cleans_up_and_finishes(table):
         chunk_size=10,
     )
     calls = {"n": 0}
-    real = pipeline._activate_chunk
+    real = versions._activate_chunk
 
     def crash_on_second_chunk(params):
         calls["n"] += 1
@@ -126,14 +125,14 @@ def test_activation_after_a_crash_cleans_up_and_finishes(table):
             raise RuntimeError("worker killed")
         return real(params)
 
-    with mock.patch.object(pipeline, "_activate_chunk", crash_on_second_chunk), pytest.raises(RuntimeError):
-        imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
+    with mock.patch.object(versions, "_activate_chunk", crash_on_second_chunk), pytest.raises(RuntimeError):
+        activation.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
     table.refresh_from_db()
     assert snapshot(table) == before  # the first chunk is written but invisible
     assert Rate.objects.filter(table=table, version_from=table.live_version + 1).exists()
     price_import.refresh_from_db()
     assert price_import.state == PriceImport.State.FAILED
-    imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10, resume=True)
+    activation.activate_price_import(price_import, actor=Scope.system(), chunk_size=10, resume=True)
     assert price_at(table, "4401999", JAN) == Decimal("0.0200")
     assert price_at(table, "4401999", at("2026-12-31T00:00:00")) == Decimal("0.0100")
     assert Rate.objects.live().filter(table=table).count() == 60  # 30 closed copies + 30 new
@@ -149,7 +148,7 @@ def test_activation_writes_in_bounded_chunks(table):
         chunk_size=10,
     )
     with CaptureQueriesContext(connection) as queries:
-        imports.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
+        activation.activate_price_import(price_import, actor=Scope.system(), chunk_size=10)
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT INTO rates_rate")]
     assert len(inserts) == 4  # 35 rows in chunks of 10, one transaction each
     switches = [
@@ -160,7 +159,7 @@ def test_activation_writes_in_bounded_chunks(table):
 
 def test_reseller_imports_only_into_its_own_sell_tables(cast):
     staff = Scope.of_user(cast.a.staff)
-    report = imports.import_rows(
+    report = activation.import_rows(
         cast.a.sell_table,
         [RateRow(prefix="44", price=Decimal("0.02"))],
         mode="changes",
@@ -169,7 +168,7 @@ def test_reseller_imports_only_into_its_own_sell_tables(cast):
     )
     assert report.ok and report.version == 1
     with pytest.raises(NotAllowed):
-        imports.import_rows(
+        activation.import_rows(
             cast.b.sell_table,
             [RateRow(prefix="44", price=Decimal("0.02"))],
             mode="changes",
@@ -178,12 +177,12 @@ def test_reseller_imports_only_into_its_own_sell_tables(cast):
         )
     buy = cast.supplier.buy_rate_table
     with pytest.raises(NotAllowed):
-        imports.import_price_file(buy, deck("44,UK,0.01,0,1,1,0,,"), actor=staff, mode="changes")
+        activation.import_price_file(buy, deck("44,UK,0.01,0,1,1,0,,"), actor=staff, mode="changes")
     assert not Rate.objects.filter(table__in=[cast.b.sell_table, buy]).exists()
 
 
 def test_import_rows_reports_errors_with_row_numbers(table):
-    report = imports.import_rows(
+    report = activation.import_rows(
         table,
         [RateRow(prefix="44", price=Decimal("0.01")), RateRow(prefix="4x", price=Decimal("-1"), line=7)],
         mode="changes",

@@ -8,10 +8,10 @@ from django.core.management.base import CommandError
 
 from apps.core.errors import DomainError, NotAllowed
 from apps.peers.models import Peer
-from apps.rates.imports import import_rows
 from apps.rates.models import Rate
 from apps.rates.rows import RateRow
-from apps.rates.selling import generate_sell_table
+from apps.rates.services.activation import import_rows
+from apps.rates.services.selling import generate_sell_table
 from apps.tenancy.scope import Scope
 from tests.factories import make_peer, make_rate_table
 from tests.rates.import_helpers import at, price_at

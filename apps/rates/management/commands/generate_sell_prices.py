@@ -8,7 +8,7 @@ from apps.core.errors import DomainError
 from apps.peers.models import Peer
 from apps.rates.generation import Rule
 from apps.rates.management.commands.import_prices import find_table, parse_moment
-from apps.rates.selling import generate_sell_table
+from apps.rates.services.selling import generate_sell_table
 from apps.tenancy.scope import Scope
 
 

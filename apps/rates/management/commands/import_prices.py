@@ -6,8 +6,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.errors import DomainError
-from apps.rates import imports
 from apps.rates.models import ImportTemplate, PriceImport, RateTable
+from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
 
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {options['file']}: {exc.strerror}") from None
         try:
-            report = imports.import_price_file(
+            report = activation.import_price_file(
                 table,
                 data,
                 actor=Scope.system(),

@@ -1,4 +1,4 @@
-"""The only write path for price lists: tables, single rates and bulk price imports."""
+"""Price lists, their single rates and the import templates: create and change them."""
 
 import logging
 from collections.abc import Iterable

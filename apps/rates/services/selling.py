@@ -16,9 +16,9 @@ from apps.core.services import ensure_manages
 from apps.peers.models import Peer
 from apps.rates.generation import GenerationResult, Rule, generate_sell_rates
 from apps.rates.importing.report import ImportReport
-from apps.rates.imports import import_rows
 from apps.rates.models import Rate, RateTable
 from apps.rates.rows import RateRow
+from apps.rates.services.activation import import_rows
 from apps.tenancy.scope import Scope
 
 
