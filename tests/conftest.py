@@ -5,17 +5,20 @@ Tenancy tests take an object of reseller A and check that reseller B's staff, ke
 customer cannot reach it.
 """
 
+import itertools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.cdr.models import Cdr
 from apps.peers.models import Peer
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
-from tests.factories import NodeFactory, make_peer, make_rate_table, make_reseller
+from tests.factories import CdrFactory, NodeFactory, make_peer, make_rate_table, make_reseller
 
 PASSWORD = "S3cure-test-pass!"
 
@@ -92,6 +95,56 @@ def cast(db) -> Cast:
 @pytest.fixture
 def system() -> Scope:
     return Scope.system()
+
+
+@pytest.fixture
+def unrated_call(db, settings, tmp_path):
+    """Make a call that the rater prices at exactly `cost`: unrated_call(customer, "0.25", **cdr).
+
+    Calls are charged in production only by the billing loop's rater
+    (apps.billing.services.rating.rate_batch): tests make the call with this, then run the
+    rater. The customer's sell list gets a rate of the call's own (the cost as connection
+    fee, nothing per minute), so the rater finds the price in its index as it finds any.
+    """
+    from apps.rates import lookup
+    from apps.rates import services as rate_services
+    from apps.rates.models import Rate
+
+    settings.PREFIX_INDEX_DIR = tmp_path / "prefix-index"
+    lookup.forget_indexes()
+    numbers = itertools.count(1)
+
+    def make(customer: Peer, cost, *, destination: str = "", **fields):
+        customer = Peer.objects.get(pk=customer.pk)
+        if customer.sell_rate_table_id is None:
+            table = make_rate_table(f"{customer.name} sell", reseller=customer.reseller)
+            Peer.objects.filter(pk=customer.pk).update(sell_rate_table=table)
+            customer.sell_rate_table = table
+        prefix = f"999{next(numbers):06d}"
+        rate = Rate(
+            prefix=prefix,
+            destination=destination or f"Test {prefix}",
+            price=Decimal(0),
+            connection_fee=Decimal(cost),
+            effective_from=datetime(2000, 1, 1, tzinfo=UTC),
+        )
+        table_id = customer.sell_rate_table_id
+        rate_services.add_rates(customer.sell_rate_table, [rate], actor=Scope.system())
+        # add_rates writes into the live version: the index of that version is made again.
+        lookup.index_path(table_id, lookup.live_version(table_id)).unlink(missing_ok=True)
+        lookup.forget_indexes()
+        values = {
+            "customer": customer,
+            "callee": prefix + "1",
+            "rating_state": Cdr.RatingState.UNRATED,
+            "sell_cost": None,
+            "buy_cost": None,
+            "billable_seconds": 0,
+        }
+        return CdrFactory(**(values | fields))
+
+    yield make
+    lookup.forget_indexes()
 
 
 @pytest.fixture(autouse=True)

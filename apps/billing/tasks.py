@@ -65,10 +65,9 @@ def billing_loop(seconds: float = LOOP_SECONDS) -> dict:
         )
     if total.selected:
         logger.info(
-            "rated %s CDRs (%s errors, %s taken by another rater), %s charges",
+            "rated %s CDRs (%s errors), %s charges",
             total.rated,
             total.errors,
-            total.skipped,
             total.charges,
         )
     return {

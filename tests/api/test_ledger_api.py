@@ -8,12 +8,11 @@ import pytest
 from django.utils import timezone
 
 from apps.billing import services as billing
-from apps.billing.services import Posting, reservations
+from apps.billing.services import Posting, rating, reservations
 from apps.billing.services.reservations import Hold
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope
 from tests.api.conftest import ids, results
-from tests.factories import CdrFactory
 
 SYSTEM = Scope.system()
 LEDGER = "/api/v1/ledger-entries/"
@@ -78,19 +77,21 @@ def test_the_ledger_orders_by_occurrence(api, cast):
     assert [row["id"] for row in rows] == [late.pk, early.pk]
 
 
-def test_the_ledger_filters_by_call(api, cast):
-    mine = CdrFactory(customer=cast.a.customer, sell_cost=Decimal("0.5"))
-    other = CdrFactory(customer=cast.a.customer, sell_cost=Decimal("0.7"))
-    billing.post_call_charges([mine, other])
+def test_the_ledger_filters_by_call(api, cast, unrated_call):
+    mine = unrated_call(cast.a.customer, "0.5")
+    unrated_call(cast.a.customer, "0.7")
+    rating.rate_batch()
     charge = cast.a.customer.account.entries.get(cdr=mine)
     rows = results(api(cast.a.customer_key).get(LEDGER, {"cdr": mine.pk}))
     assert [(row["id"], row["cdr"], row["amount"]) for row in rows] == [(charge.pk, mine.pk, "-0.500000")]
 
 
 @pytest.mark.parametrize("stranger", ["b.staff_key", "b.customer_key"])
-def test_another_tenants_account_or_call_in_a_filter_is_refused_like_a_missing_one(api, cast, stranger):
-    cdr = CdrFactory(customer=cast.a.customer, sell_cost=Decimal("0.5"))
-    billing.post_call_charges([cdr])
+def test_another_tenants_account_or_call_in_a_filter_is_refused_like_a_missing_one(
+    api, cast, unrated_call, stranger
+):
+    cdr = unrated_call(cast.a.customer, "0.5")
+    rating.rate_batch()
     tenant, attribute = stranger.split(".")
     client = api(getattr(getattr(cast, tenant), attribute))
     for name, value in (("cdr", cdr.pk), ("account", cast.a.customer.account.pk), ("cdr", 10**9)):
@@ -99,11 +100,11 @@ def test_another_tenants_account_or_call_in_a_filter_is_refused_like_a_missing_o
         assert name in response.json()
 
 
-def test_the_ledger_combines_account_kind_and_call_filters(api, cast):
+def test_the_ledger_combines_account_kind_and_call_filters(api, cast, unrated_call):
     account = cast.a.customer.account
     billing.post_payment(account, actor=SYSTEM, amount=Decimal("5"), reference="p")
-    cdr = CdrFactory(customer=cast.a.customer, sell_cost=Decimal("0.5"))
-    billing.post_call_charges([cdr])
+    cdr = unrated_call(cast.a.customer, "0.5")
+    rating.rate_batch()
     billing.post_adjustment(account, actor=SYSTEM, amount=Decimal("0.5"), reason="Call refunded")
     client = api(cast.operator_key)
     assert len(results(client.get(LEDGER, {"account": account.pk}))) == 3

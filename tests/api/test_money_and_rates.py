@@ -106,16 +106,15 @@ def test_resellers_do_not_see_buy_price_lists(api, cast):
     assert api(cast.a.staff_key).get(f"/api/v1/rate-tables/{buy.pk}/").status_code == 404
 
 
-def test_ledger_filters_call_charges_by_when_the_call_happened(api, cast):
-    from apps.cdr.models import Cdr
-    from tests.factories import CdrFactory
+def test_ledger_filters_call_charges_by_when_the_call_happened(api, cast, unrated_call):
+    from apps.billing.services import rating
 
-    long_ago = CdrFactory(customer=cast.a.customer, node=cast.node)
-    Cdr.objects.filter(pk=long_ago.pk).update(ended_at=long_ago.ended_at - timedelta(days=40))
-    long_ago.refresh_from_db()
-    recent = CdrFactory(customer=cast.a.customer, node=cast.node)
-    billing.post_call_charges([long_ago, recent])
-    cutoff = (recent.ended_at - timedelta(days=1)).isoformat()
+    long_ago = unrated_call(
+        cast.a.customer, "0.012", node=cast.node, created_at=timezone.now() - timedelta(days=40)
+    )
+    recent = unrated_call(cast.a.customer, "0.012", node=cast.node)
+    rating.rate_batch()
+    cutoff = (recent.created_at - timedelta(days=1)).isoformat()
     rows = results(api(cast.a.staff_key).get("/api/v1/ledger-entries/", {"occurred_before": cutoff}))
     assert [row["cdr"] for row in rows] == [long_ago.pk]
     rows = results(api(cast.a.staff_key).get("/api/v1/ledger-entries/", {"occurred_after": cutoff}))

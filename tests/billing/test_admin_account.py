@@ -16,13 +16,12 @@ from django.utils import timezone
 from apps.billing import admin as billing_admin
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
-from apps.billing.services import Posting, reservations
+from apps.billing.services import Posting, rating, reservations
 from apps.billing.services.reservations import Hold
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
 from tests.conftest import PASSWORD
-from tests.factories import CdrFactory
 
 SYSTEM = Scope.system()
 HEADER = ["date occurred", "kind", "amount", "reference", "description", "call id", "actor"]
@@ -140,11 +139,13 @@ def test_the_account_list_shows_reserved_and_available_after_live_calls(cast, lo
     assert "4.000000" in response.content.decode()
 
 
-def test_the_account_page_shows_the_latest_entries_with_their_call_and_links_to_the_ledger(cast, login):
+def test_the_account_page_shows_the_latest_entries_with_their_call_and_links_to_the_ledger(
+    cast, login, unrated_call
+):
     account = cast.a.customer.account
     billing.post_payment(account, actor=SYSTEM, amount=Decimal("10"), reference="TX-9")
-    cdr = CdrFactory(customer=cast.a.customer, call_id="charged@pbx", sell_cost=Decimal("0.5"))
-    billing.post_call_charges([cdr])
+    unrated_call(cast.a.customer, "0.5", call_id="charged@pbx")
+    rating.rate_batch()
     page = login(cast.a.staff).get(admin_url(account)).content.decode()
     assert "TX-9" in page
     assert "charged@pbx" in page
@@ -170,12 +171,15 @@ def test_the_notification_email_is_shown_and_changed_only_through_the_service(ca
     assert Account.objects.get(pk=account.pk).notification_email == expected
 
 
-def test_the_account_page_costs_a_fixed_number_of_queries(cast, login, django_assert_max_num_queries):
+def test_the_account_page_costs_a_fixed_number_of_queries(
+    cast, login, unrated_call, django_assert_max_num_queries
+):
     peer = cast.a.customer
     billing.post_payment(peer.account, actor=SYSTEM, amount=Decimal("50"))
     for n in range(20):
         hold_call(peer, f"live-{n}@pbx", seconds=10, node=cast.node)
-        billing.post_call_charges([CdrFactory(customer=peer, sell_cost=Decimal("0.01"))])
+        unrated_call(peer, "0.01")
+    rating.rate_batch()
     client = login(cast.a.staff)
     with django_assert_max_num_queries(10):
         assert client.get(admin_url(peer.account)).status_code == 200
@@ -302,16 +306,17 @@ def test_customers_never_reach_the_ledger_pages(page, cast, login):
 # --- CSV --------------------------------------------------------------------------------------
 
 
-def test_the_csv_holds_the_filtered_entries_with_their_call_ids(cast, login):
+def test_the_csv_holds_the_filtered_entries_with_their_call_ids(cast, login, unrated_call):
     account = cast.a.customer.account
     post_at(account, "payment", "20", "TX-1", at(days_ago=5), description="Wire")
-    cdr = CdrFactory(
-        customer=cast.a.customer,
+    cdr = unrated_call(
+        cast.a.customer,
+        "0.25",
+        destination="France",
         call_id="abc@pbx",
-        sell_cost=Decimal("0.25"),
         created_at=timezone.now() - timedelta(minutes=10),
     )
-    billing.post_call_charges([cdr])  # occurred when the call ended, nine minutes ago
+    rating.rate_batch()  # the charge occurred when the call started, ten minutes ago
     billing.post_adjustment(
         account, actor=Scope.of_user(cast.a.staff), amount=Decimal("1"), reason="Goodwill"
     )
@@ -322,7 +327,7 @@ def test_the_csv_holds_the_filtered_entries_with_their_call_ids(cast, login):
     assert rows[0] == HEADER
     assert [row[1:] for row in rows[1:]] == [
         ["adjustment", "1.000000", "", "Goodwill", "", "staff_a"],
-        ["charge", "-0.250000", f"cdr:{cdr.pk}", "Call charge", "abc@pbx", "system"],
+        ["charge", "-0.250000", f"cdr:{cdr.pk}", "Call to France", "abc@pbx", "system"],
         ["payment", "20.000000", "TX-1", "Wire", "", "system"],
     ]
     assert rows[2][0] == timezone.localtime(charge.occurred_at).isoformat()

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from apps.audit.models import AuditEntry
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
+from apps.billing.services import rating
+from apps.cdr.models import Cdr
 from apps.core.errors import Conflict, DomainError, NotAllowed
 from apps.tenancy.scope import Scope
 from tests.factories import CdrFactory
@@ -89,18 +91,19 @@ def test_ledger_entries_cannot_be_changed_or_deleted(cast, system):
     assert LedgerEntry.objects.get(pk=entry.pk).amount == Decimal("5")
 
 
-def test_call_charges_are_posted_once_per_cdr(cast, system):
-    cdrs = [
-        CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.0125")) for _ in range(3)
-    ]
-    assert billing.post_call_charges(cdrs) == 3
-    assert billing.post_call_charges(cdrs) == 0
-    assert billing.post_call_charges(cdrs[:1] + cdrs[:1]) == 0
+def test_the_rater_charges_each_call_once(cast, unrated_call):
+    cdrs = [unrated_call(cast.a.customer, "0.0125", node=cast.node) for _ in range(3)]
+    assert rating.rate_batch().charges == 3
+    assert rating.rate_batch().charges == 0
+    # Claimed again, as by a second rater on another Galera node: charged once all the same.
+    Cdr.objects.filter(pk=cdrs[0].pk).update(rating_state=Cdr.RatingState.UNRATED)
+    assert rating.rate_batch().charges == 0
     assert balance_of(cast.a.customer) == Decimal("-0.0375")
     assert LedgerEntry.objects.filter(kind="charge", cdr__in=cdrs).count() == 3
-    # Dated by the call, not by the posting, so statements put calls in their period.
+    # Dated by the call's start (the moment its price was chosen), not by the posting, so
+    # statements put calls in their period.
     first = LedgerEntry.objects.get(reference=f"cdr:{cdrs[0].pk}")
-    assert first.occurred_at == cdrs[0].ended_at
+    assert first.occurred_at == cdrs[0].created_at
 
 
 def test_check_ledger_passes_and_then_catches_a_tampered_balance(cast, system, capsys):
@@ -124,7 +127,7 @@ money_amounts = st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"
         st.tuples(st.sampled_from(["payment", "refund", "adjustment", "charge"]), money_amounts), max_size=12
     )
 )
-def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
+def test_balance_always_equals_the_sum_of_the_ledger(cast, system, unrated_call, operations):
     account = cast.operator_customer.account
     for kind, amount in operations:
         if kind == "payment":
@@ -134,14 +137,14 @@ def test_balance_always_equals_the_sum_of_the_ledger(cast, system, operations):
         elif kind == "adjustment":
             billing.post_adjustment(account, actor=system, amount=amount, reason="test")
         else:
-            cdr = CdrFactory(customer=cast.operator_customer, node=cast.node, sell_cost=abs(amount))
-            billing.post_call_charges([cdr])
+            unrated_call(cast.operator_customer, abs(amount), node=cast.node)
+            rating.rate_batch()
     assert billing.ledger_differences() == []
 
 
-def test_a_call_is_charged_to_its_own_customer_only(cast):
-    cdr = CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.5"))
-    assert billing.post_call_charges([cdr]) == 1
+def test_a_call_is_charged_to_its_own_customer_only(cast, unrated_call):
+    cdr = unrated_call(cast.a.customer, "0.5", node=cast.node)
+    assert rating.rate_batch().charges == 1
     assert balance_of(cast.a.customer) == Decimal("-0.5")
     assert balance_of(cast.b.customer) == 0
     assert list(LedgerEntry.objects.filter(cdr=cdr).values_list("account__peer", flat=True)) == [
@@ -163,15 +166,24 @@ def test_a_batch_that_reuses_a_reference_with_another_amount_writes_nothing(cast
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_raters_posting_the_same_batch_at_once_charge_each_call_once(cast):
+def test_two_raters_posting_the_same_charges_at_once_write_each_once(cast):
     import threading
 
     from django.db import connection
 
     if connection.vendor == "sqlite":
         pytest.skip("SQLite serialises writers; run with a mysql:// or postgres:// DATABASE_URL for the race")
+    # The rater's claim keeps two raters off the same CDRs on one server; on Galera both
+    # may claim them, and then the ledger's unique reference is what charges each once.
     cdrs = [
         CdrFactory(customer=cast.a.customer, node=cast.node, sell_cost=Decimal("0.01")) for _ in range(50)
+    ]
+    account = cast.a.customer.account
+    postings = [
+        billing.Posting(
+            account.pk, LedgerEntry.Kind.CHARGE, -cdr.sell_cost, reference=f"cdr:{cdr.pk}", cdr_id=cdr.pk
+        )
+        for cdr in cdrs
     ]
     barrier = threading.Barrier(2, timeout=20)
     written, errors = [], []
@@ -179,7 +191,7 @@ def test_two_raters_posting_the_same_batch_at_once_charge_each_call_once(cast):
     def rater():
         try:
             barrier.wait()
-            written.append(billing.post_call_charges(cdrs))
+            written.append(sum(created for _, created in billing.post(postings)))
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:

@@ -81,18 +81,14 @@ def test_a_call_is_priced_on_both_sides_and_charged_once(world):
     assert billing.ledger_differences() == []
 
 
-def test_a_second_rater_that_read_the_same_calls_skips_them(world):
+def test_a_second_rater_finds_the_calls_rated_and_charges_nothing(world):
     calls = [cdr(world, seconds=s) for s in (10, 20, 30)]
-    peers = rating.PeerDirectory()
-    rows = list(Cdr.objects.order_by("pk").values_list(*rating.CDR_COLUMNS))
-    peers.load({world.customer.pk, world.suppliers["Bravo"].pk})
-    priced = [rating.price(row, peers) for row in rows]
 
-    first = rating._commit(priced, peers, timezone.now())
-    second = rating._commit(priced, peers, timezone.now())  # read before the first committed
+    first = rating.rate_batch(node_id=world.node.pk)
+    second = rating.rate_batch(node_id=world.node2.pk)  # the calls are old enough to take over
 
     assert (first.rated, first.charges) == (3, 6)
-    assert (second.rated, second.skipped, second.charges) == (0, 3, 0)
+    assert (second.selected, second.rated, second.charges) == (0, 0, 0)
     assert entries(world.customer).count() == len(calls)
     assert balance(world.customer) == Decimal("10.00") - Decimal("0.020000")
 

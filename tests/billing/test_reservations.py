@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from apps.billing import services as billing
 from apps.billing.models import Account, Reservation
-from apps.billing.services import reservations
+from apps.billing.services import rating, reservations
 from apps.billing.services.reservations import Hold, InsufficientFunds, TooManyCalls
 from apps.peers.models import Peer
 from apps.rates.rating import Tariff
 from apps.tenancy.scope import Scope
-from tests.factories import CdrFactory, NodeFactory, make_peer
+from tests.factories import NodeFactory, make_peer
 
 SYSTEM = Scope.system()
 PER_SECOND = Tariff(Decimal("0.60"))  # 0.01 a second
@@ -275,13 +275,13 @@ def test_expiry_works_in_batches_oldest_first(caller):
     assert assert_reserved_is_the_sum_of_active_reservations(caller) == 0
 
 
-def test_charging_a_calls_cdr_releases_its_reservation(caller):
+def test_charging_a_calls_cdr_releases_its_reservation(caller, unrated_call):
     node = NodeFactory(name="node1")
     grant = reservations.reserve(hold(caller, "rated@pbx"))
     other = reservations.reserve(hold(customer("Other caller"), "rated@pbx", ceiling=10))
-    cdr = CdrFactory(customer=caller, node=node, call_id="rated@pbx", sell_cost=Decimal("0.25"))
+    unrated_call(caller, "0.25", node=node, call_id="rated@pbx")
 
-    billing.post_call_charges([cdr])
+    rating.rate_batch()
 
     assert Reservation.objects.get(pk=grant.reservation_id).outcome == Reservation.Outcome.RATED
     assert Reservation.objects.get(pk=other.reservation_id).is_active  # another customer's call

@@ -18,10 +18,8 @@ from apps.billing.services.ledger import (
     open_account,
     post,
     post_adjustment,
-    post_call_charges,
     post_payment,
     post_refund,
-    release_for_cdrs,
     update_account,
 )
 
@@ -32,9 +30,7 @@ __all__ = [
     "open_account",
     "post",
     "post_adjustment",
-    "post_call_charges",
     "post_payment",
     "post_refund",
-    "release_for_cdrs",
     "update_account",
 ]

@@ -13,9 +13,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.billing import notify
-from apps.billing.models import Account, LedgerEntry, Reservation
-from apps.billing.services import reservations
-from apps.cdr.models import Cdr
+from apps.billing.models import Account, LedgerEntry
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
 from apps.core.money import MONEY_DIGITS, MONEY_PLACES, ZERO, money
@@ -313,44 +311,6 @@ def post_adjustment(
         reference=reference,
         description=reason,
     )
-
-
-@retry_on_conflict
-def post_call_charges(cdrs: list[Cdr]) -> int:
-    """Debit each rated CDR's sell cost to its customer's account, once; returns rows written.
-
-    The account is the CDR's own customer's, never one a caller names, so a call cannot
-    be charged to someone else. The money call control held for each call is released in
-    the same transaction, so the available funds move once, from held to spent.
-    """
-    priced = [cdr for cdr in cdrs if cdr.sell_cost]
-    accounts = dict(
-        Account.objects.filter(peer_id__in={cdr.customer_id for cdr in priced}).values_list("peer_id", "pk")
-    )
-    missing = {cdr.customer_id for cdr in priced} - set(accounts)
-    if missing:
-        raise DomainError(f"No account for customer peer(s) {sorted(missing, key=str)}.", field="customer")
-    postings = [
-        Posting(
-            account_id=accounts[cdr.customer_id],
-            kind=LedgerEntry.Kind.CHARGE,
-            amount=-money(cdr.sell_cost),
-            reference=f"cdr:{cdr.pk}",
-            cdr_id=cdr.pk,
-            description="Call charge",
-            occurred_at=cdr.ended_at or cdr.created_at,
-        )
-        for cdr in priced
-    ]
-    written = sum(created for _, created in post(postings))
-    release_for_cdrs(cdrs)
-    return written
-
-
-def release_for_cdrs(cdrs: list[Cdr]) -> int:
-    """Release the reservations of these calls (matched by customer and Call-ID); how many."""
-    calls = {(cdr.customer_id, cdr.call_id) for cdr in cdrs if cdr.customer_id}
-    return reservations.release_calls(calls, outcome=Reservation.Outcome.RATED, now=timezone.now())
 
 
 def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:

@@ -110,12 +110,11 @@ class BatchResult:
     selected: int = 0
     rated: int = 0
     errors: int = 0
-    skipped: int = 0  # rated by another rater between selection and claim
     charges: int = 0
     released: int = 0
 
     def add(self, other: "BatchResult") -> None:
-        for name in ("selected", "rated", "errors", "skipped", "charges", "released"):
+        for name in ("selected", "rated", "errors", "charges", "released"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -385,21 +384,6 @@ def _release(mine: list[Priced], now: datetime) -> int:
 
 
 @retry_on_conflict
-def _commit(priced: list[Priced], peers: PeerDirectory, now: datetime) -> BatchResult:
-    """Claim CDRs priced beforehand and write them; those rated meanwhile are skipped."""
-    claimed = set(
-        Cdr.objects.select_for_update()
-        .filter(pk__in=[p.cdr_id for p in priced], rating_state=Cdr.RatingState.UNRATED)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    mine = [p for p in priced if p.cdr_id in claimed]
-    result = _write(mine, peers, now) if mine else BatchResult()
-    result.selected, result.skipped = len(priced), len(priced) - len(mine)
-    return result
-
-
-@retry_on_conflict
 def _rate(limit: int, node_id: int | None, queryset, now: datetime) -> BatchResult:
     """One batch, steps 1 to 5, in one transaction."""
     rows = _claim(limit, node_id=node_id, now=now, queryset=queryset)
@@ -437,7 +421,7 @@ def rate_all(
             continue
         gave_up = 0
         total.add(result)
-        if result.selected == 0 or (result.selected == result.skipped and result.selected < limit):
+        if result.selected == 0:
             break
     return total
 

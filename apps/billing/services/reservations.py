@@ -226,19 +226,6 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
     return len(held)
 
 
-def release_calls(calls: set[tuple[int, str]], *, outcome: str, now: datetime) -> int:
-    """Release the live reservations of these (customer, Call-ID) pairs; how many."""
-    if not calls:
-        return 0
-    held = Reservation.objects.active().filter(call_id__in={call_id for _, call_id in calls})
-    ids = [
-        pk
-        for pk, customer_id, call_id in held.values_list("pk", "customer_id", "call_id")
-        if (customer_id, call_id) in calls
-    ]
-    return release_many(ids, outcome=outcome, now=now)
-
-
 def release_call(call_id: str, *, customer_id: int | None = None, outcome: str) -> int:
     """Release the active reservations of a Call-ID (of one customer if given); how many."""
     rows = Reservation.objects.active().filter(call_id=call_id)

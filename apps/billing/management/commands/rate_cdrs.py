@@ -57,8 +57,8 @@ class Command(BaseCommand):
                 f"Rating stopped: {exc}. Run the command again; nothing was charged twice."
             ) from None
         self.stdout.write(
-            f"{result.rated} rated, {result.errors} cannot be rated, {result.skipped} rated by another "
-            f"rater meanwhile; {result.charges} charge(s) posted, {result.released} reservation(s) released."
+            f"{result.rated} rated, {result.errors} cannot be rated; "
+            f"{result.charges} charge(s) posted, {result.released} reservation(s) released."
         )
         if result.errors:
             self.stderr.write(
