@@ -1,5 +1,6 @@
 """An admin upload returns at once; this node's worker reads it with progress, then previews."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -9,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from apps.rates import tasks
@@ -21,7 +23,9 @@ from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
 
 ADD_URL = reverse("admin:rates_priceimport_add")
 DECK = deck("44,UK,0.0060,0,30,6,0,,", "33,FR,0.01,0,30,6,0,,")
-DATED = deck("44,UK,0.0060,0,30,6,0,2027-01-01,", "33,FR,0.01,0,30,6,0,2027-01-01,")
+# Prices that start a month from now: "increased" and "new" against the table's current one.
+LATER = (timezone.now() + timedelta(days=30)).date().isoformat()
+DATED = deck(f"44,UK,0.0060,0,30,6,0,{LATER},", f"33,FR,0.01,0,30,6,0,{LATER},")
 
 
 @pytest.fixture(autouse=True)
