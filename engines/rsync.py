@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from engines import EngineError
+
 RSYNC_BIN = "rsync"
 SSH_COMMAND = "ssh -o BatchMode=yes -o ConnectTimeout=5"
 
@@ -59,12 +61,11 @@ SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 LIST_LINE = re.compile(r"^(?P<mode>[-dlpscb][rwxsStT-]{9})\s+(?P<size>[0-9,.]+)\s+\S+\s+\S+\s+(?P<name>.+)$")
 
 
-class RsyncError(Exception):
+class RsyncError(EngineError):
     """rsync failed; `retryable` says whether running it again later can succeed."""
 
     def __init__(self, message: str, *, retryable: bool, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable)
         self.exit_code = exit_code
 
 
