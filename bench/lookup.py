@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.rates.prefix_index import Period, open_index, write_index  # noqa: E402
-from apps.rates.rating import Tariff  # noqa: E402
+from apps.rates.tariffs import Tariff  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -31,7 +31,7 @@ from apps.core.demo.prices import DESTINATIONS_CSV, PriceBook, RateIndex, load_d
 from apps.nodes.models import ClusterSettings
 from apps.peers.models import Peer
 from apps.rates.models import Rate
-from apps.rates.rating import Tariff, call_cost
+from apps.rates.tariffs import Tariff, call_cost
 from apps.routing.models import Method, RoutingPlan, RoutingRule
 from apps.tenancy.models import Reseller
 from apps.tenancy.services import authenticate_api_key

@@ -1,4 +1,4 @@
-"""The one retry helper for write conflicts.
+"""The one retry helper for write conflicts, and update_rows, the bulk UPDATE of many rows.
 
 Galera certifies a transaction at commit: when two nodes change the same row at once, one
 of them gets a deadlock error (MariaDB 1213) although no lock was ever waited for. Plain
@@ -12,16 +12,19 @@ not retry (the outer transaction is already lost); it lets the error rise to the
 outermost helper, which retries everything.
 """
 
+# ruff: noqa: S608 - update_rows: table and column names come from the model; every value is a parameter.
+
 import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
+from django.db.models import Model
 from django.db.utils import InternalError
 
 logger = logging.getLogger(__name__)
@@ -139,3 +142,79 @@ def unless_conflict(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
             "%s gave up on a write conflict; the next round takes its work again", func.__qualname__
         )
         return None
+
+
+# Rows per UPDATE of update_rows: a statement of a few hundred kB at most.
+UPDATE_ROWS = 1000
+
+
+def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[tuple], **same) -> None:
+    """Write `fields` of many rows of `model`: `rows` are (pk, value, …) tuples in `fields` order.
+
+    `same` sets more columns to one value on every row. Django's bulk_update sends a
+    CASE WHEN per row and field, each built as an expression (milliseconds per batch in
+    Python, more than pricing the calls) and evaluated by the database against every
+    row (n² per statement). Here the values travel as a derived table that the UPDATE
+    joins on the primary key, in each database's dialect:
+
+        UPDATE cdr JOIN (SELECT 7 AS pk, 0.5 AS v0 UNION ALL SELECT 8, 0.7) AS v
+            ON cdr.id = v.pk SET cdr.sell_cost = v.v0                      -- MariaDB, MySQL
+        UPDATE cdr SET sell_cost = v.v0
+            FROM (SELECT 7 AS pk, 0.5 AS v0 UNION ALL …) AS v WHERE cdr.id = v.pk  -- SQLite
+        UPDATE cdr SET sell_cost = v.v0
+            FROM (VALUES (7::bigint, 0.5::numeric(20,6)), (8, 0.7)) AS v (pk, v0)
+            WHERE cdr.id = v.pk                                              -- PostgreSQL
+
+    PostgreSQL would type bare parameters of a derived table as text: its first row is
+    cast to the columns' types.
+    """
+    if not rows:
+        return
+    meta, quote, vendor = model._meta, connection.ops.quote_name, connection.vendor
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    targets = [meta.get_field(name) for name in fields]
+    aliases = ["pk", *(f"v{n}" for n in range(len(targets)))]
+    assignments = [
+        f"{quote(target.column)} = v.{alias}" for target, alias in zip(targets, aliases[1:], strict=True)
+    ]
+    constants = []
+    for name, value in same.items():
+        target = meta.get_field(name)
+        assignments.append(f"{quote(target.column)} = %s")
+        constants.append(target.get_db_prep_save(value, connection))
+    if vendor == "mysql":
+        assignments = [f"{table}.{assignment}" for assignment in assignments]
+    prepare = [meta.pk, *targets]
+    # SQLite allows 500 SELECTs in a compound statement and (as Django counts) 999 parameters.
+    size = (
+        min(UPDATE_ROWS, 500, connection.ops.bulk_batch_size(aliases, rows))
+        if vendor == "sqlite"
+        else UPDATE_ROWS
+    )
+    marks = "(" + ", ".join(["%s"] * len(aliases)) + ")"
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        params = [
+            value
+            if value is None or isinstance(value, int | str)
+            else target.get_db_prep_save(value, connection)
+            for row in chunk
+            for target, value in zip(prepare, row, strict=True)
+        ]
+        if vendor == "postgresql":
+            first = ", ".join(f"CAST(%s AS {target.cast_db_type(connection)})" for target in prepare)
+            derived = f"(VALUES ({first}){f', {marks}' * (len(chunk) - 1)}) AS v ({', '.join(aliases)})"
+        else:
+            first = ", ".join(f"%s AS {alias}" for alias in aliases)
+            derived = f"(SELECT {first}{f' UNION ALL SELECT {marks[1:-1]}' * (len(chunk) - 1)}) AS v"
+        with connection.cursor() as cursor:
+            if vendor == "mysql":
+                cursor.execute(
+                    f"UPDATE {table} JOIN {derived} ON {table}.{pk} = v.pk SET {', '.join(assignments)}",
+                    params + constants,
+                )
+            else:
+                cursor.execute(
+                    f"UPDATE {table} SET {', '.join(assignments)} FROM {derived} WHERE {table}.{pk} = v.pk",
+                    constants + params,
+                )

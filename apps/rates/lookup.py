@@ -30,7 +30,7 @@ from django.db.models import Q
 
 from apps.rates.models import Rate, RateTable
 from apps.rates.prefix_index import Match, Period, PrefixIndex, open_index, write_index
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import marisa_trie
 
 from apps.core.money import MONEY_PLACES
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 
 MAGIC = b"SSPFXIDX"
 FORMAT = 1

@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.billing import services as billing
 from apps.billing.services import Posting, rating, reservations
 from apps.billing.services.reservations import Hold
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 from apps.tenancy.scope import Scope
 from tests.api.conftest import ids, results
 

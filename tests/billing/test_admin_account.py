@@ -18,7 +18,7 @@ from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import Posting, rating, reservations
 from apps.billing.services.reservations import Hold
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
 from tests.conftest import PASSWORD

@@ -20,7 +20,7 @@ from apps.billing.services.online import CutReport, calls_to_cut, choose_cuts, c
 from apps.billing.services.reservations import Hold
 from apps.nodes.models import Node
 from apps.peers.models import Peer
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 from apps.tenancy.scope import Scope
 from tests.engines import DIALOG_NOT_FOUND, OK, OPERATION_FAILED, RecordedMI
 from tests.factories import NodeFactory, make_peer

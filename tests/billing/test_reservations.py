@@ -16,7 +16,7 @@ from apps.billing.models import Account, Reservation
 from apps.billing.services import rating, reservations
 from apps.billing.services.reservations import Hold, InsufficientFunds, TooManyCalls
 from apps.peers.models import Peer
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 from apps.tenancy.scope import Scope
 from tests.factories import NodeFactory, make_peer
 

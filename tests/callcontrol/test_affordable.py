@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from apps.rates.rating import Tariff, affordable_duration, billable_seconds, rate_call, usage_cost
+from apps.rates.tariffs import Tariff, affordable_duration, billable_seconds, rate_call, usage_cost
 
 
 def cost(tariff: Tariff, seconds: int) -> Decimal:

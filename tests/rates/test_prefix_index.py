@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.rates.prefix_index import IndexFormatError, Period, open_index, write_index
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

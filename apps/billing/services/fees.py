@@ -24,7 +24,7 @@ from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.money import money
 from apps.core.services import apply_changes, ensure_manages, save_object
-from apps.rates.rating import round_half_up
+from apps.rates.tariffs import round_half_up
 from apps.tenancy.scope import Scope
 
 logger = logging.getLogger(__name__)

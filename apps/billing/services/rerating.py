@@ -27,9 +27,9 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.models import LedgerEntry, RerateLine, RerateRun
 from apps.billing.services.ledger import Posting, post
-from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, price, update_rows
+from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, price
 from apps.cdr.models import Cdr
-from apps.core.db import retry_on_conflict
+from apps.core.db import retry_on_conflict, update_rows
 from apps.core.errors import DomainError
 from apps.core.money import money
 from apps.core.services import ensure_manages

@@ -25,7 +25,7 @@ from apps.billing.models import Account, Reservation
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.money import MONEY_DIGITS, MONEY_PLACES, money
-from apps.rates.rating import Tariff, affordable_duration
+from apps.rates.tariffs import Tariff, affordable_duration
 
 _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table

@@ -18,7 +18,7 @@ from apps.core.demo.cast import (
 from apps.core.demo.prices import Destination, RateIndex, load_destinations
 from apps.core.money import money
 from apps.peers.models import Gateway, Peer
-from apps.rates.rating import Tariff, call_cost
+from apps.rates.tariffs import Tariff, call_cost
 
 # Seconds from INVITE to the final response of failed attempts, by SIP code.
 SETUP_MS = {487: (4000, 30000), 480: (10000, 40000), 486: (800, 5000)}

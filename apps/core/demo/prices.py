@@ -19,7 +19,7 @@ from django.conf import settings
 
 from apps.core.demo.cast import SEED, SELL_TABLES, SUPPLIERS
 from apps.rates.models import Rate
-from apps.rates.rating import Tariff
+from apps.rates.tariffs import Tariff
 
 DESTINATIONS_CSV = Path(settings.BASE_DIR) / "fixtures" / "destinations.csv"
 

@@ -1,4 +1,4 @@
-"""Pure rating math, by table and by property."""
+"""Pure tariff math (apps.rates.tariffs), by table and by property."""
 
 import ast
 from decimal import ROUND_DOWN, Decimal, localcontext
@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.core.money import MONEY_PLACES
-from apps.rates import generation, rating
-from apps.rates.rating import (
+from apps.rates import generation
+from apps.rates import tariffs as tariff_math
+from apps.rates.tariffs import (
     Tariff,
     billable_seconds,
     call_cost,
@@ -257,8 +258,8 @@ def test_floats_negative_prices_and_impossible_notations_are_refused(make, error
         make()
 
 
-@pytest.mark.parametrize("module", [rating, generation])
-def test_rating_and_generation_never_touch_a_float(module):
+@pytest.mark.parametrize("module", [tariff_math, generation])
+def test_tariffs_and_generation_never_touch_a_float(module):
     tree = ast.parse(Path(module.__file__).read_text())
     floats = [
         node.lineno

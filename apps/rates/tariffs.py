@@ -1,4 +1,4 @@
-"""Pure rating math: a tariff and a duration in, seconds and money out. No ORM, no clock.
+"""Pure tariff math: a tariff and a duration in, seconds and money out. No ORM, no clock.
 
 Rounding, once and in one direction per purpose (docs/ARCHITECTURE.md, "Rating math"):
 
