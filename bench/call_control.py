@@ -191,10 +191,11 @@ def reusable_setup(args) -> dict | None:
 
 def build_world(args, codes: list[Code], workdir: Path) -> dict:
     """Create the node, price lists, suppliers, customers and routing; return the timings."""
-    from django.db import connection
+    from django.db import connection, transaction
 
     from apps.billing import services as billing
     from apps.billing.models import Account, LedgerEntry
+    from apps.core.changes import announce
     from apps.nodes import services as node_services
     from apps.nodes.models import ClusterSettings
     from apps.peers import services as peer_services
@@ -202,7 +203,6 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
     from apps.rates import services as rate_services
     from apps.rates.services import activation
     from apps.routing import services as routing
-    from apps.routing.signals import bump_generation
     from apps.tenancy.scope import Scope
 
     system = Scope.system()
@@ -325,7 +325,11 @@ def build_world(args, codes: list[Code], workdir: Path) -> dict:
     Peer.nodes.through.objects.bulk_create(
         [Peer.nodes.through(peer_id=ids[i], node_id=node.pk) for i in numbers if i % 2 == 0], batch_size=2000
     )
-    bump_generation()  # bulk_create sends no signals: tell the snapshots once
+    # bulk_create wrote behind the services' backs: announce it once (call control's
+    # snapshot, the OpenSIPS tables; apps.core.changes).
+    with transaction.atomic():
+        for kind in ("peers.Peer", "billing.Account", "peers.Endpoint"):
+            announce(kind)
     timings["peers"] = round(time.perf_counter() - started, 1)
     print(f"{args.customers:,} customers, {len(SUPPLIERS)} suppliers and routing in {timings['peers']:.1f} s")
     rate_services.update_rate_table(

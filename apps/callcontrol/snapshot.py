@@ -2,8 +2,10 @@
 
 A snapshot is built from the database in a few queries and then read by every call
 without touching the ORM. Each process checks at most once a second whether it is still
-current (one tiny query on the routing generation counter, apps.routing.signals) and
-rebuilds it when not; meanwhile other threads keep answering from the previous one.
+current (one tiny query on the generation counter, apps.callcontrol.generation, which every
+committed transaction that announced a change to what is read here has bumped: see
+apps.core.changes) and rebuilds it when not; meanwhile other threads keep answering from
+the previous one.
 Things that move without a configuration change, the live calls per route and the money
 of prepaid suppliers, are refreshed on their own short clocks; prices come from the
 rate tables' memory-mapped indexes (apps.rates.lookup).
@@ -21,11 +23,11 @@ from dataclasses import dataclass, field
 from django.db.models import Count, F
 
 from apps.billing.models import Account, Reservation
+from apps.callcontrol.generation import current_generation
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.rates.models import RateTable
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
-from apps.routing.signals import current_generation
 
 logger = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.nodes.models import ClusterSettings, Node, new_secret
@@ -29,7 +30,7 @@ def create_node(*, actor: Scope, name: str, **fields) -> Node:
     ensure_manages(actor, None)
     node = apply_changes(Node(name=name), fields, allowed=NODE_SETTINGS)
     node = save_object(node, actor=actor, action="node.created")
-    _sync_registrants()
+    announce("nodes.Node", [node.pk])
     return node
 
 
@@ -40,7 +41,7 @@ def update_node(node: Node, *, actor: Scope, changes: dict) -> Node:
     current = Node.objects.select_for_update().get(pk=node.pk)
     apply_changes(current, changes, allowed=NODE_SETTINGS)
     current = save_object(current, actor=actor, action="node.changed")
-    _sync_registrants()
+    announce("nodes.Node", [current.pk], fields=changes)
     return current
 
 
@@ -50,11 +51,11 @@ def rotate_call_control_secret(node: Node, *, actor: Scope) -> Node:
     ensure_manages(actor, None)
     current = Node.objects.select_for_update().get(pk=node.pk)
     current.call_control_secret = new_secret()
-    # A save, not an update(): its post_save tells call control's snapshot, which holds the
-    # secrets it checks requests against, that it is out of date.
     current.save(update_fields=["call_control_secret", "updated_at"])
     # Never the secret itself: audit entries are read by more people than node configs.
     audit.record(actor, "node.secret_rotated", current)
+    # Call control's snapshot holds the secrets it checks requests against.
+    announce("nodes.Node", [current.pk], fields=["call_control_secret"])
     return current
 
 
@@ -65,22 +66,17 @@ def update_cluster_settings(*, actor: Scope, changes: dict) -> ClusterSettings:
     current = ClusterSettings.load()
     apply_changes(current, changes, allowed=CLUSTER_SETTINGS)
     current = save_object(current, actor=actor, action="cluster.changed")
-    _sync_registrants()
-    return current
-
-
-def _sync_registrants() -> None:
     # Outbound registrations leave from a node's socket (dedicated IP) or the shared IP: the
-    # registrant table follows node addresses and the origination mode, in the same transaction.
-    from apps.opensips import provisioning
-
-    provisioning.sync_tables(["registrant"])
+    # registrant table follows node addresses and the origination mode (apps.opensips.provisioning).
+    announce("nodes.ClusterSettings", [current.pk], fields=changes)
+    return current
 
 
 @retry_on_conflict
 def record_heartbeat(node_name: str) -> bool:
     """Mark `node_name` alive now; False when no such node is configured."""
-    # A plain UPDATE of one row, no audit: this runs every few seconds on every node.
+    # A plain UPDATE of one row, no audit and no announcement: this runs every few seconds
+    # on every node, and call control's snapshot does not hold the heartbeat.
     return Node.objects.filter(name=node_name).update(last_heartbeat=timezone.now()) == 1
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import Model
 
+from apps.core.changes import Change
 from apps.nodes.models import ClusterSettings, Node
 from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Registrant, Subscriber, Version
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount, Transport
@@ -293,6 +294,54 @@ def sync_tables(tables: Iterable[str] = ALL_TABLES, *, dry_run: bool = False) ->
     if modules:
         request_reload(*modules)
     return results
+
+
+# Where each table's rows come from: kind -> field (None: any field) -> tables. A kind or a
+# field not named here is in no table.
+ALL_PEER_TABLES = ("address", "subscriber", "dr_gateways", "registrant")
+TABLE_SOURCES: dict[str, dict[str | None, tuple[str, ...]]] = {
+    "peers.Endpoint": {None: ("address",)},
+    "peers.SipAccount": {None: ("subscriber",)},
+    "peers.Gateway": {None: ("dr_gateways",)},
+    "peers.Registration": {None: ("registrant",)},
+    # Disabling a peer takes its rows out of every table; the name and the suspension are
+    # in its gateways' rows (description, state).
+    "peers.Peer": {"enabled": ALL_PEER_TABLES, "name": ("dr_gateways",), "suspended_at": ("dr_gateways",)},
+    # Registrations leave from a node's socket or from the shared IP.
+    "nodes.Node": {"enabled": ("registrant",), "sip_address": ("registrant",), "sip_port": ("registrant",)},
+    "nodes.ClusterSettings": {"origination_mode": ("registrant",), "shared_ip": ("registrant",)},
+}
+# A peer's rows are its children's: a peer without any in a table cannot change that table.
+PEER_ROWS: dict[str, type[Model]] = {
+    "address": Endpoint,
+    "subscriber": SipAccount,
+    "dr_gateways": Gateway,
+    "registrant": Registration,
+}
+
+
+def tables_for(change: Change) -> list[str]:
+    """The tables whose rows `change` can alter, in TABLES order."""
+    sources = TABLE_SOURCES.get(change.kind, {})
+    if None in sources or not change.fields:
+        wanted = {table for tables in sources.values() for table in tables}
+    else:
+        wanted = {table for name in change.fields for table in sources.get(name, ())}
+    if change.kind == "peers.Peer" and 0 < len(change.ids) <= BATCH:
+        wanted = {t for t in wanted if PEER_ROWS[t].objects.filter(peer_id__in=change.ids).exists()}
+    return [table for table in TABLES if table in wanted]
+
+
+def provision_change(change: Change) -> None:
+    """In-transaction consumer of apps.core.changes: sync the tables `change` can alter.
+
+    In the service's transaction, not after it: the tables never disagree with the models
+    once committed, a write conflict replays both (apps.core.db.retry_on_conflict), and a
+    failed sync rolls the change back instead of leaving OpenSIPS behind.
+    """
+    tables = tables_for(change)
+    if tables:
+        sync_tables(tables)
 
 
 def request_reload(*modules: str) -> None:

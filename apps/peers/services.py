@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing import services as billing
 from apps.billing.models import Account
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
 from apps.core.services import apply_changes, editable_fields, ensure_manages, field_changes, save_object
@@ -44,25 +45,12 @@ PEER_SETTINGS = (
 OPERATOR_SETTINGS = ("routing_plan_id", "profit_control")
 
 
-# The OpenSIPS tables (apps.opensips.provisioning) each kind of row is written into.
-OPENSIPS_TABLES = {
-    Endpoint: ("address",),
-    SipAccount: ("subscriber",),
-    Gateway: ("dr_gateways",),
-    Registration: ("registrant",),
-}
+# Every write below ends with announce() (apps.core.changes): call control's snapshot, the
+# OpenSIPS tables (synced in the same transaction) and live views follow from it.
 
 
-def _provision(*tables: str) -> None:
-    """Rewrite OpenSIPS's `tables` in the service's transaction; nodes reload after commit.
-
-    In the same transaction, not after it: the tables can never disagree with the models
-    once committed, a conflict replays both together (retry_on_conflict), and a failed
-    sync rolls the change back instead of leaving OpenSIPS behind.
-    """
-    from apps.opensips import provisioning  # provisioning reads the peers models
-
-    provisioning.sync_tables(tables)
+def _announce_peer(peer: Peer, *fields: str) -> None:
+    announce("peers.Peer", [peer.pk], fields=fields)
 
 
 def _check_operator_settings(actor: Scope, settings: dict) -> None:
@@ -107,6 +95,7 @@ def create_peer(
         credit_limit=credit_limit,
     )
     _check_price_list_currency(peer, account.currency)
+    _announce_peer(peer)
     if nodes:
         assign_peer_to_nodes(peer, nodes, actor=actor)
     return peer
@@ -143,10 +132,9 @@ def update_peer(peer: Peer, *, actor: Scope, changes: dict) -> Peer:
         # Source-address identification depends on the tech prefix: re-check for clashes.
         for endpoint in current.endpoints.all():
             endpoint.full_clean()
-    if {"enabled", "name"} & set(changes):
-        # Disabling removes the peer's addresses and logins and disables its gateways; the
-        # name is in its gateways' descriptions.
-        _provision("address", "subscriber", "dr_gateways", "registrant")
+    # Disabling takes the peer's addresses and logins out of OpenSIPS's tables and disables
+    # its gateways; the name is in its gateways' descriptions (apps.opensips.provisioning).
+    _announce_peer(current, *changes)
     return current
 
 
@@ -159,6 +147,7 @@ def assign_peer_to_nodes(peer: Peer, nodes, *, actor: Scope) -> Peer:
     after = sorted(node.name for node in nodes)
     if before != after:
         audit.record(actor, "peer.nodes_assigned", peer, before=before, after=after)
+        _announce_peer(peer, "nodes")
     return peer
 
 
@@ -173,8 +162,7 @@ def suspend_peer(peer: Peer, *, actor: Scope, reason: str) -> Peer:
     )
     peer.refresh_from_db()
     audit.record(actor, "peer.suspended", peer, reason=reason)
-    if peer.is_supplier:
-        _provision("dr_gateways")
+    _announce_peer(peer, "suspended_at", "suspended_reason")
     return peer
 
 
@@ -185,8 +173,7 @@ def resume_peer(peer: Peer, *, actor: Scope) -> Peer:
     Peer.objects.filter(pk=peer.pk).update(suspended_at=None, suspended_reason="", updated_at=timezone.now())
     peer.refresh_from_db()
     audit.record(actor, "peer.resumed", peer)
-    if peer.is_supplier:
-        _provision("dr_gateways")
+    _announce_peer(peer, "suspended_at", "suspended_reason")
     return peer
 
 
@@ -201,8 +188,7 @@ def _save_child(obj: Model, *, actor: Scope, verb: str) -> Model:
         saved = _save_registration(obj, actor=actor, action=action)
     else:
         saved = save_object(obj, actor=actor, action=action)
-    if type(obj) in OPENSIPS_TABLES:
-        _provision(*OPENSIPS_TABLES[type(obj)])
+    announce(obj._meta.label, [saved.pk])
     return saved
 
 
@@ -256,9 +242,9 @@ def remove_child(obj: Model, *, actor: Scope) -> None:
     """Delete an endpoint, gateway, SIP account or rewrite rule."""
     ensure_manages(actor, obj.peer.reseller_id)
     audit.record(actor, f"{obj._meta.model_name}.deleted", obj)
+    pk = obj.pk
     obj.delete()
-    if type(obj) in OPENSIPS_TABLES:
-        _provision(*OPENSIPS_TABLES[type(obj)])
+    announce(obj._meta.label, [pk])
 
 
 def sip_digests(username: str, domain: str, password: str) -> tuple[str, str]:
@@ -296,7 +282,7 @@ def set_sip_password(account: SipAccount, *, actor: Scope, password: str) -> Sip
     account.ha1, account.ha1_sha256 = sip_digests(account.username, account.domain, password)
     account.save(update_fields=["ha1", "ha1_sha256", "updated_at"])
     audit.record(actor, "sipaccount.password_changed", account)
-    _provision("subscriber")
+    announce("peers.SipAccount", [account.pk], fields=["ha1", "ha1_sha256"])
     return account
 
 
@@ -359,7 +345,9 @@ def create_blocklist(
         applies_to_all=applies_to_all,
         description=description,
     )
-    return save_object(blocklist, actor=actor, action="blocklist.created")
+    save_object(blocklist, actor=actor, action="blocklist.created")
+    announce("peers.Blocklist", [blocklist.pk])
+    return blocklist
 
 
 @retry_on_conflict
@@ -368,7 +356,9 @@ def update_blocklist(blocklist: Blocklist, *, actor: Scope, changes: dict) -> Bl
     ensure_manages(actor, blocklist.reseller_id)
     current = Blocklist.objects.select_for_update().get(pk=blocklist.pk)
     apply_changes(current, changes, allowed=BLOCKLIST_SETTINGS)
-    return save_object(current, actor=actor, action="blocklist.changed")
+    save_object(current, actor=actor, action="blocklist.changed")
+    announce("peers.Blocklist", [current.pk], fields=changes)
+    return current
 
 
 def _lock_blocklist(blocklist: Blocklist, actor: Scope) -> Blocklist:
@@ -382,8 +372,11 @@ def _distinct(prefixes: Iterable) -> list[str]:
     return list(dict.fromkeys(str(prefix).strip() for prefix in prefixes))
 
 
-def _touch(blocklist: Blocklist) -> None:
+def _entries_changed(blocklist: Blocklist) -> None:
     Blocklist.objects.filter(pk=blocklist.pk).update(updated_at=timezone.now())
+    # The entries are inserted and deleted in bulk, by prefix: no ids to name.
+    announce("peers.BlocklistEntry")
+    announce("peers.Blocklist", [blocklist.pk], fields=["entries"])
 
 
 @retry_on_conflict
@@ -420,7 +413,7 @@ def add_blocklist_entries(blocklist: Blocklist, prefixes: Iterable, *, actor: Sc
     if not rows:
         return 0
     BlocklistEntry.objects.bulk_create(rows, batch_size=ENTRY_BATCH)
-    _touch(current)
+    _entries_changed(current)
     audit.record(actor, "blocklist.entries_added", current, count=len(rows), note=note)
     return len(rows)
 
@@ -437,7 +430,7 @@ def remove_blocklist_entries(blocklist: Blocklist, prefixes: Iterable, *, actor:
         chunk.delete()
     if not removed:
         return 0
-    _touch(current)
+    _entries_changed(current)
     # The rows are gone: the audit entry is the only record of what was unblocked.
     audit.record(actor, "blocklist.entries_removed", current, count=len(removed), prefixes=sorted(removed))
     return len(removed)
@@ -471,6 +464,7 @@ def set_peer_blocklists(peer: Peer, blocklists: Iterable[Blocklist], *, actor: S
         wanted |= {pk: b for pk, b in attached.items() if b.reseller_id != actor.reseller_id}
     if set(wanted) != set(attached):
         current.blocklists.set(list(wanted.values()))
+        _announce_peer(current, "blocklists")
         audit.record(
             actor,
             "peer.blocklists_set",

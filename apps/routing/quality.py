@@ -10,6 +10,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from apps.cdr.models import Cdr
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.nodes.models import ClusterSettings
 from apps.routing.models import QualityStat
@@ -50,4 +51,7 @@ def refresh_quality_stats(*, now: datetime | None = None) -> int:
             QualityStat.objects.filter(pk=stat.pk).update(**values)
     gone = [stat.pk for key, stat in existing.items() if key not in seen]
     QualityStat.objects.filter(pk__in=gone).delete()
+    # Call control re-reads these on its own clock (snapshot.QUALITY_SECONDS), so this does
+    # not rebuild its snapshot; live views hear of it.
+    announce("routing.QualityStat")
     return len(seen)

@@ -7,6 +7,7 @@ nor customers write (or see) them; the operator gives a plan to a reseller or a 
 from django.db.models import Model, ProtectedError
 
 from apps.audit import services as audit
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
 from apps.core.services import apply_changes, save_object
@@ -48,13 +49,22 @@ def ensure_operator(actor: Scope) -> None:
 
 
 def _save(obj: Model, *, actor: Scope, verb: str) -> Model:
-    return save_object(obj, actor=actor, action=f"{obj._meta.model_name}.{verb}")
+    saved = save_object(obj, actor=actor, action=f"{obj._meta.model_name}.{verb}")
+    announce(obj._meta.label, [saved.pk])
+    return saved
 
 
-def _delete(obj: Model, *, actor: Scope) -> None:
+def _delete(obj: Model, *, actor: Scope, cascade: dict | None = None) -> None:
+    """Delete `obj`, announcing it and the rows `cascade` ({kind: queryset}) deletes with it."""
     # The row is gone afterwards: the audit entry keeps what it was.
     audit.record(actor, f"{obj._meta.model_name}.deleted", obj)
+    gone = {kind: list(rows.values_list("pk", flat=True)) for kind, rows in (cascade or {}).items()}
+    pk = obj.pk
     obj.delete()
+    announce(obj._meta.label, [pk])
+    for kind, ids in gone.items():
+        if ids:
+            announce(kind, ids)
 
 
 # --- plans ----------------------------------------------------------------------------------
@@ -118,8 +128,12 @@ def delete_plan(plan: RoutingPlan, *, actor: Scope) -> None:
     users = plan_users(current)
     if users:
         raise DomainError(f"{current} is in use by {'; '.join(users)}. Give them another plan first.")
+    cascade = {
+        "routing.RoutingRule": RoutingRule.objects.filter(plan=current),
+        "routing.Route": Route.objects.filter(rule__plan=current),
+    }
     try:
-        _delete(current, actor=actor)
+        _delete(current, actor=actor, cascade=cascade)
     except ProtectedError:
         # Given to someone between the check and the delete.
         raise DomainError(f"{current} is in use. Give its users another plan first.") from None
@@ -149,7 +163,7 @@ def update_rule(rule: RoutingRule, *, actor: Scope, changes: dict) -> RoutingRul
 def remove_rule(rule: RoutingRule, *, actor: Scope) -> None:
     """Delete a rule and its routes; numbers it matched fall to the next matching rule."""
     ensure_operator(actor)
-    _delete(rule, actor=actor)
+    _delete(rule, actor=actor, cascade={"routing.Route": Route.objects.filter(rule=rule)})
 
 
 # --- routes ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from django.db import InternalError, OperationalError
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.core.changes import announce
 from apps.core.db import is_conflict, retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
 from apps.core.services import apply_changes, ensure_manages, save_object
@@ -23,7 +24,9 @@ def create_reseller(*, actor: Scope, name: str, currency: str = "USD", **fields)
     reseller = apply_changes(
         Reseller(name=name, currency=currency), fields, allowed=("company", "email", "routing_plan_id")
     )
-    return save_object(reseller, actor=actor, action="reseller.created")
+    save_object(reseller, actor=actor, action="reseller.created")
+    announce("tenancy.Reseller", [reseller.pk])
+    return reseller
 
 
 @retry_on_conflict
@@ -34,7 +37,9 @@ def update_reseller(reseller: Reseller, *, actor: Scope, changes: dict) -> Resel
     apply_changes(
         current, changes, allowed=("name", "company", "currency", "email", "is_active", "routing_plan_id")
     )
-    return save_object(current, actor=actor, action="reseller.changed")
+    save_object(current, actor=actor, action="reseller.changed")
+    announce("tenancy.Reseller", [current.pk], fields=changes)
+    return current
 
 
 def _create_login(*, username: str, password: str, email: str, is_staff: bool):

@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing import notify
 from apps.billing.models import Account, LedgerEntry
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
 from apps.core.money import MONEY_DIGITS, MONEY_PLACES, ZERO, money
@@ -54,7 +55,9 @@ def open_account(
         credit_limit=money(credit_limit),
         low_balance_threshold=None if low_balance_threshold is None else money(low_balance_threshold),
     )
-    return save_object(account, actor=actor, action="account.opened")
+    save_object(account, actor=actor, action="account.opened")
+    announce("billing.Account", [account.pk])
+    return account
 
 
 @retry_on_conflict
@@ -63,7 +66,10 @@ def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
     ensure_manages(actor, account.peer.reseller_id)
     current = Account.objects.select_for_update().get(pk=account.pk)
     apply_changes(current, changes, allowed=ACCOUNT_SETTINGS)
-    return save_object(current, actor=actor, action="account.changed")
+    save_object(current, actor=actor, action="account.changed")
+    # Call control holds which account is whose and which prepaid suppliers are out of money.
+    announce("billing.Account", [current.pk], fields=changes)
+    return current
 
 
 @retry_on_conflict

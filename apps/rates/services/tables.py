@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError
 
 from apps.audit import services as audit
+from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.rates.models import ImportTemplate, Rate, RateTable
@@ -29,7 +30,9 @@ def create_rate_table(
         fields,
         allowed=TABLE_SETTINGS,
     )
-    return save_object(table, actor=actor, action="ratetable.created")
+    save_object(table, actor=actor, action="ratetable.created")
+    announce("rates.RateTable", [table.pk])
+    return table
 
 
 @retry_on_conflict
@@ -38,7 +41,10 @@ def update_rate_table(table: RateTable, *, actor: Scope, changes: dict) -> RateT
     ensure_manages(actor, table.reseller_id)
     current = RateTable.objects.select_for_update().get(pk=table.pk)
     apply_changes(current, changes, allowed=TABLE_SETTINGS)
-    return save_object(current, actor=actor, action="ratetable.changed")
+    save_object(current, actor=actor, action="ratetable.changed")
+    # Call control holds each price list's currency; prices it reads through apps.rates.lookup.
+    announce("rates.RateTable", [current.pk], fields=changes)
+    return current
 
 
 @retry_on_conflict
