@@ -13,8 +13,9 @@ from django.test import AsyncRequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.billing import admin as billing_admin
 from apps.billing import services as billing
+from apps.billing.admin import accounts as account_admin
+from apps.billing.admin import ledger as ledger_admin
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import Posting, rating, reservations
 from apps.billing.services.reservations import Hold
@@ -235,14 +236,14 @@ def test_a_refund_reference_reused_with_another_amount_is_a_form_error(cast, log
 
 def test_the_ledger_page_pages_through_every_entry_newest_first(cast, login):
     account = cast.a.customer.account
-    for n in range(billing_admin.LEDGER_PAGE + 5):
+    for n in range(account_admin.LEDGER_PAGE + 5):
         post_at(account, "payment", "1", f"P-{n:03d}", at(days_ago=0) - timedelta(minutes=n))
     client = login(cast.a.staff)
     first = client.get(ledger_url(account))
     second = client.get(ledger_url(account, p=2))
     references = [e.reference for e in first.context["page"]] + [e.reference for e in second.context["page"]]
-    assert references == [f"P-{n:03d}" for n in range(billing_admin.LEDGER_PAGE + 5)]
-    assert first.context["total"] == Decimal(billing_admin.LEDGER_PAGE + 5)
+    assert references == [f"P-{n:03d}" for n in range(account_admin.LEDGER_PAGE + 5)]
+    assert first.context["total"] == Decimal(account_admin.LEDGER_PAGE + 5)
     assert "?p=2" in first.content.decode()
 
 
@@ -339,7 +340,7 @@ def test_the_csv_holds_the_filtered_entries_with_their_call_ids(cast, login, unr
 
 
 def test_the_csv_goes_through_ties_in_chunks_without_losing_or_repeating_rows(cast, login, monkeypatch):
-    monkeypatch.setattr(billing_admin, "CSV_CHUNK", 3)
+    monkeypatch.setattr(ledger_admin, "CSV_CHUNK", 3)
     account = cast.a.customer.account
     moment = at(days_ago=1)
     for n in range(10):  # one occurrence time for all: chunks must cut ties by id
@@ -358,7 +359,7 @@ def test_text_that_a_spreadsheet_would_run_as_a_formula_is_quoted(cast, login):
 
 
 def test_the_csv_streams_asynchronously_under_asgi(cast, monkeypatch):
-    monkeypatch.setattr(billing_admin, "CSV_CHUNK", 2)
+    monkeypatch.setattr(ledger_admin, "CSV_CHUNK", 2)
     account = cast.a.customer.account
     for n in range(5):
         post_at(account, "payment", "1", f"A-{n}", at(days_ago=1) - timedelta(minutes=n))

@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.audit.models import AuditEntry
-from apps.billing import fee_admin  # noqa: F401  (registers the admin page until admin.py imports it)
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry, RecurringFee
 from apps.billing.services import fees

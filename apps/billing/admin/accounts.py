@@ -1,0 +1,255 @@
+"""Accounts in the admin: money and live calls, the account's ledger, payments, refunds and
+adjustments posted through the billing services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import F, Sum
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from apps.billing import services
+from apps.billing.admin.ledger import LedgerFilterForm, ledger_csv
+from apps.billing.forms import AdjustmentForm, PaymentForm
+from apps.billing.models import Account, LedgerEntry, Reservation
+from apps.core.admin import (
+    CHANGE,
+    VIEW,
+    ObjectTool,
+    ScopedModelAdmin,
+    ScopedRelatedFilter,
+    form_changes,
+)
+from apps.core.money import MONEY_DIGITS, MONEY_PLACES
+
+RECENT_ENTRIES = 10
+LEDGER_PAGE = 50
+LIVE_CALLS_SHOWN = 100
+
+
+# --- object tools: payments, refunds, adjustments -----------------------------------------
+
+
+class RefundForm(PaymentForm):
+    """Money paid back to the customer: posted by services.post_refund as a debit."""
+
+    amount = forms.DecimalField(
+        max_digits=MONEY_DIGITS,
+        decimal_places=MONEY_PLACES,
+        help_text="The money paid back, as a positive number; it is debited from the account.",
+    )
+    reference = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="The bank's or gateway's refund id; posting it twice debits once.",
+    )
+
+
+def posting(service, what: str):
+    """An object tool's run: post the form's data (named as `service` takes it) on the account."""
+
+    def run(admin_, request, account, data):
+        entry, created = service(account, actor=admin_.scope(request), **data)
+        return _posted(admin_, request, account, entry, created, what)
+
+    return run
+
+
+def _posted(admin_, request, account, entry, created, what):
+    account.refresh_from_db(fields=["balance"])
+    if not created:
+        admin_.message_user(
+            request,
+            f"Reference {entry.reference!r} was already posted on {entry.created_at:%Y-%m-%d %H:%M}; "
+            f"nothing was posted again and the balance is still {account.balance} {account.currency}.",
+            messages.WARNING,
+        )
+        return None
+    return f"{what} of {entry.amount} {account.currency} posted; the balance is now {account.balance}."
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+SETTINGS = ("peer", "currency", "mode", "credit_limit", "low_balance_threshold", "notification_email")
+MONEY = ("balance", "reserved", "available")
+
+
+@admin.register(Account)
+class AccountAdmin(ScopedModelAdmin):
+    # Accounts are opened with their peer (create_peer) and never deleted.
+    operator_can = frozenset({VIEW, CHANGE})
+    reseller_can = frozenset({VIEW, CHANGE})
+    operator_only_fields = ("owner", "peer__reseller")
+    change_form_template = "admin/billing/account/change_form.html"
+    list_display = (
+        "peer",
+        "owner",
+        "mode",
+        "balance",
+        "reserved",
+        "available",
+        "credit_limit",
+        "currency",
+        "low_balance_threshold",
+        "money_links",
+    )
+    list_select_related = ("peer", "peer__reseller")
+    list_filter = ("mode", "currency", ("peer__reseller", ScopedRelatedFilter))
+    search_fields = ("peer__name", "peer__company")
+    fieldsets = ((None, {"fields": SETTINGS}), ("Money", {"fields": MONEY}))
+    object_tools = (
+        ObjectTool(
+            "payment",
+            "Add payment",
+            PaymentForm,
+            posting(services.post_payment, "Payment"),
+            help="Credits the account with a payment received.",
+        ),
+        ObjectTool(
+            "refund",
+            "Refund",
+            RefundForm,
+            posting(services.post_refund, "Refund"),
+            help="Debits the account with money paid back to the customer.",
+        ),
+        ObjectTool(
+            "adjust",
+            "Adjust balance",
+            AdjustmentForm,
+            posting(services.post_adjustment, "Adjustment"),
+            help="Corrects the balance with a ledger entry; the reason is kept.",
+        ),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Editable is what services.update_account lets callers change; the rest is shown.
+        return [*(name for name in SETTINGS if name not in services.ACCOUNT_SETTINGS), *MONEY]
+
+    @admin.display(description="owner", ordering="peer__reseller__name")
+    def owner(self, account):
+        return account.peer.reseller or "operator"
+
+    @admin.display(description="available")
+    def available(self, account):
+        return account.available
+
+    @admin.display(description="")
+    def money_links(self, account):
+        return format_html(
+            '<a href="{}">Add payment</a> · <a href="{}">Refund</a> · <a href="{}">Adjust</a> · '
+            '<a href="{}">Ledger</a>',
+            reverse(self._url_name("tool"), args=[account.pk, "payment"]),
+            reverse(self._url_name("tool"), args=[account.pk, "refund"]),
+            reverse(self._url_name("tool"), args=[account.pk, "adjust"]),
+            reverse(self._url_name("ledger"), args=[account.pk]),
+        )
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            services.update_account(obj, actor=self.scope(request), changes=changes)
+
+    # -- the account page: live calls and the latest entries under the form --
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and not add:
+            context.update(self.money_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def money_context(self, request, account) -> dict:
+        scope = self.scope(request)
+        live = (
+            Reservation.objects.visible_to(scope)
+            .active()
+            .filter(account=account)
+            .select_related("node")
+            .order_by("created_at", "pk")
+        )
+        calls = list(live[: LIVE_CALLS_SHOWN + 1])
+        entries = (
+            LedgerEntry.objects.visible_to(scope)
+            .filter(account=account)
+            .annotate(call_id=F("cdr__call_id"))
+            .order_by("-occurred_at", "-pk")
+        )
+        ledger_url = reverse(self._url_name("ledger"), args=[account.pk])
+        return {
+            "live_calls": calls[:LIVE_CALLS_SHOWN],
+            "more_live_calls": len(calls) > LIVE_CALLS_SHOWN,
+            "show_nodes": scope.is_operator,
+            "recent_entries": entries[:RECENT_ENTRIES],
+            "ledger_url": ledger_url,
+            "ledger_csv_url": reverse(self._url_name("ledger_csv"), args=[account.pk]),
+        }
+
+    # -- the account's whole ledger: filtered, paginated, exported --
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/ledger/",
+                self.admin_site.admin_view(self.ledger_view),
+                name=f"{name}_ledger",
+            ),
+            path(
+                "<path:object_id>/ledger/csv/",
+                self.admin_site.admin_view(self.ledger_csv_view),
+                name=f"{name}_ledger_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _visible_account(self, request, object_id) -> Account:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        account = self.get_object(request, unquote(object_id))
+        if account is None:
+            raise Http404  # someone else's account reads as absent, never as forbidden
+        return account
+
+    def _ledger(self, request, account, form):
+        entries = LedgerEntry.objects.visible_to(self.scope(request)).filter(account=account)
+        return form.apply(entries)
+
+    def ledger_view(self, request, object_id):
+        account = self._visible_account(request, object_id)
+        form = LedgerFilterForm(request.GET or None)
+        entries = self._ledger(request, account, form).annotate(call_id=F("cdr__call_id"))
+        page = Paginator(entries.order_by("-occurred_at", "-pk"), LEDGER_PAGE).get_page(request.GET.get("p"))
+        query = request.GET.copy()
+        query.pop("p", None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Ledger of {account}",
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "account": account,
+            "form": form,
+            "page": page,
+            "total": entries.aggregate(total=Sum("amount"))["total"],
+            "query": query.urlencode(),
+            "change_url": reverse(self._url_name("change"), args=[account.pk]),
+            "csv_url": reverse(self._url_name("ledger_csv"), args=[account.pk]),
+        }
+        return TemplateResponse(request, "admin/billing/account/ledger.html", context)
+
+    def ledger_csv_view(self, request, object_id):
+        account = self._visible_account(request, object_id)
+        form = LedgerFilterForm(request.GET or None)
+        if form.is_bound and not form.is_valid():
+            # The ledger page says what is wrong with the filters.
+            ledger_url = reverse(self._url_name("ledger"), args=[account.pk])
+            return HttpResponseRedirect(f"{ledger_url}?{request.GET.urlencode()}")
+        return ledger_csv(
+            request,
+            self._ledger(request, account, form),
+            filename=f"ledger-{account.pk}-{timezone.localdate():%Y%m%d}.csv",
+            key="occurred_at",
+        )
