@@ -155,8 +155,10 @@ def fast_password_hasher(settings):
 
 @pytest.fixture(autouse=True)
 def fresh_call_control_snapshot():
-    # A process keeps its call-control snapshot between calls; tests change the database
-    # under it without the after-commit signal (their transactions never commit).
+    # A process keeps its call-control snapshot between calls; most tests change the
+    # database inside a transaction that never commits, so the generation bump announced
+    # changes get after commit (apps.core.changes) never comes. tests/core/test_changes*.py
+    # commit for real and prove the snapshot follows without this reset.
     from apps.callcontrol import snapshot
 
     snapshot.forget()
