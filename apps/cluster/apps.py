@@ -1,14 +1,5 @@
 from django.apps import AppConfig, apps
-from django.db import transaction
-from django.db.models.signals import post_migrate, post_save
-
-
-def _node_saved(sender, instance, **kwargs) -> None:
-    # A node added, enabled or disabled gets (or loses) its schedule rows once the change
-    # is committed; the other nodes' rows are untouched.
-    from apps.cluster.schedules import ensure_all
-
-    transaction.on_commit(ensure_all)
+from django.db.models.signals import post_migrate
 
 
 def _migrated(**kwargs) -> None:
@@ -31,8 +22,8 @@ class ClusterConfig(AppConfig):
         post_migrate.connect(
             _migrated, sender=apps.get_app_config("django_q"), dispatch_uid="cluster-schedules"
         )
-        post_save.connect(
-            _node_saved, sender=apps.get_model("nodes", "Node"), dispatch_uid="cluster-node-schedules"
-        )
+        # A node added, enabled or disabled: apps.cluster.schedules.nodes_changed, a consumer
+        # of the changes the node services announce (apps.core.changes).
+
         # Every qcluster worker of this node starts the heartbeat thread (apps.cluster.presence).
         post_spawn.connect(start_heartbeat, dispatch_uid="cluster-heartbeat")

@@ -128,7 +128,8 @@ def ensure(periodic: dict[str, Periodic]) -> dict[str, int]:
 def ensure_all(**kwargs) -> None:
     """Ensure the schedules of every app with periodic work: each `apps.<app>.tasks.SCHEDULES`.
 
-    Run after every migrate and when a node is added, enabled or disabled (apps.cluster.apps).
+    Run after every migrate (apps.cluster.apps) and when a node is added, enabled or
+    disabled (nodes_changed).
     """
     for config in django_apps.get_app_configs():
         if not config.name.startswith("apps."):
@@ -142,3 +143,16 @@ def ensure_all(**kwargs) -> None:
         periodic = getattr(module, "SCHEDULES", None)
         if periodic and all(isinstance(task, Periodic) for task in periodic.values()):
             ensure(periodic)
+
+
+# Node fields that decide which nodes have schedule rows (scheduled_nodes).
+NODE_FIELDS = frozenset({"name", "enabled"})
+
+
+def nodes_changed(changes) -> None:
+    """After-commit consumer of apps.core.changes: a node added, enabled or disabled gets
+    (or loses) its schedule rows; the other nodes' rows are untouched."""
+    for change in changes:
+        if change.kind == "nodes.Node" and (not change.fields or change.fields & NODE_FIELDS):
+            ensure_all()
+            return

@@ -17,10 +17,10 @@ IN_TRANSACTION  called at once with the one change, inside the announcing transa
                 the models, and a write conflict replays both (apps.core.db). An error
                 here is the service's error and rolls everything back.
 AFTER_COMMIT    called once per committed transaction with every change it announced,
-                merged per kind (call control's generation counter, the Channels groups).
-                A rolled-back transaction announces nothing. Outside a transaction they run
-                at once. An error is logged and the next consumer still runs: the change is
-                committed and the service has succeeded.
+                merged per kind (call control's generation counter, the nodes' schedule
+                rows, the Channels groups). A rolled-back transaction announces nothing.
+                Outside a transaction they run at once. An error is logged and the next
+                consumer still runs: the change is committed and the service has succeeded.
 
 A savepoint rolled back after the transaction's last announcement may leave its changes in
 the batch: consumers then re-read something that did not change, which costs a rebuild and
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 IN_TRANSACTION = ("apps.opensips.provisioning.provision_change",)
 AFTER_COMMIT = (
     "apps.callcontrol.generation.changes_committed",
+    "apps.cluster.schedules.nodes_changed",
     "apps.core.events.broadcast_changes",
 )
 

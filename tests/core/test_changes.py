@@ -15,12 +15,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from django_q.models import Schedule
 
 from apps.billing import services as billing
 from apps.callcontrol import snapshot
 from apps.callcontrol.generation import current_generation
 from apps.core import changes, events
 from apps.core.changes import Change, announce
+from apps.nodes import services as node_services
 from apps.nodes.models import ClusterSettings, EngineSync
 from apps.opensips import provisioning
 from apps.opensips.models import Address, DrGateway
@@ -370,3 +372,19 @@ def test_verbs_whose_changes_call_control_does_not_hold_announce_them_too(
     assert kind in announced
     if written is not None:
         assert written.pk in announced[kind]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_disabled_through_the_service_loses_its_schedule_rows():
+    Schedule.objects.all().delete()
+    node_services.create_node(
+        actor=SYSTEM, name="node1", management_address="10.1.0.1", sip_address="100.64.1.1"
+    )
+    second = node_services.create_node(
+        actor=SYSTEM, name="node2", management_address="10.1.0.2", sip_address="100.64.1.2"
+    )
+    assert set(Schedule.objects.values_list("cluster", flat=True)) == {"node1", "node2"}
+
+    node_services.update_node(second, actor=SYSTEM, changes={"enabled": False})
+
+    assert set(Schedule.objects.values_list("cluster", flat=True)) == {"node1"}
