@@ -3,15 +3,25 @@ of each, an operator customer and a supplier, with their logins and API keys.
 
 Tenancy tests take an object of reseller A and check that reseller B's staff, key and
 customer cannot reach it.
+
+Also shared by every folder: `login` (a signed-in admin client) and `api` (an API client
+with a key); the call-control world (`world`, `one_minute`, built by tests/switching.py);
+`unrated_call` (a call the rater charges); and `rows_for_module`, for the many rows a
+module's query-count tests read, built once per module.
 """
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import override_settings
+from rest_framework.test import APIClient
 
 from apps.cdr.models import Cdr
 from apps.peers.models import Peer
@@ -19,8 +29,11 @@ from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
 from tests.factories import CdrFactory, NodeFactory, make_peer, make_rate_table, make_reseller
+from tests.switching import build_one_minute, build_world
 
 PASSWORD = "S3cure-test-pass!"
+# The production hasher is slow by design; tests create many logins.
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
@@ -69,6 +82,11 @@ def _tenant(label: str) -> Tenant:
 
 @pytest.fixture
 def cast(db) -> Cast:
+    return build_cast()
+
+
+def build_cast() -> Cast:
+    """The cast of this module's docstring, written to the database."""
     system = Scope.system()
     operator = get_user_model().objects.create_superuser("operator", "op@example.com", PASSWORD)
     _, operator_key = tenancy_services.create_api_key(actor=system, name="ops", scope=ApiKey.Scope.OPERATOR)
@@ -98,7 +116,7 @@ def system() -> Scope:
 
 
 @pytest.fixture
-def unrated_call(db, settings, tmp_path):
+def unrated_call(db):
     """Make a call that the rater prices at exactly `cost`: unrated_call(customer, "0.25", **cdr).
 
     Calls are charged in production only by the billing loop's rater
@@ -110,8 +128,6 @@ def unrated_call(db, settings, tmp_path):
     from apps.rates import services as rate_services
     from apps.rates.models import Rate
 
-    settings.PREFIX_INDEX_DIR = tmp_path / "prefix-index"
-    lookup.forget_indexes()
     numbers = itertools.count(1)
 
     def make(customer: Peer, cost, *, destination: str = "", **fields):
@@ -149,8 +165,82 @@ def unrated_call(db, settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
-    # The production hasher is slow by design; tests create many logins.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_indexes(tmp_path, settings):
+    """Rate indexes under this test's directory, none left open by another test; node
+    addresses numbered from 1 again (NodeFactory's sequence is process-wide, and past 255
+    nodes its 10.0.0.<n> stop being addresses PostgreSQL's inet column takes)."""
+    from apps.rates import lookup
+
+    settings.PREFIX_INDEX_DIR = tmp_path / "prefix-index"
+    NodeFactory.reset_sequence()
+    lookup.forget_indexes()
+    yield settings.PREFIX_INDEX_DIR
+    lookup.forget_indexes()
+
+
+@contextmanager
+def rows_for_module(django_db_blocker) -> Iterator[None]:
+    """Write rows once for all of a module's tests; they are rolled back after its last test.
+
+    For modules whose tests only read many rows (query counts): building them for every
+    test cost a second or two each. Every test still runs in a savepoint of its own, so
+    what a test writes is undone after it; the module's rows stay until the module ends.
+    A module using this must not mix in tests that need an empty database.
+    """
+    with (
+        django_db_blocker.unblock(),
+        override_settings(PASSWORD_HASHERS=FAST_HASHERS),
+        transaction.atomic(),
+    ):
+        NodeFactory.reset_sequence()
+        try:
+            yield
+        finally:
+            transaction.set_rollback(True)
+
+
+@pytest.fixture
+def login(client):
+    """`login(user)`: the test client, signed in as `user` with the cast's password."""
+
+    def sign_in(user):
+        client.logout()
+        assert client.login(username=user.get_username(), password=PASSWORD)
+        return client
+
+    return sign_in
+
+
+@pytest.fixture
+def api():
+    """`api(key)`: an APIClient that sends `Authorization: Bearer <key>` (no key: anonymous)."""
+
+    def make(key: str | None = None) -> APIClient:
+        client = APIClient()
+        if key:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def world(db, fresh_rate_indexes):
+    """The call-control world of tests/switching.py: nodes, a prepaid customer, four
+    suppliers with buy prices and gateways, and a least-cost plan."""
+    return build_world(fresh_rate_indexes)
+
+
+@pytest.fixture
+def one_minute(transactional_db):
+    """A prepaid customer with money for exactly one minute, and two nodes (server databases only)."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises every writer itself; this race needs a server database")
+    return build_one_minute()
 
 
 @pytest.fixture(autouse=True)

@@ -16,16 +16,9 @@ from apps.rates import services as rate_services
 from apps.rates.models import Rate
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
-from tests.conftest import PASSWORD
 from tests.factories import CdrFactory
 
 SYSTEM = Scope.system()
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Every test signs in several logins; the production hasher would dominate the run.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
@@ -99,18 +92,6 @@ class World:
 @pytest.fixture
 def world(cast) -> World:
     return World(a=_holdings(cast.a, octet=10, cast=cast), b=_holdings(cast.b, octet=20, cast=cast))
-
-
-@pytest.fixture
-def login(client):
-    """Sign `user` in with the cast's password and return the client."""
-
-    def sign_in(user):
-        client.logout()
-        assert client.login(username=user.get_username(), password=PASSWORD)
-        return client
-
-    return sign_in
 
 
 def admin_url(obj_or_model, view: str = "change", *args) -> str:

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from apps.billing import services as billing
 from apps.peers import services as peer_services
@@ -15,31 +14,10 @@ from apps.rates import services as rate_services
 from apps.rates.models import Rate
 from apps.tenancy.scope import Scope
 from tests.conftest import Cast
-from tests.factories import CdrFactory, NodeFactory, make_peer, make_rate_table
+from tests.factories import CdrFactory, make_peer, make_rate_table
 
 SYSTEM = Scope.system()
 SIP_PASSWORD = "sip-Pass-2024"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_node_addresses():
-    # NodeFactory numbers its addresses 10.0.0.<n+1> from a process-wide sequence: past 255
-    # nodes they stop being addresses and PostgreSQL's inet column refuses them. Every test
-    # starts from an empty database, so numbering from 1 again is safe.
-    NodeFactory.reset_sequence()
-
-
-@pytest.fixture
-def api():
-    """`api(key)`: an APIClient that sends `Authorization: Bearer <key>` (no key: anonymous)."""
-
-    def make(key: str | None = None) -> APIClient:
-        client = APIClient()
-        if key:
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        return client
-
-    return make
 
 
 def results(response) -> list[dict]:

@@ -9,6 +9,7 @@ from apps.peers import services as peer_services
 from apps.peers.models import Peer
 from apps.tenancy.scope import Scope
 from tests.api.conftest import add_rate, results
+from tests.conftest import Cast, build_cast, rows_for_module
 from tests.factories import CdrFactory, NodeFactory, make_peer, make_rate_table
 
 SYSTEM = Scope.system()
@@ -19,9 +20,22 @@ MAX_QUERIES = 5
 CUSTOMER_ROWS = {"peers": 1, "accounts": 1, "rate-tables": 1, "gateways": 0}
 
 
+@pytest.fixture(scope="module")
+def crowd(django_db_setup, django_db_blocker) -> Cast:
+    """The cast, and about 30 rows behind every list endpoint, all visible to reseller A and
+    the operator: built once for the module's tests, which only read them."""
+    with rows_for_module(django_db_blocker):
+        cast = build_cast()
+        _fill(cast)
+        yield cast
+
+
 @pytest.fixture
-def crowd(cast):
-    """About 30 rows behind every list endpoint, all visible to reseller A and the operator."""
+def cast(crowd, db) -> Cast:
+    return crowd
+
+
+def _fill(cast: Cast) -> None:
     reseller = cast.a.reseller
     trunk = make_peer("Trunk A", role=Peer.Role.USER, reseller=reseller)
     for n in range(ROWS):

@@ -22,21 +22,10 @@ from apps.billing.services.reservations import Hold
 from apps.rates.tariffs import Tariff
 from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
-from tests.conftest import PASSWORD
 
 SYSTEM = Scope.system()
 HEADER = ["date occurred", "kind", "amount", "reference", "description", "call id", "actor"]
 PER_SECOND = Tariff(Decimal("0.60"))  # 0.01 a second
-
-
-@pytest.fixture
-def login(client):
-    def sign_in(user):
-        client.logout()
-        assert client.login(username=user.get_username(), password=PASSWORD)
-        return client
-
-    return sign_in
 
 
 def ledger_url(account, **query) -> str:

@@ -17,22 +17,11 @@ from apps.peers.models import Peer
 from apps.rates import services as rate_services
 from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of
-from tests.callcontrol.conftest import rate
-from tests.conftest import PASSWORD
 from tests.factories import CdrFactory, make_rate_table
+from tests.switching import rate
 
 SYSTEM = Scope.system()
 ERROR = Cdr.RatingState.ERROR
-
-
-@pytest.fixture
-def login(client):
-    def sign_in(user):
-        client.logout()
-        assert client.login(username=user.get_username(), password=PASSWORD)
-        return client
-
-    return sign_in
 
 
 def failed(customer, error: str, *, supplier=None, callee: str = "33612345678", **fields) -> Cdr:

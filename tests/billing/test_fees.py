@@ -22,7 +22,6 @@ from apps.billing.services.fees import periods_due, post_due_fees
 from apps.core.errors import DomainError, NotAllowed
 from apps.peers import services as peer_services
 from apps.tenancy.scope import Scope
-from tests.conftest import PASSWORD
 
 D = Decimal
 MONTHLY, DAILY = RecurringFee.Period.MONTHLY, RecurringFee.Period.DAILY
@@ -454,16 +453,6 @@ def test_without_proration_a_fee_may_end_inside_a_period_charged_in_full(cast, s
 
 
 # --- the admin: scoped list, writes through the services -----------------------------------
-
-
-@pytest.fixture
-def login(client):
-    def sign_in(user):
-        client.logout()
-        assert client.login(username=user.get_username(), password=PASSWORD)
-        return client
-
-    return sign_in
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from apps.billing.models import Account, Reservation
 from apps.billing.services import rating
 from apps.cdr.models import Cdr
 from apps.peers.models import Peer
-from tests.callcontrol.conftest import race
+from tests.switching import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
 """Rating: every CDR priced on both sides, charged once, its money released; errors kept.
 
-The world (tests/callcontrol/conftest.py): customer Acme buys from the Retail list (49
+The world (tests/switching.py): customer Acme buys from the Retail list (49
 Germany 0.02/min, per second) and has 10.00 USD; suppliers Alpha..Delta sell to us.
 """
 
@@ -18,7 +18,7 @@ from apps.billing.services import rating, reservations
 from apps.cdr.models import Cdr
 from apps.peers.models import Peer
 from apps.rates import services as rate_services
-from tests.callcontrol.conftest import BERLIN, SYSTEM, price_list, rate
+from tests.switching import BERLIN, SYSTEM, price_list, rate
 
 UNRATED = Cdr.RatingState.UNRATED
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
 from apps.cdr.models import Cdr
-from tests.callcontrol.conftest import BERLIN, MOBILE
+from tests.switching import BERLIN, MOBILE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,8 +13,8 @@ from apps.cdr.models import Cdr
 from apps.core.errors import DomainError, NotAllowed
 from apps.rates import services as rate_services
 from apps.tenancy.scope import Kind, Scope
-from tests.callcontrol.conftest import BERLIN, MOBILE, SYSTEM, rate
 from tests.factories import make_reseller
+from tests.switching import BERLIN, MOBILE, SYSTEM, rate
 
 ADJUSTMENT = LedgerEntry.Kind.ADJUSTMENT
 

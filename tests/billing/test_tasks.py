@@ -12,7 +12,7 @@ from apps.billing import notify, tasks
 from apps.billing import services as billing
 from apps.billing.models import Account
 from apps.cdr.models import Cdr
-from tests.callcontrol.conftest import BERLIN, SYSTEM
+from tests.switching import BERLIN, SYSTEM
 
 
 def unrated_call(world, seconds: int = 60) -> Cdr:

@@ -12,8 +12,8 @@ from django.utils import timezone
 from apps.billing.models import Reservation
 from apps.callcontrol.endpoint import handle
 from apps.peers import services as peer_services
-from tests.callcontrol.conftest import BERLIN, CALLER, CUSTOMER_IP, SYSTEM, update_peer
 from tests.conftest import PASSWORD
+from tests.switching import BERLIN, CALLER, CUSTOMER_IP, SYSTEM, update_peer
 
 
 def check(*args, **options) -> str:

@@ -16,7 +16,7 @@ from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.endpoint import handle
 from apps.tenancy.scope import Scope
-from tests.callcontrol.conftest import race
+from tests.switching import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

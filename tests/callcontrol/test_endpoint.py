@@ -14,8 +14,8 @@ from apps.billing.models import Account, Reservation
 from apps.callcontrol import endpoint
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
-from tests.callcontrol.conftest import BERLIN, CALLER, CUSTOMER_IP, SYSTEM, cluster
 from tests.factories import NodeFactory
+from tests.switching import BERLIN, CALLER, CUSTOMER_IP, SYSTEM, cluster
 
 AUTHORIZE = "/call-control/v1/authorize"
 RELEASE = "/call-control/v1/release"

@@ -12,8 +12,8 @@ from apps.cdr.models import Cdr
 from apps.opensips.models import Acc, MissedCall
 from apps.routing.models import QualityStat
 from apps.routing.quality import refresh_quality_stats
-from tests.callcontrol.conftest import MOBILE
 from tests.factories import NodeFactory
+from tests.switching import MOBILE
 
 # An hour ago: the world's prices start a day before now, so the call is priced on any date.
 ANSWER = timezone.now().replace(microsecond=0) - timedelta(hours=1)

@@ -34,7 +34,8 @@ from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.routing.models import RoutingPlan
 from apps.tenancy.scope import Scope
-from tests.callcontrol.conftest import (
+from tests.factories import NodeFactory, make_peer
+from tests.switching import (
     BERLIN,
     BUY,
     MOBILE,
@@ -46,7 +47,6 @@ from tests.callcontrol.conftest import (
     rate,
     set_plan,
 )
-from tests.factories import NodeFactory, make_peer
 
 SYSTEM = Scope.system()
 CUSTOMERS = 5

@@ -10,7 +10,7 @@ from engines.rsync import ChecksumMismatch, RsyncError, Target, classify
     ("error", "retryable"),
     [
         (classify(10, "rsync: failed to connect: Connection refused", Target("/srv/copy")), True),
-        (classify(24, "file has vanished: \"/srv/rec/a.wav\"", Target("/srv/copy")), False),
+        (classify(24, 'file has vanished: "/srv/rec/a.wav"', Target("/srv/copy")), False),
         (RsyncError("rsync is not installed on this node.", retryable=False), False),
         (ChecksumMismatch("the remote copy differs", retryable=True), True),
     ],

@@ -7,7 +7,7 @@ from apps.core.errors import NotAllowed
 from apps.files import services
 from apps.files.models import FileCopy, NodeStorage, StoredFile
 from apps.tenancy.scope import Scope
-from tests.admin.conftest import admin_url, listed, login  # noqa: F401 - the login fixture
+from tests.admin.conftest import admin_url, listed
 from tests.factories import NodeFactory
 
 SYSTEM = Scope.system()
@@ -32,17 +32,17 @@ def files(cast, settings, tmp_path):
 
 
 @pytest.mark.parametrize("model", [StoredFile, FileCopy, NodeStorage])
-def test_reseller_staff_and_customers_cannot_open_the_files_pages(model, cast, files, login):  # noqa: F811
+def test_reseller_staff_and_customers_cannot_open_the_files_pages(model, cast, files, login):
     assert login(cast.a.staff).get(admin_url(model, "changelist")).status_code == 403
     assert login(cast.a.customer_user).get(admin_url(model, "changelist")).status_code == 302
     assert login(cast.operator).get(admin_url(model, "changelist")).status_code == 200
 
 
-def test_reseller_staff_cannot_open_the_backlog_page(cast, files, login):  # noqa: F811
+def test_reseller_staff_cannot_open_the_backlog_page(cast, files, login):
     assert login(cast.a.staff).get(reverse("admin:files_backlog")).status_code == 403
 
 
-def test_the_operator_lists_every_file_cheaply(cast, files, login, django_assert_max_num_queries):  # noqa: F811
+def test_the_operator_lists_every_file_cheaply(cast, files, login, django_assert_max_num_queries):
     client = login(cast.operator)
     with django_assert_max_num_queries(12):
         response = client.get(admin_url(StoredFile, "changelist"))
@@ -51,7 +51,7 @@ def test_the_operator_lists_every_file_cheaply(cast, files, login, django_assert
     assert "failed (10)" in detail
 
 
-def test_the_backlog_page_shows_counts_and_the_last_error_per_node(cast, files, login):  # noqa: F811
+def test_the_backlog_page_shows_counts_and_the_last_error_per_node(cast, files, login):
     response = login(cast.operator).get(reverse("admin:files_backlog"))
     assert response.status_code == 200
     backlog = dict(response.context["backlog"])
@@ -64,7 +64,7 @@ def test_the_backlog_page_shows_counts_and_the_last_error_per_node(cast, files, 
     assert listed(failed) == {FileCopy.objects.get(node__name="node2", state="failed").pk}
 
 
-def test_the_operator_deletes_files_everywhere_from_the_list(cast, files, login):  # noqa: F811
+def test_the_operator_deletes_files_everywhere_from_the_list(cast, files, login):
     client = login(cast.operator)
     response = client.post(
         admin_url(StoredFile, "changelist"),
@@ -77,7 +77,7 @@ def test_the_operator_deletes_files_everywhere_from_the_list(cast, files, login)
     assert set(files[1].copies.values_list("state", flat=True)) == {"pending"}
 
 
-def test_a_bad_sync_target_is_refused_with_the_field_named(cast, login):  # noqa: F811
+def test_a_bad_sync_target_is_refused_with_the_field_named(cast, login):
     response = login(cast.operator).post(
         admin_url(NodeStorage, "add"), {"node": cast.node.pk, "sync_target": "somewhere"}
     )
@@ -100,7 +100,7 @@ def test_the_target_template_fills_in_the_nodes_address(db, settings):
     assert services.target_for(six).url == "rsync://[fd00::8]:873/smartswitch"
 
 
-def test_the_operator_sends_a_failed_copy_again_from_the_copies_list(cast, files, login):  # noqa: F811
+def test_the_operator_sends_a_failed_copy_again_from_the_copies_list(cast, files, login):
     failed = FileCopy.objects.get(node__name="node2", state="failed")
     present = FileCopy.objects.get(file=files[0], node=cast.node)
     with_commit = login(cast.operator)

@@ -2,13 +2,12 @@
 
 from apps.opensips.models import Registrant
 from apps.peers.models import Peer, Registration
-from tests.api.conftest import api, ids  # noqa: F401 - fixture
 from tests.factories import make_peer
 
 BODY = {"registrar": "sip:reg.carrier.example", "aor": "sip:4420@carrier.example", "username": "4420"}
 
 
-def test_the_operator_registers_a_node_to_a_supplier_and_the_password_never_comes_back(api, cast):  # noqa: F811
+def test_the_operator_registers_a_node_to_a_supplier_and_the_password_never_comes_back(api, cast):
     client = api(cast.operator_key)
     response = client.post(
         "/api/v1/registrations/",
@@ -25,7 +24,7 @@ def test_the_operator_registers_a_node_to_a_supplier_and_the_password_never_come
     assert not Registrant.objects.exists()
 
 
-def test_a_registration_without_its_node_in_dedicated_mode_is_a_400_naming_node(api, cast):  # noqa: F811
+def test_a_registration_without_its_node_in_dedicated_mode_is_a_400_naming_node(api, cast):
     response = api(cast.operator_key).post(
         "/api/v1/registrations/", {**BODY, "peer": cast.supplier.pk}, format="json"
     )
@@ -33,7 +32,7 @@ def test_a_registration_without_its_node_in_dedicated_mode_is_a_400_naming_node(
     assert "node" in response.json(), response.json()
 
 
-def test_resellers_neither_see_nor_add_registrations(api, cast, system):  # noqa: F811
+def test_resellers_neither_see_nor_add_registrations(api, cast, system):
     from apps.peers import services
 
     services.add_registration(cast.supplier, actor=system, node=cast.node, **BODY)

@@ -9,15 +9,9 @@ from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport
 from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
-from tests.conftest import PASSWORD
 from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
 
 ADD_URL = reverse("admin:rates_priceimport_add")
-
-
-def login(client, user):
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +42,9 @@ def table(cast):
 
 
 @pytest.mark.parametrize(("name", "expected"), corpus())
-def test_admin_shows_the_same_report_for_every_malformed_file(client, cast, table, name, expected):
+def test_admin_shows_the_same_report_for_every_malformed_file(cast, table, name, expected, login):
     before = snapshot(table)
-    response = upload(login(client, cast.operator), table, (BAD_PRICES / name).read_bytes(), name=name)
+    response = upload(login(cast.operator), table, (BAD_PRICES / name).read_bytes(), name=name)
     assert response.status_code == 200
     page = response.content.decode()
     if name == "empty.csv":  # the upload form itself refuses an empty file
@@ -64,10 +58,8 @@ def test_admin_shows_the_same_report_for_every_malformed_file(client, cast, tabl
     assert snapshot(table) == before
 
 
-def test_upload_previews_then_confirm_queues_the_activation(client, cast, table):
-    response = upload(
-        login(client, cast.operator), table, deck("44,UK,0.0060,0,30,6,0,,", "33,FR,0.01,0,30,6,0,,")
-    )
+def test_upload_previews_then_confirm_queues_the_activation(client, cast, table, login):
+    response = upload(login(cast.operator), table, deck("44,UK,0.0060,0,30,6,0,,", "33,FR,0.01,0,30,6,0,,"))
     page = response.content.decode()
     assert "Changes: new 1, increased 1" in page and "Confirm and activate" in page
     price_import = PriceImport.objects.latest("created_at")
@@ -83,8 +75,8 @@ def test_upload_previews_then_confirm_queues_the_activation(client, cast, table)
     assert price_import.state == PriceImport.State.DONE and price_import.percent == 100
 
 
-def test_reseller_cannot_import_into_someone_elses_table(client, cast):
-    response = upload(login(client, cast.a.staff), cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"))
+def test_reseller_cannot_import_into_someone_elses_table(client, cast, login):
+    response = upload(login(cast.a.staff), cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"))
     assert "Select a valid choice" in response.content.decode()
     assert not PriceImport.objects.filter(table=cast.b.sell_table).exists()
     other = imports.stage_price_file(cast.b.sell_table, deck("44,UK,0.02,0,1,1,0,,"), actor=Scope.system())

@@ -18,7 +18,6 @@ from apps.rates.importing.report import ImportReport
 from apps.rates.models import PriceImport, StagedRate
 from apps.rates.services import activation, imports
 from apps.tenancy.scope import Scope
-from tests.conftest import PASSWORD
 from tests.rates.import_helpers import BAD_PRICES, corpus, deck, snapshot
 
 ADD_URL = reverse("admin:rates_priceimport_add")
@@ -41,11 +40,6 @@ def table(cast):
     return table
 
 
-def login(client, user):
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
-
-
 def post_upload(client, table, content: bytes, name="prices.csv", mode="full"):
     return client.post(
         ADD_URL,
@@ -66,10 +60,10 @@ def report_lines(price_import) -> list[str]:
 
 
 def test_upload_returns_at_once_with_the_reading_queued_to_this_node(
-    client, cast, table, price_import_dir, django_capture_on_commit_callbacks
+    cast, table, price_import_dir, django_capture_on_commit_callbacks, login
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        response = post_upload(login(client, cast.operator), table, DECK)
+        response = post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     assert price_import.state == PriceImport.State.RECEIVED
     assert price_import.node == settings.NODE_NAME
@@ -85,8 +79,8 @@ def test_upload_returns_at_once_with_the_reading_queued_to_this_node(
     assert "Confirm and activate" not in page
 
 
-def test_the_job_previews_the_upload_and_removes_the_file(client, cast, table, price_import_dir):
-    post_upload(login(client, cast.operator), table, DATED)
+def test_the_job_previews_the_upload_and_removes_the_file(client, cast, table, price_import_dir, login):
+    post_upload(login(cast.operator), table, DATED)
     price_import = PriceImport.objects.latest("created_at")
     assert tasks.read_price_import(price_import.pk, cast.operator.pk) == PriceImport.State.STAGED
     price_import.refresh_from_db()
@@ -102,13 +96,13 @@ def test_the_job_previews_the_upload_and_removes_the_file(client, cast, table, p
 
 
 @pytest.mark.parametrize(("name", "expected"), [pair for pair in corpus() if pair[0] != "empty.csv"])
-def test_a_malformed_file_gets_the_same_report_as_from_the_cli(client, cast, table, name, expected):
+def test_a_malformed_file_gets_the_same_report_as_from_the_cli(client, cast, table, name, expected, login):
     before = snapshot(table)
     out = StringIO()
     with pytest.raises(CommandError):
         call_command("import_prices", str(table.pk), str(BAD_PRICES / name), "--mode", "full", stdout=out)
     printed = out.getvalue().splitlines()
-    post_upload(login(client, cast.operator), table, (BAD_PRICES / name).read_bytes(), name=name)
+    post_upload(login(cast.operator), table, (BAD_PRICES / name).read_bytes(), name=name)
     price_import = PriceImport.objects.latest("created_at")
     assert tasks.read_price_import(price_import.pk, cast.operator.pk) == PriceImport.State.INVALID
     price_import.refresh_from_db()
@@ -120,9 +114,9 @@ def test_a_malformed_file_gets_the_same_report_as_from_the_cli(client, cast, tab
     assert snapshot(table) == before and not StagedRate.objects.exists()
 
 
-def test_progress_is_written_while_the_file_is_read_at_most_once_a_second(client, cast, table, monkeypatch):
+def test_progress_is_written_while_the_file_is_read_at_most_once_a_second(cast, table, monkeypatch, login):
     content = deck(*(f"{prefix},Somewhere,0.01,0,1,1,0,," for prefix in range(4400, 4450)))
-    post_upload(login(client, cast.operator), table, content)
+    post_upload(login(cast.operator), table, content)
     price_import = PriceImport.objects.latest("created_at")
 
     def progress_updates(every: float) -> list[str]:
@@ -141,8 +135,8 @@ def test_progress_is_written_while_the_file_is_read_at_most_once_a_second(client
     assert price_import.state == PriceImport.State.STAGED and price_import.rows_done == 50
 
 
-def test_the_page_shows_a_progress_bar_while_a_worker_reads(client, cast, table):
-    post_upload(login(client, cast.operator), table, DECK)
+def test_the_page_shows_a_progress_bar_while_a_worker_reads(client, cast, table, login):
+    post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     PriceImport.objects.filter(pk=price_import.pk).update(
         state=PriceImport.State.READING, phase="read", rows_total=200, rows_done=50, rows_per_second=125000
@@ -154,9 +148,9 @@ def test_the_page_shows_a_progress_bar_while_a_worker_reads(client, cast, table)
 
 
 def test_a_failed_reading_keeps_the_file_until_the_import_is_cancelled(
-    client, cast, table, price_import_dir, monkeypatch
+    cast, table, price_import_dir, monkeypatch, login
 ):
-    post_upload(login(client, cast.operator), table, DECK)
+    post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     path = price_import_dir / str(price_import.pk)
 
@@ -175,8 +169,8 @@ def test_a_failed_reading_keeps_the_file_until_the_import_is_cancelled(
     assert not path.exists()
 
 
-def test_a_retried_job_starts_over(client, cast, table):
-    post_upload(login(client, cast.operator), table, DECK)
+def test_a_retried_job_starts_over(cast, table, login):
+    post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     # A worker died half-way: some rows staged, the import still "reading".
     imports.read_price_import(price_import, actor=Scope.system())
@@ -190,8 +184,8 @@ def test_a_retried_job_starts_over(client, cast, table):
     )
 
 
-def test_a_job_on_another_node_leaves_the_file_to_its_node(client, cast, table):
-    post_upload(login(client, cast.operator), table, DECK)
+def test_a_job_on_another_node_leaves_the_file_to_its_node(cast, table, login):
+    post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     PriceImport.objects.filter(pk=price_import.pk).update(node="node9")
     assert (
@@ -202,15 +196,15 @@ def test_a_job_on_another_node_leaves_the_file_to_its_node(client, cast, table):
     assert price_import.state == PriceImport.State.RECEIVED
 
 
-def test_a_reseller_cannot_see_or_confirm_another_resellers_import(client, cast):
-    post_upload(login(client, cast.a.staff), cast.a.sell_table, deck("44,UK,0.02,0,1,1,0,,"))
+def test_a_reseller_cannot_see_or_confirm_another_resellers_import(client, cast, login):
+    post_upload(login(cast.a.staff), cast.a.sell_table, deck("44,UK,0.02,0,1,1,0,,"))
     price_import = PriceImport.objects.get(table=cast.a.sell_table)
     assert price_import.created_by == cast.a.staff
     tasks.read_price_import(price_import.pk, cast.a.staff.pk)
     price_import.refresh_from_db()
     assert price_import.state == PriceImport.State.STAGED
     assert "Confirm and activate" in page_of(client, price_import)
-    login(client, cast.b.staff)
+    login(cast.b.staff)
     url = reverse("admin:rates_priceimport_change", args=[price_import.pk])
     assert client.get(url).status_code in (302, 404)
     assert (
@@ -225,9 +219,9 @@ def test_a_reseller_cannot_see_or_confirm_another_resellers_import(client, cast)
 
 
 def test_an_upload_waiting_for_a_worker_can_be_cancelled_and_the_job_then_does_nothing(
-    client, cast, table, price_import_dir
+    cast, table, price_import_dir, login
 ):
-    post_upload(login(client, cast.operator), table, DECK)
+    post_upload(login(cast.operator), table, DECK)
     price_import = PriceImport.objects.latest("created_at")
     assert price_import.state == PriceImport.State.RECEIVED
     imports.cancel_price_import(price_import, actor=Scope.system())

@@ -11,8 +11,6 @@ from apps.peers.models import Gateway, Peer
 from apps.routing import services
 from apps.routing.models import Method, QualityStat, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
-from tests.admin.conftest import login  # noqa: F401  (signed-in admin clients)
-from tests.api.conftest import api  # noqa: F401  (API clients with a key)
 from tests.conftest import Cast
 from tests.factories import make_peer, make_rate_table
 
@@ -33,6 +31,12 @@ class Routing:
 
 @pytest.fixture
 def routing(cast: Cast) -> Routing:
+    return build_routing(cast)
+
+
+def build_routing(cast: Cast) -> Routing:
+    """Carrier Y beside the cast's supplier, each with a gateway; the plan Standard with a
+    least-cost rule routing to both and a priority rule for 44; one quality stat."""
     other = make_peer(
         "Carrier Y",
         role=Peer.Role.SUPPLIER,

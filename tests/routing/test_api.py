@@ -6,9 +6,8 @@ from apps.audit.models import AuditEntry
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
 from apps.routing import services
-from apps.routing.models import Method, QualityStat, Route, RoutingPlan, RoutingRule
+from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
 from tests.api.conftest import results
-from tests.factories import make_peer
 from tests.routing.conftest import SYSTEM
 
 pytestmark = pytest.mark.django_db
@@ -300,42 +299,3 @@ def test_the_operator_sets_a_customers_routing(api, cast, routing):
     )
     assert created.status_code == 201, created.json()
     assert Peer.objects.get(name="Routed").routing_plan == routing.plan
-
-
-# --- query counts -------------------------------------------------------------------------------
-
-ROWS = 30
-# Key lookup and its last-used touch, COUNT and the page.
-MAX_QUERIES = 4
-
-
-@pytest.fixture
-def crowd(cast, routing):
-    suppliers = [make_peer(f"Supplier {n:02}", role=Peer.Role.SUPPLIER) for n in range(ROWS)]
-    for n, supplier in enumerate(suppliers):
-        services.create_plan(actor=SYSTEM, name=f"Plan {n:02}", parent_id=routing.plan.pk)
-        rule = services.add_rule(routing.plan, actor=SYSTEM, prefix=f"{100 + n}", method=Method.QUALITY)
-        services.add_route(rule, actor=SYSTEM, supplier=supplier)
-        services.add_route(routing.lcr, actor=SYSTEM, supplier=supplier, max_calls=n + 1)
-        QualityStat.objects.create(
-            supplier=supplier,
-            destination=f"Destination {n}",
-            attempts=n + 1,
-            answered=n,
-            answered_seconds=60 * n,
-            window_start=routing.stat.window_start,
-            window_end=routing.stat.window_end,
-        )
-
-
-@pytest.mark.parametrize("prefix", PREFIXES)
-def test_list_query_count_does_not_grow_with_rows(api, cast, crowd, django_assert_max_num_queries, prefix):
-    client = api(cast.operator_key)
-    with django_assert_max_num_queries(MAX_QUERIES):
-        rows = results(client.get(f"/api/v1/{prefix}/", {"limit": 100}))
-    assert len(rows) >= ROWS
-
-
-def test_lists_paginate(api, cast, crowd):
-    body = api(cast.operator_key).get("/api/v1/routes/", {"limit": 10}).json()
-    assert body["count"] == Route.objects.count() and len(body["results"]) == 10 and body["next"]

@@ -10,6 +10,9 @@ Sell (Retail, USD, 1/1 seconds)     Alpha    Bravo    Charlie  Delta     (buy, U
 
 The plan "Main" has one rule for every number (prefix "", least cost) with a route to each
 supplier, priorities Alpha 1, Bravo 2, Charlie 3, Delta 4. The customer has 10.00 USD.
+
+The fixtures are in tests/conftest.py: `world` (this world) and `one_minute` (a customer
+with money for one minute, for races on server databases); the helpers are here.
 """
 
 import itertools
@@ -19,17 +22,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from apps.billing import services as billing
+from apps.billing.models import Reservation
+from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.decision import CallRequest, Decision, decide, settle
 from apps.callcontrol.endpoint import handle
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers import services as peer_services
-from apps.peers.models import Gateway, Peer
+from apps.peers.models import Blocklist, Gateway, Peer
 from apps.rates import lookup
 from apps.rates import services as rate_services
 from apps.rates.models import Rate, RateTable
@@ -42,6 +46,9 @@ CUSTOMER_IP = "198.51.100.10"
 CALLER = "4930111222"
 BERLIN = "4930123456"  # Germany, 49
 MOBILE = "4915112345678"  # Germany Mobile, 4915
+FRANCE = "33123456789"
+UK = "442079460000"
+LCR_BERLIN = ["Bravo", "Delta", "Alpha", "Charlie"]  # 0.008 (prio 2), 0.008 (prio 4), 0.010, 0.012
 
 SELL = {
     "49": ("Germany", "0.0200"),
@@ -217,20 +224,8 @@ class World:
         return Peer.objects.get(pk=peer.pk)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory(tmp_path, settings):
-    """Rate indexes under this test's directory; no snapshot left over from another test."""
-    settings.PREFIX_INDEX_DIR = tmp_path / "prefix-index"
-    NodeFactory.reset_sequence()
-    lookup.forget_indexes()
-    snapshots.forget()
-    yield settings.PREFIX_INDEX_DIR
-    lookup.forget_indexes()
-    snapshots.forget()
-
-
-@pytest.fixture
-def world(db, _fresh_memory) -> World:
+def build_world(index_dir) -> World:
+    """The world of this module's docstring; its rate indexes go to `index_dir`."""
     node = NodeFactory(name="node1")
     node2 = NodeFactory(name="node2")
     sell = price_list("Retail", [rate(p, price, dest) for p, (dest, price) in SELL.items()])
@@ -261,18 +256,12 @@ def world(db, _fresh_memory) -> World:
         plan=plan,
         rule=rule,
         routes=routes,
-        index_dir=_fresh_memory,
+        index_dir=index_dir,
     )
 
 
-@pytest.fixture
-def one_minute(transactional_db, settings, tmp_path):
-    """A prepaid customer with money for exactly one minute, and two nodes (server databases only)."""
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite serialises every writer itself; this race needs a server database")
-    settings.PREFIX_INDEX_DIR = tmp_path / "index"
-    lookup.forget_indexes()
-    snapshots.forget()
+def build_one_minute() -> tuple[Peer, list[Node]]:
+    """A prepaid customer with money for exactly one minute, and two nodes."""
     nodes = [NodeFactory(name="node1"), NodeFactory(name="node2")]
     start = timezone.now() - timedelta(days=1)
     sell = make_rate_table("Retail")
@@ -295,9 +284,7 @@ def one_minute(transactional_db, settings, tmp_path):
     cluster = ClusterSettings.load()
     cluster.default_routing_plan = plan
     cluster.save()
-    yield customer, nodes
-    lookup.forget_indexes()
-    snapshots.forget()
+    return customer, nodes
 
 
 def race(requests):
@@ -320,3 +307,18 @@ def race(requests):
     for thread in threads:
         thread.join()
     return answers
+
+
+def blocklist(name: str, kind: str, prefixes, *, peers=(), applies_to_all=False) -> Blocklist:
+    created = peer_services.create_blocklist(
+        actor=SYSTEM, name=name, kind=kind, applies_to_all=applies_to_all
+    )
+    peer_services.add_blocklist_entries(created, prefixes, actor=SYSTEM)
+    for peer in peers:
+        peer_services.set_peer_blocklists(peer, [created, *peer.blocklists.all()], actor=SYSTEM)
+    return created
+
+
+def release(reservation_id: int) -> None:
+    """The call failed before answer: its money goes back."""
+    assert reservations.release(reservation_id, outcome=Reservation.Outcome.FAILED)
