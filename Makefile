@@ -5,8 +5,13 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# pytest-xdist workers ("auto": one per core); the Galera and live-engine tests stay on one
+# worker each (xdist groups set in tests/conftest.py).
+PYTEST_WORKERS ?= auto
+# `make test-dates` runs the suite with the clock moved here (Debian's faketime).
+FAKE_DATE ?= 2027-07-01 12:00:00
 
-.PHONY: run test venv lint format schema clean
+.PHONY: run test test-dates fuzz-api venv lint format schema clean
 
 venv: $(VENV)/.installed
 
@@ -34,9 +39,16 @@ test: venv
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	@echo "pytest on $${DATABASE_URL:-sqlite (default)}"
-	@$(PY) -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest --create-db -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing was checked" >&2; exit 1; fi; \
 	exit $$status
+
+# The suite with the clock moved to FAKE_DATE: no test may depend on today's date. The
+# Galera tests are left out (their mariadbd processes keep the real clock).
+test-dates: venv
+	@command -v faketime >/dev/null || { echo "test-dates needs faketime (apt-get install faketime)" >&2; exit 1; }
+	@echo "pytest with the clock at $(FAKE_DATE)"
+	faketime '$(FAKE_DATE)' $(PY) -m pytest --create-db -n $(PYTEST_WORKERS) --dist loadgroup -m "not galera" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

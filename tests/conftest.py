@@ -254,3 +254,38 @@ def fresh_call_control_snapshot():
     snapshot.forget()
     yield
     snapshot.forget()
+
+
+# Tests that start engines or a cluster keep to one xdist worker each (`make test` runs
+# with --dist loadgroup): they measure timing on a 2-core machine and share nothing else.
+SERIAL_GROUPS = {
+    "tests/opensips/test_live": "engines",
+    "tests/nodes/test_sync_live.py": "engines",
+    "tests/engines/test_opensips_mi.py": "engines",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_files(tmp_path_factory):
+    """Each xdist worker keeps its files apart: two workers' databases both hold a rate table
+    1, and one shared index file would serve one worker the other's prices."""
+    from django.conf import settings
+
+    root = tmp_path_factory.mktemp("var")
+    names = ("PREFIX_INDEX_DIR", "PRICE_IMPORT_DIR", "RECORDINGS_DIR", "CAPTURES_DIR")
+    before = {name: getattr(settings, name) for name in names}
+    for name in names:
+        setattr(settings, name, root / name.removesuffix("_DIR").lower().replace("_", "-"))
+    yield root
+    for name, value in before.items():
+        setattr(settings, name, value)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        group = "galera" if item.get_closest_marker("galera") else None
+        for prefix, name in SERIAL_GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                group = name
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

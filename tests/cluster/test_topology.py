@@ -1,6 +1,8 @@
 """Where periodic and node-bound work runs: a schedule row per node, singletons under a lease,
 and a task for another node in that node's queue (ORM rows, or that node's Redis)."""
 
+import os
+
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -177,7 +179,9 @@ def test_a_task_for_node2_lands_in_node2s_queue_with_the_orm_broker(two_nodes, s
 
 
 REDIS = "redis://127.0.0.1:6379"
-THIS_DB, OTHER_DB = 14, 15  # two Redis databases stand for two nodes' Redis servers
+# Two Redis databases stand for two nodes' Redis servers; each xdist worker takes its own pair.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+THIS_DB, OTHER_DB = 15 - 2 * _WORKER - 1, 15 - 2 * _WORKER
 
 
 @pytest.fixture
