@@ -23,7 +23,7 @@ threshold; three suppliers with their (postpaid) accounts. Then three measuremen
    batch that rated the CDR (p50, p99, max) and to its rated_at, and the same checks.
 3. Re-rating: CDRs are added (and rated by the raters) until --rerate-cdrs (default
    1,000,000) CDRs are rated; then a corrected sell list changing --change (20 %) of its
-   prices is imported, the index rebuilt, and `apps.billing.rerating.run` (the task)
+   prices is imported, the index rebuilt, and `apps.billing.services.rerating.run` (the task)
    re-rates the whole period in this process (once per --rerate-batch size). Prints
    CDRs/s, calls examined and changed, adjustments posted, the time spent per kind of
    statement, and checks that each account's charges plus adjustments equal its calls'

@@ -10,7 +10,7 @@ from apps.billing.services import rating
 from apps.cdr.models import Cdr, RatingError
 from apps.core.admin import VIEW, ReadOnlyModelAdmin, ScopedRelatedFilter
 
-# What apps.billing.rating writes when it cannot price a call, by kind: label, how the
+# What apps.billing.services.rating writes when it cannot price a call, by kind: label, how the
 # text reads, and whether it is about the supplier leg, which names the operator's
 # supplier and its price list: resellers never see that.
 ERROR_KINDS = {

@@ -1,5 +1,5 @@
 """Rating in the admin: the calls that could not be rated, rated again on request; and
-re-rating runs, requested through apps.billing.rerating and shown with what they changed."""
+re-rating runs, requested through apps.billing.services.rerating and shown with what they changed."""
 
 from datetime import timedelta
 from decimal import Decimal
