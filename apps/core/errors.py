@@ -21,3 +21,9 @@ class NotAllowed(DomainError):
 class Conflict(DomainError):
     status_code = 409
     code = "conflict"
+
+
+class OutOfRange(DomainError):
+    """An amount, price or balance beyond what the product accepts (apps.core.money's bounds)."""
+
+    code = "out_of_range"

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from apps.cdr.models import Cdr
+from apps.core.money import MAX_CREDIT_LIMIT, amount_in_range, balance_in_range
 from apps.peers.models import Peer
 from apps.portal.forms import CdrFilterForm, CustomerLoginForm
 from apps.tenancy.scope import Scope, access, request_scope
@@ -103,6 +104,14 @@ def dashboard(request, scope: Scope):
         account
         and account.low_balance_threshold is not None
         and account.balance < account.low_balance_threshold
+    )
+    # A balance past the product's bounds can only have been written around its services
+    # (an older version's bug): it is shown as stored, and said to be wrong.
+    context["money_out_of_range"] = bool(
+        account
+        and not (
+            balance_in_range(account.balance) and amount_in_range(account.credit_limit, MAX_CREDIT_LIMIT)
+        )
     )
     return render(request, "portal/dashboard.html", context)
 

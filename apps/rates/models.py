@@ -5,7 +5,9 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from apps.core.errors import OutOfRange
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel, digits_validator, name_taken
+from apps.core.money import check_price
 from apps.core.querysets import ScopedQuerySet
 from apps.rates.querysets import RateQuerySet, RateTableQuerySet
 
@@ -109,6 +111,13 @@ class Rate(models.Model):
             errors["price"] = "A price cannot be negative."
         if self.connection_fee is not None and self.connection_fee < 0:
             errors["connection_fee"] = "A connection fee cannot be negative."
+        for name in ("price", "connection_fee"):
+            value = getattr(self, name)
+            if name not in errors and value is not None:
+                try:
+                    check_price(value, field=name)
+                except OutOfRange as refused:
+                    errors[name] = refused.message
         if self.increment_seconds == 0:
             errors["increment_seconds"] = "The increment is at least one second."
         if self.effective_to and self.effective_from and self.effective_to <= self.effective_from:

@@ -43,6 +43,7 @@ def test_a_payment_is_posted_once_and_answered_with_its_ledger_entry(api, cast, 
         "actor_label": "api-key:A staff",
         "occurred_at": body["occurred_at"],
         "created_at": body["created_at"],
+        "out_of_range": [],
     }
     assert balance(account) == Decimal("12.5")
     audit = AuditEntry.objects.get(action="ledger.payment", object_id=str(account.pk))

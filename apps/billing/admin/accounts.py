@@ -1,12 +1,15 @@
 """Accounts in the admin: money and live calls, the account's ledger, payments, refunds and
 adjustments posted through the billing services."""
 
+from copy import copy
+from dataclasses import replace
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import F, Sum
+from django.db.models import F
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,6 +20,7 @@ from apps.billing import services
 from apps.billing.admin.ledger import LedgerFilterForm, ledger_csv
 from apps.billing.forms import AdjustmentForm, PaymentForm
 from apps.billing.models import Account, LedgerEntry, Reservation
+from apps.billing.services.ledger import STORABLE, ledger_total
 from apps.core.admin import (
     CHANGE,
     VIEW,
@@ -25,7 +29,14 @@ from apps.core.admin import (
     ScopedRelatedFilter,
     form_changes,
 )
-from apps.core.money import MONEY_DIGITS, MONEY_PLACES
+from apps.core.money import (
+    MAX_AMOUNT,
+    MAX_BALANCE,
+    MAX_CREDIT_LIMIT,
+    MONEY_DIGITS,
+    MONEY_PLACES,
+    amount_in_range,
+)
 
 RECENT_ENTRIES = 10
 LEDGER_PAGE = 50
@@ -41,13 +52,53 @@ class RefundForm(PaymentForm):
     amount = forms.DecimalField(
         max_digits=MONEY_DIGITS,
         decimal_places=MONEY_PLACES,
-        help_text="The money paid back, as a positive number; it is debited from the account.",
+        max_value=MAX_AMOUNT,
+        min_value=-MAX_AMOUNT,
+        help_text="The money paid back, as a positive number, at most what was paid and not "
+        "refunded yet; it is debited from the account.",
     )
     reference = forms.CharField(
         max_length=100,
         required=False,
         help_text="The bank's or gateway's refund id; posting it twice debits once.",
     )
+
+
+class OperatorRefundForm(RefundForm):
+    """The operator's refund form: it may go past what was paid (a goodwill credit paid out)."""
+
+    allow_over_refund = forms.BooleanField(
+        required=False, label="Refund more than was paid", help_text="Operator only."
+    )
+
+
+class OperatorAdjustmentForm(AdjustmentForm):
+    """The operator's adjustment may also bring a balance already out of range back into it."""
+
+    amount = forms.DecimalField(
+        max_digits=MONEY_DIGITS,
+        decimal_places=MONEY_PLACES,
+        max_value=STORABLE,
+        min_value=-STORABLE,
+        help_text="Positive credits the account, negative debits it; within +-1,000,000,000, except "
+        "to bring a balance out of range back into it.",
+    )
+
+
+OPERATOR_FORMS = {"refund": OperatorRefundForm, "adjust": OperatorAdjustmentForm}
+# What each amount of an account may be (apps.core.money); past it, it is flagged.
+LIMITS = {
+    "balance": MAX_BALANCE,
+    "credit_limit": MAX_CREDIT_LIMIT,
+    "low_balance_threshold": MAX_AMOUNT,
+    "reserved": MAX_BALANCE,
+    "available": MAX_BALANCE + MAX_CREDIT_LIMIT,
+}
+
+
+def out_of_range(account) -> list[str]:
+    """Names of the account's amounts past the product's bounds (written around the services)."""
+    return [name for name, limit in LIMITS.items() if not amount_in_range(getattr(account, name), limit)]
 
 
 def posting(service, what: str):
@@ -76,7 +127,7 @@ def _posted(admin_, request, account, entry, created, what):
 # --- accounts --------------------------------------------------------------------------------
 
 SETTINGS = ("peer", "currency", "mode", "credit_limit", "low_balance_threshold", "notification_email")
-MONEY = ("balance", "reserved", "available")
+MONEY = ("balance", "reserved", "available", "range_check")
 
 
 @admin.register(Account)
@@ -96,6 +147,7 @@ class AccountAdmin(ScopedModelAdmin):
         "credit_limit",
         "currency",
         "low_balance_threshold",
+        "range_check",
         "money_links",
     )
     list_select_related = ("peer", "peer__reseller")
@@ -137,6 +189,34 @@ class AccountAdmin(ScopedModelAdmin):
     @admin.display(description="available")
     def available(self, account):
         return account.available
+
+    @admin.display(description="range")
+    def range_check(self, account):
+        names = out_of_range(account)
+        if not names:
+            return "—"
+        return format_html(
+            '<strong class="errornote">{} out of range</strong>: fix with an operator\'s adjustment',
+            ", ".join(name.replace("_", " ") for name in names),
+        )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # The service's bounds, on the form's fields: a number past them is refused at once.
+        limits = {"credit_limit": (0, MAX_CREDIT_LIMIT), "low_balance_threshold": (-MAX_AMOUNT, MAX_AMOUNT)}
+        if db_field.name in limits:
+            kwargs["min_value"], kwargs["max_value"] = limits[db_field.name]
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def tool_view(self, request, object_id, tool_name):
+        # The operator's refund and adjustment forms have more to them; a reseller's have not.
+        if tool_name in OPERATOR_FORMS and self.scope(request).is_operator:
+            operators = copy(self)
+            operators.object_tools = tuple(
+                replace(tool, form=OPERATOR_FORMS[tool.name]) if tool.name in OPERATOR_FORMS else tool
+                for tool in self.object_tools
+            )
+            return super(AccountAdmin, operators).tool_view(request, object_id, tool_name)
+        return super().tool_view(request, object_id, tool_name)
 
     @admin.display(description="")
     def money_links(self, account):
@@ -233,7 +313,7 @@ class AccountAdmin(ScopedModelAdmin):
             "account": account,
             "form": form,
             "page": page,
-            "total": entries.aggregate(total=Sum("amount"))["total"],
+            "total": ledger_total(entries),
             "query": query.urlencode(),
             "change_url": reverse(self._url_name("change"), args=[account.pk]),
             "csv_url": reverse(self._url_name("ledger_csv"), args=[account.pk]),

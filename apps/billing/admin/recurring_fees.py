@@ -15,6 +15,7 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
+from apps.core.money import MAX_AMOUNT
 
 ADD_FIELDS = ("account", "name", "amount", "period", "starts_on", "ends_on", "prorate")
 
@@ -65,6 +66,11 @@ class RecurringFeeAdmin(ScopedModelAdmin):
 
     def get_queryset(self, request):
         return fees.with_last_posted(super().get_queryset(request))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "amount":
+            kwargs["max_value"] = MAX_AMOUNT  # the service's bound (apps.core.money), said at once
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -81,7 +81,8 @@ class AccountViewSet(ScopedReadOnlyViewSet):
         serializers.RefundSerializer,
         summary="Post a refund",
         description="Debit the account with money paid back to the customer; the entry's amount "
-        "is the negative of `amount`.",
+        "is the negative of `amount`. At most what was paid and not refunded yet, unless the "
+        "operator sets `allow_over_refund`.",
         example={"amount": "5.00", "reference": "refund-77", "description": "Unused credit"},
     )
     @action(detail=True, methods=["post"], permission_classes=[HasScope, ReadOnlyForCustomers])
@@ -92,12 +93,19 @@ class AccountViewSet(ScopedReadOnlyViewSet):
         serializers.AdjustmentSerializer,
         summary="Post an adjustment",
         description="Correct the balance: a positive amount credits, a negative one debits; the "
-        "reason is the entry's description.",
+        "reason is the entry's description. Within +-1000000000, except the operator's adjustment "
+        "that brings a balance already out of range back into it.",
         example={"amount": "-1.20", "reason": "Calls billed twice on 3 May", "reference": "adj-3-may"},
     )
     @action(detail=True, methods=["post"], permission_classes=[HasScope, ReadOnlyForCustomers])
     def adjustments(self, request, pk=None):
-        return self._post(request, serializers.AdjustmentSerializer, services.post_adjustment)
+        # The operator's may be larger: the one that brings a balance out of range back.
+        body = (
+            serializers.OperatorAdjustmentSerializer
+            if self.scope.is_operator
+            else serializers.AdjustmentSerializer
+        )
+        return self._post(request, body, services.post_adjustment)
 
 
 class LedgerEntryViewSet(ScopedReadOnlyViewSet):

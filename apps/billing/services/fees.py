@@ -22,7 +22,7 @@ from apps.billing.models import Account, LedgerEntry, RecurringFee
 from apps.billing.services.ledger import Posting, post
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
-from apps.core.money import money
+from apps.core.money import check_amount, money
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.rates.tariffs import round_half_up
 from apps.tenancy.scope import Scope
@@ -243,7 +243,7 @@ def add_fee(
     fee = RecurringFee(
         account=account,
         name=name,
-        amount=money(amount),
+        amount=check_amount(amount, field="amount"),
         period=period,
         starts_on=starts_on,
         ends_on=ends_on,
@@ -279,7 +279,7 @@ def _change(fee: RecurringFee, *, actor: Scope, changes: dict, action: str) -> R
     current = RecurringFee.objects.select_for_update().get(pk=fee.pk)
     before = copy.copy(current)
     if "amount" in changes and changes["amount"] is not None:
-        changes = {**changes, "amount": money(changes["amount"])}
+        changes = {**changes, "amount": check_amount(changes["amount"], field="amount")}
     apply_changes(current, changes, allowed=FEE_SETTINGS)
     # Validated (and converted: dates given as strings) before the schedules are compared.
     current.full_clean()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
-from django.db.models import Sum
+from django.db import OperationalError, connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -16,12 +16,32 @@ from apps.billing import notify
 from apps.billing.models import Account, LedgerEntry
 from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
-from apps.core.errors import Conflict, DomainError
-from apps.core.money import MONEY_DIGITS, MONEY_PLACES, ZERO, money
+from apps.core.errors import Conflict, DomainError, NotAllowed, OutOfRange
+from apps.core.models import money_to_db
+from apps.core.money import (
+    MAX_BALANCE,
+    MAX_CREDIT_LIMIT,
+    MONEY_QUANTUM,
+    STORAGE_LIMIT,
+    ZERO,
+    balance_in_range,
+    check_amount,
+    shown,
+)
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.tenancy.scope import Scope
 
 ACCOUNT_SETTINGS = ("mode", "credit_limit", "low_balance_threshold", "notification_email")
+# What one ledger row can hold at all (DECIMAL(20, 6)); the balance bound does the rest.
+STORABLE = STORAGE_LIMIT - MONEY_QUANTUM
+
+
+class BalanceOutOfRange(OutOfRange):
+    """Postings that would take these accounts' balances past +-MAX_BALANCE (none is written)."""
+
+    def __init__(self, message: str, *, account_ids: list[int]) -> None:
+        super().__init__(message, field="amount")
+        self.account_ids = account_ids
 
 
 @dataclass(frozen=True)
@@ -52,8 +72,8 @@ def open_account(
         peer=peer,
         currency=currency,
         mode=mode,
-        credit_limit=money(credit_limit),
-        low_balance_threshold=None if low_balance_threshold is None else money(low_balance_threshold),
+        credit_limit=check_amount(credit_limit, field="credit_limit", maximum=MAX_CREDIT_LIMIT),
+        low_balance_threshold=_threshold(low_balance_threshold),
     )
     save_object(account, actor=actor, action="account.opened")
     announce("billing.Account", [account.pk])
@@ -65,11 +85,28 @@ def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
     """Change an account's mode, credit limit or warning threshold; never its balance."""
     ensure_manages(actor, account.peer.reseller_id)
     current = Account.objects.select_for_update().get(pk=account.pk)
+    changes = _bounded_settings(changes)
     apply_changes(current, changes, allowed=ACCOUNT_SETTINGS)
     save_object(current, actor=actor, action="account.changed")
     # Call control holds which account is whose and which prepaid suppliers are out of money.
     announce("billing.Account", [current.pk], fields=changes)
     return current
+
+
+def _threshold(value) -> Decimal | None:
+    return None if value is None else check_amount(value, field="low_balance_threshold")
+
+
+def _bounded_settings(changes: dict) -> dict:
+    """`changes` with the credit limit and threshold checked against the bounds, as money."""
+    changes = dict(changes)
+    if changes.get("credit_limit") is not None:
+        changes["credit_limit"] = check_amount(
+            changes["credit_limit"], field="credit_limit", maximum=MAX_CREDIT_LIMIT
+        )
+    if "low_balance_threshold" in changes:
+        changes["low_balance_threshold"] = _threshold(changes["low_balance_threshold"])
+    return changes
 
 
 @retry_on_conflict
@@ -81,6 +118,10 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     differs. Each account's balance is updated once per batch, in account order, which
     keeps concurrent batches from deadlocking each other and keeps Galera write-sets small
     (one row per account, however many charges the batch holds).
+
+    A batch that would take a balance past +-MAX_BALANCE (or one already past it further
+    out) is refused whole with BalanceOutOfRange, before anything is written: the balances
+    are read under the same locks that serialise every posting on those accounts.
     """
     if not postings:
         return []
@@ -89,7 +130,12 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     # posters on one server queue here instead of racing to the unique index; on Galera
     # the loser fails certification at commit and the retry replays the batch, which then
     # finds the winner's rows.
-    list(Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    balances = dict(
+        Account.objects.select_for_update()
+        .filter(pk__in=account_ids)
+        .order_by("pk")
+        .values_list("pk", "balance")
+    )
     known = _posted({(p.account_id, p.kind, p.reference) for p in postings if p.reference is not None})
     user = actor.user if actor else None
     label = actor.label[:100] if actor else "system"
@@ -97,7 +143,7 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     results: list[tuple[LedgerEntry, bool]] = []
     fresh: list[LedgerEntry] = []
     for posting in postings:
-        amount = money(posting.amount)
+        amount = check_amount(posting.amount, field="amount", maximum=STORABLE)
         key = (posting.account_id, posting.kind, posting.reference)
         prior = known.get(key) if posting.reference is not None else None
         if prior is not None:
@@ -123,16 +169,38 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
             known[key] = entry
         fresh.append(entry)
         results.append((entry, True))
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for entry in fresh:
+        totals[entry.account_id] += entry.amount
+    _check_balances(balances, totals)
     if len(fresh) == 1:
         fresh[0].save(force_insert=True)  # returns its id on every backend, unlike bulk inserts
     elif fresh:
         _insert(fresh, now)
-    totals: dict[int, Decimal] = defaultdict(Decimal)
-    for entry in fresh:
-        totals[entry.account_id] += entry.amount
     _add_to_balances(totals)
     _track_low_balances(sorted(totals))
     return results
+
+
+def _check_balances(balances: dict[int, Decimal], totals: dict[int, Decimal]) -> None:
+    """Refuse totals that would take a balance out of +-MAX_BALANCE, or one out of it further out.
+
+    A balance already out of range (written before the bounds, or by hand) may still move
+    toward the range: charges against it, and the operator's repairing adjustment.
+    """
+    beyond = {}
+    for pk, total in totals.items():
+        before = balances[pk]
+        after = before + total
+        if not balance_in_range(after) and not abs(after) < abs(before):
+            beyond[pk] = after
+    if beyond:
+        which = ", ".join(f"account {pk} to {shown(after)}" for pk, after in sorted(beyond.items()))
+        raise BalanceOutOfRange(
+            f"This would take the balance out of range ({which}); a balance stays between "
+            f"-{MAX_BALANCE:,.0f} and {MAX_BALANCE:,.0f}.",
+            account_ids=sorted(beyond),
+        )
 
 
 def _posted(keys: set[tuple]) -> dict[tuple, LedgerEntry]:
@@ -187,7 +255,7 @@ def _insert(entries: list[LedgerEntry], now: datetime) -> None:
             params += [
                 entry.account_id,
                 entry.kind,
-                ops.adapt_decimalfield_value(entry.amount, MONEY_DIGITS, MONEY_PLACES),
+                money_to_db(entry.amount),
                 entry.reference,
                 entry.cdr_id,
                 entry.description,
@@ -219,7 +287,7 @@ def _add_to_balances(totals: dict[int, Decimal]) -> None:
     ids = sorted(totals)
     params = []
     for pk in ids:
-        params += [pk, connection.ops.adapt_decimalfield_value(totals[pk], MONEY_DIGITS, MONEY_PLACES)]
+        params += [pk, money_to_db(totals[pk])]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(Account._meta.db_table)}"
@@ -271,7 +339,8 @@ def post_payment(
     account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None, description: str = ""
 ) -> tuple[LedgerEntry, bool]:
     """Credit a payment; posting the same reference again returns the first entry."""
-    if money(amount) <= 0:
+    amount = check_amount(amount, field="amount")
+    if amount <= 0:
         raise DomainError("A payment is a positive amount.", field="amount")
     return _post_one(
         account,
@@ -285,16 +354,32 @@ def post_payment(
 
 @retry_on_conflict
 def post_refund(
-    account: Account, *, actor: Scope, amount: Decimal, reference: str | None = None, description: str = ""
+    account: Account,
+    *,
+    actor: Scope,
+    amount: Decimal,
+    reference: str | None = None,
+    description: str = "",
+    allow_over_refund: bool = False,
 ) -> tuple[LedgerEntry, bool]:
-    """Debit money paid back to the customer."""
-    if money(amount) <= 0:
+    """Debit money paid back to the customer, at most what was paid and not refunded yet.
+
+    `allow_over_refund` lifts that cap (the operator's alone: a refund of money that came
+    in some other way than a payment, e.g. a goodwill credit); the largest amount stays.
+    """
+    amount = check_amount(amount, field="amount")
+    if amount <= 0:
         raise DomainError("Give the refunded amount as a positive number.", field="amount")
+    ensure_manages(actor, account.peer.reseller_id)
+    if allow_over_refund and not actor.is_operator:
+        raise NotAllowed("Only the operator refunds more than was paid.", field="allow_over_refund")
+    if not allow_over_refund:
+        _check_refundable(account, amount, reference)
     return _post_one(
         account,
         actor=actor,
         kind=LedgerEntry.Kind.REFUND,
-        amount=-money(amount),
+        amount=-amount,
         reference=reference,
         description=description or "Refund",
     )
@@ -304,8 +389,13 @@ def post_refund(
 def post_adjustment(
     account: Account, *, actor: Scope, amount: Decimal, reason: str, reference: str | None = None
 ) -> tuple[LedgerEntry, bool]:
-    """Credit (positive) or debit (negative) a correction, with its reason."""
-    if money(amount) == 0:
+    """Credit (positive) or debit (negative) a correction, with its reason.
+
+    Its amount is within +-MAX_AMOUNT, except the operator's adjustment that brings a
+    balance already out of range (an older version's bug, a hand edit) back into range.
+    """
+    amount = _adjustment_amount(account, actor, amount)
+    if amount == 0:
         raise DomainError("An adjustment moves a non-zero amount.", field="amount")
     if not reason.strip():
         raise DomainError("Say why the balance is adjusted.", field="reason")
@@ -319,15 +409,113 @@ def post_adjustment(
     )
 
 
-def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:
-    """Accounts whose cached balance differs from the sum of their ledger: [(account, balance, sum)]."""
-    sums = dict(
-        LedgerEntry.objects.values("account_id")
+def _locked_balance(account: Account) -> Decimal:
+    return Account.objects.select_for_update().filter(pk=account.pk).values_list("balance", flat=True).get()
+
+
+def _check_refundable(account: Account, amount: Decimal, reference: str | None) -> None:
+    """Refuse a refund above what was paid less what was refunded already (under the lock)."""
+    _locked_balance(account)  # two refunds at once must not both fit in the same room
+    kind = LedgerEntry.Kind.REFUND
+    if (
+        reference is not None
+        and LedgerEntry.objects.filter(account=account, kind=kind, reference=reference).exists()
+    ):
+        return  # a replay: post() returns the first entry, or refuses another amount
+    moved = dict(
+        LedgerEntry.objects.filter(account=account, kind__in=(LedgerEntry.Kind.PAYMENT, kind))
+        .values("kind")
         .annotate(total=Sum("amount"))
-        .values_list("account_id", "total")
+        .values_list("kind", "total")
     )
-    return [
-        (account, account.balance, money(sums.get(account.pk) or 0))
-        for account in Account.objects.select_related("peer").order_by("pk")
-        if account.balance != money(sums.get(account.pk) or 0)
-    ]
+    paid, refunded = moved.get(LedgerEntry.Kind.PAYMENT) or ZERO, -(moved.get(kind) or ZERO)
+    refundable = max(paid - refunded, ZERO)
+    if amount > refundable:
+        raise DomainError(
+            f"At most {shown(refundable)} can be refunded: what was paid ({shown(paid)}) "
+            f"less what was refunded already ({shown(refunded)}).",
+            field="amount",
+        )
+
+
+def _adjustment_amount(account: Account, actor: Scope, amount) -> Decimal:
+    try:
+        return check_amount(amount, field="amount")
+    except OutOfRange as refused:
+        if not actor.is_operator:
+            raise refused from None
+        try:
+            value = check_amount(amount, field="amount", maximum=STORABLE)
+        except OutOfRange:
+            raise refused from None
+        balance = _locked_balance(account)
+        if balance_in_range(balance) or not balance_in_range(balance + value):
+            raise refused from None
+        return value
+
+
+def _summed(in_sql, in_python):
+    """`in_sql()`, exact (DECIMAL, or integer micro-units on SQLite); `in_python()` if SQLite overflows.
+
+    SQLite's SUM() raises on an int64 overflow instead of rounding, which takes a ledger far
+    past every bound (rows written around them); the statement fails alone and the
+    transaction goes on. DECIMAL sums on the servers do not overflow.
+    """
+    if connection.vendor != "sqlite":
+        return in_sql()
+    try:
+        return in_sql()
+    except OperationalError:
+        return in_python()
+
+
+def _ledger_sums() -> dict[int, Decimal]:
+    """sum(amount) per account."""
+
+    def in_sql():
+        return dict(
+            LedgerEntry.objects.order_by()
+            .values("account_id")
+            .annotate(total=Sum("amount"))
+            .values_list("account_id", "total")
+        )
+
+    def in_python():
+        sums: dict[int, Decimal] = defaultdict(Decimal)
+        for account_id, amount in (
+            LedgerEntry.objects.order_by().values_list("account_id", "amount").iterator()
+        ):
+            sums[account_id] += amount
+        return sums
+
+    return _summed(in_sql, in_python)
+
+
+def ledger_total(entries) -> Decimal | None:
+    """sum(amount) of a queryset of entries (None when empty), whatever they hold."""
+
+    def in_python():
+        amounts = list(entries.order_by().values_list("amount", flat=True))
+        return sum(amounts, ZERO) if amounts else None
+
+    return _summed(lambda: entries.aggregate(total=Sum("amount"))["total"], in_python)
+
+
+def ledger_differences() -> list[tuple[Account, Decimal, Decimal]]:
+    """Accounts whose cached balance differs from the sum of their ledger: [(account, balance, sum)].
+
+    Never fails on what is stored, however far out of range: see balances_out_of_range.
+    """
+    sums = _ledger_sums()
+    differences = []
+    for account in Account.objects.select_related("peer").order_by("pk"):
+        total = shown(sums.get(account.pk) or ZERO)
+        if account.balance != total:
+            differences.append((account, account.balance, total))
+    return differences
+
+
+def balances_out_of_range() -> list[Account]:
+    """Accounts whose balance is past +-MAX_BALANCE: only rows written around the services can be."""
+    beyond = Q(balance__gt=MAX_BALANCE) | Q(balance__lt=-MAX_BALANCE)
+    return list(Account.objects.filter(beyond).select_related("peer").order_by("pk"))

@@ -40,10 +40,10 @@ from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import reservations
-from apps.billing.services.ledger import Posting, post
+from apps.billing.services.ledger import BalanceOutOfRange, Posting, post
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, unless_conflict, update_rows
-from apps.core.money import money
+from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index
 from apps.rates.tariffs import rate_call
@@ -169,6 +169,9 @@ def price(row: tuple, peers: PeerDirectory, *, named: bool = True) -> Priced:
         )
         return priced
     charge = rate_call(sell, duration_ms)
+    if charge.total > MAX_AMOUNT:
+        priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {callee}")
+        return priced
     priced.sell_cost, priced.billable_seconds = charge.total, charge.seconds
     if named:
         priced.destination = sell_index.destination(callee, created_at) or ""
@@ -186,11 +189,20 @@ def price(row: tuple, peers: PeerDirectory, *, named: bool = True) -> Priced:
         )
     else:
         bought = rate_call(buy, duration_ms)
-        priced.buy_cost, priced.supplier_billable_seconds = bought.total, bought.seconds
+        if bought.total > MAX_AMOUNT:
+            priced.error = _too_dear(bought.total, f"{supplier.name}'s buy price for {callee}")
+        else:
+            priced.buy_cost, priced.supplier_billable_seconds = bought.total, bought.seconds
     if priced.error:
         priced.sell_cost = None
         priced.billable_seconds = 0
     return priced
+
+
+def _too_dear(cost: Decimal, price: str) -> str:
+    # No ledger row is larger than MAX_AMOUNT: a charge past it is a price or a duration
+    # gone wrong, kept here for the admin's rating errors rather than debited.
+    return f"The call would cost {cost}, more than the largest amount ({MAX_AMOUNT:,.0f}); check {price}."
 
 
 def charges(priced: Priced, peers: PeerDirectory) -> list[Posting]:
@@ -260,30 +272,52 @@ def _claim(limit: int, *, node_id: int | None, now: datetime, queryset=None) -> 
 
 def _write(mine: list[Priced], peers: PeerDirectory, now: datetime) -> BatchResult:
     """Steps 3-5 for CDRs this transaction has claimed: prices, charges, reservations."""
-    result = BatchResult(selected=len(mine))
+    update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in mine], rated_at=now)
+    result = BatchResult(selected=len(mine), charges=_post_charges(mine, peers, now))
     result.errors = sum(bool(p.error) for p in mine)
     result.rated = len(mine) - result.errors
-    update_rows(
-        Cdr,
-        RATING_FIELDS,
-        [
-            (
-                p.cdr_id,
-                Cdr.RatingState.ERROR if p.error else Cdr.RatingState.RATED,
-                p.error[:ERROR_LENGTH],
-                p.sell_cost,
-                p.buy_cost,
-                p.billable_seconds,
-                p.supplier_billable_seconds,
-            )
-            for p in mine
-        ],
-        rated_at=now,
-    )
-    postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
-    result.charges = sum(created for _, created in post(postings))
     result.released = _release(mine, now)
     return result
+
+
+def _rating_row(p: Priced) -> tuple:
+    return (
+        p.cdr_id,
+        Cdr.RatingState.ERROR if p.error else Cdr.RatingState.RATED,
+        p.error[:ERROR_LENGTH],
+        p.sell_cost,
+        p.buy_cost,
+        p.billable_seconds,
+        p.supplier_billable_seconds,
+    )
+
+
+def _post_charges(mine: list[Priced], peers: PeerDirectory, now: datetime) -> int:
+    """Post the calls' charges (step 4); how many rows were written.
+
+    A call whose charge would take an account's balance out of range (only a balance
+    already near +-MAX_BALANCE, written around the services, can be) becomes a rating
+    error instead, and the rest of the batch is charged: post() refuses before writing.
+    """
+    while True:
+        postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
+        try:
+            return sum(created for _, created in post(postings))
+        except BalanceOutOfRange as refused:
+            blocked = set(refused.account_ids)
+            stuck = []
+            for p in mine:
+                accounts = sorted({x.account_id for x in charges(p, peers)} & blocked) if not p.error else []
+                if accounts:
+                    p.error = (
+                        f"Not charged: it would take the balance of account {accounts[0]} out of range "
+                        f"(beyond +-{MAX_BALANCE:,.0f}); correct that balance, then rate the call again."
+                    )
+                    p.sell_cost, p.billable_seconds = None, 0
+                    stuck.append(p)
+            if not stuck:
+                raise
+            update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in stuck], rated_at=now)
 
 
 def _release(mine: list[Priced], now: datetime) -> int:

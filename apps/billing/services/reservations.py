@@ -16,7 +16,7 @@ minute in total, on one node or across nodes.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Context, Decimal
+from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
@@ -24,13 +24,11 @@ from django.utils import timezone
 from apps.billing.models import Account, Reservation
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
-from apps.core.money import MONEY_DIGITS, MONEY_PLACES, money
+from apps.core.models import money_from_db, money_to_db
 from apps.rates.tariffs import Tariff, affordable_duration
 
 _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
-_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
-_FLOAT_CONTEXT = Context(prec=15)
 
 
 class InsufficientFunds(DomainError):
@@ -69,14 +67,12 @@ class Hold:
 
 
 def _decimal(value) -> Decimal:
-    # SQLite keeps decimals as REAL: read them back as Django's converter does.
-    if isinstance(value, float):
-        return _FLOAT_CONTEXT.create_decimal_from_float(value).quantize(_QUANTUM)
-    return money(value)
+    # A money column as stored (integer micro-units on SQLite), read as the ORM reads it.
+    return money_from_db(value)
 
 
 def _money_param(value: Decimal):
-    return connection.ops.adapt_decimalfield_value(value, MONEY_DIGITS, MONEY_PLACES)
+    return money_to_db(value)
 
 
 def _datetime_param(value: datetime):

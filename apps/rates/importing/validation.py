@@ -11,15 +11,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 
-from apps.core.money import MONEY_PLACES
+from apps.core.money import MAX_PRICE, MONEY_PLACES
 from apps.rates.importing.parsing import INCREMENT, FileFormat, Table
 from apps.rates.importing.report import ImportReport
 from apps.rates.rows import RateRow
 
 # Above this a price per minute is a typo (a missing decimal point), not a tariff: the
-# dearest satellite and premium destinations stay well under it.
-ABSURD_RATE = Decimal(100)
-ABSURD_FEE = Decimal(100)
+# dearest satellite and premium destinations stay well under it. Never above MAX_PRICE,
+# the most any price may be anywhere (apps.core.money).
+ABSURD_RATE = min(Decimal(100), MAX_PRICE)
+ABSURD_FEE = min(Decimal(100), MAX_PRICE)
 MAX_SECONDS = 86_400
 
 AMOUNT_RE = re.compile(r"(?:\d{1,13}(?:\.\d*)?|\.\d+)\Z")

@@ -25,6 +25,7 @@ from datetime import datetime
 from django.db import connection
 
 from apps.core.db import retry_on_conflict
+from apps.core.models import money_from_db, money_to_db
 from apps.rates.importing.report import SAMPLES
 from apps.rates.models import PriceImport, RateTable
 
@@ -106,9 +107,14 @@ def stage(
         return dates[value]
 
     batch, count, pk = [], 0, price_import.pk
+    # The cells stay strings for the servers to parse; SQLite stores money as integer
+    # micro-units (apps.core.models.MoneyField), so there they are converted here.
+    as_money = money_to_db if connection.vendor == "sqlite" else None
     try:
         for line, prefix, dest, price, fee, mins, incr, free, start, end in rows:
             first_days.add(start)
+            if as_money:
+                price, fee = as_money(price), as_money(fee)
             batch.append((pk, line, prefix, dest, price, fee, mins, incr, free, db_time(start), db_time(end)))
             if len(batch) >= chunk_size:
                 insert(batch)
@@ -506,7 +512,10 @@ def _change(row) -> dict:
 def _money(value) -> str | None:
     if value is None:
         return None
-    return f"{value:.6f}".rstrip("0").rstrip(".") if not isinstance(value, str) else value
+    if isinstance(value, str):
+        return value
+    # Read as the ORM reads a money column (integer micro-units on SQLite).
+    return f"{money_from_db(value):.6f}".rstrip("0").rstrip(".")
 
 
 def _days(days: int):

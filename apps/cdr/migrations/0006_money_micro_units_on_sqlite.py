@@ -1,0 +1,15 @@
+# Written by hand: money columns on SQLite become integer micro-units (apps.core.sqlite_money).
+
+from django.db import migrations
+
+from apps.core.sqlite_money import MoneyToMicroUnits
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("cdr", "0005_cdr_source_ref"),
+    ]
+
+    operations = [
+        MoneyToMicroUnits("cdr"),
+    ]
