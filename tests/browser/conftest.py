@@ -38,7 +38,9 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running on the main
+# thread while it is open, and later tests that call async_to_sync there would fail.
+@pytest.fixture(scope="module")
 def browser():
     missing = _chromium_missing()
     if missing:
