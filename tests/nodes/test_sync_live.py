@@ -21,6 +21,7 @@ from apps.nodes.models import EngineSync
 from apps.opensips.models import TABLE_VERSIONS, DrGateway, Version
 from engines.opensips import MIClient, MIUnavailable
 from tests.factories import NodeFactory
+from tests.opensips import live
 
 OPENSIPS_BIN = os.environ.get("OPENSIPS_BIN") or shutil.which("opensips")
 
@@ -73,7 +74,7 @@ def opensips(transactional_db, tmp_path, settings):
     # A transactional test empties every table after it, the version rows OpenSIPS checks too.
     for table in ("dr_gateways", "dr_rules", "dr_carriers", "dr_groups"):
         Version.objects.update_or_create(table_name=table, defaults={"table_version": TABLE_VERSIONS[table]})
-    modules = Path(OPENSIPS_BIN).resolve().parent / "modules"
+    modules = live.modules_dir(Path(OPENSIPS_BIN))
     mi_port = _free_port()
     cfg = tmp_path / "opensips.cfg"
     cfg.write_text(
@@ -81,7 +82,7 @@ def opensips(transactional_db, tmp_path, settings):
             sip_port=_free_port(socket.SOCK_DGRAM),
             mi_port=mi_port,
             db_url=_db_url(),
-            mpath=f'mpath = "{modules}/"' if modules.is_dir() else "",
+            mpath=f'mpath = "{modules}"' if modules else "",
         )
     )
     log = tmp_path / "opensips.log"

@@ -21,12 +21,19 @@ def opensips_binary() -> Path | None:
 
 
 def modules_dir(binary: Path) -> str:
-    """OPENSIPS_MODULES_DIR, else a build tree's modules/ beside the binary, else "" (packaged)."""
+    """OPENSIPS_MODULES_DIR, else the modules of a build tree beside the binary or of its install
+    prefix (`make prefix=DIR install` puts them in DIR/lib64/opensips/modules), else ""."""
     configured = os.environ.get("OPENSIPS_MODULES_DIR")
     if configured:
         return configured
-    build_tree = binary.resolve().parent / "modules"
-    return f"{build_tree}/" if (build_tree / "tm" / "tm.so").is_file() else ""
+    here = binary.resolve().parent
+    if (here / "modules" / "tm" / "tm.so").is_file():
+        return f"{here / 'modules'}/"
+    for lib in ("lib64", "lib", f"lib/{os.uname().machine}-linux-gnu"):
+        installed = here.parent / lib / "opensips" / "modules"
+        if (installed / "tm.so").is_file():
+            return f"{installed}/"
+    return ""
 
 
 def require_opensips() -> Path:
