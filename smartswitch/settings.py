@@ -218,19 +218,28 @@ if CLUSTER_STALE_SECONDS <= CLUSTER_HEARTBEAT_SECONDS or CLUSTER_LEASE_SECONDS <
         "CLUSTER_STALE_SECONDS and CLUSTER_LEASE_SECONDS must be longer than CLUSTER_HEARTBEAT_SECONDS."
     )
 
+# The most rows one page of an API list may hold (`?limit=`); more is a 400.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.tenancy.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenancy.api.permissions.HasScope"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api_limits.Pagination",
     "PAGE_SIZE": 50,
+    # JSON nested at most 32 deep (apps.core.api_limits.JSONParser); forms as DRF's defaults.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.api_limits.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "apps.core.api_limits.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with every operation's error answers documented.
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }

@@ -24,6 +24,7 @@ from apps.billing.models import Reservation
 from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.decision import CallRequest, decide, settle
+from apps.core.api_limits import JSONTooDeep, loads
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,21 @@ def _check_secret(snapshot, node_name: str, authorization: str | None) -> None:
         raise Unauthorized
 
 
+def _check_some_secret(snapshot, authorization: str | None) -> None:
+    """Refuse a caller whose token is no node's secret, before its body is read.
+
+    The node a secret must belong to is named in the body; `_check_secret` checks that
+    match once the body is parsed. Until then only a cluster member gets its body parsed.
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    known = False
+    for node in snapshot.nodes.values():
+        # No early exit: the time taken does not tell how many nodes were compared.
+        known |= hmac.compare_digest(token.encode(), node.secret.encode())
+    if scheme.lower() != "bearer" or not known:
+        raise Unauthorized
+
+
 def authorize(data, authorization: str | None) -> tuple[int, dict]:
     request = parse_authorize(data)
     snapshot = snapshots.current()
@@ -167,9 +183,12 @@ HANDLERS = {"authorize": authorize, "release": release}
 def handle(operation: str, body: bytes, authorization: str | None) -> tuple[int, dict]:
     """Run one call-control operation on a raw body: (HTTP status, JSON object)."""
     try:
+        _check_some_secret(snapshots.current(), authorization)
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            data = loads(body)
+        except JSONTooDeep as exc:
+            raise BadRequest({"non_field_errors": f"The body is {exc}."}) from None
+        except ValueError:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
             raise BadRequest({"non_field_errors": "The body is not JSON."}) from None
         return HANDLERS[operation](data, authorization)
     except BadRequest as exc:
@@ -191,10 +210,10 @@ async def asgi_app(scope, receive, send) -> None:
     """The ASGI application for PREFIX paths (see smartswitch.asgi)."""
     operation = scope["path"][len(PREFIX) :].strip("/")
     if scope["method"] != "POST" or operation not in HANDLERS:
-        status, payload = (
-            (405, {"detail": "Use POST."}) if operation in HANDLERS else (404, {"detail": "Not found."})
-        )
-        return await _respond(send, status, payload)
+        if operation in HANDLERS:
+            # RFC 9110: a 405 lists the methods the resource takes.
+            return await _respond(send, 405, {"detail": "Use POST."}, headers=[(b"allow", b"POST")])
+        return await _respond(send, 404, {"detail": "Not found."})
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -215,13 +234,17 @@ async def asgi_app(scope, receive, send) -> None:
     await _respond(send, status, payload)
 
 
-async def _respond(send, status: int, payload: dict) -> None:
+async def _respond(send, status: int, payload: dict, *, headers: list | None = None) -> None:
     body = json.dumps(payload, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -1,20 +1,39 @@
-"""What every API viewset shares: scoping, and one mapping of domain errors to HTTP."""
+"""What every API viewset shares: scoping, bounded inputs (page size, query-string integers,
+JSON nesting), and one mapping of domain and database errors to HTTP."""
 
+import decimal
+import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import django_filters
 from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db.backends.base.operations import BaseDatabaseOperations
+from django.core.validators import validate_email
+from django.db import DataError
 from django.http import Http404
 from django_filters.fields import IsoDateTimeField
-from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
+from apps.core.api_limits import (
+    MAX_JSON_DEPTH,
+    BooleanFilter,
+    FilterBackend,
+    FilterSet,
+    IdFilter,
+    IntegerFilter,
+    JSONParser,
+    Pagination,
+    integer_range,
+    loads,
+)
 from apps.core.errors import DomainError
 from apps.tenancy.api.permissions import HasScope, ReadOnlyForCustomers
 from apps.tenancy.scope import Scope, request_scope
@@ -41,8 +60,37 @@ class MomentFilter(django_filters.IsoDateTimeFilter):
     field_class = MomentField
 
 
+# --- Errors --------------------------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+# MariaDB names the column: 1264 "Out of range value for column 'x' at row 1", 1406 "Data too
+# long for column 'x' at row 1". PostgreSQL's "numeric field overflow" names none.
+_COLUMN = re.compile(r"(Out of range value|Data too long) for column [`'\"]?([^`'\" ]+)")
+OUT_OF_RANGE = "This value is out of the range the database can store."
+TOO_LONG = "This value is longer than the database can store."
+
+
+def _range_error_body(exc) -> dict:
+    match = _COLUMN.search(str(exc))
+    if match is None:
+        return {api_settings.NON_FIELD_ERRORS_KEY: ["A value is out of the range the database can store."]}
+    column = match[2].rsplit(".", 1)[-1]
+    # A foreign key's column is its attname ("peer_id"); the API names the field ("peer").
+    field = column.removesuffix("_id") if column.endswith("_id") else column
+    return {field: [TOO_LONG if match[1].startswith("Data too long") else OUT_OF_RANGE]}
+
+
 def exception_handler(exc, context):
-    """Map domain and model validation errors to 400/403/409 with the field named."""
+    """Map domain, model validation and database range errors to 400/403/409, the field named."""
+    if isinstance(exc, DataError | decimal.InvalidOperation):
+        # A number the serializers let through but a column cannot hold (a balance that a
+        # payment would overflow), or one read back that no longer fits its Decimal
+        # (InvalidOperation from the backend's converter): the request's fault, not ours.
+        # Logged, because a bound is missing somewhere before the database.
+        logger.warning("database range error answered as 400: %s", exc, exc_info=exc)
+        set_rollback()
+        return Response(_range_error_body(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DomainError):
         body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         return Response(body, status=exc.status_code)
@@ -58,6 +106,78 @@ def exception_handler(exc, context):
             body = {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """A refusal that concerns no single field."""
+
+    detail = serializers.CharField()
+
+
+class ValidationErrorsSerializer(serializers.Serializer):
+    """What was refused, by the name of the field or query parameter at fault."""
+
+
+class ValidationErrorsSchema(OpenApiSerializerExtension):
+    target_class = ValidationErrorsSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        return {
+            "type": "object",
+            "description": "Each key names a body field or query parameter with its messages (an "
+            "object for a nested field); `non_field_errors` holds what concerns no single field, "
+            "`detail` a body that could not be read.",
+            "additionalProperties": {},
+            "example": {"limit": ["Ensure this value is less than or equal to 1000."]},
+        }
+
+
+ERRORS = {
+    "400": OpenApiResponse(
+        ValidationErrorsSerializer, description="Refused: the messages name what is wrong."
+    ),
+    "401": OpenApiResponse(ErrorSerializer, description="No API key, or an unknown or revoked one."),
+    "403": OpenApiResponse(
+        ErrorSerializer,
+        description="Not for this key: customers' keys only read, and some endpoints are the operator's.",
+    ),
+    "404": OpenApiResponse(ErrorSerializer, description="No such object among those the key may see."),
+    "415": OpenApiResponse(ErrorSerializer, description="Send JSON, a form or multipart form data."),
+}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's AutoSchema, with the errors every API operation can answer documented.
+
+    Clients (and schemathesis) otherwise meet 400s and 404s the schema never mentions. An
+    operation's own @extend_schema answers for a status take precedence.
+    """
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        if self.path.startswith("/api/"):
+            for parameter in parameters:
+                # Filters, ordering and paging all read `?name=` as "not given", as HTML forms
+                # (DRF's browsable API among them) send every field of a filter form.
+                if parameter["in"] == "query":
+                    parameter["allowEmptyValue"] = True
+        return parameters
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if not self.path.startswith("/api/"):
+            return responses
+        codes = ["401", "403"]
+        if self.method != "GET" or self._is_list_view():
+            codes.append("400")  # a body, filters or a page; a refused write or delete
+        if "{" in self.path:
+            codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+            codes.append("415")
+        for code in sorted(codes):
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ERRORS[code], code, direction=direction)
+        return responses
 
 
 class StableOrderingFilter(filters.OrderingFilter):
@@ -81,7 +201,7 @@ class ScopedViewSetMixin:
     """Lists and details only what the request's scope may see; others' objects are 404."""
 
     queryset = None
-    filter_backends = [DjangoFilterBackend, StableOrderingFilter]
+    filter_backends = [FilterBackend, StableOrderingFilter]
     # Explicit everywhere: DRF's default would allow ordering by any serialized field.
     ordering_fields: tuple[str, ...] = ()
 
@@ -156,23 +276,31 @@ class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
         return super().get_queryset().visible_to(request_scope(self.context["request"]))
 
 
+def _an_email_address(value: str) -> None:
+    # A plain function: drf-spectacular reads an EmailValidator as `format: email`, which ""
+    # (the blank this field allows) would then contradict.
+    validate_email(value)
+
+
+@extend_schema_field({"type": "string", "anyOf": [{"format": "email"}, {"maxLength": 0}]})
+class EmailOrBlankField(serializers.CharField):
+    """An email address, or "" where the model allows none (the schema says both)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(_an_email_address)
+
+
 class ModelSerializer(serializers.ModelSerializer):
     """A ModelSerializer whose integer limits are the same on every database we support."""
 
-    # Django derives an integer field's limits from the connected backend (SQLite: 64 bits,
-    # MariaDB: unsigned), so the same API would accept different numbers, and publish a
-    # different schema, on each. The portable ranges are the strictest (PostgreSQL's).
     def build_standard_field(self, field_name, model_field):
         field_class, kwargs = super().build_standard_field(field_name, model_field)
-        portable = BaseDatabaseOperations.integer_field_ranges.get(model_field.get_internal_type())
-        if portable is not None and not kwargs.get("read_only"):
-            declared = model_field._validators
-            kwargs["min_value"] = max(
-                [portable[0]] + [v.limit_value for v in declared if isinstance(v, MinValueValidator)]
-            )
-            kwargs["max_value"] = min(
-                [portable[1]] + [v.limit_value for v in declared if isinstance(v, MaxValueValidator)]
-            )
+        if field_class is serializers.EmailField and model_field.blank:
+            field_class = EmailOrBlankField
+        bounds = integer_range(model_field)
+        if bounds is not None and not kwargs.get("read_only"):
+            kwargs["min_value"], kwargs["max_value"] = bounds
         return field_class, kwargs
 
 
@@ -229,18 +357,30 @@ def visible(model):
             return model.objects.none()
         return model.objects.visible_to(request_scope(request))
 
+    queryset.model = model  # for IdFilter's range of ids
     return queryset
 
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "AutoSchema",
+    "BooleanFilter",
     "CreateOnlyFieldsMixin",
+    "FilterBackend",
+    "FilterSet",
     "Http404",
+    "IdFilter",
+    "IntegerFilter",
+    "JSONParser",
     "ModelSerializer",
+    "Pagination",
     "ScopedModelViewSet",
     "ScopedReadOnlyViewSet",
     "ScopedRelatedField",
     "ScopedViewSetMixin",
     "StableOrderingFilter",
+    "ValidationErrorsSerializer",
+    "loads",
     "model_changes",
     "request_scope",
     "visible",

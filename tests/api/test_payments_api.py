@@ -213,7 +213,7 @@ def test_the_schema_documents_the_bodies_and_every_answer():
         request = operation["requestBody"]["content"]["application/json"]["schema"]
         assert request == {"$ref": f"#/components/schemas/{body}Request"}
         responses = operation["responses"]
-        assert set(responses) == {"200", "201", "400", "403", "404", "409"}
+        assert set(responses) == {"200", "201", "400", "401", "403", "404", "409", "415"}
         for code in ("200", "201"):
             assert responses[code]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/LedgerEntry"

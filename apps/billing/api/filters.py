@@ -1,22 +1,20 @@
-from django_filters import rest_framework as filters
-
 from apps.billing.models import Account, LedgerEntry
 from apps.cdr.models import Cdr
-from apps.core.api import MomentFilter, visible
+from apps.core.api import FilterSet, IdFilter, MomentFilter, visible
 from apps.peers.models import Peer
 
 
-class AccountFilter(filters.FilterSet):
-    peer = filters.ModelChoiceFilter(queryset=visible(Peer))
+class AccountFilter(FilterSet):
+    peer = IdFilter(queryset=visible(Peer))
 
     class Meta:
         model = Account
         fields = ["peer", "currency", "mode"]
 
 
-class LedgerEntryFilter(filters.FilterSet):
-    account = filters.ModelChoiceFilter(queryset=visible(Account))
-    cdr = filters.ModelChoiceFilter(queryset=visible(Cdr), label="The call an entry charges or adjusts")
+class LedgerEntryFilter(FilterSet):
+    account = IdFilter(queryset=visible(Account))
+    cdr = IdFilter(queryset=visible(Cdr), label="The call an entry charges or adjusts")
     created_after = MomentFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
     created_before = MomentFilter(field_name="created_at", lookup_expr="lt", label="Created before")
 

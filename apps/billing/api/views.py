@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from apps.billing import services
 from apps.billing.api import filters, serializers
 from apps.billing.models import Account, LedgerEntry
-from apps.core.api import ScopedReadOnlyViewSet
+from apps.core.api import ScopedReadOnlyViewSet, ValidationErrorsSerializer
 from apps.tenancy.api.permissions import HasScope, ReadOnlyForCustomers
 
 
@@ -29,7 +29,8 @@ def _posting_schema(request, *, summary: str, description: str, example: dict):
                 "nothing posted again.",
             ),
             400: OpenApiResponse(
-                serializers.FieldErrorsSerializer,
+                # Not FieldErrors: a body that is not JSON is {"detail": "JSON parse error - ..."}.
+                ValidationErrorsSerializer,
                 description="Malformed body or a refused amount; the messages name the field.",
             ),
             403: OpenApiResponse(

@@ -1,10 +1,7 @@
 from django.db.models import Q
-from django_filters import rest_framework as filters
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 
 from apps.cdr.models import Cdr
-from apps.core.api import MomentFilter, visible
+from apps.core.api import BooleanFilter, FilterSet, IdFilter, MomentFilter, visible
 from apps.peers.models import Peer
 from apps.tenancy.scope import request_scope
 
@@ -16,19 +13,17 @@ def _suppliers(request):
     return Peer.objects.suppliers()
 
 
-class CdrFilter(filters.FilterSet):
+class CdrFilter(FilterSet):
     created_after = MomentFilter(field_name="created_at", lookup_expr="gte", label="Set up at or after")
     created_before = MomentFilter(field_name="created_at", lookup_expr="lt", label="Set up before")
-    peer = extend_schema_field(OpenApiTypes.INT)(
-        filters.ModelChoiceFilter(
-            queryset=visible(Peer),
-            method="filter_peer",
-            label="Peer on either side (the customer side only, for resellers and customers)",
-        )
+    peer = IdFilter(
+        queryset=visible(Peer),
+        method="filter_peer",
+        label="Peer on either side (the customer side only, for resellers and customers)",
     )
-    customer = filters.ModelChoiceFilter(queryset=visible(Peer))
-    supplier = filters.ModelChoiceFilter(queryset=_suppliers, label="Supplier (operator only)")
-    answered = filters.BooleanFilter(field_name="answered_at", lookup_expr="isnull", exclude=True)
+    customer = IdFilter(queryset=visible(Peer))
+    supplier = IdFilter(queryset=_suppliers, model=Peer, label="Supplier (operator only)")
+    answered = BooleanFilter(field_name="answered_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
         model = Cdr

@@ -1,25 +1,25 @@
 from django_filters import rest_framework as filters
 
-from apps.core.api import visible
+from apps.core.api import BooleanFilter, FilterSet, IdFilter, visible
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount
 from apps.tenancy.models import Reseller
 
 
-class PeerFilter(filters.FilterSet):
+class PeerFilter(FilterSet):
     name = filters.CharFilter(lookup_expr="icontains")
-    reseller = filters.ModelChoiceFilter(queryset=visible(Reseller))
-    operator_owned = filters.BooleanFilter(
+    reseller = IdFilter(queryset=visible(Reseller))
+    operator_owned = BooleanFilter(
         field_name="reseller", lookup_expr="isnull", label="Owned by the operator (no reseller)"
     )
-    suspended = filters.BooleanFilter(field_name="suspended_at", lookup_expr="isnull", exclude=True)
+    suspended = BooleanFilter(field_name="suspended_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
         model = Peer
         fields = ["name", "role", "enabled", "reseller", "operator_owned", "suspended", "tech_prefix"]
 
 
-class PeerChildFilter(filters.FilterSet):
-    peer = filters.ModelChoiceFilter(queryset=visible(Peer))
+class PeerChildFilter(FilterSet):
+    peer = IdFilter(queryset=visible(Peer))
 
 
 class EndpointFilter(PeerChildFilter):

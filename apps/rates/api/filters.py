@@ -1,20 +1,20 @@
 from django_filters import rest_framework as filters
 
-from apps.core.api import MomentFilter, visible
+from apps.core.api import FilterSet, IdFilter, MomentFilter, visible
 from apps.rates.models import Rate, RateTable
 from apps.tenancy.models import Reseller
 
 
-class RateTableFilter(filters.FilterSet):
-    reseller = filters.ModelChoiceFilter(queryset=visible(Reseller))
+class RateTableFilter(FilterSet):
+    reseller = IdFilter(queryset=visible(Reseller))
 
     class Meta:
         model = RateTable
         fields = ["purpose", "currency", "reseller"]
 
 
-class RateFilter(filters.FilterSet):
-    table = filters.ModelChoiceFilter(queryset=visible(RateTable))
+class RateFilter(FilterSet):
+    table = IdFilter(queryset=visible(RateTable))
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", label="Prefix starts with"
     )

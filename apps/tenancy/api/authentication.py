@@ -31,7 +31,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.tenancy.api.authentication.ApiKeyAuthentication"
-    name = "apiKey"
+    # drf-spectacular sorts security schemes by name, and Swagger UI's Authorize dialog lists
+    # them in that order: capitalised, the API key comes before "NodeSecret" (call control's)
+    # and "cookieAuth".
+    name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An API key: ssk_…"}
