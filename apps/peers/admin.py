@@ -26,6 +26,7 @@ from apps.core.admin import (
     form_values,
 )
 from apps.core.errors import DomainError
+from apps.core.money import MAX_CREDIT_LIMIT
 from apps.peers import (
     admin_blocklists,  # noqa: F401  (registers the blocklist pages)
     services,
@@ -55,7 +56,12 @@ class PeerAddForm(ScopedModelForm):
     )
     account_mode = forms.ChoiceField(choices=Account.Mode.choices, initial=Account.Mode.PREPAID)
     credit_limit = forms.DecimalField(
-        max_digits=20, decimal_places=6, min_value=0, initial=0, help_text="Postpaid accounts only."
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        max_value=MAX_CREDIT_LIMIT,
+        initial=0,
+        help_text="Postpaid accounts only.",
     )
 
 

@@ -184,3 +184,19 @@ def test_pages_show_out_of_range_stored_numbers_and_flag_them(cast, login):
     client = login(cast.a.staff)
     for url in (admin_url(Account, "changelist"), admin_url(other), admin_url(LedgerEntry, "changelist")):
         assert client.get(url).status_code == 200, url
+
+
+def test_a_huge_credit_limit_is_refused_on_the_peer_add_form(cast, login):
+    client = login(cast.operator)
+    form = client.get(admin_url(Peer, "add")).context["adminform"].form
+    payload = {name: "" for name in form.fields} | {
+        "name": "Huge Limit Customer",
+        "role": Peer.Role.CUSTOMER,
+        "account_mode": Account.Mode.POSTPAID,
+        "credit_limit": HUGE_LIMIT,
+        "profit_control": form.fields["profit_control"].initial or "",
+    }
+    response = client.post(admin_url(Peer, "add"), {k: v for k, v in payload.items() if v != ""})
+    assert response.status_code == 200
+    assert "credit_limit" in response.context["adminform"].form.errors
+    assert not Peer.objects.filter(name="Huge Limit Customer").exists()
