@@ -307,10 +307,15 @@ OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
 # Rendered into each node's opensips.cfg (apps.opensips.config): where OpenSIPS asks call
 # control (the node's own uvicorn, smartswitch.asgi), the db_url of its modules (empty = the
 # MariaDB DATABASE_URL; OpenSIPS cannot use SQLite or PostgreSQL for our tables) and its modules
-# directory (empty = the packaged default, /usr/lib/x86_64-linux-gnu/opensips/modules/).
+# directory, the `mpath` OpenSIPS needs (it has no usable built-in one). Empty = detected
+# (engines.opensips.modules): from the node's binary, OPENSIPS_BIN or `opensips` on PATH (its
+# prefix's lib64/opensips/modules, lib/opensips/modules, lib/<multiarch>/opensips/modules, or a
+# build tree's modules/ beside it), else the packages' /usr/lib/<multiarch>/opensips/modules
+# (Debian, Ubuntu) or /usr/lib64/opensips/modules (RPM); rendering fails, naming them, if none.
 CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8000/call-control/v1")
 OPENSIPS_DB_URL = env_str("OPENSIPS_DB_URL", "")
 OPENSIPS_MODULES_DIR = env_str("OPENSIPS_MODULES_DIR", "")
+OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")
 # Seconds between two runs of online billing (apps.billing.online.cut_overruns), which ends
 # live calls whose account can no longer pay for them.
 ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)

@@ -11,6 +11,8 @@ from django.core.management.base import CommandError
 from django.template import Context, Engine
 
 from apps.nodes.models import ClusterSettings, Node
+from engines.opensips.modules import ModulesNotFound
+from engines.opensips.modules import modules_dir as find_modules_dir
 
 TEMPLATE_DIR = Path(settings.BASE_DIR) / "deploy" / "opensips"
 
@@ -45,6 +47,18 @@ def mysql_url(database: dict) -> str:
     host = database.get("HOST") or "localhost"
     port = f":{database['PORT']}" if database.get("PORT") else ""
     return f"mysql://{credentials}{host}{port}/{database['NAME']}"
+
+
+def modules_dir() -> str:
+    """The cfg's `mpath`: OPENSIPS_MODULES_DIR, else the modules of the node's OpenSIPS
+    (OPENSIPS_BIN or `opensips` on PATH) or of the distribution's package.
+
+    Never empty: OpenSIPS has no usable built-in module path (engines.opensips.modules).
+    """
+    try:
+        return find_modules_dir(settings.OPENSIPS_MODULES_DIR, binary=settings.OPENSIPS_BIN)
+    except ModulesNotFound as error:
+        raise RenderError(str(error)) from None
 
 
 def _host(address: str) -> str:
@@ -88,7 +102,7 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "db_url": database_url(),
         "call_control_url": settings.CALL_CONTROL_URL.rstrip("/"),
         "secret": node.call_control_secret,
-        "modules_dir": settings.OPENSIPS_MODULES_DIR,
+        "modules_dir": modules_dir(),
         "max_call_duration": cluster.max_call_duration,
         "cluster_id": CLUSTER_ID,
         "bin_address": _host(node.management_address),

@@ -1,6 +1,8 @@
-"""OpenSIPS: the management interface (MI) client; configuration rendering and table contracts."""
+"""OpenSIPS: the management interface (MI) client; where its modules are; configuration
+rendering and table contracts."""
 
 from engines.opensips.mi import RELOAD_COMMANDS, DialogEnd, MIClient, MIError, MIUnavailable, url_for
+from engines.opensips.modules import ModulesNotFound, find_binary, find_modules_dir, modules_dir
 from engines.opensips.state import Contact, Dialog, DialogState, GatewayStatus, Registrant, Uptime
 
 __all__ = [
@@ -13,7 +15,11 @@ __all__ = [
     "MIClient",
     "MIError",
     "MIUnavailable",
+    "ModulesNotFound",
     "Registrant",
     "Uptime",
+    "find_binary",
+    "find_modules_dir",
+    "modules_dir",
     "url_for",
 ]

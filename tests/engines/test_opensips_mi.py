@@ -24,6 +24,7 @@ from tests.engines import (
     Raw,
     RecordedMI,
 )
+from tests.opensips.live import modules_dir
 
 
 @pytest.fixture
@@ -259,32 +260,19 @@ route {{
 """
 
 
-def _module_dir(binary: str) -> Path | None:
-    """Where the modules of `binary` are, when it is a build tree or a prefix install."""
-    root = Path(binary).resolve().parent
-    for candidate in (
-        root / "modules",
-        root.parent / "lib64/opensips/modules",
-        root.parent / "lib/opensips/modules",
-    ):
-        if candidate.is_dir():
-            return candidate
-    return None  # a distribution package: its compiled-in module path
-
-
 class LiveOpenSIPS:
     def __init__(self, binary: str, workdir: Path) -> None:
         self.sip_port = free_port(socket.SOCK_DGRAM)
         self.far_end_port = free_port(socket.SOCK_DGRAM)
         mi_port = free_port()
-        modules = _module_dir(binary)
+        modules = modules_dir(Path(binary))
         cfg = workdir / "opensips.cfg"
         cfg.write_text(
             OPENSIPS_CFG.format(
                 sip_port=self.sip_port,
                 far_end_port=self.far_end_port,
                 mi_port=mi_port,
-                mpath=f'mpath = "{modules}/"' if modules else "",
+                mpath=f'mpath = "{modules}"',
                 loadmodules="\n".join(f'loadmodule "{name}.so"' for name in MODULES),
             )
         )

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from engines.opensips.modules import ModulesNotFound
+from engines.opensips.modules import modules_dir as find_modules_dir
+
 
 def opensips_binary() -> Path | None:
     """OPENSIPS_BIN, else `opensips` on PATH."""
@@ -21,19 +24,12 @@ def opensips_binary() -> Path | None:
 
 
 def modules_dir(binary: Path) -> str:
-    """OPENSIPS_MODULES_DIR, else the modules of a build tree beside the binary or of its install
-    prefix (`make prefix=DIR install` puts them in DIR/lib64/opensips/modules), else ""."""
-    configured = os.environ.get("OPENSIPS_MODULES_DIR")
-    if configured:
-        return configured
-    here = binary.resolve().parent
-    if (here / "modules" / "tm" / "tm.so").is_file():
-        return f"{here / 'modules'}/"
-    for lib in ("lib64", "lib", f"lib/{os.uname().machine}-linux-gnu"):
-        installed = here.parent / lib / "opensips" / "modules"
-        if (installed / "tm.so").is_file():
-            return f"{installed}/"
-    return ""
+    """OPENSIPS_MODULES_DIR, else the modules the product finds for `binary` (the renderer's
+    own detection, engines.opensips.modules); skips, saying where it looked, when none."""
+    try:
+        return find_modules_dir(os.environ.get("OPENSIPS_MODULES_DIR", ""), binary=str(binary))
+    except ModulesNotFound as error:
+        pytest.skip(str(error))
 
 
 def require_opensips() -> Path:
@@ -41,7 +37,7 @@ def require_opensips() -> Path:
     if binary is None:
         pytest.skip(
             "No OpenSIPS: put `opensips` on PATH or set OPENSIPS_BIN (and OPENSIPS_MODULES_DIR "
-            "for a build tree without modules/ beside the binary)."
+            "where its modules are not found from it: engines.opensips.modules)."
         )
     return binary
 

@@ -1,6 +1,8 @@
 """A node's opensips.cfg rendered from the database, and checked by OpenSIPS itself."""
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -8,14 +10,34 @@ from django.core.management.base import CommandError
 
 from apps.nodes.models import ClusterSettings
 from apps.opensips.config import mysql_url, render
+from engines.opensips.modules import holds_modules
 from tests.factories import NodeFactory
-from tests.opensips.live import modules_dir, require_opensips
+from tests.opensips.live import require_opensips
 
 pytestmark = pytest.mark.django_db
 
 
+def install(prefix: Path, modules: str = "lib64/opensips/modules") -> Path:
+    """A fake OpenSIPS installed under `prefix`: its binary, and tm.so where `modules` says."""
+    (prefix / "sbin").mkdir(parents=True)
+    binary = prefix / "sbin" / "opensips"
+    binary.write_text("")
+    (prefix / modules).mkdir(parents=True)
+    (prefix / modules / "tm.so").write_text("")
+    return binary
+
+
+def mpath(text: str) -> str:
+    """The one module path the cfg names."""
+    found = re.findall(r'^mpath="(.*)"$', text, flags=re.MULTILINE)
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.fixture
-def node(settings):
+def node(settings, tmp_path):
+    settings.OPENSIPS_MODULES_DIR = ""
+    settings.OPENSIPS_BIN = str(install(tmp_path / "opensips"))
     settings.OPENSIPS_DB_URL = "mysql://opensips:secret@db.example:3306/smartswitch"
     settings.CALL_CONTROL_URL = "http://127.0.0.1:8000/call-control/v1/"
     settings.OPENSIPS_MI_URL = "http://{address}:8888/mi"
@@ -119,12 +141,41 @@ def test_the_command_writes_the_file_readable_by_the_group_only(node, dedicated,
     assert node.call_control_secret in written.read_text()
 
 
+def test_without_opensips_modules_dir_the_cfg_names_the_modules_of_the_nodes_binary(
+    node, dedicated, tmp_path
+):
+    assert mpath(cfg(node, dedicated)) == f"{tmp_path}/opensips/lib64/opensips/modules/"
+
+
+def test_opensips_modules_dir_is_rendered_as_given(node, dedicated, settings):
+    settings.OPENSIPS_MODULES_DIR = "/srv/opensips/modules/"
+    assert mpath(cfg(node, dedicated)) == "/srv/opensips/modules/"
+
+
+def test_render_node_config_names_where_it_looked_when_no_modules_are_found(
+    node, dedicated, settings, tmp_path, monkeypatch
+):
+    # Nothing under the binary's prefix, nor in the distributions' layouts (under an empty root).
+    monkeypatch.setattr("engines.opensips.modules.ROOT", tmp_path / "root")
+    settings.OPENSIPS_BIN = str(tmp_path / "bare" / "sbin" / "opensips")
+    with pytest.raises(CommandError) as raised:
+        call_command("render_node_config", "--node", "edge1", "--out", str(tmp_path / "out"))
+    message = str(raised.value)
+    assert "OPENSIPS_MODULES_DIR" in message
+    assert f"{tmp_path}/bare/lib64/opensips/modules" in message
+    assert f"{tmp_path}/root/usr/lib64/opensips/modules" in message
+    assert not (tmp_path / "out" / "opensips").exists()
+
+
 @pytest.mark.parametrize("mode", ["dedicated", "shared"])
 def test_opensips_accepts_the_rendered_file(node, mode, request, tmp_path, settings):
+    # Without OPENSIPS_MODULES_DIR, as on a fresh install: the modules are found from the binary.
     binary = require_opensips()
-    settings.OPENSIPS_MODULES_DIR = modules_dir(binary)
+    settings.OPENSIPS_BIN = str(binary)
+    text = cfg(node, request.getfixturevalue(mode))
+    assert holds_modules(Path(mpath(text)))
     path = tmp_path / "opensips.cfg"
-    path.write_text(cfg(node, request.getfixturevalue(mode)))
+    path.write_text(text)
     check = subprocess.run(  # noqa: S603 - the engine binary the tester named
         [str(binary), "-C", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False
     )

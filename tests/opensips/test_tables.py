@@ -176,12 +176,16 @@ def expected_columns() -> dict[str, dict[str, tuple]]:
 
 
 def schema_dir() -> Path | None:
-    """OpenSIPS's scripts/mysql, from OPENSIPS_SCHEMA_DIR or next to a source-tree binary."""
+    """OpenSIPS's MySQL create scripts: OPENSIPS_SCHEMA_DIR, else where the binary's source tree
+    (scripts/mysql), its install prefix (share/opensips/mysql) or the packages put them."""
     if os.environ.get("OPENSIPS_SCHEMA_DIR"):
         return Path(os.environ["OPENSIPS_SCHEMA_DIR"])
     binary = os.environ.get("OPENSIPS_BIN") or shutil.which("opensips")
-    candidates = [Path(binary).resolve().parent / "scripts" / "mysql"] if binary else []
-    candidates.append(Path("/opt/engines/src/opensips-3.6.8/scripts/mysql"))
+    candidates = []
+    if binary:
+        here = Path(binary).resolve().parent
+        candidates += [here / "scripts" / "mysql", here.parent / "share" / "opensips" / "mysql"]
+    candidates.append(Path("/usr/share/opensips/mysql"))  # Debian's opensips-mysql-module
     return next((path for path in candidates if (path / "acc-create.sql").exists()), None)
 
 
