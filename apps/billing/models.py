@@ -147,6 +147,16 @@ class Reservation(models.Model):
     supplier = models.ForeignKey(
         "peers.Peer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What call control decided, which the rater charges (docs/BILLING.md): the number it
+    # priced (tech prefix removed, ingress rewrites applied; the CDR keeps the number as
+    # received), the sell tariff in force and the buy tariff of every supplier it offered,
+    # {"<supplier id>": tariff}, each tariff {"prefix", "price", "fee", "min", "inc",
+    # "free"} with amounts as strings. Prices rather than rate ids: the price index holds
+    # no row ids, and a carried price outlives any later import or edit of the list.
+    # NULL on reservations made before these columns: the rater then looks prices up.
+    callee = models.CharField(max_length=64, null=True, blank=True, help_text="The number priced.")
+    sell_tariff = models.JSONField(null=True, blank=True)
+    buy_tariffs = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)

@@ -59,6 +59,7 @@ class Candidate:
     price: Decimal | None = None
     currency: str | None = None
     prefix: str = ""
+    buy: Match | None = None  # the supplier's buy rate for the number, if it has one
     quality: float | None = None  # ASR % or ACD s, None when too few attempts
     rank: float | None = None  # quality rounded to the rule's tolerance
     excluded: str = ""  # why it is out; empty when it is in
@@ -366,6 +367,7 @@ def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
     callee = decision.callee
     buy = rate_for(supplier.buy_table_id, callee, decision.at) if supplier.buy_table_id else None
     if buy is not None:
+        candidate.buy = buy
         candidate.price, candidate.currency, candidate.prefix = (
             buy.tariff.price,
             supplier.currency,
@@ -474,6 +476,14 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         destination=decision.sell.destination,
         route_id=first.route_id,
         supplier_id=first.supplier_id,
+        # What the rater will charge, whichever of the offered suppliers answers.
+        callee=decision.callee,
+        sell_tariff=decision.sell.tariff,
+        buy_tariffs={
+            c.route.supplier_id: (c.buy.prefix, c.buy.tariff)
+            for c in decision.candidates
+            if not c.excluded and c.buy is not None
+        },
     )
     try:
         grant = reservations.reserve(hold, now=decision.at) if reserve else reservations.estimate(hold)

@@ -7,17 +7,22 @@ transaction per batch:
    SKIP LOCKED`). CDRs another rater holds are passed over, so two workers on one server
    take consecutive batches side by side instead of both reading the same oldest CDRs
    and one then waiting for the other only to find them rated;
-2. price them from the node's memory-mapped price indexes, without a query: the sell
-   price from the customer's table and the buy price from the supplier's, as they stood
-   when the call was set up (`Cdr.created_at`, the moment call control priced it too), by
-   each side's billing increments. This takes some 15 ms for 500 CDRs and holds only the
-   claimed CDRs' locks: the accounts, which raters and call control share, are locked
-   from step 4 on;
+2. price them as call control decided, by each side's billing increments: the calls'
+   reservations (one query for the batch) carry the number call control priced (after
+   the tech prefix and ingress rewrites; the CDR has the number as received), the sell
+   tariff and the buy tariff of every supplier offered, of which the one that answered
+   (`Cdr.supplier`) is charged. What a reservation does not carry (one made before it
+   carried prices; a call without one) comes from the node's memory-mapped price indexes,
+   without a query, as they stood when the call was set up (`Cdr.created_at`), for that
+   number, else the number as received less the customer's tech prefix. This takes some
+   15 ms for 500 CDRs and holds only the claimed CDRs' locks: the accounts, which raters
+   and call control share, are locked from step 4 on;
 3. write each CDR's prices, or its reason when it cannot be priced (kept, never dropped:
    the admin lists rating errors, and `rate_cdrs --retry-errors` puts them back);
 4. post one charge per CDR and side (`services.post`: unique reference "cdr:<id>" per
    account and kind, one balance update per account per batch);
-5. release the calls' reservations (one update of `Account.reserved` per account).
+5. release the calls' reservations read in step 2 that are still held (one update of
+   `Account.reserved` per account).
 
 Galera does not share row locks between nodes: two raters on two nodes may both claim a
 CDR. Both then write the CDR row and the accounts' rows, so the second commit fails
@@ -33,6 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from django.db import connection
 from django.db.models import Q
@@ -46,7 +52,7 @@ from apps.core.db import retry_on_conflict, unless_conflict, update_rows
 from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index
-from apps.rates.tariffs import rate_call
+from apps.rates.tariffs import Tariff, rate_call
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +87,7 @@ class PeerPrices:
     sell_table_id: int | None
     buy_table_id: int | None
     account_id: int | None
+    tech_prefix: str = ""
 
 
 @dataclass(slots=True)
@@ -128,18 +135,110 @@ class PeerDirectory:
         if not missing:
             return
         accounts = dict(Account.objects.filter(peer_id__in=missing).values_list("peer_id", "pk"))
-        for pk, name, sell, buy in Peer.objects.filter(pk__in=missing).values_list(
-            "pk", "name", "sell_rate_table_id", "buy_rate_table_id"
+        for pk, name, sell, buy, tech_prefix in Peer.objects.filter(pk__in=missing).values_list(
+            "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix"
         ):
-            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk))
+            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk), tech_prefix or "")
 
     def get(self, pk: int | None) -> PeerPrices | None:
         return self.peers.get(pk) if pk is not None else None
 
 
-def price(row: tuple, peers: PeerDirectory, *, named: bool = True) -> Priced:
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What call control decided for a call, as its reservation carries it (raw tariffs)."""
+
+    reservation_id: int
+    created_at: datetime
+    active: bool
+    callee: str | None
+    destination: str
+    sell: dict | None  # reservations.tariff_json
+    buy: dict | None  # supplier id (a string) -> reservations.tariff_json
+
+
+DECIDED_COLUMNS = (
+    "pk",
+    "customer_id",
+    "call_id",
+    "created_at",
+    "released_at",
+    "callee",
+    "destination",
+    "sell_tariff",
+    "buy_tariffs",
+)
+# Call-IDs per query: under SQLite's 999 parameters.
+DECIDED_CHUNK = 500
+
+
+def reservations_of(rows) -> dict[tuple[int, str], list[Decided]]:
+    """The reservations of the CDRs' calls (CDR_COLUMNS rows), active or released, by
+    (customer, Call-ID): one query per DECIDED_CHUNK calls.
+
+    Released ones count: a call rated late (a rating error put back after its hold
+    expired) is still priced as it was decided.
+    """
+    # The CDR does not keep the acc row's reservation_id; the reservation is the one of
+    # its customer and Call-ID (call control holds one per Call-ID and account at a time).
+    call_ids = sorted({row[1] for row in rows if row[2] is not None})
+    found: dict[tuple[int, str], list[Decided]] = defaultdict(list)
+    for start in range(0, len(call_ids), DECIDED_CHUNK):
+        chunk = call_ids[start : start + DECIDED_CHUNK]
+        for pk, customer_id, call_id, created_at, released_at, *decided in Reservation.objects.filter(
+            call_id__in=chunk
+        ).values_list(*DECIDED_COLUMNS):
+            found[customer_id, call_id].append(Decided(pk, created_at, released_at is None, *decided))
+    return found
+
+
+def decided_for(row: tuple, found: dict[tuple[int, str], list[Decided]]) -> Decided | None:
+    """The reservation of a CDR's call: of several for one Call-ID, the one made nearest its set-up."""
+    held = found.get((row[2], row[1]))
+    if not held:
+        return None
+    if len(held) == 1:
+        return held[0]
+    created_at = row[5]
+    return min(held, key=lambda d: (abs(d.created_at - created_at), -d.reservation_id))
+
+
+def carried_tariff(data: dict | None) -> Tariff | None:
+    """A carried tariff (reservations.tariff_json) as a Tariff; None if absent or not one."""
+    if not data:
+        return None
+    try:
+        return _tariff(data["price"], data["fee"], data["min"], data["inc"], data["free"])
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        logger.warning("a reservation carries a malformed tariff %r: the price lists decide", data)
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _tariff(price: str, fee: str, minimum: int, increment: int, free: int) -> Tariff:
+    # Few distinct tariffs, many calls: building Decimals and checking them once each.
+    return reservations.tariff_from_json(
+        {"price": price, "fee": fee, "min": minimum, "inc": increment, "free": free}
+    )
+
+
+def price(
+    row: tuple,
+    peers: PeerDirectory,
+    *,
+    named: bool = True,
+    decided: Decided | None = None,
+    reprice: bool = False,
+) -> Priced:
     """Price one CDR (a CDR_COLUMNS tuple) on both sides; pure but for the price indexes.
 
+    `decided` is what call control decided for the call (its reservation): the rater
+    charges the tariffs it carries, the sell tariff and the buy tariff of the supplier
+    that answered, and names the call by its destination. What it does not carry (a
+    reservation made before it carried prices, a call without one) is looked up in the
+    price lists as they stood when the call was set up, for the number call control
+    priced, else the number as received less the customer's tech prefix. `reprice`
+    (re-rating after a corrected list) looks both sides up in the lists for that number.
     `named` also looks up the destination's name, which describes the charge on the
     ledger; re-rating posts no charges and goes without.
     """
@@ -156,41 +255,57 @@ def price(row: tuple, peers: PeerDirectory, *, named: bool = True) -> Priced:
     if customer.account_id is None:
         priced.error = f"Customer {customer.name} has no account."
         return priced
-    if customer.sell_table_id is None:
-        priced.error = f"Customer {customer.name} has no sell price list."
-        return priced
-    # The index's lookup() gives the tariff alone, destination() the name: both cost less
-    # than building the whole Match that rate_for() returns.
-    sell_index = get_index(customer.sell_table_id)
-    sell = sell_index.lookup(callee, created_at)
-    if sell is None:
-        priced.error = (
-            f"No sell rate for {callee} in {customer.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
-        )
-        return priced
+    if decided is not None and decided.callee:
+        number = decided.callee
+    elif customer.tech_prefix and callee.startswith(customer.tech_prefix):
+        # Call control removes the tech prefix before pricing: it names the customer's
+        # product, not a destination ("7" would read as Russia).
+        number = callee[len(customer.tech_prefix) :]
+    else:
+        number = callee
+    carried = decided is not None and not reprice
+    sell = carried_tariff(decided.sell) if carried else None
+    if sell is not None:
+        if named:
+            priced.destination = decided.destination
+    else:
+        if customer.sell_table_id is None:
+            priced.error = f"Customer {customer.name} has no sell price list."
+            return priced
+        # The index's lookup() gives the tariff alone, destination() the name: both cost less
+        # than building the whole Match that rate_for() returns.
+        sell_index = get_index(customer.sell_table_id)
+        sell = sell_index.lookup(number, created_at)
+        if sell is None:
+            priced.error = (
+                f"No sell rate for {number} in {customer.name}'s price list"
+                f" at {created_at:%Y-%m-%d %H:%M:%S}."
+            )
+            return priced
+        if named:
+            priced.destination = sell_index.destination(number, created_at) or ""
     charge = rate_call(sell, duration_ms)
     if charge.total > MAX_AMOUNT:
-        priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {callee}")
+        priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {number}")
         return priced
     priced.sell_cost, priced.billable_seconds = charge.total, charge.seconds
-    if named:
-        priced.destination = sell_index.destination(callee, created_at) or ""
     if supplier_id is None:
         priced.buy_cost = money(0)  # answered without a supplier (on-net): nothing bought
         return priced
     supplier = peers.get(supplier_id)
+    buy = carried_tariff((decided.buy or {}).get(str(supplier_id))) if carried else None
     if supplier is None:
         priced.error = f"Unknown supplier peer {supplier_id}."
-    elif supplier.buy_table_id is None:
+    elif buy is None and supplier.buy_table_id is None:
         priced.error = f"Supplier {supplier.name} has no buy price list."
-    elif (buy := get_index(supplier.buy_table_id).lookup(callee, created_at)) is None:
+    elif buy is None and (buy := get_index(supplier.buy_table_id).lookup(number, created_at)) is None:
         priced.error = (
-            f"No buy rate for {callee} in {supplier.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
+            f"No buy rate for {number} in {supplier.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
         )
     else:
         bought = rate_call(buy, duration_ms)
         if bought.total > MAX_AMOUNT:
-            priced.error = _too_dear(bought.total, f"{supplier.name}'s buy price for {callee}")
+            priced.error = _too_dear(bought.total, f"{supplier.name}'s buy price for {number}")
         else:
             priced.buy_cost, priced.supplier_billable_seconds = bought.total, bought.seconds
     if priced.error:
@@ -270,13 +385,15 @@ def _claim(limit: int, *, node_id: int | None, now: datetime, queryset=None) -> 
     return list(rows.order_by("pk").values_list(*CDR_COLUMNS)[:limit])
 
 
-def _write(mine: list[Priced], peers: PeerDirectory, now: datetime) -> BatchResult:
+def _write(
+    mine: list[Priced], peers: PeerDirectory, found: dict[tuple[int, str], list[Decided]], now: datetime
+) -> BatchResult:
     """Steps 3-5 for CDRs this transaction has claimed: prices, charges, reservations."""
     update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in mine], rated_at=now)
     result = BatchResult(selected=len(mine), charges=_post_charges(mine, peers, now))
     result.errors = sum(bool(p.error) for p in mine)
     result.rated = len(mine) - result.errors
-    result.released = _release(mine, now)
+    result.released = _release(mine, found, now)
     return result
 
 
@@ -320,22 +437,22 @@ def _post_charges(mine: list[Priced], peers: PeerDirectory, now: datetime) -> in
             update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in stuck], rated_at=now)
 
 
-def _release(mine: list[Priced], now: datetime) -> int:
-    """Release the reservations of the rated calls: answered ones as rated, others as failed."""
-    answered = {
-        (p.customer_id, p.call_id): bool(p.billable_seconds or p.sell_cost)
-        for p in mine
-        if not p.error and p.customer_id is not None
-    }
-    if not answered:
-        return 0
-    held = Reservation.objects.active().filter(call_id__in={call_id for _, call_id in answered})
+def _release(mine: list[Priced], found: dict[tuple[int, str], list[Decided]], now: datetime) -> int:
+    """Release the reservations of the rated calls: answered ones as rated, others as failed.
+
+    `found` are the calls' reservations read before pricing; release_many locks and
+    re-reads them, so one released meanwhile (the expiry sweep) is not released twice.
+    """
     ids: dict[bool, list[int]] = {True: [], False: []}
-    for pk, customer_id, call_id in held.values_list("pk", "customer_id", "call_id"):
-        if (customer_id, call_id) in answered:
-            ids[answered[customer_id, call_id]].append(pk)
+    for p in mine:
+        if p.error or p.customer_id is None:
+            continue
+        was_answered = bool(p.billable_seconds or p.sell_cost)
+        ids[was_answered].extend(
+            d.reservation_id for d in found.get((p.customer_id, p.call_id), ()) if d.active
+        )
     return sum(
-        reservations.release_many(ids[was_answered], outcome=outcome, now=now)
+        reservations.release_many(sorted(set(ids[was_answered])), outcome=outcome, now=now)
         for outcome, was_answered in ((Reservation.Outcome.RATED, True), (Reservation.Outcome.FAILED, False))
     )
 
@@ -348,7 +465,9 @@ def _rate(limit: int, node_id: int | None, queryset, now: datetime) -> BatchResu
         return BatchResult()
     peers = PeerDirectory()
     peers.load({row[2] for row in rows} | {row[3] for row in rows})
-    return _write([price(row, peers) for row in rows], peers, now)
+    found = reservations_of(rows)
+    priced = [price(row, peers, decided=decided_for(row, found)) for row in rows]
+    return _write(priced, peers, found, now)
 
 
 def rate_batch(

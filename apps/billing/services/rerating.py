@@ -11,6 +11,14 @@ per account, how many calls changed and what they cost before and after.
 Which side of a call is priced again follows the run's filter: a peer's calls are
 re-priced on its side (sell when it was the customer, buy when the supplier), a table's
 calls on the side that uses it, and a run with neither re-prices both sides.
+
+What is priced again is what call control decided, from the lists as they are now: the
+number it priced (its reservation's, after tech prefix and ingress rewrites; without a
+reservation, the number as received less the tech prefix), looked up in the customer's
+sell list and the answering supplier's buy list at the call's set-up time. The tariffs
+the reservation carries are what the rater charged first; a corrected list is the
+reason to re-rate, so they are not reused here. The calls' reservations are read once per
+batch (rating.reservations_of).
 """
 
 import logging
@@ -27,7 +35,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.models import LedgerEntry, RerateLine, RerateRun
 from apps.billing.services.ledger import Posting, post
-from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, price
+from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, decided_for, price, reservations_of
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, update_rows
 from apps.core.errors import DomainError
@@ -125,9 +133,12 @@ def _calls(run: RerateRun):
 def _compare(run: RerateRun, rows: list[tuple], peers: PeerDirectory) -> list[Change]:
     """The calls of `rows` whose price moved, side by side."""
     changes = []
+    found = reservations_of(rows)
     for row in rows:
         cdr_id, *pricing, sell_cost, buy_cost = row
-        priced = price((cdr_id, *pricing), peers, named=False)
+        # The lists decide, for the number call control priced (its reservation's).
+        pricing = (cdr_id, *pricing)
+        priced = price(pricing, peers, named=False, decided=decided_for(pricing, found), reprice=True)
         if priced.error:
             # The corrected price list no longer prices this call: keep its old price and
             # say so in the log; the run's report counts it as examined, not changed.

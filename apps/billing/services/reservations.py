@@ -14,7 +14,8 @@ minute in total, on one node or across nodes.
 
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -64,6 +65,43 @@ class Hold:
     destination: str = ""
     route_id: int | None = None
     supplier_id: int | None = None
+    # What the rater charges (docs/BILLING.md): the number priced, the sell tariff, and the
+    # buy tariff of each supplier offered as (prefix, tariff) by supplier id.
+    callee: str | None = None
+    sell_tariff: Tariff | None = None
+    buy_tariffs: dict[int, tuple[str, Tariff]] = field(default_factory=dict)
+
+
+def tariff_json(prefix: str, tariff: Tariff) -> dict:
+    """A tariff as a reservation carries it: amounts as strings, exact."""
+    return {
+        "prefix": prefix,
+        "price": str(tariff.price),
+        "fee": str(tariff.connection_fee),
+        "min": tariff.min_seconds,
+        "inc": tariff.increment_seconds,
+        "free": tariff.free_seconds,
+    }
+
+
+def tariff_from_json(data: dict) -> Tariff:
+    """The Tariff of `tariff_json`; ValueError, TypeError or KeyError if it is not one."""
+    return Tariff(
+        Decimal(data["price"]), Decimal(data["fee"]), int(data["min"]), int(data["inc"]), int(data["free"])
+    )
+
+
+def _decided_params(hold: Hold) -> list:
+    sell = None if hold.sell_tariff is None else json.dumps(tariff_json(hold.prefix, hold.sell_tariff))
+    buy = None
+    if hold.sell_tariff is not None:
+        buy = json.dumps(
+            {
+                str(supplier): tariff_json(prefix, tariff)
+                for supplier, (prefix, tariff) in hold.buy_tariffs.items()
+            }
+        )
+    return [None if hold.callee is None else hold.callee[:64], sell, buy]
 
 
 def _decimal(value) -> Decimal:
@@ -131,8 +169,9 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
         expires_at = now + timedelta(seconds=seconds + hold.grace)
         cursor.execute(
             f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
-            f" max_duration, prefix, destination, route_id, supplier_id, created_at, expires_at,"
-            f" outcome, cut_result) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')"
+            f" max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
+            f" created_at, expires_at, outcome, cut_result)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')"
             " RETURNING id",
             [
                 hold.account_id,
@@ -145,6 +184,7 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
                 hold.destination[:100],
                 hold.route_id,
                 hold.supplier_id,
+                *_decided_params(hold),
                 _datetime_param(now),
                 _datetime_param(expires_at),
             ],
