@@ -132,13 +132,31 @@ class ValidationErrorsSchema(OpenApiSerializerExtension):
         }
 
 
+class RefusalSerializer(serializers.Serializer):
+    """Not for this key: why, in `detail` or by the name of the field at fault."""
+
+
+class RefusalSchema(OpenApiSerializerExtension):
+    target_class = RefusalSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        # NotAllowed names its field when one is at fault ("Only the operator sets max_calls").
+        return {
+            "type": "object",
+            "description": "Why the key may not do this: `detail`, or the field at fault with its messages.",
+            "properties": {"detail": {"type": "string"}},
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "example": {"detail": "You do not have permission to perform this action."},
+        }
+
+
 ERRORS = {
     "400": OpenApiResponse(
         ValidationErrorsSerializer, description="Refused: the messages name what is wrong."
     ),
     "401": OpenApiResponse(ErrorSerializer, description="No API key, or an unknown or revoked one."),
     "403": OpenApiResponse(
-        ErrorSerializer,
+        RefusalSerializer,
         description="Not for this key: customers' keys only read, and some endpoints are the operator's.",
     ),
     "404": OpenApiResponse(ErrorSerializer, description="No such object among those the key may see."),
@@ -374,6 +392,7 @@ __all__ = [
     "JSONParser",
     "ModelSerializer",
     "Pagination",
+    "RefusalSerializer",
     "ScopedModelViewSet",
     "ScopedReadOnlyViewSet",
     "ScopedRelatedField",

@@ -287,6 +287,18 @@ def test_a_body_that_is_not_json_is_answered_as_documented(api, cast, path):
     assert not list(_validator(documented["content"]["application/json"]["schema"]).iter_errors(body))
 
 
+def test_a_refusal_naming_its_field_is_answered_as_documented(api, cast):
+    account = cast.a.customer.account
+    refund = {"amount": "1.00", "reference": "r-1", "allow_over_refund": True}
+    response = api(cast.a.staff_key).post(f"/api/v1/accounts/{account.pk}/refunds/", refund, format="json")
+    assert errors(response, 403) == {"allow_over_refund": ["Only the operator refunds more than was paid."]}
+    for path, method in [("/api/v1/accounts/{id}/refunds/", "post"), ("/api/v1/peers/{id}/", "patch")]:
+        documented = yaml.safe_load(SCHEMA.read_text())["paths"][path][method]["responses"]["403"]
+        validator = _validator(documented["content"]["application/json"]["schema"])
+        assert not list(validator.iter_errors(response.json())), path
+        assert not list(validator.iter_errors({"detail": "You do not have permission."})), path
+
+
 def test_a_blank_email_address_matches_the_schema(api, cast):
     account = api(cast.operator_key).get(f"/api/v1/accounts/{cast.a.customer.account.pk}/").json()
     assert account["notification_email"] == ""

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from apps.billing import services
 from apps.billing.api import filters, serializers
 from apps.billing.models import Account, LedgerEntry
-from apps.core.api import ScopedReadOnlyViewSet, ValidationErrorsSerializer
+from apps.core.api import RefusalSerializer, ScopedReadOnlyViewSet, ValidationErrorsSerializer
 from apps.tenancy.api.permissions import HasScope, ReadOnlyForCustomers
 
 
@@ -34,8 +34,9 @@ def _posting_schema(request, *, summary: str, description: str, example: dict):
                 description="Malformed body or a refused amount; the messages name the field.",
             ),
             403: OpenApiResponse(
-                serializers.DetailSerializer,
-                description="Customers' keys read accounts but cannot post to them.",
+                RefusalSerializer,
+                description="Customers' keys read accounts but cannot post to them; only the operator "
+                "refunds more than was paid (`allow_over_refund`).",
             ),
             404: OpenApiResponse(
                 serializers.DetailSerializer, description="No such account among those the key may see."
