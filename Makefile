@@ -50,6 +50,10 @@ test-dates: venv
 	@echo "pytest with the clock at $(FAKE_DATE)"
 	faketime '$(FAKE_DATE)' $(PY) -m pytest --create-db -n $(PYTEST_WORKERS) --dist loadgroup -m "not galera" $(PYTEST_ARGS)
 
+# schemathesis over the whole API against a served demo (about 2 minutes; docs/API.md).
+fuzz-api: venv
+	$(PY) bench/fuzz_api.py
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
