@@ -14,7 +14,6 @@ minute in total, on one node or across nodes.
 
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -91,17 +90,24 @@ def tariff_from_json(data: dict) -> Tariff:
     )
 
 
+def _json_param(name: str, value: dict | None):
+    # As the field adapts it: a JSON string on MariaDB and SQLite, jsonb on PostgreSQL.
+    return Reservation._meta.get_field(name).get_db_prep_save(value, connection)
+
+
 def _decided_params(hold: Hold) -> list:
-    sell = None if hold.sell_tariff is None else json.dumps(tariff_json(hold.prefix, hold.sell_tariff))
-    buy = None
+    sell = buy = None
     if hold.sell_tariff is not None:
-        buy = json.dumps(
-            {
-                str(supplier): tariff_json(prefix, tariff)
-                for supplier, (prefix, tariff) in hold.buy_tariffs.items()
-            }
-        )
-    return [None if hold.callee is None else hold.callee[:64], sell, buy]
+        sell = tariff_json(hold.prefix, hold.sell_tariff)
+        buy = {
+            str(supplier): tariff_json(prefix, tariff)
+            for supplier, (prefix, tariff) in hold.buy_tariffs.items()
+        }
+    return [
+        None if hold.callee is None else hold.callee[:64],
+        _json_param("sell_tariff", sell),
+        _json_param("buy_tariffs", buy),
+    ]
 
 
 def _decimal(value) -> Decimal:
