@@ -11,6 +11,8 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, Reservation
@@ -22,7 +24,7 @@ from apps.opensips.models import Acc, MissedCall
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
 from apps.rates import services as rate_services
-from tests.switching import BUY, CALLER, CUSTOMER_IP, SYSTEM, UK, rate, update_peer
+from tests.switching import BUY, CALLER, CUSTOMER_IP, FRANCE, SYSTEM, UK, rate, update_peer
 
 CHARGE = LedgerEntry.Kind.CHARGE
 # UK (44): sold at 0.0150 a minute; least cost Delta 0.0060, Charlie 0.0070, Alpha 0.0080,
@@ -247,3 +249,29 @@ def test_a_reservation_made_before_it_carried_prices_is_rated_from_the_lists(wor
 
     cdr = rate_the_call(world, answer)
     assert_charged_once_as_decided(world, cdr, world.customer, answer, "Delta", "0.0060")
+
+
+def test_a_reused_call_id_is_priced_by_the_reservation_made_for_its_call(world):
+    first = authorize(world, FRANCE)
+    assert reservations.release(first["reservation"], outcome=Reservation.Outcome.FAILED)
+    # A day ago: a PBX that reuses Call-IDs.
+    Reservation.objects.filter(pk=first["reservation"]).update(created_at=timezone.now() - timedelta(days=1))
+    second = authorize(world, UK)  # the same Call-ID, another call
+    assert second["reservation"] != first["reservation"]
+    answered_on(second, 0, UK)
+
+    cdr = rate_the_call(world, second)
+    assert (cdr.sell_cost, cdr.buy_cost) == (Decimal("0.0225"), Decimal("0.0060") * SECONDS / 60)
+
+
+def test_rating_reads_the_reservations_of_a_batch_in_one_query(world):
+    def rate_calls(count: int) -> int:
+        for n in range(count):
+            answer = authorize(world, UK, call_id=f"batch{count}-{n}@pbx")
+            answered_on(answer, n % 2, UK)
+        ingest.ingest_all()
+        with CaptureQueriesContext(connection) as queries:
+            assert rating.rate_batch().rated == count
+        return len(queries)
+
+    assert rate_calls(2) == rate_calls(6)
