@@ -316,6 +316,6 @@ CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8000/call-contr
 OPENSIPS_DB_URL = env_str("OPENSIPS_DB_URL", "")
 OPENSIPS_MODULES_DIR = env_str("OPENSIPS_MODULES_DIR", "")
 OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")
-# Seconds between two runs of online billing (apps.billing.online.cut_overruns), which ends
+# Seconds between two runs of online billing (apps.billing.services.online.cut_overruns), which ends
 # live calls whose account can no longer pay for them.
 ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)
