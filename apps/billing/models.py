@@ -158,7 +158,10 @@ class Reservation(models.Model):
     sell_tariff = models.JSONField(null=True, blank=True)
     buy_tariffs = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Until the call is answered, an answer deadline when call control set one (its setup
+    # time plus a margin); from the answer, its maximum duration plus the grace.
     expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=7, choices=Outcome.choices, blank=True)
     # Online billing: when the engine was asked to end this call because the account could
@@ -183,6 +186,28 @@ class Reservation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.released_at is None
+
+
+class ReleaseMarker(models.Model):
+    """Remember a release that found no reservation, so that the late reservation is refused.
+
+    OpenSIPS releases by Call-ID when call control's answer did not come in time; the
+    reservation may commit after that release. A row, not process memory, so that every
+    web process of the node sees it; swept after `MARKER_LIFE` (services/reservations.py).
+    """
+
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="+")
+    call_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["call_id", "node"], name="release_marker_call_idx"),
+            models.Index(fields=["created_at"], name="release_marker_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"released {self.call_id}"
 
 
 class RecurringFee(TimestampedModel):

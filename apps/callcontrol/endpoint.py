@@ -147,7 +147,13 @@ def authorize(data, authorization: str | None) -> tuple[int, dict]:
     snapshot = snapshots.current()
     _check_secret(snapshot, request.node, authorization)
     decision = decide(snapshot, request, at=timezone.now())
-    settle(snapshot, decision, reserve=True)
+    try:
+        settle(snapshot, decision, reserve=True)
+    except reservations.CallReleased as exc:
+        # OpenSIPS gave up on this request and released the call meanwhile: nobody reads
+        # this answer, and no call may go on it without money held.
+        decision.targets = []
+        decision.reject(487, "Released before authorized", "money", str(exc))
     if not decision.routed:
         logger.debug(
             "call %s from %s rejected: %s %s",
@@ -165,7 +171,8 @@ def release(data, authorization: str | None) -> tuple[int, dict]:
     node = _text(data, "node", limit=31)
     call_id = _text(data, "call_id")
     reservation = _integer(data, "reservation")
-    _check_secret(snapshots.current(), node, authorization)
+    snapshot = snapshots.current()
+    _check_secret(snapshot, node, authorization)
     outcome = Reservation.Outcome.FAILED
     if reservation is not None:
         # The Call-ID must agree: a node cannot release another call's money by number.
@@ -173,11 +180,29 @@ def release(data, authorization: str | None) -> tuple[int, dict]:
             return 200, {"released": 0}
         released = int(reservations.release(reservation, outcome=outcome))
     else:
-        released = reservations.release_call(call_id, outcome=outcome)
+        # Without the reservation's id the answer never reached OpenSIPS: the reservation
+        # may still be on its way, and the node's marker refuses it (docs/CALL_CONTROL.md).
+        node_id = snapshot.nodes[node].id
+        released = reservations.release_or_mark(call_id, node_id=node_id, outcome=outcome)
     return 200, {"released": released}
 
 
-HANDLERS = {"authorize": authorize, "release": release}
+def answered(data, authorization: str | None) -> tuple[int, dict]:
+    """OpenSIPS's notice that a call was answered (200 OK to the INVITE)."""
+    if not isinstance(data, dict):
+        raise BadRequest({"non_field_errors": "Send a JSON object."})
+    node = _text(data, "node", limit=31)
+    call_id = _text(data, "call_id")
+    reservation = _integer(data, "reservation")
+    if reservation is None:
+        raise BadRequest({"reservation": "This field is required."})
+    snapshot = snapshots.current()
+    _check_secret(snapshot, node, authorization)
+    done = reservations.mark_answered(reservation, call_id=call_id, grace=snapshot.reservation_grace)
+    return 200, {"answered": int(done)}
+
+
+HANDLERS = {"authorize": authorize, "release": release, "answered": answered}
 
 
 def handle(operation: str, body: bytes, authorization: str | None) -> tuple[int, dict]:

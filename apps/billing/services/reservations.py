@@ -10,6 +10,11 @@ reserving on one account at once both UPDATE this row, so the second commit fail
 deadlock error and `retry_on_conflict` runs it again, now seeing the first reservation.
 That is what keeps ten concurrent calls of an account with money for one minute to one
 minute in total, on one node or across nodes.
+
+No orphan money (docs/CALL_CONTROL.md, "A release before its reservation"): a release by
+Call-ID that finds nothing leaves a `ReleaseMarker`, and a reservation asked for before that
+marker was left is refused (`CallReleased`); a reservation with an answer deadline expires at
+it unless OpenSIPS reports the answer (`mark_answered`).
 """
 
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
@@ -21,7 +26,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from apps.billing.models import Account, Reservation
+from apps.billing.models import Account, ReleaseMarker, Reservation
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.models import money_from_db, money_to_db
@@ -29,6 +34,12 @@ from apps.rates.tariffs import Tariff, affordable_duration
 
 _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
+_MARKER = ReleaseMarker._meta.db_table
+
+# How long a release that found nothing keeps refusing the reservation it overtook: far
+# longer than any authorize can still be running (OpenSIPS waits 2 s), short enough that
+# the table stays small.
+MARKER_LIFE = timedelta(minutes=10)
 
 
 class InsufficientFunds(DomainError):
@@ -37,6 +48,10 @@ class InsufficientFunds(DomainError):
 
 class TooManyCalls(DomainError):
     """The customer already has as many live calls as its limit allows."""
+
+
+class CallReleased(DomainError):
+    """OpenSIPS released the call while its reservation was being made: nothing is held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,19 @@ class Hold:
     callee: str | None = None
     sell_tariff: Tariff | None = None
     buy_tariffs: dict[int, tuple[str, Tariff]] = field(default_factory=dict)
+    # Seconds the call has to be answered (`answer_within`); None: no deadline before the
+    # maximum duration. Only for nodes whose OpenSIPS reports the answer (`mark_answered`).
+    answer_within: int | None = None
+
+
+def answer_within(setup_timeouts: list[int | None], *, ringing: int, margin: int) -> int:
+    """Seconds within which a call offered to these routes is answered or has failed.
+
+    Each attempt waits for a first reply at most its setup timeout, and once it rings at
+    most `ringing` (OpenSIPS's fr_inv_timeout), after which the attempt fails over or the
+    call ends: the sum over the attempts of the longer of the two, plus `margin`.
+    """
+    return sum(max(timeout or 0, ringing) for timeout in setup_timeouts) + margin
 
 
 def tariff_json(prefix: str, tariff: Tariff) -> dict:
@@ -172,7 +200,10 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
             amount, seconds = cursor.fetchone()
             return Grant(existing, seconds, _decimal(amount), available + _decimal(amount), live_calls - 1)
         seconds, amount = _decide(hold, available, live_calls)
-        expires_at = now + timedelta(seconds=seconds + hold.grace)
+        if hold.answer_within is None:
+            expires_at = now + timedelta(seconds=seconds + hold.grace)
+        else:
+            expires_at = now + timedelta(seconds=min(hold.answer_within, seconds + hold.grace))
         cursor.execute(
             f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
             f" max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
@@ -200,6 +231,16 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
             f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
             [_money_param(amount), hold.account_id],
         )
+        if hold.node_id is not None:
+            # Last, to leave the smallest window to a release running at the same moment
+            # (`release_or_mark` looks again after leaving its marker). Raising rolls back
+            # the reservation and the account's update: nothing was ever held.
+            cursor.execute(
+                f"SELECT 1 FROM {_MARKER} WHERE call_id = %s AND node_id = %s AND created_at >= %s",
+                [hold.call_id, hold.node_id, _datetime_param(now)],
+            )
+            if cursor.fetchone() is not None:
+                raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
     return Grant(reservation_id, seconds, amount, available, live_calls)
 
 
@@ -276,8 +317,51 @@ def release_call(call_id: str, *, customer_id: int | None = None, outcome: str) 
     return sum(release(pk, outcome=outcome) for pk in rows.values_list("pk", flat=True))
 
 
-def expire_reservations(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Release reservations whose call outlived its grant and grace with no CDR; how many."""
+def release_or_mark(call_id: str, *, node_id: int, outcome: str, now: datetime | None = None) -> int:
+    """Release a Call-ID's active reservations; when there is none, refuse the one to come.
+
+    OpenSIPS releases by Call-ID when call control's answer came too late or never; the
+    reservation of that answer may still be on its way. The marker makes `reserve` refuse
+    it. Looking again once the marker is committed catches a reservation that committed
+    between the first look and the marker (it could not see the marker yet).
+    """
+    released = release_call(call_id, outcome=outcome)
+    if released:
+        return released
+    ReleaseMarker.objects.create(node_id=node_id, call_id=call_id, created_at=now or timezone.now())
+    return release_call(call_id, outcome=outcome)
+
+
+@retry_on_conflict
+def mark_answered(reservation_id: int, *, call_id: str, grace: int, now: datetime | None = None) -> bool:
+    """Record that a call was answered: its money is held for its maximum duration from now.
+
+    False when the reservation is not this Call-ID's, was already released, or was already
+    answered (OpenSIPS may send the notice twice).
+    """
     now = now or timezone.now()
+    seconds = (
+        Reservation.objects.active()
+        .filter(pk=reservation_id, call_id=call_id, answered_at__isnull=True)
+        .values_list("max_duration", flat=True)
+        .first()
+    )
+    if seconds is None:
+        return False
+    return bool(
+        Reservation.objects.active()
+        .filter(pk=reservation_id, answered_at__isnull=True)
+        .update(answered_at=now, expires_at=now + timedelta(seconds=seconds + grace))
+    )
+
+
+def expire_reservations(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release reservations past their deadline with no CDR, and forget old markers; how many.
+
+    The deadline is the answer deadline of a call not (yet) reported answered, or the
+    maximum duration and grace of one that was, or of one that had no answer deadline.
+    """
+    now = now or timezone.now()
+    ReleaseMarker.objects.filter(created_at__lt=now - MARKER_LIFE).delete()
     expired = Reservation.objects.expired(now).order_by("expires_at").values_list("pk", flat=True)[:limit]
     return sum(release(pk, outcome=Reservation.Outcome.EXPIRED, now=now) for pk in expired)
