@@ -19,6 +19,8 @@ SCHEDULES = {
         "apps.billing.tasks.billing_loop", 1
     ),
     "Post recurring fees": Periodic("apps.billing.tasks.post_fees", 60, Kind.SINGLETON),
+    # Every node against its own OpenSIPS: the dialogs are in that OpenSIPS's memory only.
+    "Release reservations no dialog holds": Periodic("apps.billing.tasks.release_without_dialog", 5),
 }
 LOOP_SECONDS = 55.0
 IDLE_SLEEP = 1.0
@@ -82,6 +84,21 @@ def post_fees() -> int:
     from apps.billing.services.fees import post_due_fees
 
     return post_due_fees()
+
+
+def release_without_dialog() -> int:
+    from apps.billing.services.reconcile import release_without_dialog
+    from apps.nodes.sync import client_for
+    from engines import EngineError
+
+    node = Node.objects.filter(name=settings.NODE_NAME).first()
+    if node is None:
+        return 0
+    try:
+        return release_without_dialog(node, client_for(node))
+    except EngineError as exc:  # OpenSIPS down or refusing: the next run asks again
+        logger.warning("reservations not reconciled with the dialogs of %s: %s", node.name, exc)
+        return 0
 
 
 def ensure_schedules(**kwargs) -> None:

@@ -41,6 +41,7 @@ def test_schedules_are_ensured_once(db, settings):
         )
     ) == [
         ("node1", "apps.billing.tasks.billing_loop", None, 1),
+        ("node1", "apps.billing.tasks.release_without_dialog", None, 5),
         ("node1", "apps.cluster.tasks.run_singleton", repr(("apps.billing.tasks.post_fees",) * 2), 60),
     ]
 
