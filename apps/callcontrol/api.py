@@ -99,6 +99,10 @@ class ReleaseRequest(serializers.Serializer):
     reservation = serializers.IntegerField(required=False, allow_null=True)
 
 
+class AnsweredRequest(ReleaseRequest):
+    """The same fields as a release: the node, the Call-ID and the reservation if known."""
+
+
 ERRORS = {
     400: OpenApiResponse(description="Malformed body: `errors` names the field."),
     401: OpenApiResponse(description="Unknown node or wrong secret."),
@@ -140,6 +144,21 @@ class ReleaseView(CallControlView):
         description="Sent by OpenSIPS when a call fails before answer. Idempotent.",
         request=ReleaseRequest,
         responses={200: inline_serializer("Released", {"released": serializers.IntegerField()}), **ERRORS},
+    )
+    def post(self, request):
+        return super().post(request)
+
+
+class AnsweredView(CallControlView):
+    operation = "answered"
+
+    @extend_schema(
+        tags=["call control"],
+        summary="Tell that a call was answered",
+        description="Sent by OpenSIPS on the 200 OK to the INVITE: the reservation is held until "
+        "answer + maximum duration instead of its answer deadline. Idempotent.",
+        request=AnsweredRequest,
+        responses={200: inline_serializer("Answered", {"answered": serializers.IntegerField()}), **ERRORS},
     )
     def post(self, request):
         return super().post(request)

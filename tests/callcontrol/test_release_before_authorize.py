@@ -85,6 +85,14 @@ def answered(world, payload: dict) -> tuple[int, dict]:
     return endpoint.handle("answered", json.dumps(payload).encode(), bearer(world.node))
 
 
+def test_answered_is_served_at_its_url_too(client, world):
+    answer = post(client, AUTHORIZE, authorize_body(world, "url@pbx"), bearer(world.node)).json()
+    payload = {"node": world.node.name, "call_id": "url@pbx", "reservation": answer["reservation"]}
+    response = post(client, "/call-control/v1/answered", payload, bearer(world.node))
+    assert (response.status_code, response.json()) == (200, {"answered": 1})
+    assert Reservation.objects.get(pk=answer["reservation"]).answered_at is not None
+
+
 def test_answered_moves_the_deadline_to_the_maximum_duration_once(client, world):
     answer = post(client, AUTHORIZE, authorize_body(world, "answered@pbx"), bearer(world.node)).json()
     payload = {"node": world.node.name, "call_id": "answered@pbx", "reservation": answer["reservation"]}
