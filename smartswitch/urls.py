@@ -5,6 +5,7 @@ from django.views import defaults
 from django.views.generic import RedirectView
 
 from apps.callcontrol.views import check_routing_view
+from apps.core.middleware import speaks_json
 
 
 def health(request):
@@ -17,40 +18,35 @@ def health(request):
     return JsonResponse({"status": "ok", "node": settings.NODE_NAME})
 
 
-# Clients of these paths read JSON, also when no view answers (a path the resolver does not
-# know, such as /api/v1/accounts/0.5/payments/). DRF's own exception handler covers its views.
-JSON_PREFIXES = ("/api/", "/call-control/")
-
-
-def _speaks_json(request) -> bool:
-    return request.path.startswith(JSON_PREFIXES)
+# Clients of the JSON paths read JSON, also when no view answers (a path the resolver does
+# not know, such as /api/v1/accounts/0.5/payments/). DRF's own exception handler covers its
+# views; with DEBUG on, apps.core.middleware turns Django's technical 404 page into JSON.
 
 
 def bad_request(request, exception):
-    if _speaks_json(request):
+    if speaks_json(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)
 
 
 def permission_denied(request, exception):
-    if _speaks_json(request):
+    if speaks_json(request):
         return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
     return defaults.permission_denied(request, exception)
 
 
 def page_not_found(request, exception):
-    if _speaks_json(request):
+    if speaks_json(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
-    if _speaks_json(request):
+    if speaks_json(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
 
 
-# With DEBUG on, Django answers 404s and 500s with its technical pages instead.
 handler400 = bad_request
 handler403 = permission_denied
 handler404 = page_not_found

@@ -225,9 +225,17 @@ def test_forms_are_still_accepted(api, cast):
     ],
 )
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
-def test_unknown_paths_under_the_api_answer_json_404(api, cast, path, method):
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_unknown_paths_under_the_api_answer_json_404(api, cast, settings, path, method, debug):
+    # DEBUG is `make run`'s default, where Django would answer its technical HTML page.
+    settings.DEBUG = debug
     response = getattr(api(cast.operator_key), method)(path)
     assert errors(response, 404) == {"detail": "Not found."}
+
+
+def test_a_missing_trailing_slash_is_still_redirected(api, cast):
+    response = api(cast.operator_key).get("/api/v1/peers")
+    assert (response.status_code, response["Location"]) == (301, "/api/v1/peers/")
 
 
 def test_a_missing_object_is_a_json_404(api, cast):
