@@ -1,0 +1,855 @@
+"""A load test of the whole call path: SIPp customer -> OpenSIPS -> call control -> SIPp supplier,
+then the CDRs imported and rated, and the money checked.
+
+Builds a database of its own (default mysql://root@127.0.0.1:3306/smartswitch_bench_path,
+dropped at the end unless --keep): one node "bench1" on 127.0.0.1, one prepaid customer
+(source address 127.0.0.10, a large balance) with a sell list for 49 (Germany), one supplier
+with a buy list and a gateway on 127.0.0.1 (SIPp uas), a default routing plan sending 49
+to it; OpenSIPS's tables synced (apps.opensips.provisioning), the price indexes built.
+Then it starts, all on 127.0.0.1:
+
+- OpenSIPS (OPENSIPS_BIN, else `opensips` on PATH: the product's detection in
+  engines.opensips.modules, as tests/opensips/live.py does) on the opensips.cfg the product
+  renders (apps.opensips.config.render, what `render_node_config` writes);
+- call control: `uvicorn smartswitch.asgi:application --lifespan off` (--web-workers, 2 as
+  in deploy/systemd/smartswitch-web.service);
+- the billing worker: a process of this script running `apps.billing.tasks.billing_loop`
+  back to back (the function django-q2's qcluster runs every minute; without qcluster's
+  scheduler, so it runs from the first second), concurrently with the calls;
+- the supplier: SIPp with bench/scenarios/uas_answer.xml (200 at once without 180,
+  echoing Record-Route: see /work/shared/ENGINES.md);
+
+and, for each --rates step, the customer: SIPp with bench/scenarios/uac_call.xml (ACK and
+BYE along the recorded route) at that many calls/s for --duration seconds, each held
+--hold seconds. After SIPp ends it waits (bounded) until the billing loop has caught up (no
+`acc`/`missed_calls` row left, no unrated CDR) and OpenSIPS holds no dialog (or 10 more
+seconds have passed: dialogs of calls SIPp gave up on are reported, not waited out), and
+reports:
+
+- completed %: SIPp's successful calls / calls offered;
+- set-up time p50/p99/max: SIPp's response time INVITE -> 200 per call (-trace_rtt);
+- CPU seconds per process over the step (start of SIPp to caught up), from /proc/<pid>/stat
+  (the process trees of opensips, uvicorn, the worker and SIPp; every mariadbd on the
+  machine: other users of the same server are counted too);
+- the money: every answered call is one CDR, rated, charged once on each side (one ledger
+  row on the customer's and one on the supplier's account, equal to the CDR's sell and buy
+  costs), unanswered CDRs charged nothing, no reservation left open (all of SIPp's calls
+  have ended) and the accounts' reserved money 0, OpenSIPS holding no dialog, and
+  `manage.py check_ledger` clean. When reservations are open it also counts those without
+  a live dialog (MI dlg_list), runs the product's sweep (apps.billing.services.reconcile.
+  release_without_dialog, its clock moved past its two-minute margin) and counts again.
+
+--baseline runs the same steps on the same rendered cfg with call control replaced by a
+fixed relay to the supplier, and neither uvicorn nor the worker running: in the rendered
+text the main route's single `route(authorize);` line is replaced by `route(bench_relay);`
+and a route[bench_relay] block is appended that does what route[cc_answer] does after a
+"route" answer (create_dialog("B"), $DLG_timeout, do_accounting("db", "cdr|missed|failed"),
+route(acc_common) and the supplier's acc columns) and relays to the supplier's gateway. The
+script stops if that line is not found exactly once (the template changed). Its money
+check is reduced to: one `acc` row per answered call, no dialog left.
+
+    .venv/bin/python bench/call_path.py --rates 50,100,200,300 --duration 20
+    .venv/bin/python bench/call_path.py --baseline --rates 50,100,200,300,500,800
+
+Skips (exit 0, saying why) when OpenSIPS or SIPp is not found. Every process it starts is
+stopped on exit, on Ctrl-C and on errors. Nothing here changes product code.
+"""
+
+import argparse
+import contextlib
+import csv
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import (  # noqa: E402 - after the repository is on sys.path
+    create_database,
+    describe_machine,
+    drop_database,
+    integers,
+    percentile,
+)
+
+DEFAULT_URL = "mysql://root@127.0.0.1:3306/smartswitch_bench_path"
+NODE = "bench1"
+LOOPBACK = "127.0.0.1"
+CUSTOMER_IP = "127.0.0.10"
+CALLEE = "4930123456"
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+TICK = os.sysconf("SC_CLK_TCK")
+SELL_PRICE = Decimal("0.0600")  # per minute, billed per second
+BUY_PRICE = Decimal("0.0300")
+BALANCE = Decimal("100000")
+CATCH_UP_SECONDS = 240  # the longest wait for the billing loop after a step
+# Once everything is imported and rated, how long dialogs left in OpenSIPS are waited for
+# (SIPp's calls have all ended by then: a dialog still there is reported, not waited out).
+DIALOG_GRACE = 10
+RELAY_ANCHOR = "\troute(authorize);\n"
+CUSTOMERS: list[subprocess.Popen] = []  # the step's SIPp customer while it runs, for the cleanup
+
+
+# --- finding the engines ----------------------------------------------------------------------
+
+
+def find_engines() -> tuple[Path, str, str]:
+    """(opensips binary, its modules directory, sipp); exits 0 saying why when one is missing."""
+    from engines.opensips.modules import ModulesNotFound, find_binary, modules_dir
+
+    binary = find_binary(os.environ.get("OPENSIPS_BIN", ""))
+    if binary is None or not binary.is_file():
+        skip(
+            "no OpenSIPS: put `opensips` on PATH or set OPENSIPS_BIN (and OPENSIPS_MODULES_DIR "
+            "where its modules are not found from it: engines.opensips.modules)."
+        )
+    try:
+        modules = modules_dir(os.environ.get("OPENSIPS_MODULES_DIR", ""), binary=str(binary))
+    except ModulesNotFound as error:
+        skip(str(error))
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        skip("no SIPp: install Debian's sip-tester package (binary `sipp`).")
+    return binary, modules, sipp
+
+
+def skip(reason: str) -> None:
+    print(f"call_path: skipped: {reason}", flush=True)
+    raise SystemExit(0)
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for UDP and TCP alike (OpenSIPS listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind((LOOPBACK, 0))
+            port = first.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
+                try:
+                    second.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+def configure(url: str, workdir: Path, mi_port: int) -> dict:
+    """Settings of this process and of the children (uvicorn, the worker); returns their env."""
+    env = {
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "smartswitch.settings",
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "NODE_NAME": NODE,
+        "SMARTSWITCH_VAR_DIR": str(workdir / "var"),
+        "PREFIX_INDEX_DIR": str(workdir / "prefix-index"),
+        "OPENSIPS_MI_URL": f"http://{{address}}:{mi_port}/mi",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    import django
+
+    django.setup()
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def build_world(ports: dict[str, int]) -> dict:
+    """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from apps.billing.services.ledger import post_payment
+    from apps.nodes import services as node_services
+    from apps.nodes.models import ClusterSettings
+    from apps.opensips import provisioning
+    from apps.peers import services as peer_services
+    from apps.peers.models import Peer
+    from apps.rates import services as rate_services
+    from apps.rates.lookup import rebuild_index
+    from apps.rates.models import Rate
+    from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
+    from apps.tenancy.scope import Scope
+
+    system = Scope.system()
+
+    def price_list(name: str, purpose: str, price: Decimal):
+        table = rate_services.create_rate_table(actor=system, name=name, purpose=purpose, currency="USD")
+        rate = Rate(
+            prefix="49",
+            destination="Germany",
+            price=price,
+            connection_fee=Decimal("0"),
+            min_seconds=1,
+            increment_seconds=1,
+            free_seconds=0,
+            effective_from=timezone.now() - timedelta(days=1),
+        )
+        rate_services.add_rates(table, [rate], actor=system)
+        return table
+
+    node = node_services.create_node(
+        actor=system, name=NODE, management_address=LOOPBACK, sip_address=LOOPBACK, sip_port=ports["sip"]
+    )
+    sell = price_list("Bench retail", "sell", SELL_PRICE)
+    buy = price_list("Bench carrier buy", "buy", BUY_PRICE)
+    customer = peer_services.create_peer(
+        actor=system, name="Bench customer", role=Peer.Role.CUSTOMER, sell_rate_table_id=sell.pk
+    )
+    peer_services.add_endpoint(customer, actor=system, ip=CUSTOMER_IP)
+    post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
+    supplier = peer_services.create_peer(
+        actor=system, name="Bench carrier", role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk
+    )
+    gateway = peer_services.add_gateway(supplier, actor=system, name="main", host=LOOPBACK, port=ports["uas"])
+    plan = RoutingPlan.objects.create(name="Bench")
+    rule = RoutingRule.objects.create(plan=plan, prefix="49", method=Method.PRIORITY)
+    Route.objects.create(rule=rule, supplier=supplier, priority=1)
+    ClusterSettings.load()
+    ClusterSettings.objects.filter(pk=ClusterSettings.SINGLETON_ID).update(
+        bind_address=LOOPBACK, default_routing_plan=plan
+    )
+    with transaction.atomic():
+        provisioning.sync_tables()
+    for table in (sell, buy):
+        rebuild_index(table.pk)
+    return {
+        "node": node,
+        "customer": customer,
+        "supplier": supplier,
+        "gateway": gateway,
+        "customer_account": customer.account.pk,
+        "supplier_account": supplier.account.pk,
+    }
+
+
+# --- the cfg ----------------------------------------------------------------------------------
+
+
+def render_cfg(world: dict, *, modules: str, cc_url: str, mi_port: int, baseline: bool, uas_port: int) -> str:
+    """The node's opensips.cfg as `render_node_config` writes it; patched for --baseline."""
+    from django.test import override_settings
+
+    from apps.nodes.models import ClusterSettings, Node
+    from apps.opensips.config import render
+
+    with override_settings(
+        CALL_CONTROL_URL=cc_url,
+        OPENSIPS_MODULES_DIR=modules,
+        OPENSIPS_MI_URL=f"http://{{address}}:{mi_port}/mi",
+    ):
+        text = render(Node.objects.get(name=NODE), ClusterSettings.load())["opensips/opensips.cfg"]
+    if not baseline:
+        return text
+    if text.count(RELAY_ANCHOR) != 1:
+        raise SystemExit(
+            f"--baseline: the rendered cfg holds {RELAY_ANCHOR.strip()!r} {text.count(RELAY_ANCHOR)} times,"
+            " not once: deploy/opensips/opensips.cfg changed; adapt relay_route() in bench/call_path.py."
+        )
+    return text.replace(RELAY_ANCHOR, "\troute(bench_relay);\n") + relay_route(world, uas_port)
+
+
+def relay_route(world: dict, uas_port: int) -> str:
+    """What route[cc_answer] does after a "route" answer, with a fixed route and no call control."""
+    return f"""
+
+# --- bench/call_path.py --baseline: call control replaced by a fixed relay to the supplier.
+route[bench_relay] {{
+	create_dialog("B");
+	$dlg_val(caller_contact) = $(ct{{nameaddr.uri}});
+	$DLG_timeout = 3600;
+	set_dlg_profile("peer_calls", "$avp(peer_id)");
+	do_accounting("db", "cdr|missed|failed");
+	route(acc_common);
+	$acc_extra(destination) = "Germany";
+	$acc_extra(supplier_id) = "{world["supplier"].pk}";
+	$acc_extra(gateway_id) = "{world["gateway"].pk}";
+	$ru = "sip:" + $rU + "@{LOOPBACK}:{uas_port}";
+	t_on_reply("answered");
+	if (!t_relay())
+		send_reply(500, "Internal Error");
+}}
+"""
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Processes:
+    """The long-lived children, stopped in reverse order however the script ends."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, command: list[str], log: Path, **kwargs) -> subprocess.Popen:
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kwargs
+            )
+        self.running[name] = process
+        return process
+
+    def stop_all(self) -> None:
+        for name, process in reversed(list(self.running.items())):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+            self.running.pop(name)
+
+
+def wait_ready(check, process: subprocess.Popen, log: Path, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if check():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} not ready after {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def answers_http(url: str) -> bool:
+    try:
+        request = urllib.request.Request(url, data=b"{}", method="POST")  # our own http:// URL
+        urllib.request.urlopen(request, timeout=1)
+    except urllib.error.HTTPError:
+        return True  # 400/401: up, refusing an empty request
+    except OSError:
+        return False
+    return True
+
+
+def mi_client(port: int):
+    from engines.opensips.mi import MIClient
+
+    return MIClient(f"http://{LOOPBACK}:{port}/mi", timeout=5)
+
+
+def answers_mi(port: int) -> bool:
+    try:
+        mi_client(port).execute("version")
+    except Exception:
+        return False
+    return True
+
+
+def active_dialogs(port: int) -> int:
+    return int(mi_client(port).statistics(["dialog:"]).get("dialog:active_dialogs", -1))
+
+
+# --- CPU --------------------------------------------------------------------------------------
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command, CPU seconds used) of every process in /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
+    return table
+
+
+def cpu_sample(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree and of every mariadbd on the machine."""
+    table = _proc_table()
+    sample = {}
+    for label, root in roots.items():
+        tree, grew = {root}, True
+        while grew:
+            children = {pid for pid, (parent, _n, _c) in table.items() if parent in tree} - tree
+            tree |= children
+            grew = bool(children)
+        sample[label] = sum(table[pid][2] for pid in tree if pid in table)
+    sample["mariadbd"] = sum(cpu for _p, name, cpu in table.values() if name in ("mariadbd", "mysqld"))
+    return sample
+
+
+# --- the worker (a child process) -------------------------------------------------------------
+
+
+def run_worker() -> None:
+    """The billing loop back to back until SIGTERM, as the django-q2 worker runs it every minute."""
+    from apps.billing.tasks import billing_loop
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while not stop:
+        billing_loop(seconds=5.0)
+
+
+# --- one step ---------------------------------------------------------------------------------
+
+
+def run_customer(args, sipp: str, rate: int, step_dir: Path, prefix: str, sip_port: int) -> dict:
+    """SIPp at `rate` calls/s for --duration s; returns its counts, set-up times and rusage."""
+    step_dir.mkdir(parents=True)
+    shutil.copy(SCENARIOS / "uac_call.xml", step_dir / "uac_call.xml")
+    calls = rate * args.duration
+    limit = rate * (args.hold + 10) + 100  # never the bound: SIPp would delay calls silently
+    bound = args.duration + args.hold + 60
+    command = [
+        "timeout", "-k", "5", str(bound + 10), sipp, f"{LOOPBACK}:{sip_port}",
+        "-sf", "uac_call.xml", "-i", CUSTOMER_IP, "-p", str(free_port()), "-mp", str(free_port()),
+        "-s", CALLEE, "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(limit),
+        "-d", str(args.hold * 1000), "-nostdin", "-buff_size", "4194304",
+        "-recv_timeout", "10000", "-timeout", str(bound), "-cid_str", f"{prefix}%u-%p@bench",
+        "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+        "-trace_err", "-error_file", "errors.log",
+    ]  # fmt: skip
+    with (step_dir / "screen.log").open("w") as out:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=step_dir
+        )
+    CUSTOMERS.append(process)
+    # wait4: the rusage of `timeout` includes the SIPp it waited for, gone from /proc by then.
+    deadline = time.monotonic() + bound + 30
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            _pid, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.1)
+    CUSTOMERS.remove(process)
+    times = []
+    for path in glob.glob(str(step_dir / "uac_call_*_rtt.csv")):
+        with open(path) as handle:
+            for row in handle:
+                parts = row.strip().split(";")
+                if len(parts) >= 2:
+                    with contextlib.suppress(ValueError):
+                        times.append(float(parts[1]))
+    stats = {}
+    stat_path = step_dir / "stat.csv"
+    if stat_path.exists():
+        with stat_path.open() as handle:
+            rows = list(csv.reader(handle, delimiter=";"))
+        if len(rows) >= 2:
+            stats = dict(zip(rows[0], rows[-1], strict=False))
+    return {
+        "errors": sipp_errors(step_dir / "errors.log"),
+        "exit": process.returncode,
+        "offered": calls,
+        "created": int(stats.get("TotalCallCreated", 0) or 0),
+        "successful": int(stats.get("SuccessfulCall(C)", 0) or 0),
+        "failed": int(stats.get("FailedCall(C)", 0) or 0),
+        "setup_ms": times,
+        "cpu": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def sipp_errors(path: Path) -> dict[str, int]:
+    """Why SIPp's calls failed, from its error file: the unexpected replies and the timeouts."""
+    reasons: dict[str, int] = {}
+    if not path.exists():
+        return reasons
+    for line in path.read_text(errors="replace").splitlines():
+        if "received 'SIP/2.0 " in line:
+            reason = line.split("received 'SIP/2.0 ", 1)[1].split("'", 1)[0].split("\\r")[0].strip()
+        elif "retrans" in line.lower() or "timeout" in line.lower():
+            reason = (
+                line.split(":", 1)[-1].strip()[:80] if "Call-Id" not in line else "timeout/retransmissions"
+            )
+        else:
+            continue
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def wait_caught_up(args, mi_port: int, prefix: str) -> tuple[float, bool]:
+    """Poll until nothing is left to import or rate (bounded), and OpenSIPS holds no dialog
+    or DIALOG_GRACE seconds have passed."""
+    from apps.cdr.models import Cdr
+    from apps.opensips.models import Acc, MissedCall
+
+    started = time.monotonic()
+    deadline = started + CATCH_UP_SECONDS
+    stable, last = 0, None
+    while time.monotonic() < deadline:
+        dialogs = active_dialogs(mi_port)
+        if args.baseline:
+            # No importer: the acc rows stay; done when their count holds for two seconds.
+            count = Acc.objects.filter(callid__startswith=prefix).count()
+            stable = stable + 1 if count == last else 0
+            last = count
+            if stable >= 4 and (dialogs == 0 or time.monotonic() - started > DIALOG_GRACE):
+                return time.monotonic() - started, True
+        elif (
+            not Acc.objects.exists()
+            and not MissedCall.objects.exists()
+            and not Cdr.objects.filter(rating_state=Cdr.RatingState.UNRATED).exists()
+        ):
+            # Twice in a row: a call ending just now writes its acc row a moment later.
+            stable += 1
+            if stable >= 2 and (dialogs == 0 or time.monotonic() - started > DIALOG_GRACE):
+                return time.monotonic() - started, True
+        else:
+            stable = 0
+        time.sleep(0.5)
+    return time.monotonic() - started, False
+
+
+def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) -> dict:
+    """The step's calls in the books: see the module's docstring."""
+    from django.core.management import CommandError, call_command
+    from django.db.models import Count, Sum
+    from django.utils import timezone
+
+    from apps.billing.models import Account, LedgerEntry, Reservation
+    from apps.cdr.models import Cdr
+
+    cdrs = Cdr.objects.filter(call_id__startswith=prefix)
+    answered = cdrs.filter(sip_code=200)
+    n_answered = answered.count()
+    distinct_calls = answered.values("call_id").distinct().count()
+    not_rated = answered.exclude(rating_state=Cdr.RatingState.RATED).count()
+    zero_cost = (
+        answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
+    )
+    costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"))
+    charges = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, cdr__call_id__startswith=prefix)
+    per_side = {
+        row["account"]: row
+        for row in charges.values("account").annotate(
+            n=Count("id"), total=Sum("amount"), cdrs=Count("cdr", distinct=True)
+        )
+    }
+    customer = per_side.get(world["customer_account"], {"n": 0, "total": Decimal(0), "cdrs": 0})
+    supplier = per_side.get(world["supplier_account"], {"n": 0, "total": Decimal(0), "cdrs": 0})
+    other_accounts = sum(
+        row["n"]
+        for account, row in per_side.items()
+        if account not in (world["customer_account"], world["supplier_account"])
+    )
+    unanswered_charged = charges.exclude(cdr__sip_code=200).count()
+    open_reservations = Reservation.objects.active().count()
+    # dlg_list also shows ended dialogs for a moment: only the active ones hold a call.
+    live = {dialog.call_id for dialog in mi_client(mi_port).dialogs(context=False) if dialog.active}
+    # Answered calls SIPp gave up on without a BYE stay up until their maximum duration.
+    still_up = sum(call_id.startswith(prefix) for call_id in live)
+    open_ids = list(Reservation.objects.active().values_list("call_id", flat=True))
+    without_dialog = sum(call_id not in live for call_id in open_ids)
+    step_reservations = Reservation.objects.filter(call_id__startswith=prefix)
+    rated_reservations = step_reservations.filter(outcome=Reservation.Outcome.RATED).count()
+    reserved = Account.objects.aggregate(total=Sum("reserved"))["total"] or Decimal(0)
+    swept, left_without_dialog = 0, without_dialog
+    if without_dialog:
+        # The product's safety net: the sweep each node's worker runs every five minutes,
+        # with its clock moved past its two-minute margin so that it looks at these now.
+        from apps.billing.services.reconcile import MARGIN, release_without_dialog
+        from apps.nodes.models import Node
+
+        later = timezone.now() + MARGIN + timedelta(seconds=1)
+        swept = release_without_dialog(Node.objects.get(name=NODE), mi_client(mi_port), now=later)
+        live = {dialog.call_id for dialog in mi_client(mi_port).dialogs(context=False) if dialog.active}
+        still = Reservation.objects.active().values_list("call_id", flat=True)
+        left_without_dialog = sum(call_id not in live for call_id in still)
+    try:
+        with open(os.devnull, "w") as quiet:
+            call_command("check_ledger", stdout=quiet, stderr=quiet)
+        ledger = "clean"
+    except CommandError as error:
+        ledger = str(error)
+    outcomes = dict(
+        step_reservations.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n")
+    )
+    failed_codes = dict(
+        cdrs.exclude(sip_code=200)
+        .values_list("sip_code")
+        .annotate(n=Count("id"))
+        .values_list("sip_code", "n")
+    )
+    result = {
+        "cdrs": cdrs.count(),
+        "unanswered_cdrs_by_code": failed_codes,
+        "reservation_outcomes": outcomes,
+        "answered_cdrs": n_answered,
+        "answered_sipp": answered_by_sipp,
+        "duplicates": n_answered - distinct_calls,
+        "not_rated": not_rated,
+        "without_cost": zero_cost,
+        "customer_charges": customer["n"],
+        "customer_charged_cdrs": customer["cdrs"],
+        "supplier_charges": supplier["n"],
+        "supplier_charged_cdrs": supplier["cdrs"],
+        "charges_elsewhere": other_accounts,
+        "sell_matches": -(customer["total"] or 0) == (costs["sell"] or 0),
+        "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
+        "unanswered_charged": unanswered_charged,
+        "reservations": step_reservations.count(),
+        "reservations_rated": rated_reservations,
+        "open_reservations": open_reservations,
+        "open_without_dialog": without_dialog,
+        "released_by_sweep": swept,
+        "open_without_dialog_after_sweep": left_without_dialog,
+        "reserved": reserved,
+        "dialogs": active_dialogs(mi_port),
+        "step_dialogs_still_up": still_up,
+        "check_ledger": ledger,
+    }
+    result["ok"] = (
+        n_answered == answered_by_sipp == distinct_calls
+        and not_rated == zero_cost == 0
+        and customer["n"] == customer["cdrs"] == n_answered
+        and supplier["n"] == supplier["cdrs"] == n_answered
+        and other_accounts == unanswered_charged == 0
+        and result["sell_matches"]
+        and result["buy_matches"]
+        and open_reservations == 0
+        and reserved == 0
+        and result["dialogs"] == 0
+        and ledger == "clean"
+    )
+    return result
+
+
+def baseline_checks(prefix: str, answered_by_sipp: int, mi_port: int) -> dict:
+    from apps.opensips.models import Acc
+
+    rows = Acc.objects.filter(callid__startswith=prefix, sip_code="200")
+    n = rows.count()
+    distinct = rows.values("callid").distinct().count()
+    result = {"acc_answered": n, "answered_sipp": answered_by_sipp, "duplicates": n - distinct}
+    result["dialogs"] = active_dialogs(mi_port)
+    result["ok"] = n == distinct == answered_by_sipp and result["dialogs"] == 0
+    return result
+
+
+def run_step(
+    args, number: int, rate: int, sipp: str, roots: dict[str, int], world: dict, ports: dict, workdir: Path
+) -> dict:
+    prefix = f"s{number}r{rate}-"
+    load = os.getloadavg()[0]
+    before = cpu_sample(roots)
+    started = time.monotonic()
+    customer = run_customer(args, sipp, rate, workdir / f"step{number}-{rate}", prefix, ports["sip"])
+    calls_took = time.monotonic() - started
+    catch_up, caught = wait_caught_up(args, ports["mi"], prefix)
+    after = cpu_sample(roots)
+    wall = time.monotonic() - started
+    cpu = {label: after[label] - before[label] for label in after}
+    cpu["sipp"] = cpu.pop("uas", 0.0) + customer["cpu"]
+    answered = len(customer["setup_ms"])
+    checks = (
+        baseline_checks(prefix, answered, ports["mi"])
+        if args.baseline
+        else money_checks(world, prefix, answered, ports["mi"])
+    )
+    row = {
+        "rate": rate,
+        "offered": customer["offered"],
+        "created": customer["created"],
+        "successful": customer["successful"],
+        "failed": customer["failed"],
+        "answered": answered,
+        "completed": 100 * customer["successful"] / customer["offered"],
+        "p50": percentile(customer["setup_ms"], 0.50),
+        "p99": percentile(customer["setup_ms"], 0.99),
+        "max": max(customer["setup_ms"], default=float("nan")),
+        "sipp_exit": customer["exit"],
+        "calls_took": calls_took,
+        "catch_up": catch_up,
+        "caught_up": caught,
+        "wall": wall,
+        "cpu": cpu,
+        "load": (load, os.getloadavg()[0]),
+        "errors": customer["errors"],
+        "checks": checks,
+    }
+    print(
+        f"step {number}: {rate} calls/s x {args.duration} s: offered {row['offered']:,},"
+        f" created {row['created']:,}, successful {row['successful']:,} ({row['completed']:.1f} %),"
+        f" failed {row['failed']:,},"
+        f" answered {answered:,}; set-up p50 {row['p50']:.1f} ms p99 {row['p99']:.1f} ms"
+        f" max {row['max']:.0f} ms;"
+        f" SIPp exit {row['sipp_exit']} after {calls_took:.1f} s;"
+        f" {'caught up' if caught else 'NOT caught up'} {catch_up:.1f} s later;"
+        f" CPU s {', '.join(f'{k} {v:.1f}' for k, v in cpu.items())} over {wall:.1f} s;"
+        f" load {row['load'][0]:.2f} -> {row['load'][1]:.2f}",
+        flush=True,
+    )
+    print(f"  SIPp's errors: {customer['errors'] or 'none'}", flush=True)
+    print(f"  checks: {checks}", flush=True)
+    return row
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def print_table(args, rows: list[dict]) -> None:
+    labels = (
+        ["opensips", "uvicorn", "worker", "mariadbd", "sipp"]
+        if not args.baseline
+        else ["opensips", "mariadbd", "sipp"]
+    )
+    print()
+    print(
+        "| mode | calls/s | calls | completed | set-up p50 / p99 / max ms | catch-up s | CPU s: "
+        + " / ".join(labels)
+        + " | load before → after | money checks |"
+    )
+    print("|---|---:|---:|---:|---|---:|---|---|---|")
+    for r in rows:
+        c = r["checks"]
+        if args.baseline:
+            verdict = (
+                f"{'OK' if c['ok'] else 'FAILED'}: {c['acc_answered']:,} acc rows"
+                f" for {c['answered_sipp']:,} answered"
+            )
+        elif c["ok"]:
+            charged = c["customer_charges"] + c["supplier_charges"]
+            verdict = f"OK ({c['answered_cdrs']:,} CDRs rated, {charged:,} charges)"
+        else:
+            verdict = "FAILED: " + ", ".join(f"{k} {v}" for k, v in c.items() if k != "ok")
+        cpu = " / ".join(f"{r['cpu'].get(label, 0):.1f}" for label in labels)
+        print(
+            f"| {'baseline' if args.baseline else 'call control'} | {r['rate']} | {r['offered']:,} |"
+            f" {r['completed']:.1f} % | {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.0f} |"
+            f" {r['catch_up']:.1f}{'' if r['caught_up'] else ' (gave up)'} | {cpu} |"
+            f" {r['load'][0]:.1f} → {r['load'][1]:.1f} | {verdict} |"
+        )
+
+
+def interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--rates", type=integers, default=[50, 100, 200, 300], help="calls/s per step")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of calls per step")
+    parser.add_argument("--hold", type=int, default=3, help="seconds each call is held")
+    parser.add_argument("--baseline", action="store_true", help="a fixed relay instead of call control")
+    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn --workers")
+    parser.add_argument("--threads", type=int, default=8, help="CALL_CONTROL_THREADS")
+    parser.add_argument("--shm", type=int, default=1024, help="OpenSIPS shared memory, MB")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        import django
+
+        django.setup()  # the parent's environment: same database, node, MI and folders
+        run_worker()
+        return
+
+    binary, modules, sipp = find_engines()
+    ports = {"sip": free_port(), "uas": free_port(), "mi": free_port(), "cc": free_port()}
+    workdir = Path(tempfile.mkdtemp(prefix="smartswitch-bench-path-"))
+    env = configure(args.database_url, workdir, ports["mi"])
+    env["CALL_CONTROL_THREADS"] = str(args.threads)
+    processes = Processes()
+    # Ctrl-C and SIGTERM both end up in the finally below.
+    signal.signal(signal.SIGTERM, interrupt)
+    name = urlparse(args.database_url).path.lstrip("/")
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {describe_machine()}", flush=True)
+    print(f"OpenSIPS {binary}, modules {modules}; SIPp {sipp}; logs in {workdir}", flush=True)
+    rows = []
+    try:
+        from django.core.management import call_command
+
+        create_database(args.database_url)
+        call_command("migrate", verbosity=0)
+        world = build_world(ports)
+        print(f"database {name} created and built", flush=True)
+        cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
+        roots = {}
+        uas = processes.start(
+            "uas",
+            [sipp, "-sf", str(SCENARIOS / "uas_answer.xml"), "-i", LOOPBACK, "-p", str(ports["uas"]),
+             "-mp", str(free_port()), "-nostdin", "-buff_size", "4194304"],
+            workdir / "uas.log", cwd=workdir,
+        )  # fmt: skip
+        roots["uas"] = uas.pid
+        if not args.baseline:
+            log = workdir / "uvicorn.log"
+            uvicorn = processes.start(
+                "uvicorn",
+                [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
+                 "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "off",
+                 "--log-level", "warning", "--no-access-log"],
+                log, env=env, cwd=ROOT,
+            )  # fmt: skip
+            wait_ready(lambda: answers_http(f"{cc_url}/authorize"), uvicorn, log, "call control")
+            roots["uvicorn"] = uvicorn.pid
+            worker = processes.start(
+                "worker",
+                [sys.executable, __file__, "--worker", "--database-url", args.database_url],
+                workdir / "worker.log", env=env, cwd=ROOT,
+            )  # fmt: skip
+            roots["worker"] = worker.pid
+        cfg = workdir / "opensips.cfg"
+        cfg.write_text(
+            render_cfg(
+                world, modules=modules, cc_url=cc_url, mi_port=ports["mi"], baseline=args.baseline,
+                uas_port=ports["uas"],
+            )
+        )  # fmt: skip
+        log = workdir / "opensips.log"
+        opensips = processes.start(
+            "opensips",
+            [str(binary), "-F", "-f", str(cfg), "-m", str(args.shm), "-M", "32", "-w", str(workdir)],
+            log,
+        )
+        wait_ready(lambda: answers_mi(ports["mi"]), opensips, log, "OpenSIPS")
+        roots["opensips"] = opensips.pid
+        for number, rate in enumerate(args.rates, start=1):
+            for name_, process in processes.running.items():
+                if process.poll() is not None:
+                    raise SystemExit(f"{name_} exited with {process.returncode}: see {workdir}")
+            rows.append(run_step(args, number, rate, sipp, roots, world, ports, workdir))
+        print_table(args, rows)
+        if not all(r["checks"]["ok"] for r in rows):
+            print("\nA check failed: see the steps above.", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+        if rows:
+            print_table(args, rows)
+    finally:
+        for customer in CUSTOMERS:
+            # `timeout` passes SIGTERM on to SIPp (and kills it 5 s later if it lingers).
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                customer.terminate()
+                os.wait4(customer.pid, 0)
+        processes.stop_all()
+        if not args.keep:
+            drop_database(args.database_url)
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"dropped database {name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
