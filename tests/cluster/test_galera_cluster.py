@@ -245,7 +245,10 @@ def test_cluster_status_shows_the_three_nodes_and_a_killed_one_as_stale_within_t
     try:
         deadline = time.monotonic() + 30
         code, report = cluster_status(cluster, cluster.members[0])
-        while code != 0 and time.monotonic() < deadline:
+        # A node's first beat may land before its Galera state is read: wait for all of it.
+        while (
+            code != 0 or not all(node["galera"] for node in report["nodes"])
+        ) and time.monotonic() < deadline:
             time.sleep(0.5)
             code, report = cluster_status(cluster, cluster.members[0])
         assert code == 0, report
