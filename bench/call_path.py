@@ -9,7 +9,7 @@ to it; OpenSIPS's tables synced (apps.opensips.provisioning), the price indexes 
 Then it starts, all on 127.0.0.1:
 
 - OpenSIPS (OPENSIPS_BIN, else `opensips` on PATH: the product's detection in
-  engines.opensips.modules, as tests/opensips/live.py does) on the opensips.cfg the product
+  engines.opensips.install_layout, as tests/opensips/live.py does) on the opensips.cfg the product
   renders (apps.opensips.config.render, what `render_node_config` writes);
 - call control: `uvicorn smartswitch.asgi:application --lifespan off` (--web-workers, 2 as
   in deploy/systemd/smartswitch-web.service);
@@ -107,13 +107,13 @@ CUSTOMERS: list[subprocess.Popen] = []  # the step's SIPp customer while it runs
 
 def find_engines() -> tuple[Path, str, str]:
     """(opensips binary, its modules directory, sipp); exits 0 saying why when one is missing."""
-    from engines.opensips.modules import ModulesNotFound, find_binary, modules_dir
+    from engines.opensips.install_layout import ModulesNotFound, find_binary, modules_dir
 
     binary = find_binary(os.environ.get("OPENSIPS_BIN", ""))
     if binary is None or not binary.is_file():
         skip(
             "no OpenSIPS: put `opensips` on PATH or set OPENSIPS_BIN (and OPENSIPS_MODULES_DIR "
-            "where its modules are not found from it: engines.opensips.modules)."
+            "where its modules are not found from it: engines.opensips.install_layout)."
         )
     try:
         modules = modules_dir(os.environ.get("OPENSIPS_MODULES_DIR", ""), binary=str(binary))

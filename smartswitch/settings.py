@@ -309,7 +309,7 @@ OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
 # control (the node's own uvicorn, smartswitch.asgi), the db_url of its modules (empty = the
 # MariaDB DATABASE_URL; OpenSIPS cannot use SQLite or PostgreSQL for our tables) and its modules
 # directory, the `mpath` OpenSIPS needs (it has no usable built-in one). Empty = detected
-# (engines.opensips.modules): from the node's binary, OPENSIPS_BIN or `opensips` on PATH (its
+# (engines.opensips.install_layout): from the node's binary, OPENSIPS_BIN or `opensips` on PATH (its
 # prefix's lib64/opensips/modules, lib/opensips/modules, lib/<multiarch>/opensips/modules, or a
 # build tree's modules/ beside it), else the packages' /usr/lib/<multiarch>/opensips/modules
 # (Debian, Ubuntu) or /usr/lib64/opensips/modules (RPM); rendering fails, naming them, if none.

@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 from django.template import Context, Engine
 
 from apps.nodes.models import ClusterSettings, Node
-from engines.opensips.modules import ModulesNotFound
-from engines.opensips.modules import modules_dir as find_modules_dir
+from engines.opensips.install_layout import ModulesNotFound
+from engines.opensips.install_layout import modules_dir as find_modules_dir
 
 TEMPLATE_DIR = Path(settings.BASE_DIR) / "deploy" / "opensips"
 
@@ -53,7 +53,7 @@ def modules_dir() -> str:
     """The cfg's `mpath`: OPENSIPS_MODULES_DIR, else the modules of the node's OpenSIPS
     (OPENSIPS_BIN or `opensips` on PATH) or of the distribution's package.
 
-    Never empty: OpenSIPS has no usable built-in module path (engines.opensips.modules).
+    Never empty: OpenSIPS has no usable built-in module path (engines.opensips.install_layout).
     """
     try:
         return find_modules_dir(settings.OPENSIPS_MODULES_DIR, binary=settings.OPENSIPS_BIN)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engines.opensips.modules import ModulesNotFound
-from engines.opensips.modules import modules_dir as find_modules_dir
+from engines.opensips.install_layout import ModulesNotFound
+from engines.opensips.install_layout import modules_dir as find_modules_dir
 
 
 def opensips_binary() -> Path | None:
@@ -25,7 +25,7 @@ def opensips_binary() -> Path | None:
 
 def modules_dir(binary: Path) -> str:
     """OPENSIPS_MODULES_DIR, else the modules the product finds for `binary` (the renderer's
-    own detection, engines.opensips.modules); skips, saying where it looked, when none."""
+    own detection, engines.opensips.install_layout); skips, saying where it looked, when none."""
     try:
         return find_modules_dir(os.environ.get("OPENSIPS_MODULES_DIR", ""), binary=str(binary))
     except ModulesNotFound as error:
@@ -37,7 +37,7 @@ def require_opensips() -> Path:
     if binary is None:
         pytest.skip(
             "No OpenSIPS: put `opensips` on PATH or set OPENSIPS_BIN (and OPENSIPS_MODULES_DIR "
-            "where its modules are not found from it: engines.opensips.modules)."
+            "where its modules are not found from it: engines.opensips.install_layout)."
         )
     return binary
 

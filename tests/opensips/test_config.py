@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from apps.nodes.models import ClusterSettings
 from apps.opensips.config import mysql_url, render
-from engines.opensips.modules import holds_modules
+from engines.opensips.install_layout import holds_modules
 from tests.factories import NodeFactory
 from tests.opensips.live import require_opensips
 
@@ -156,7 +156,7 @@ def test_render_node_config_names_where_it_looked_when_no_modules_are_found(
     node, dedicated, settings, tmp_path, monkeypatch
 ):
     # Nothing under the binary's prefix, nor in the distributions' layouts (under an empty root).
-    monkeypatch.setattr("engines.opensips.modules.ROOT", tmp_path / "root")
+    monkeypatch.setattr("engines.opensips.install_layout.ROOT", tmp_path / "root")
     settings.OPENSIPS_BIN = str(tmp_path / "bare" / "sbin" / "opensips")
     with pytest.raises(CommandError) as raised:
         call_command("render_node_config", "--node", "edge1", "--out", str(tmp_path / "out"))

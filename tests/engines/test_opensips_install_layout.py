@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engines.opensips import ModulesNotFound, find_binary, find_modules_dir, modules_dir
-from engines.opensips.modules import candidates
+from engines.opensips.install_layout import candidates
 
 ARCH = "aarch64-linux-gnu"  # not this machine's, on purpose: the triplet is a parameter
 
@@ -114,7 +114,7 @@ def test_nothing_found_without_a_binary_says_there_was_none(root):
 def test_the_binary_is_opensips_bin_else_the_one_on_path(tmp_path):
     on_path = binary(tmp_path / "bin/opensips")
     on_path.chmod(0o755)
-    configured = "/opt/opensips/sbin/opensips"
+    configured = str(tmp_path / "elsewhere/sbin/opensips")  # taken as given, found or not
     assert find_binary(configured, path=str(tmp_path / "bin")) == Path(configured)
     assert find_binary("", path=str(tmp_path / "bin")) == on_path
     assert find_binary("", path=str(tmp_path / "nowhere")) is None
@@ -125,7 +125,7 @@ def test_the_configured_directory_is_used_as_given(tmp_path):
 
 
 def test_a_detected_directory_is_rendered_with_a_trailing_slash(tmp_path, monkeypatch, root):
-    monkeypatch.setattr("engines.opensips.modules.ROOT", root)
+    monkeypatch.setattr("engines.opensips.install_layout.ROOT", root)
     opensips = binary(tmp_path / "opt/opensips/sbin/opensips")
     module(tmp_path / "opt/opensips/lib64/opensips/modules")
     assert modules_dir("", binary=str(opensips)) == f"{tmp_path}/opt/opensips/lib64/opensips/modules/"
