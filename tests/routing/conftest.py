@@ -1,5 +1,6 @@
 """A routing plan on top of the cast: a second supplier with gateways, rules and routes."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from apps.peers.models import Gateway, Peer
 from apps.routing import services
 from apps.routing.models import Method, QualityStat, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
-from tests.conftest import Cast
+from tests.conftest import Cast, build_cast, rows_for_module
 from tests.factories import make_peer, make_rate_table
 
 SYSTEM = Scope.system()
@@ -61,3 +62,29 @@ def build_routing(cast: Cast) -> Routing:
         window_end=now,
     )
     return Routing(plan, lcr, uk, route, other, gateway, other_gateway, stat)
+
+
+def module_crowd(fill: Callable[[Cast, Routing], None]):
+    """Fixtures `crowd`, `cast` and `routing` for a module whose tests only read many rows:
+    the cast, its routing and what `fill` adds, built once for the module (rows_for_module).
+
+        crowd, cast, routing = module_crowd(_fill)
+    """
+
+    @pytest.fixture(scope="module")
+    def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, Routing]:
+        with rows_for_module(django_db_blocker):
+            cast = build_cast()
+            routing = build_routing(cast)
+            fill(cast, routing)
+            yield cast, routing
+
+    @pytest.fixture
+    def cast(crowd, db) -> Cast:
+        return crowd[0]
+
+    @pytest.fixture
+    def routing(crowd) -> Routing:
+        return crowd[1]
+
+    return crowd, cast, routing

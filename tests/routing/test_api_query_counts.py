@@ -6,35 +6,14 @@ from apps.peers.models import Peer
 from apps.routing import services
 from apps.routing.models import Method, QualityStat, Route
 from tests.api.conftest import results
-from tests.conftest import Cast, build_cast, rows_for_module
+from tests.conftest import Cast
 from tests.factories import make_peer
-from tests.routing.conftest import SYSTEM, Routing, build_routing
+from tests.routing.conftest import SYSTEM, Routing, module_crowd
 
 PREFIXES = ["routing-plans", "routing-rules", "routes", "quality-stats"]
 ROWS = 30
 # Key lookup and its last-used touch, COUNT and the page.
 MAX_QUERIES = 4
-
-
-@pytest.fixture(scope="module")
-def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, Routing]:
-    """The cast, its routing, and some 30 of every routing row: built once for the module's
-    tests, which only read them."""
-    with rows_for_module(django_db_blocker):
-        cast = build_cast()
-        routing = build_routing(cast)
-        _fill(cast, routing)
-        yield cast, routing
-
-
-@pytest.fixture
-def cast(crowd, db) -> Cast:
-    return crowd[0]
-
-
-@pytest.fixture
-def routing(crowd) -> Routing:
-    return crowd[1]
 
 
 def _fill(cast: Cast, routing: Routing) -> None:
@@ -53,6 +32,9 @@ def _fill(cast: Cast, routing: Routing) -> None:
             window_start=routing.stat.window_start,
             window_end=routing.stat.window_end,
         )
+
+
+crowd, cast, routing = module_crowd(_fill)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
