@@ -627,11 +627,11 @@ def start_server(args, *, workers: int, threads: int, port: int, log: Path) -> s
             raise SystemExit(f"the server stopped (exit {server.returncode}):\n{log.read_text()[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                # An empty object: 400 from the call-control handler, without the database.
+                # No secret: 401 from the call-control handler, which checks it before the body.
                 sock.sendall(
                     b"POST /call-control/v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
                 )
-                if sock.recv(100).startswith(b"HTTP/1.1 400"):
+                if sock.recv(100).startswith(b"HTTP/1.1 401"):
                     return server
         except OSError:
             pass
