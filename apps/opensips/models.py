@@ -258,6 +258,11 @@ class AccountingRow(models.Model):
     callee = models.CharField(max_length=64, null=True, db_default="")
     callee_out = models.CharField(max_length=64, null=True, db_default="")
     destination = models.CharField(max_length=100, null=True, db_default="")
+    # Unix epoch milliseconds, from the config: `time` and `created` are whole seconds (acc
+    # cuts them to the second), too coarse for the CDR's times. The INVITE's arrival, and the
+    # first 200 OK's (NULL for a call not answered); NULL in rows of a config before them.
+    setup_ms = models.BigIntegerField(null=True, db_default=None)
+    answer_ms = models.BigIntegerField(null=True, db_default=None)
 
     class Meta:
         abstract = True

@@ -165,6 +165,8 @@ OUR_ACCOUNTING_COLUMNS = {
     "callee": ("varchar(64)", True, "''"),
     "callee_out": ("varchar(64)", True, "''"),
     "destination": ("varchar(100)", True, "''"),
+    "setup_ms": ("bigint", True, "NULL"),
+    "answer_ms": ("bigint", True, "NULL"),
 }
 
 
