@@ -37,14 +37,23 @@ and retry_on_conflict replays its batch without that row. A replayed row whose C
 is only deleted.
 
 Times: OpenSIPS writes DATETIME in the node's local time; nodes run in UTC (deploy/), and
-the columns are read as UTC like every other datetime of the product.
+the columns are read as UTC like every other datetime of the product. acc cuts `time` and
+`created` to the second; only `ms_duration` is exact. The config also writes `setup_ms` (the
+INVITE's arrival) and `answer_ms` (the first 200 OK), Unix epoch milliseconds, and where a
+row has them the CDR's times are exact to the millisecond: created_at = setup_ms,
+answered_at = answer_ms, ended_at = answered_at + ms_duration (a failure's ended_at stays
+its final reply's whole second, never before created_at). Rows of a config before those
+columns have NULL there and map from the whole seconds as before. A value more than a day
+from the row's own `time` is no epoch-ms of this call (seconds or microseconds, garbage),
+and an INVITE cannot follow its answer or final reply: either is a rating error with the
+reason, the row's whole seconds standing in.
 """
 
 import ipaddress
 import logging
 import time as clock
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Q
@@ -63,6 +72,12 @@ BATCH_SIZE = 500
 # Rows of a node whose heartbeat is older than this are imported by any node.
 TAKEOVER_AFTER = timedelta(minutes=2)
 ERROR_LENGTH = Cdr._meta.get_field("rating_error").max_length
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+SECOND = timedelta(seconds=1)
+# How far an exact time may lie from the row's whole-second `time` (a long ringing, a chain
+# of failovers): further, the value is not this call's epoch milliseconds.
+EXACT_TIME_REACH = timedelta(days=1)
 
 
 @dataclass
@@ -122,6 +137,22 @@ def _source_ip(value: str) -> str | None:
         return None
 
 
+def _exact_time(row: AccountingRow, column: str, near: datetime, problems: list[str]) -> datetime | None:
+    """The row's `column` (Unix epoch ms, NULL from an older config) as an aware UTC datetime."""
+    value = getattr(row, column)
+    if value is None:
+        return None
+    try:
+        ms = int(value)
+    except (TypeError, ValueError):
+        ms = None
+    # Compared as integers first: an absurd value would overflow datetime.
+    if ms is None or abs(ms - (near - EPOCH) // MILLISECOND) > EXACT_TIME_REACH // MILLISECOND:
+        problems.append(f"{column} {value!r} is not epoch milliseconds near the row's time")
+        return None
+    return EPOCH + ms * MILLISECOND
+
+
 def to_cdr(row: AccountingRow, directory: Directory, *, now: datetime) -> Cdr:
     """Map one acc or missed_calls row to its CDR (not saved); problems go to rating_error."""
     attempt = isinstance(row, MissedCall)
@@ -139,14 +170,30 @@ def to_cdr(row: AccountingRow, directory: Directory, *, now: datetime) -> Cdr:
         final = row.created or now
     answered = 200 <= code < 300 and not attempt
     setup = timedelta(seconds=row.setuptime or 0)
+    setup_at = _exact_time(row, "setup_ms", final, problems)
+    answer_at = _exact_time(row, "answer_ms", final, problems) if answered else None
+    # `time` is cut to its second (acc writes tv_sec): the event it stamps came before
+    # final + 1 s, so an INVITE stamped later than that, or after the exact answer, is wrong.
+    if setup_at and (setup_at > answer_at if answer_at else setup_at >= final + SECOND):
+        problems.append(f"setup_ms {row.setup_ms} is after the {'answer' if answered else 'final reply'}")
+        setup_at = None
     if answered:
-        answered_at, duration_ms = final, getattr(row, "ms_duration", 0) or 0
-        created_at, ended_at = final - setup, final + timedelta(milliseconds=duration_ms)
+        # The exact INVITE may fall in the answer's own (cut) second: the answer was no earlier.
+        answered_at = answer_at or max(final, setup_at or final)
+        duration_ms = getattr(row, "ms_duration", 0) or 0
+        created_at = setup_at or min(final - setup, answered_at)
+        ended_at = answered_at + duration_ms * MILLISECOND
     else:
         # A failure's time is its final reply; without a setup time the dialog's creation
         # (if the row has it) is the best INVITE arrival we know.
-        answered_at, duration_ms, ended_at = None, 0, final
-        created_at = final - setup if row.setuptime else min(row.created or final, final)
+        answered_at, duration_ms = None, 0
+        if setup_at:
+            created_at = setup_at
+        elif row.setuptime:
+            created_at = final - setup
+        else:
+            created_at = min(row.created or final, final)
+        ended_at = max(final, created_at)
     customer_id = None
     if not attempt and row.peer_id is not None:
         if row.peer_id in directory.customers:
