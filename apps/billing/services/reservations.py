@@ -36,6 +36,13 @@ _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
 _MARKER = ReleaseMarker._meta.db_table
 
+# LOCK ORDER. Whoever changes a reservation holds its account row first: reservations
+# (by id) then accounts (by id) are locked before anything is written. On MariaDB, changing
+# a reservation's `released_at` rewrites its index on (account, released_at, call_id), and
+# InnoDB share-locks the account row to check that index's foreign key; two releases of one
+# account holding that share lock and both asking to write the row were a deadlock, retried
+# or given up under load (issue 13). `reserve` locks the account before it inserts.
+
 # How long a release that found nothing keeps refusing the reservation it overtook: far
 # longer than any authorize can still be running (OpenSIPS waits 2 s), short enough that
 # the table stays small.
@@ -156,9 +163,13 @@ def _available(mode: str, balance: Decimal, credit_limit: Decimal, reserved: Dec
     return spendable - reserved
 
 
+def _for_update() -> str:
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
 def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int | None]:
     """(available, live calls, id of an active reservation of this Call-ID) of the account."""
-    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    lock_clause = _for_update() if lock else ""
     cursor.execute(
         f"SELECT a.mode, a.balance, a.credit_limit, a.reserved,"
         f" (SELECT COUNT(*) FROM {_RESERVATION} r"
@@ -257,16 +268,23 @@ def release(reservation_id: int, *, outcome: str, now: datetime | None = None) -
     """Give a reservation's money back to its account; False if it was already released."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        # Closing the reservation first makes two releases of it (the CDR's rating and the
-        # expiry sweep, on two nodes) return the money once: the second updates no row.
+        # The reservation and its account locked first, in one statement (see LOCK ORDER):
+        # a release that changed the reservation before locking the account deadlocked
+        # with every other release of that account. A reservation already released (the
+        # CDR's rating and the expiry sweep, on two nodes) is not found: money back once.
         cursor.execute(
-            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s WHERE id = %s AND released_at IS NULL",
+            f"SELECT r.account_id, r.amount FROM {_RESERVATION} r JOIN {_ACCOUNT} a ON a.id = r.account_id"
+            f" WHERE r.id = %s AND r.released_at IS NULL{_for_update()}",
+            [reservation_id],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        account_id, amount = row
+        cursor.execute(
+            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s WHERE id = %s",
             [_datetime_param(now), outcome, reservation_id],
         )
-        if cursor.rowcount != 1:
-            return False
-        cursor.execute(f"SELECT account_id, amount FROM {_RESERVATION} WHERE id = %s", [reservation_id])
-        account_id, amount = cursor.fetchone()
         cursor.execute(
             f"UPDATE {_ACCOUNT} SET reserved = reserved - %s WHERE id = %s",
             [_money_param(_decimal(amount)), account_id],
@@ -292,12 +310,13 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
     )
     if not held:
         return 0
-    Reservation.objects.filter(pk__in=[pk for pk, _, _ in held]).update(released_at=now, outcome=outcome)
     totals: dict[int, Decimal] = {}
     for _, account_id, amount in held:
         totals[account_id] = totals.get(account_id, Decimal(0)) + amount
     accounts = sorted(totals)
+    # The accounts before the reservations change (LOCK ORDER).
     list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
+    Reservation.objects.filter(pk__in=[pk for pk, _, _ in held]).update(released_at=now, outcome=outcome)
     params = [value for pk in accounts for value in (pk, _money_param(totals[pk]))]
     with connection.cursor() as cursor:
         cursor.execute(
