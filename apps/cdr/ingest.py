@@ -172,6 +172,11 @@ def to_cdr(row: AccountingRow, directory: Directory, *, now: datetime) -> Cdr:
     setup = timedelta(seconds=row.setuptime or 0)
     setup_at = _exact_time(row, "setup_ms", final, problems)
     answer_at = _exact_time(row, "answer_ms", final, problems) if answered else None
+    if answer_at is not None:
+        # The config reads its seconds from time(), a clock that can lag a second boundary
+        # by a tick, and its microseconds from gettimeofday(); acc's `time` is the 200's
+        # exact second: the answer is that second plus the config's milliseconds.
+        answer_at = final.replace(microsecond=0) + (answer_at - EPOCH) % SECOND
     # `time` is cut to its second (acc writes tv_sec): the event it stamps came before
     # final + 1 s, so an INVITE stamped later than that, or after the exact answer, is wrong.
     if setup_at and (setup_at > answer_at if answer_at else setup_at >= final + SECOND):

@@ -56,6 +56,15 @@ def test_an_answered_call_has_its_times_to_the_millisecond(world):
     assert rating.rate_batch().rated == 1
 
 
+def test_an_answer_stamped_by_a_lagging_second_takes_its_second_from_acc(world):
+    # The config's seconds come from time(), which can still say the previous second for a
+    # tick after the boundary that gettimeofday() (its milliseconds, acc's `time`) has passed.
+    lagging = ANSWER - timedelta(seconds=1) + 3 * MS
+    answered_row(world, setup_ms=epoch_ms(INVITED_EXACTLY), answer_ms=epoch_ms(lagging))
+    assert ingest.ingest_batch().errors == 0
+    assert Cdr.objects.get().answered_at == ANSWER + 3 * MS
+
+
 def test_a_failed_call_and_its_attempt_start_at_the_exact_invite(world):
     common = {"time": ANSWER, "setuptime": 0, "setup_ms": epoch_ms(INVITED_EXACTLY)}
     MissedCall.objects.create(**our_columns(world, "Alpha"), sip_code="503", sip_reason="Busy", **common)
