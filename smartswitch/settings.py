@@ -317,6 +317,12 @@ CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8000/call-contr
 OPENSIPS_DB_URL = env_str("OPENSIPS_DB_URL", "")
 OPENSIPS_MODULES_DIR = env_str("OPENSIPS_MODULES_DIR", "")
 OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")
+# Seconds an answered call waits for the caller's ACK before OpenSIPS ends it with BYEs both
+# ways (the callee retransmits its 200 for 32 s; an ACK normally follows within milliseconds),
+# and seconds between the in-dialog OPTIONS that end a call whose party no longer knows it
+# (answers 481, or nothing: its BYE was lost). Both rendered into opensips.cfg.
+OPENSIPS_ACK_TIMEOUT = env_int("OPENSIPS_ACK_TIMEOUT", 10, minimum=1)
+OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # Seconds between two runs of online billing (apps.billing.services.online.cut_overruns), which ends
 # live calls whose account can no longer pay for them.
 ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)

@@ -104,6 +104,8 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "secret": node.call_control_secret,
         "modules_dir": modules_dir(),
         "max_call_duration": cluster.max_call_duration,
+        "ack_timeout": settings.OPENSIPS_ACK_TIMEOUT,
+        "ping_interval": settings.OPENSIPS_PING_INTERVAL,
         "cluster_id": CLUSTER_ID,
         "bin_address": _host(node.management_address),
         "bin_port": CLUSTER_BIN_PORT,

@@ -9,7 +9,8 @@ Customers (each calls from its own loopback address, as SIPp's source):
 Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
 Routing (static priority, setup timeout 1 s): 49 (Germany) -> Alpha; 33 (France) -> Failing
   (always 503), then Bravo; 44 (United Kingdom) -> Failing only; 39 (Italy) -> Mute (never
-  answers), then Bravo.
+  answers), then Bravo; 34 (Spain) -> Late (sends its 180 after its 200).
+OpenSIPS ends an answer its caller never ACKs after ACK_TIMEOUT seconds.
 """
 
 import itertools
@@ -64,7 +65,15 @@ BERLIN = "4930123456"
 PARIS = "33123456789"
 LONDON = "442071234567"
 ROME = "39061234567"
-DESTINATIONS = (("49", "Germany"), ("33", "France"), ("44", "United Kingdom"), ("39", "Italy"))
+MADRID = "34911234567"
+DESTINATIONS = (
+    ("49", "Germany"),
+    ("33", "France"),
+    ("44", "United Kingdom"),
+    ("39", "Italy"),
+    ("34", "Spain"),
+)
+ACK_TIMEOUT = 3
 
 
 @dataclass
@@ -84,6 +93,7 @@ class Switch:
     bravo: Peer
     failing: Peer
     mute: Peer
+    late: Peer
     alpha_gateway: Gateway
     logs: Path
     processes: list = field(default_factory=list)
@@ -221,8 +231,9 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
     bravo, _ = _supplier("Bravo", ports["bravo"])
     failing, _ = _supplier("Failing", ports["failing"])
     mute, _ = _supplier("Mute", ports["mute"])
+    late, _ = _supplier("Late", ports["late"])
     plan = RoutingPlan.objects.create(name="Main")
-    routing = {"49": [alpha], "33": [failing, bravo], "44": [failing], "39": [mute, bravo]}
+    routing = {"49": [alpha], "33": [failing, bravo], "44": [failing], "39": [mute, bravo], "34": [late]}
     for prefix, suppliers in routing.items():
         rule = RoutingRule.objects.create(plan=plan, prefix=prefix, method=Method.PRIORITY)
         for priority, supplier in enumerate(suppliers, start=1):
@@ -253,6 +264,7 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         "bravo": bravo,
         "failing": failing,
         "mute": mute,
+        "late": late,
         "alpha_gateway": alpha_gateway,
     }
 
@@ -331,7 +343,10 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
         )
     directory = tmp_path_factory.mktemp("live")
     _sipp_directory.append(directory / "sipp")
-    ports = {name: free_port() for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "phone")}
+    ports = {
+        name: free_port()
+        for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "late", "phone")
+    }
     # Mute's gateway: a UDP socket nobody reads, so its calls meet the route's setup timeout.
     mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     mute.bind((LOOPBACK, 0))
@@ -370,12 +385,14 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             for name in ("alpha", "bravo"):
                 processes.append(_uas(ports[name], directory / f"{name}.log"))
             processes.append(_uas(ports["failing"], directory / "failing.log", scenario="uas_busy_503.xml"))
+            processes.append(_uas(ports["late"], directory / "late.log", scenario="uas_answer_then_ring.xml"))
             cc_url = f"http://{LOOPBACK}:{cc_port}/call-control/v1"
             _wait_ready(lambda: _answers_http(f"{cc_url}/authorize"), uvicorn, cc_log, "call control", 60)
             common = {
                 "CALL_CONTROL_URL": cc_url,
                 "OPENSIPS_DB_URL": mysql_url(database),
                 "OPENSIPS_MODULES_DIR": modules_dir(binary),
+                "OPENSIPS_ACK_TIMEOUT": ACK_TIMEOUT,
             }
             for name in ("node1", "node2"):
                 node = Node.objects.get(name=name)
