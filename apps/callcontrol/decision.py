@@ -496,9 +496,9 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     decision.max_duration, decision.amount = grant.seconds, grant.amount
     decision.available, decision.reservation = grant.available, grant.reservation_id
     held = "reserved" if reserve else "would be reserved"
-    decision.step(
-        "money",
-        f"available {grant.available} {peer.currency}, {grant.live_calls} live calls: "
-        f"{grant.seconds} s granted, {grant.amount} {held}",
-    )
+    if grant.available is None:
+        before = "money for the maximum duration"
+    else:
+        before = f"available {grant.available} {peer.currency}, {grant.live_calls} live calls"
+    decision.step("money", f"{before}: {grant.seconds} s granted, {grant.amount} {held}")
     return decision

@@ -95,9 +95,11 @@ def test_each_reservation_leaves_less_for_the_next_call_until_none_is_left(calle
     first = reservations.reserve(hold(caller, "a", ceiling=30))
     second = reservations.reserve(hold(caller, "b", ceiling=50))
     third = reservations.reserve(hold(caller, "c"))
+    # The first two are paid in full (the short way: the account is not read), the third
+    # gets what is left (the long way, which reports what it read).
     assert [(g.seconds, g.amount, g.available, g.live_calls) for g in (first, second, third)] == [
-        (30, Decimal("0.30"), Decimal("1.00"), 0),
-        (50, Decimal("0.50"), Decimal("0.70"), 1),
+        (30, Decimal("0.30"), None, None),
+        (50, Decimal("0.50"), None, None),
         (20, Decimal("0.20"), Decimal("0.20"), 2),
     ]
     assert_reserved_is_the_sum_of_active_reservations(caller)
@@ -121,6 +123,36 @@ def test_the_same_call_id_asked_again_gets_the_first_reservation_back(caller):
     assert_reserved_is_the_sum_of_active_reservations(caller)
 
 
+def test_a_call_the_account_pays_in_full_takes_the_short_way_with_the_same_grant(caller):
+    # 1.00 at 0.01 a second pays 100 s: a ceiling of 60 s is paid in full (the short way,
+    # which does not read the account), 100 s is not (the long way reads it).
+    whole = reservations.reserve(hold(caller, "whole@pbx", ceiling=60))
+    assert (whole.seconds, whole.amount, whole.available, whole.live_calls) == (
+        60,
+        Decimal("0.60"),
+        None,
+        None,
+    )
+    rest = reservations.reserve(hold(caller, "rest@pbx", ceiling=60))
+    assert (rest.seconds, rest.amount, rest.available, rest.live_calls) == (
+        40,
+        Decimal("0.40"),
+        Decimal("0.40"),
+        1,
+    )
+    assert assert_reserved_is_the_sum_of_active_reservations(caller) == Decimal("1.00")
+    with pytest.raises(InsufficientFunds):
+        reservations.reserve(hold(caller, "none@pbx", ceiling=60))
+
+
+def test_a_retried_call_id_without_a_call_limit_gets_its_reservation_back(caller):
+    first = reservations.reserve(hold(caller, "again@pbx", ceiling=60))
+    again = reservations.reserve(hold(caller, "again@pbx", ceiling=60))
+    assert (again.reservation_id, again.seconds, again.amount) == (first.reservation_id, 60, Decimal("0.60"))
+    assert Reservation.objects.count() == 1
+    assert assert_reserved_is_the_sum_of_active_reservations(caller) == Decimal("0.60")
+
+
 def test_the_call_id_is_matched_within_one_account(caller):
     other = customer("Other caller")
     mine = reservations.reserve(hold(caller, "same@pbx", ceiling=10))
@@ -141,7 +173,8 @@ def test_a_call_over_the_live_call_limit_is_refused_and_holds_nothing(caller):
     reservations.release(b.reservation_id, outcome=FAILED)
     assert reservations.reserve(hold(caller, "c", ceiling=10, max_calls=2)).live_calls == 1
     # No limit, no refusal.
-    assert reservations.reserve(hold(caller, "d", ceiling=10)).live_calls == 2
+    assert reservations.reserve(hold(caller, "d", ceiling=10)).reservation_id is not None
+    assert Reservation.objects.active().count() == 3
 
 
 def test_too_many_calls_is_checked_before_money(db):

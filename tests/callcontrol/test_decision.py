@@ -50,12 +50,10 @@ def test_a_call_from_the_customer_address_is_priced_routed_by_least_cost_and_gra
         "sip:192.0.2.3:5060",
     ]
     assert [(t.caller, t.callee) for t in decision.targets] == [(CALLER, BERLIN)] * 4
-    # 10.00 at 0.02/min pays 30,000 s; the cluster's ceiling (7200 s) caps it: 2.40 held.
-    assert (decision.max_duration, decision.amount, decision.available) == (
-        7200,
-        Decimal("2.40"),
-        Decimal("10"),
-    )
+    # 10.00 at 0.02/min pays 30,000 s; the cluster's ceiling (7200 s) caps it: 2.40 held,
+    # the short way (the account's money was not read: it paid for the whole call).
+    assert (decision.max_duration, decision.amount, decision.available) == (7200, Decimal("2.40"), None)
+    assert Account.objects.get(peer=world.customer).reserved == Decimal("2.40")
     assert [s.name for s in decision.steps] == [
         "identify",
         "status",
@@ -163,7 +161,8 @@ def test_a_prepaid_call_is_granted_the_seconds_its_balance_pays_for(world, balan
     update_peer(customer, profit_control=Peer.ProfitControl.ALLOW_LOSS)
     decision = world.call(source_ip="203.0.113.20")
     assert (decision.routed, decision.max_duration, decision.amount) == (True, seconds, Decimal(amount))
-    assert decision.available == Decimal(balance)
+    # What was read on the long way; a balance that pays for the ceiling takes the short one.
+    assert decision.available == (None if seconds == 7200 else Decimal(balance))
     assert Account.objects.get(peer=customer).reserved == Decimal(amount)
 
 
@@ -216,7 +215,11 @@ def test_each_reservation_lowers_what_the_next_call_may_use_and_a_release_gives_
         return Account.objects.get(peer=customer).reserved
 
     first = world.call(source_ip="203.0.113.24")
-    assert (first.max_duration, first.amount, first.available) == (600, Decimal("0.60"), Decimal("1"))
+    assert (first.max_duration, first.amount, first.available) == (
+        600,
+        Decimal("0.60"),
+        None,
+    )  # the short way
     second = world.call(source_ip="203.0.113.24")
     assert (second.max_duration, second.amount, second.available) == (400, Decimal("0.40"), Decimal("0.40"))
     assert reserved() == Decimal("1.00")
@@ -225,7 +228,7 @@ def test_each_reservation_lowers_what_the_next_call_may_use_and_a_release_gives_
     release(first.reservation)
     assert reserved() == Decimal("0.40")
     third = world.call(source_ip="203.0.113.24")
-    assert (third.max_duration, third.amount, third.available) == (600, Decimal("0.60"), Decimal("0.60"))
+    assert (third.max_duration, third.amount, third.available) == (600, Decimal("0.60"), None)
 
 
 def test_the_same_call_id_asked_twice_gets_the_same_reservation(world):

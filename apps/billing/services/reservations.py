@@ -30,6 +30,7 @@ from apps.billing.models import Account, ReleaseMarker, Reservation
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.models import money_from_db, money_to_db
+from apps.core.money import MAX_BALANCE
 from apps.rates.tariffs import Tariff, affordable_duration
 
 _ACCOUNT = Account._meta.db_table
@@ -66,8 +67,10 @@ class Grant:
     reservation_id: int | None  # None when only looked at (check routing)
     seconds: int
     amount: Decimal
-    available: Decimal  # before this call
-    live_calls: int  # before this call
+    # Before this call; None when the whole call was reserved without reading them (the
+    # account had the money for the maximum duration and no limit of live calls).
+    available: Decimal | None
+    live_calls: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,57 +205,113 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
 
     Asking again for a Call-ID that already holds money on the account returns that
     reservation (OpenSIPS may retry a request whose answer it did not get).
+
+    Most calls of a busy account take the short way: an account that has the money for a
+    call of the maximum duration and no limit of live calls gets it in two statements, the
+    account's update (which checks the money on the locked row) and the reservation's
+    insert (which checks the release marker). The account row stays locked from the first
+    to the commit, so the fewer round trips it waits for, the more calls of one account go
+    through a second. Anything else, or a short way that did not apply, takes the long way:
+    the account read under its lock, then decided in Python.
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        available, live_calls, existing = _read_account(cursor, hold, lock=True)
-        if existing is not None:
-            cursor.execute(f"SELECT amount, max_duration FROM {_RESERVATION} WHERE id = %s", [existing])
-            amount, seconds = cursor.fetchone()
-            return Grant(existing, seconds, _decimal(amount), available + _decimal(amount), live_calls - 1)
-        seconds, amount = _decide(hold, available, live_calls)
-        if hold.answer_within is None:
-            expires_at = now + timedelta(seconds=seconds + hold.grace)
-        else:
-            expires_at = now + timedelta(seconds=min(hold.answer_within, seconds + hold.grace))
-        cursor.execute(
-            f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
-            f" max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
-            f" created_at, expires_at, outcome, cut_result)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')"
-            " RETURNING id",
-            [
-                hold.account_id,
-                hold.customer_id,
-                hold.node_id,
-                hold.call_id,
-                _money_param(amount),
-                seconds,
-                hold.prefix,
-                hold.destination[:100],
-                hold.route_id,
-                hold.supplier_id,
-                *_decided_params(hold),
-                _datetime_param(now),
-                _datetime_param(expires_at),
-            ],
-        )
-        reservation_id = cursor.fetchone()[0]
-        cursor.execute(
-            f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
-            [_money_param(amount), hold.account_id],
-        )
-        if hold.node_id is not None:
-            # Last, to leave the smallest window to a release running at the same moment
-            # (`release_or_mark` looks again after leaving its marker). Raising rolls back
-            # the reservation and the account's update: nothing was ever held.
-            cursor.execute(
-                f"SELECT 1 FROM {_MARKER} WHERE call_id = %s AND node_id = %s AND created_at >= %s",
-                [hold.call_id, hold.node_id, _datetime_param(now)],
-            )
-            if cursor.fetchone() is not None:
-                raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
-    return Grant(reservation_id, seconds, amount, available, live_calls)
+        grant = _reserve_whole_call(cursor, hold, now)
+        if grant is None:
+            grant = _reserve_what_is_left(cursor, hold, now)
+    return grant
+
+
+def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
+    """The short way: the maximum duration, if the locked account row pays for it."""
+    if hold.max_calls is not None:
+        # A live-call limit is counted exactly under the lock, on the long way.
+        return None
+    whole = affordable_duration(hold.tariff, Decimal(MAX_BALANCE), ceiling=hold.ceiling)
+    if whole is None or whole[0] != hold.ceiling:
+        return None
+    seconds, amount = whole
+    cursor.execute(
+        f"UPDATE {_ACCOUNT} SET reserved = reserved + %s"
+        f" WHERE id = %s AND balance + CASE WHEN mode = %s THEN credit_limit ELSE 0 END - reserved >= %s"
+        f" AND NOT EXISTS (SELECT 1 FROM {_RESERVATION} r"
+        f"   WHERE r.account_id = %s AND r.released_at IS NULL AND r.call_id = %s)",
+        [
+            _money_param(amount),
+            hold.account_id,
+            Account.Mode.POSTPAID,
+            _money_param(amount),
+            hold.account_id,
+            hold.call_id,
+        ],
+    )
+    if cursor.rowcount != 1:
+        return None  # less money than that, a retried Call-ID, or no account: the long way
+    return Grant(_insert(cursor, hold, now, seconds, amount), seconds, amount, None, None)
+
+
+def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
+    """The long way: read the account under its lock and grant what its money pays for."""
+    available, live_calls, existing = _read_account(cursor, hold, lock=True)
+    if existing is not None:
+        cursor.execute(f"SELECT amount, max_duration FROM {_RESERVATION} WHERE id = %s", [existing])
+        amount, seconds = cursor.fetchone()
+        return Grant(existing, seconds, _decimal(amount), available + _decimal(amount), live_calls - 1)
+    seconds, amount = _decide(hold, available, live_calls)
+    cursor.execute(
+        f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
+        [_money_param(amount), hold.account_id],
+    )
+    return Grant(_insert(cursor, hold, now, seconds, amount), seconds, amount, available, live_calls)
+
+
+def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal) -> int:
+    """Insert the reservation, once the account holds its money; its id.
+
+    On a node, the insert is also the check of the release marker: nothing is inserted if
+    OpenSIPS released the Call-ID after this request was made (`release_or_mark`), and
+    CallReleased rolls back the account's update too. It comes last, to leave the smallest
+    window to a release running at the same moment (which looks again after its marker).
+    """
+    if hold.answer_within is None:
+        expires_at = now + timedelta(seconds=seconds + hold.grace)
+    else:
+        expires_at = now + timedelta(seconds=min(hold.answer_within, seconds + hold.grace))
+    values = [
+        hold.account_id,
+        hold.customer_id,
+        hold.node_id,
+        hold.call_id,
+        _money_param(amount),
+        seconds,
+        hold.prefix,
+        hold.destination[:100],
+        hold.route_id,
+        hold.supplier_id,
+        *_decided_params(hold),
+        _datetime_param(now),
+        _datetime_param(expires_at),
+    ]
+    columns = (
+        f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
+        " max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
+        " created_at, expires_at, outcome, cut_result)"
+    )
+    placeholders = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', ''"
+    if hold.node_id is None:
+        cursor.execute(f"{columns} VALUES ({placeholders}) RETURNING id", values)
+        return cursor.fetchone()[0]
+    dual = " FROM DUAL" if connection.vendor == "mysql" else ""
+    cursor.execute(
+        f"{columns} SELECT {placeholders}{dual} WHERE NOT EXISTS (SELECT 1 FROM {_MARKER}"
+        "   WHERE call_id = %s AND node_id = %s AND created_at >= %s)"
+        " RETURNING id",
+        [*values, hold.call_id, hold.node_id, _datetime_param(now)],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
+    return row[0]
 
 
 def estimate(hold: Hold) -> Grant:
