@@ -133,9 +133,18 @@ class Reservation(models.Model):
         FAILED = "failed", "Call failed before answer"
         EXPIRED = "expired", "Expired (no CDR in time)"
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="reservations")
+    # No foreign key in the database for the account and the node (Django still protects
+    # and nulls): InnoDB checks a foreign key of an inserted row by share-locking the parent
+    # row, and every call of an account reserves while another holds that account's row
+    # for its update, so each insert would queue behind it (issue 13); a node's row is
+    # written by its heartbeat.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="reservations", db_constraint=False
+    )
     customer = models.ForeignKey("peers.Peer", on_delete=models.PROTECT, related_name="reservations")
-    node = models.ForeignKey("nodes.Node", null=True, on_delete=models.SET_NULL, related_name="reservations")
+    node = models.ForeignKey(
+        "nodes.Node", null=True, on_delete=models.SET_NULL, related_name="reservations", db_constraint=False
+    )
     call_id = models.CharField(max_length=255)
     amount = MoneyField()
     max_duration = models.PositiveIntegerField(help_text="Seconds granted.")

@@ -226,6 +226,10 @@ class Location(models.Model):
 
     class Meta:
         db_table = "location"
+        # Not in OpenSIPS's script: with usrloc in sql-only mode every INVITE looks its
+        # callee up here (the on-net check) and every REGISTER finds its AOR, so without an
+        # index each of them reads the whole table of registered devices.
+        indexes = [models.Index(fields=["username", "domain"], name="location_aor_idx")]
 
     def __str__(self) -> str:
         return f"{self.username}@{self.domain}"

@@ -389,6 +389,10 @@ def _write(
     mine: list[Priced], peers: PeerDirectory, found: dict[tuple[int, str], list[Decided]], now: datetime
 ) -> BatchResult:
     """Steps 3-5 for CDRs this transaction has claimed: prices, charges, reservations."""
+    # The reservations before the accounts that posting locks (reservations.LOCK ORDER).
+    reservations.lock_many(
+        sorted({d.reservation_id for found_ in found.values() for d in found_ if d.active})
+    )
     update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in mine], rated_at=now)
     result = BatchResult(selected=len(mine), charges=_post_charges(mine, peers, now))
     result.errors = sum(bool(p.error) for p in mine)

@@ -37,12 +37,13 @@ _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
 _MARKER = ReleaseMarker._meta.db_table
 
-# LOCK ORDER. Whoever changes a reservation holds its account row first: reservations
-# (by id) then accounts (by id) are locked before anything is written. On MariaDB, changing
-# a reservation's `released_at` rewrites its index on (account, released_at, call_id), and
-# InnoDB share-locks the account row to check that index's foreign key; two releases of one
-# account holding that share lock and both asking to write the row were a deadlock, retried
-# or given up under load (issue 13). `reserve` locks the account before it inserts.
+# LOCK ORDER. Reservations (by id) before accounts (by id), and each account row held for
+# as short a time as possible: it is the one row every call of a busy customer writes, so
+# the round trips between its update and the commit are what limit that customer's calls a
+# second. A reservation has no foreign key to its account in the database (see the model):
+# InnoDB would share-lock the account row to check it on every insert and every change of
+# `released_at` (an index holding the account), which queued each reservation behind the
+# account's writer, and made two releases of one account deadlock (issue 13).
 
 # How long a release that found nothing keeps refusing the reservation it overtook: far
 # longer than any authorize can still be running (OpenSIPS waits 2 s), short enough that
@@ -166,13 +167,9 @@ def _available(mode: str, balance: Decimal, credit_limit: Decimal, reserved: Dec
     return spendable - reserved
 
 
-def _for_update() -> str:
-    return " FOR UPDATE" if connection.features.has_select_for_update else ""
-
-
 def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int | None]:
     """(available, live calls, id of an active reservation of this Call-ID) of the account."""
-    lock_clause = _for_update() if lock else ""
+    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     cursor.execute(
         f"SELECT a.mode, a.balance, a.credit_limit, a.reserved,"
         f" (SELECT COUNT(*) FROM {_RESERVATION} r"
@@ -207,12 +204,11 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     reservation (OpenSIPS may retry a request whose answer it did not get).
 
     Most calls of a busy account take the short way: an account that has the money for a
-    call of the maximum duration and no limit of live calls gets it in two statements, the
-    account's update (which checks the money on the locked row) and the reservation's
-    insert (which checks the release marker). The account row stays locked from the first
-    to the commit, so the fewer round trips it waits for, the more calls of one account go
-    through a second. Anything else, or a short way that did not apply, takes the long way:
-    the account read under its lock, then decided in Python.
+    call of the maximum duration and no limit of live calls gets it with the reservation's
+    insert (which checks the release marker) and then the account's conditional update
+    (which checks the money on the locked row), the commit right after it. Anything else,
+    or a short way that did not apply, takes the long way: the account read under its
+    lock, then decided in Python.
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
@@ -223,7 +219,7 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
 
 
 def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
-    """The short way: the maximum duration, if the locked account row pays for it."""
+    """The short way: the maximum duration, if the account pays for it. None: take the long way."""
     if hold.max_calls is not None:
         # A live-call limit is counted exactly under the lock, on the long way.
         return None
@@ -231,23 +227,19 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     if whole is None or whole[0] != hold.ceiling:
         return None
     seconds, amount = whole
+    reservation_id = _insert(cursor, hold, now, seconds, amount, short=True)
+    if reservation_id is None:
+        return None  # a retried Call-ID, or a release marker: the long way tells which
     cursor.execute(
         f"UPDATE {_ACCOUNT} SET reserved = reserved + %s"
-        f" WHERE id = %s AND balance + CASE WHEN mode = %s THEN credit_limit ELSE 0 END - reserved >= %s"
-        f" AND NOT EXISTS (SELECT 1 FROM {_RESERVATION} r"
-        f"   WHERE r.account_id = %s AND r.released_at IS NULL AND r.call_id = %s)",
-        [
-            _money_param(amount),
-            hold.account_id,
-            Account.Mode.POSTPAID,
-            _money_param(amount),
-            hold.account_id,
-            hold.call_id,
-        ],
+        f" WHERE id = %s AND balance + CASE WHEN mode = %s THEN credit_limit ELSE 0 END - reserved >= %s",
+        [_money_param(amount), hold.account_id, Account.Mode.POSTPAID, _money_param(amount)],
     )
     if cursor.rowcount != 1:
-        return None  # less money than that, a retried Call-ID, or no account: the long way
-    return Grant(_insert(cursor, hold, now, seconds, amount), seconds, amount, None, None)
+        # Less money than that (or no account): undo the insert, then the long way.
+        cursor.execute(f"DELETE FROM {_RESERVATION} WHERE id = %s", [reservation_id])
+        return None
+    return Grant(reservation_id, seconds, amount, None, None)
 
 
 def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
@@ -262,16 +254,21 @@ def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
         f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
         [_money_param(amount), hold.account_id],
     )
-    return Grant(_insert(cursor, hold, now, seconds, amount), seconds, amount, available, live_calls)
+    reservation_id = _insert(cursor, hold, now, seconds, amount, short=False)
+    if reservation_id is None:
+        # Raising rolls back the account's update too: nothing was ever held.
+        raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
+    return Grant(reservation_id, seconds, amount, available, live_calls)
 
 
-def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal) -> int:
-    """Insert the reservation, once the account holds its money; its id.
+def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *, short: bool) -> int | None:
+    """Insert the reservation; its id, or None if it must not be made.
 
     On a node, the insert is also the check of the release marker: nothing is inserted if
-    OpenSIPS released the Call-ID after this request was made (`release_or_mark`), and
-    CallReleased rolls back the account's update too. It comes last, to leave the smallest
-    window to a release running at the same moment (which looks again after its marker).
+    OpenSIPS released the Call-ID after this request was made (`release_or_mark` looks
+    again after leaving its marker, so the check is as late as the transaction allows). On
+    the short way nothing is inserted either if the account already holds money for the
+    Call-ID (the long way returns that reservation).
     """
     if hold.answer_within is None:
         expires_at = now + timedelta(seconds=seconds + hold.grace)
@@ -298,20 +295,28 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal) ->
         " created_at, expires_at, outcome, cut_result)"
     )
     placeholders = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', ''"
-    if hold.node_id is None:
+    conditions, params = [], []
+    if hold.node_id is not None:
+        conditions.append(
+            f"NOT EXISTS (SELECT 1 FROM {_MARKER} WHERE call_id = %s AND node_id = %s AND created_at >= %s)"
+        )
+        params += [hold.call_id, hold.node_id, _datetime_param(now)]
+    if short:
+        conditions.append(
+            f"NOT EXISTS (SELECT 1 FROM {_RESERVATION} r"
+            "  WHERE r.account_id = %s AND r.released_at IS NULL AND r.call_id = %s)"
+        )
+        params += [hold.account_id, hold.call_id]
+    if not conditions:
         cursor.execute(f"{columns} VALUES ({placeholders}) RETURNING id", values)
         return cursor.fetchone()[0]
     dual = " FROM DUAL" if connection.vendor == "mysql" else ""
     cursor.execute(
-        f"{columns} SELECT {placeholders}{dual} WHERE NOT EXISTS (SELECT 1 FROM {_MARKER}"
-        "   WHERE call_id = %s AND node_id = %s AND created_at >= %s)"
-        " RETURNING id",
-        [*values, hold.call_id, hold.node_id, _datetime_param(now)],
+        f"{columns} SELECT {placeholders}{dual} WHERE {' AND '.join(conditions)} RETURNING id",
+        [*values, *params],
     )
     row = cursor.fetchone()
-    if row is None:
-        raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
-    return row[0]
+    return None if row is None else row[0]
 
 
 def estimate(hold: Hold) -> Grant:
@@ -327,23 +332,17 @@ def release(reservation_id: int, *, outcome: str, now: datetime | None = None) -
     """Give a reservation's money back to its account; False if it was already released."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        # The reservation and its account locked first, in one statement (see LOCK ORDER):
-        # a release that changed the reservation before locking the account deadlocked
-        # with every other release of that account. A reservation already released (the
-        # CDR's rating and the expiry sweep, on two nodes) is not found: money back once.
+        # Closing the reservation first makes two releases of it (the CDR's rating and the
+        # expiry sweep, on two nodes) return the money once: the second updates no row. The
+        # account comes last and is held until the commit only (LOCK ORDER).
         cursor.execute(
-            f"SELECT r.account_id, r.amount FROM {_RESERVATION} r JOIN {_ACCOUNT} a ON a.id = r.account_id"
-            f" WHERE r.id = %s AND r.released_at IS NULL{_for_update()}",
-            [reservation_id],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return False
-        account_id, amount = row
-        cursor.execute(
-            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s WHERE id = %s",
+            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s WHERE id = %s AND released_at IS NULL",
             [_datetime_param(now), outcome, reservation_id],
         )
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(f"SELECT account_id, amount FROM {_RESERVATION} WHERE id = %s", [reservation_id])
+        account_id, amount = cursor.fetchone()
         cursor.execute(
             f"UPDATE {_ACCOUNT} SET reserved = reserved - %s WHERE id = %s",
             [_money_param(_decimal(amount)), account_id],
@@ -373,9 +372,9 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
     for _, account_id, amount in held:
         totals[account_id] = totals.get(account_id, Decimal(0)) + amount
     accounts = sorted(totals)
-    # The accounts before the reservations change (LOCK ORDER).
-    list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
     Reservation.objects.filter(pk__in=[pk for pk, _, _ in held]).update(released_at=now, outcome=outcome)
+    # The accounts last (LOCK ORDER), in id order like every writer of several accounts.
+    list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
     params = [value for pk in accounts for value in (pk, _money_param(totals[pk]))]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -385,6 +384,15 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
             params + accounts,
         )
     return len(held)
+
+
+def lock_many(ids: list[int]) -> None:
+    """Lock these reservations in the caller's transaction, before it locks their accounts.
+
+    The rater locks the reservations of its batch first (LOCK ORDER): it posts charges,
+    which locks accounts, before it releases the reservations.
+    """
+    list(Reservation.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
 
 
 def release_call(call_id: str, *, customer_id: int | None = None, outcome: str) -> int:
