@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 
-from apps.core.db import is_conflict, retry_on_conflict, retry_stats, unless_conflict
+from apps.core.db import is_conflict, retry_on_conflict, retry_stats, statement_transaction, unless_conflict
 from apps.nodes.models import Node
 from tests.factories import NodeFactory
 
@@ -26,8 +26,13 @@ def fresh_stats():
     retry_stats.reset()
 
 
+# Both ways of opening the transaction: Django's atomic, and BEGIN/COMMIT statements.
+OPENINGS = pytest.mark.parametrize("statements", [False, True], ids=["atomic", "statements"])
+
+
+@OPENINGS
 @pytest.mark.django_db(transaction=True)
-def test_two_connections_that_really_deadlock_both_commit_after_one_retry():
+def test_two_connections_that_really_deadlock_both_commit_after_one_retry(statements):
     if connection.vendor == "sqlite":
         pytest.skip(
             "SQLite has a single writer and cannot deadlock; run with a mysql:// or postgres:// DATABASE_URL"
@@ -39,7 +44,7 @@ def test_two_connections_that_really_deadlock_both_commit_after_one_retry():
     attempts = {"forward": 0, "backward": 0}
     errors: list[BaseException] = []
 
-    @retry_on_conflict
+    @retry_on_conflict(statements=statements)
     def bump(name: str, order: tuple[int, int]) -> None:
         attempts[name] += 1
         Node.objects.filter(pk=order[0]).update(sip_port=F("sip_port") + 1)
@@ -86,12 +91,13 @@ def test_conflict_that_persists_is_re_raised_after_the_last_attempt(transactiona
     assert (retry_stats.retries, retry_stats.gave_up) == (3, 1)
 
 
-def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settings):
+@OPENINGS
+def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settings, statements):
     settings.DB_RETRY_BASE_DELAY = 0
     node = NodeFactory(name="rollback", sip_port=5060)
     calls = []
 
-    @retry_on_conflict
+    @retry_on_conflict(statements=statements)
     def bump_then_conflict_once():
         Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
         calls.append(1)
@@ -102,6 +108,26 @@ def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settin
     node.refresh_from_db()
     assert node.sip_port == 5061
     assert retry_stats.retries == 1
+
+
+def test_a_statement_transaction_commits_whole_or_not_at_all(transactional_db):
+    node = NodeFactory(name="whole", sip_port=5060)
+
+    def bump_twice(fail: bool) -> None:
+        with statement_transaction():
+            Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
+            if fail:
+                raise ValueError("halfway")
+            Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
+
+    with pytest.raises(ValueError, match="halfway"):
+        bump_twice(fail=True)
+    node.refresh_from_db()
+    assert node.sip_port == 5060  # the first update was rolled back
+    bump_twice(fail=False)
+    node.refresh_from_db()
+    assert node.sip_port == 5062
+    assert connection.get_autocommit()  # the connection is left as it was found
 
 
 def test_errors_that_are_not_conflicts_are_not_retried(db):

@@ -196,7 +196,7 @@ def _decide(hold: Hold, available: Decimal, live_calls: int) -> tuple[int, Decim
     return granted
 
 
-@retry_on_conflict
+@retry_on_conflict(statements=True)
 def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     """Hold the money of the longest call the account can pay for, and return the grant.
 
