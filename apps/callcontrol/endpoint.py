@@ -175,10 +175,7 @@ def release(data, authorization: str | None) -> tuple[int, dict]:
     _check_secret(snapshot, node, authorization)
     outcome = Reservation.Outcome.FAILED
     if reservation is not None:
-        # The Call-ID must agree: a node cannot release another call's money by number.
-        if not Reservation.objects.filter(pk=reservation, call_id=call_id).exists():
-            return 200, {"released": 0}
-        released = int(reservations.release(reservation, outcome=outcome))
+        released = int(reservations.release(reservation, outcome=outcome, call_id=call_id))
     else:
         # Without the reservation's id the answer never reached OpenSIPS: the reservation
         # may still be on its way, and the node's marker refuses it (docs/CALL_CONTROL.md).

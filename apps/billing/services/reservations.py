@@ -327,17 +327,25 @@ def estimate(hold: Hold) -> Grant:
     return Grant(None, seconds, amount, available, live_calls)
 
 
-@retry_on_conflict
-def release(reservation_id: int, *, outcome: str, now: datetime | None = None) -> bool:
-    """Give a reservation's money back to its account; False if it was already released."""
+@retry_on_conflict(statements=True)
+def release(
+    reservation_id: int, *, outcome: str, now: datetime | None = None, call_id: str | None = None
+) -> bool:
+    """Give a reservation's money back to its account; False if it was already released.
+
+    With `call_id`, only if the reservation is that call's (OpenSIPS names both: a node
+    cannot release another call's money by number).
+    """
     now = now or timezone.now()
     with connection.cursor() as cursor:
         # Closing the reservation first makes two releases of it (the CDR's rating and the
         # expiry sweep, on two nodes) return the money once: the second updates no row. The
         # account comes last and is held until the commit only (LOCK ORDER).
+        same_call = "" if call_id is None else " AND call_id = %s"
         cursor.execute(
-            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s WHERE id = %s AND released_at IS NULL",
-            [_datetime_param(now), outcome, reservation_id],
+            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s"
+            f" WHERE id = %s AND released_at IS NULL{same_call}",
+            [_datetime_param(now), outcome, reservation_id, *([] if call_id is None else [call_id])],
         )
         if cursor.rowcount != 1:
             return False
