@@ -272,6 +272,7 @@ def relay_route(world: dict, uas_port: int) -> str:
 route[bench_relay] {{
 	create_dialog("B");
 	$dlg_val(caller_contact) = $(ct{{nameaddr.uri}});
+	$dlg_val(max_duration) = "3600";
 	$DLG_timeout = 3600;
 	set_dlg_profile("peer_calls", "$avp(peer_id)");
 	do_accounting("db", "cdr|missed|failed");
