@@ -101,6 +101,20 @@ def test_the_call_control_url_and_the_nodes_secret_are_in_the_file(node, dedicat
     assert '$json(cc_req/node) = "edge1";' in text
 
 
+def test_calls_end_by_themselves_after_the_ack_timeout_and_failed_pings(node, dedicated, settings):
+    settings.OPENSIPS_ACK_TIMEOUT, settings.OPENSIPS_PING_INTERVAL = 7, 45
+    text = cfg(node, dedicated)
+    assert 'modparam("dialog", "options_ping_interval", 45)' in text
+    # Until the caller's ACK, the answered dialog has the ACK timeout to live.
+    assert "$DLG_timeout = 7;" in text
+    # Both parties pinged, on routed and on-net calls alike; none created without pings.
+    assert text.count('create_dialog("BPp");') == 2
+    assert text.count("create_dialog(") == 2
+    # The caller hears 100 before call control is asked.
+    authorize = text[text.index("route[authorize] {") :]
+    assert authorize.index('send_reply(100, "Trying")') < authorize.index("rest_post(")
+
+
 def test_the_modules_use_the_opensips_db_url(node, dedicated):
     text = cfg(node, dedicated)
     # acc, permissions, auth_db, usrloc, drouting and uac_registrant, all on the one database.
