@@ -46,6 +46,15 @@ def test_the_caller_hears_100_trying_at_once_and_sends_its_invite_once(switch: S
     assert call.messages.count(f"INVITE sip:{BERLIN}@") == 1, call.messages
 
 
+def test_a_caller_cancelling_while_call_control_is_asked_gets_487(switch: Switch, orm):
+    # node3's call control never answers: the CANCEL arrives while OpenSIPS waits for it.
+    call = sipp(switch.node3_port, source=ACME_IP, callee=BERLIN, scenario="uac_cancel_while_asking.xml")
+
+    assert call.returncode == 0, call.log  # 100, then 200 to the CANCEL, then 487
+    assert "SIP/2.0 503" not in call.messages
+    assert not Reservation.objects.filter(call_id=call.call_id, released_at__isnull=True).exists()
+
+
 def test_an_answer_the_caller_never_acks_ends_after_the_ack_timeout_billed_what_it_lasted(
     switch: Switch, orm
 ):
