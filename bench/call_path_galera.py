@@ -452,9 +452,24 @@ def run_step(args, number: int, rate: int, ctx: dict) -> dict:
 
 
 def verdict(result: dict) -> str:
+    """One member's checks in a table cell; every figure is printed in full after the step."""
     if result.get("ok"):
         return f"OK ({result['answered_cdrs']:,} rated)"
-    return "FAILED: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "ok")
+    if "error" in result:
+        return f"FAILED: {result['error'][:200]}"
+    charged = result["customer_charges"] == result["supplier_charges"] == result["answered_cdrs"]
+    money = (
+        "charges right" if charged and result["sell_matches"] and result["buy_matches"] else "CHARGES WRONG"
+    )
+    before = sum(result["open_without_dialog"].values())
+    after = sum(result["open_without_dialog_after_sweep"].values())
+    swept = f", {before} → {after} after the sweep" if result["released_by_sweep"] else ""
+    return (
+        f"FAILED: {result['answered_cdrs']:,} CDRs for {result['answered_sipp']:,} answered, {money};"
+        f" open {sum(result['open_reservations'].values())} (without dialog {before}{swept}),"
+        f" dialogs {sum(result['dialogs'].values())}, reserved {result['reserved']},"
+        f" check_ledger {result['check_ledger']}"
+    )
 
 
 def print_table(rows: list[dict]) -> None:
