@@ -9,7 +9,8 @@ from apps.nodes.sync import client_for
 from engines.opensips import Contact, Dialog, MIError, MIUnavailable, Registrant, Uptime
 
 # Counters shown on the node page, by group ("usrloc:" is empty without usrloc).
-STATISTICS = ("dialog:", "core:", "tm:", "usrloc:")
+# "script": the rendered cfg's own counters (call_control_failed).
+STATISTICS = ("dialog:", "core:", "tm:", "usrloc:", "script:")
 # The admin page asks several questions: each gets at most this long, and the first one
 # unanswered stops the rest, so a dead node costs the page one timeout.
 PAGE_TIMEOUT = 1.0

@@ -83,6 +83,7 @@ class Switch:
     node3_port: int  # its call control never answers
     node1_mi: str
     node2_mi: str
+    node3_mi: str
     phone_port: int
     phone_password: str
     acme: Peer
@@ -409,6 +410,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 node3_port=ports["node3"],
                 node1_mi=f"http://{LOOPBACK}:{mi_ports['node1']}/mi",
                 node2_mi=f"http://{LOOPBACK}:{mi_ports['node2']}/mi",
+                node3_mi=f"http://{LOOPBACK}:{mi_ports['node3']}/mi",
                 phone_port=ports["phone"],
                 phone_password=password,
                 logs=directory,

@@ -15,6 +15,7 @@ from apps.billing.models import Reservation
 from apps.billing.services import rating
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
+from engines.opensips.mi import MIClient
 from tests.opensips.switch import (
     ACK_TIMEOUT,
     ACME_IP,
@@ -35,8 +36,13 @@ def rated_cdr(call_id: str) -> Cdr:
     return Cdr.objects.get(call_id=call_id, customer__isnull=False)
 
 
+def failures_counted(switch: Switch) -> int:
+    return MIClient(switch.node3_mi).statistics(["script:"]).get("script:call_control_failed", 0)
+
+
 def test_the_caller_hears_100_trying_at_once_and_sends_its_invite_once(switch: Switch, orm):
     # node3's call control never answers: OpenSIPS gives up after 2 s and answers 503.
+    before = failures_counted(switch)
     call = sipp(switch.node3_port, source=ACME_IP, callee=BERLIN)
 
     assert "SIP/2.0 503 Call control unavailable" in call.messages, call.log
@@ -44,6 +50,8 @@ def test_the_caller_hears_100_trying_at_once_and_sends_its_invite_once(switch: S
     assert trying < call.messages.index("SIP/2.0 503")
     # SIPp retransmits an INVITE after 0.5 s, 1 s, 2 s… unless a provisional reply came.
     assert call.messages.count(f"INVITE sip:{BERLIN}@") == 1, call.messages
+    # Counted for the node's page (get_statistics), not logged call by call.
+    assert failures_counted(switch) == before + 1
 
 
 def test_a_caller_cancelling_while_call_control_is_asked_gets_487(switch: Switch, orm):
