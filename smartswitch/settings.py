@@ -163,6 +163,10 @@ CAPTURE_RETENTION_DAYS = env_int("CAPTURE_RETENTION_DAYS", 30, minimum=0)
 PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
 # Threads per web process that run call-control decisions (each keeps a database connection).
 CALL_CONTROL_THREADS = env_int("CALL_CONTROL_THREADS", 8, minimum=1)
+# Seconds a reservation or release may spend retrying write conflicts before call control
+# answers 503 itself: below OpenSIPS's 2 s wait for the answer (rest_client curl_timeout),
+# so that a call is refused cleanly rather than after OpenSIPS has given up on it.
+CALL_CONTROL_RETRY_BUDGET = env_float("CALL_CONTROL_RETRY_BUDGET", 1.0, minimum=0.05)
 # Uploaded price lists waiting for this node's worker; a file is kept only if its import failed.
 PRICE_IMPORT_DIR = env_path("PRICE_IMPORT_DIR", VAR_DIR / "price-imports")
 

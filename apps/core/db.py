@@ -103,6 +103,7 @@ def retry_on_conflict(
     using: str = DEFAULT_DB_ALIAS,
     attempts: int | None = None,
     statements: bool = False,
+    budget: Callable[[], float] | None = None,
 ):
     """Run `func` in its own transaction, replaying it on write conflicts.
 
@@ -110,7 +111,9 @@ def retry_on_conflict(
     Backoff is exponential with full jitter so that nodes which collided once do not
     collide again in lockstep. After the last attempt the conflict is re-raised.
     `statements=True` opens the transaction with `statement_transaction` instead of
-    Django's atomic (cursor-only code on the hot path).
+    Django's atomic (cursor-only code on the hot path). `budget` returns the seconds the
+    whole call may take: a retry that could not start and end within them is not made and
+    the conflict is re-raised at once (call control must answer before OpenSIPS gives up).
     """
 
     def decorate(inner: Callable[P, R]) -> Callable[P, R]:
@@ -122,6 +125,7 @@ def retry_on_conflict(
                     return inner(*args, **kwargs)
             limit = attempts or settings.DB_RETRY_ATTEMPTS
             opening = statement_transaction if statements else transaction.atomic
+            started = time.monotonic()
             for attempt in range(1, limit + 1):
                 try:
                     with opening(using=using):
@@ -129,14 +133,21 @@ def retry_on_conflict(
                 except (OperationalError, InternalError) as exc:
                     if not is_conflict(exc):
                         raise
-                    if attempt == limit:
+                    delay = random.uniform(0, settings.DB_RETRY_BASE_DELAY * 2 ** (attempt - 1))
+                    # A retry is made only if it can end within the budget, reckoned as long
+                    # as the attempts so far took on average.
+                    spent = time.monotonic() - started
+                    out_of_time = budget is not None and spent + delay + spent / attempt > budget()
+                    if attempt == limit or out_of_time:
                         retry_stats.add(retried=False)
                         logger.warning(
-                            "%s: write conflict persisted after %d attempts", inner.__qualname__, limit
+                            "%s: write conflict persisted after %d attempts in %.3fs",
+                            inner.__qualname__,
+                            attempt,
+                            spent,
                         )
                         raise
                     retry_stats.add(retried=True)
-                    delay = random.uniform(0, settings.DB_RETRY_BASE_DELAY * 2 ** (attempt - 1))
                     logger.info(
                         "%s: write conflict (%s), retry %d/%d in %.3fs",
                         inner.__qualname__,

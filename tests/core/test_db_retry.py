@@ -1,6 +1,7 @@
 """The shared retry helper, against real deadlocks on MariaDB and PostgreSQL."""
 
 import threading
+import time
 
 import pymysql
 import pytest
@@ -108,6 +109,26 @@ def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settin
     node.refresh_from_db()
     assert node.sip_port == 5061
     assert retry_stats.retries == 1
+
+
+def test_a_retry_that_would_outlast_the_budget_is_not_made(transactional_db, settings, monkeypatch):
+    # Call control must answer before OpenSIPS stops waiting: with a budget of 1 s and each
+    # attempt taking 0.3 s, a fourth attempt would end at 1.2 s, so three are made.
+    settings.DB_RETRY_BASE_DELAY = 0
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    calls = []
+
+    @retry_on_conflict(attempts=10, budget=lambda: 1.0)
+    def slow_and_conflicting():
+        calls.append(1)
+        clock[0] += 0.3
+        raise mysql_error(1213, "Deadlock found when trying to get lock; try restarting transaction")
+
+    with pytest.raises(OperationalError):
+        slow_and_conflicting()
+    assert len(calls) == 3  # after 0.9 s spent, another 0.3 s attempt would end at 1.2 s
+    assert (retry_stats.retries, retry_stats.gave_up) == (2, 1)
 
 
 def test_a_statement_transaction_commits_whole_or_not_at_all(transactional_db):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -196,7 +197,11 @@ def _decide(hold: Hold, available: Decimal, live_calls: int) -> tuple[int, Decim
     return granted
 
 
-@retry_on_conflict(statements=True)
+def _call_control_budget() -> float:
+    return settings.CALL_CONTROL_RETRY_BUDGET
+
+
+@retry_on_conflict(statements=True, budget=_call_control_budget)
 def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     """Hold the money of the longest call the account can pay for, and return the grant.
 
@@ -327,7 +332,7 @@ def estimate(hold: Hold) -> Grant:
     return Grant(None, seconds, amount, available, live_calls)
 
 
-@retry_on_conflict(statements=True)
+@retry_on_conflict(statements=True, budget=_call_control_budget)
 def release(
     reservation_id: int, *, outcome: str, now: datetime | None = None, call_id: str | None = None
 ) -> bool:
