@@ -520,13 +520,19 @@ def wait_caught_up(args, mi_port: int, prefix: str) -> tuple[float, bool]:
     return time.monotonic() - started, False
 
 
-def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) -> dict:
-    """The step's calls in the books: see the module's docstring."""
+def books(
+    prefix: str, answered_by_sipp: int, customer_account: int, supplier_account: int
+) -> tuple[dict, bool]:
+    """The ledger's side of the money checks, and whether it holds (also bench/call_path_galera.py).
+
+    Every answered call of the step is one CDR, rated, charged once on the customer's and
+    once on the supplier's account for exactly its costs; nothing else is charged; and
+    check_ledger is clean.
+    """
     from django.core.management import CommandError, call_command
     from django.db.models import Count, Sum
-    from django.utils import timezone
 
-    from apps.billing.models import Account, LedgerEntry, Reservation
+    from apps.billing.models import LedgerEntry
     from apps.cdr.models import Cdr
 
     cdrs = Cdr.objects.filter(call_id__startswith=prefix)
@@ -534,9 +540,7 @@ def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) 
     n_answered = answered.count()
     distinct_calls = answered.values("call_id").distinct().count()
     not_rated = answered.exclude(rating_state=Cdr.RatingState.RATED).count()
-    zero_cost = (
-        answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
-    )
+    no_cost = answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
     costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"))
     charges = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, cdr__call_id__startswith=prefix)
     per_side = {
@@ -545,14 +549,59 @@ def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) 
             n=Count("id"), total=Sum("amount"), cdrs=Count("cdr", distinct=True)
         )
     }
-    customer = per_side.get(world["customer_account"], {"n": 0, "total": Decimal(0), "cdrs": 0})
-    supplier = per_side.get(world["supplier_account"], {"n": 0, "total": Decimal(0), "cdrs": 0})
-    other_accounts = sum(
-        row["n"]
-        for account, row in per_side.items()
-        if account not in (world["customer_account"], world["supplier_account"])
+    empty = {"n": 0, "total": Decimal(0), "cdrs": 0}
+    customer = per_side.get(customer_account, empty)
+    supplier = per_side.get(supplier_account, empty)
+    elsewhere = sum(
+        row["n"] for account, row in per_side.items() if account not in (customer_account, supplier_account)
     )
     unanswered_charged = charges.exclude(cdr__sip_code=200).count()
+    try:
+        with open(os.devnull, "w") as quiet:
+            call_command("check_ledger", stdout=quiet, stderr=quiet)
+        ledger = "clean"
+    except CommandError as error:
+        ledger = str(error)
+    result = {
+        "cdrs": cdrs.count(),
+        "answered_cdrs": n_answered,
+        "answered_sipp": answered_by_sipp,
+        "duplicates": n_answered - distinct_calls,
+        "not_rated": not_rated,
+        "without_cost": no_cost,
+        "customer_charges": customer["n"],
+        "customer_charged_cdrs": customer["cdrs"],
+        "supplier_charges": supplier["n"],
+        "supplier_charged_cdrs": supplier["cdrs"],
+        "charges_elsewhere": elsewhere,
+        "sell_matches": -(customer["total"] or 0) == (costs["sell"] or 0),
+        "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
+        "sell_total": costs["sell"],
+        "unanswered_charged": unanswered_charged,
+        "check_ledger": ledger,
+    }
+    ok = (
+        n_answered == answered_by_sipp == distinct_calls
+        and not_rated == no_cost == 0
+        and customer["n"] == customer["cdrs"] == n_answered
+        and supplier["n"] == supplier["cdrs"] == n_answered
+        and elsewhere == unanswered_charged == 0
+        and result["sell_matches"]
+        and result["buy_matches"]
+        and ledger == "clean"
+    )
+    return result, ok
+
+
+def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) -> dict:
+    """The step's calls in the books: see the module's docstring."""
+    from django.db.models import Count, Sum
+    from django.utils import timezone
+
+    from apps.billing.models import Account, Reservation
+    from apps.cdr.models import Cdr
+
+    result, books_ok = books(prefix, answered_by_sipp, world["customer_account"], world["supplier_account"])
     open_reservations = Reservation.objects.active().count()
     # dlg_list also shows ended dialogs for a moment: only the active ones hold a call.
     live = {dialog.call_id for dialog in mi_client(mi_port).dialogs(context=False) if dialog.active}
@@ -575,62 +624,30 @@ def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) 
         live = {dialog.call_id for dialog in mi_client(mi_port).dialogs(context=False) if dialog.active}
         still = Reservation.objects.active().values_list("call_id", flat=True)
         left_without_dialog = sum(call_id not in live for call_id in still)
-    try:
-        with open(os.devnull, "w") as quiet:
-            call_command("check_ledger", stdout=quiet, stderr=quiet)
-        ledger = "clean"
-    except CommandError as error:
-        ledger = str(error)
-    outcomes = dict(
-        step_reservations.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n")
-    )
-    failed_codes = dict(
+    cdrs = Cdr.objects.filter(call_id__startswith=prefix)
+    result["unanswered_cdrs_by_code"] = dict(
         cdrs.exclude(sip_code=200)
         .values_list("sip_code")
         .annotate(n=Count("id"))
         .values_list("sip_code", "n")
     )
-    result = {
-        "cdrs": cdrs.count(),
-        "unanswered_cdrs_by_code": failed_codes,
-        "reservation_outcomes": outcomes,
-        "answered_cdrs": n_answered,
-        "answered_sipp": answered_by_sipp,
-        "duplicates": n_answered - distinct_calls,
-        "not_rated": not_rated,
-        "without_cost": zero_cost,
-        "customer_charges": customer["n"],
-        "customer_charged_cdrs": customer["cdrs"],
-        "supplier_charges": supplier["n"],
-        "supplier_charged_cdrs": supplier["cdrs"],
-        "charges_elsewhere": other_accounts,
-        "sell_matches": -(customer["total"] or 0) == (costs["sell"] or 0),
-        "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
-        "unanswered_charged": unanswered_charged,
-        "reservations": step_reservations.count(),
-        "reservations_rated": rated_reservations,
-        "open_reservations": open_reservations,
-        "open_without_dialog": without_dialog,
-        "released_by_sweep": swept,
-        "open_without_dialog_after_sweep": left_without_dialog,
-        "reserved": reserved,
-        "dialogs": active_dialogs(mi_port),
-        "step_dialogs_still_up": still_up,
-        "check_ledger": ledger,
-    }
-    result["ok"] = (
-        n_answered == answered_by_sipp == distinct_calls
-        and not_rated == zero_cost == 0
-        and customer["n"] == customer["cdrs"] == n_answered
-        and supplier["n"] == supplier["cdrs"] == n_answered
-        and other_accounts == unanswered_charged == 0
-        and result["sell_matches"]
-        and result["buy_matches"]
-        and open_reservations == 0
-        and reserved == 0
-        and result["dialogs"] == 0
-        and ledger == "clean"
+    result["reservation_outcomes"] = dict(
+        step_reservations.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n")
     )
+    result.update(
+        {
+            "reservations": step_reservations.count(),
+            "reservations_rated": rated_reservations,
+            "open_reservations": open_reservations,
+            "open_without_dialog": without_dialog,
+            "released_by_sweep": swept,
+            "open_without_dialog_after_sweep": left_without_dialog,
+            "reserved": reserved,
+            "dialogs": active_dialogs(mi_port),
+            "step_dialogs_still_up": still_up,
+        }
+    )
+    result["ok"] = books_ok and open_reservations == 0 and reserved == 0 and result["dialogs"] == 0
     return result
 
 

@@ -123,37 +123,14 @@ def member_checks(
     sweep: bool,
 ) -> dict:
     """The step's calls in the books of this process's member (see the module's docstring)."""
-    from django.core.management import CommandError, call_command
     from django.db.models import Count, Sum
     from django.utils import timezone
 
-    from apps.billing.models import Account, LedgerEntry, Reservation
-    from apps.cdr.models import Cdr
+    from apps.billing.models import Account, Reservation
     from apps.nodes.models import Node
     from engines.opensips.mi import MIClient
 
-    cdrs = Cdr.objects.filter(call_id__startswith=prefix)
-    answered = cdrs.filter(sip_code=200)
-    n_answered = answered.count()
-    distinct_calls = answered.values("call_id").distinct().count()
-    not_rated = answered.exclude(rating_state=Cdr.RatingState.RATED).count()
-    no_cost = answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
-    costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"))
-    charges = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, cdr__call_id__startswith=prefix)
-    per_side = {
-        row["account"]: row
-        for row in charges.values("account").annotate(
-            n=Count("id"), total=Sum("amount"), cdrs=Count("cdr", distinct=True)
-        )
-    }
-    empty = {"n": 0, "total": Decimal(0), "cdrs": 0}
-    customer = per_side.get(customer_account, empty)
-    supplier = per_side.get(supplier_account, empty)
-    elsewhere = sum(
-        row["n"] for account, row in per_side.items() if account not in (customer_account, supplier_account)
-    )
-    unanswered_charged = charges.exclude(cdr__sip_code=200).count()
-
+    result, books_ok = single.books(prefix, answered_by_sipp, customer_account, supplier_account)
     nodes = list(Node.objects.filter(name__startswith="bench").order_by("name"))
     clients = {
         node.pk: MIClient(f"http://{node.management_address}:{mi_port}/mi", timeout=5) for node in nodes
@@ -188,49 +165,17 @@ def member_checks(
         for node in nodes
     }
     reserved = Account.objects.aggregate(total=Sum("reserved"))["total"] or Decimal(0)
-    try:
-        with open(os.devnull, "w") as quiet:
-            call_command("check_ledger", stdout=quiet, stderr=quiet)
-        ledger = "clean"
-    except CommandError as error:
-        ledger = str(error)
-    result = {
-        "cdrs": cdrs.count(),
-        "answered_cdrs": n_answered,
-        "answered_sipp": answered_by_sipp,
-        "duplicates": n_answered - distinct_calls,
-        "not_rated": not_rated,
-        "without_cost": no_cost,
-        "customer_charges": customer["n"],
-        "customer_charged_cdrs": customer["cdrs"],
-        "supplier_charges": supplier["n"],
-        "supplier_charged_cdrs": supplier["cdrs"],
-        "charges_elsewhere": elsewhere,
-        "sell_matches": -(customer["total"] or 0) == (costs["sell"] or 0),
-        "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
-        "sell_total": costs["sell"],
-        "unanswered_charged": unanswered_charged,
-        "open_reservations": open_by_node,
-        "open_without_dialog": no_dialog,
-        "released_by_sweep": swept,
-        "open_without_dialog_after_sweep": no_dialog_after,
-        "reserved": reserved,
-        "dialogs": dialogs,
-        "check_ledger": ledger,
-    }
-    result["ok"] = (
-        n_answered == answered_by_sipp == distinct_calls
-        and not_rated == no_cost == 0
-        and customer["n"] == customer["cdrs"] == n_answered
-        and supplier["n"] == supplier["cdrs"] == n_answered
-        and elsewhere == unanswered_charged == 0
-        and result["sell_matches"]
-        and result["buy_matches"]
-        and not open_by_node
-        and reserved == 0
-        and not any(dialogs.values())
-        and ledger == "clean"
+    result.update(
+        {
+            "open_reservations": open_by_node,
+            "open_without_dialog": no_dialog,
+            "released_by_sweep": swept,
+            "open_without_dialog_after_sweep": no_dialog_after,
+            "reserved": reserved,
+            "dialogs": dialogs,
+        }
     )
+    result["ok"] = books_ok and not open_by_node and reserved == 0 and not any(dialogs.values())
     return result
 
 
