@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.cdr",
     "apps.routing",
+    "apps.dids",
     "apps.callcontrol",
     "apps.portal",
     "apps.opensips",

@@ -33,6 +33,11 @@ class RateTable(TimestampedModel):
     price_increase_notice_days = models.PositiveSmallIntegerField(
         default=7, help_text="Increases and closed codes taking effect sooner than this are flagged."
     )
+    on_net_price = MoneyField(
+        default=0,
+        help_text="Sell lists: the price per minute of a call to a SIP account or DID of ours "
+        "(an on-net call), charged by the second.",
+    )
     description = models.TextField(blank=True)
     # Readers see the rate rows of this version (see Rate.version_from). An import writes
     # the next version beside the live one, in chunks, then moves this number in one
