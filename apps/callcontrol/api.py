@@ -47,14 +47,25 @@ class AuthorizeRequest(serializers.Serializer):
         required=False, allow_null=True, help_text="Digest-authenticated user, user or user@domain."
     )
     caller = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    callee = serializers.CharField(max_length=64)
+    callee = serializers.CharField(
+        max_length=64, help_text="Digits (after an optional +), or the user name of one of our SIP accounts."
+    )
+    callee_domain = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=253,
+        help_text="The request URI's host: with a user name, names the SIP account (user@domain); "
+        "ignored when it is one of our nodes' addresses.",
+    )
 
 
 class RouteTarget(serializers.Serializer):
-    route_id = serializers.IntegerField()
-    supplier_id = serializers.IntegerField()
-    gateway_id = serializers.IntegerField()
-    uri = serializers.CharField(help_text="SIP URI of the gateway.")
+    route_id = serializers.IntegerField(allow_null=True, help_text="None for a DID's or on-net target.")
+    supplier_id = serializers.IntegerField(
+        allow_null=True, help_text="Who charges us for the call (a DID's supplier); None on-net."
+    )
+    gateway_id = serializers.IntegerField(allow_null=True)
+    uri = serializers.CharField(help_text="SIP URI of the gateway; empty for a SIP account (`aor`).")
     caller = serializers.CharField(help_text="Caller to send, after the supplier's egress rewriting.")
     callee = serializers.CharField(
         help_text="Callee to send: egress rewriting, strip digits, gateway prefix."
@@ -64,6 +75,11 @@ class RouteTarget(serializers.Serializer):
     )
     max_calls = serializers.IntegerField(allow_null=True, help_text="Concurrent calls this route allows.")
     stop_hunting = serializers.BooleanField(help_text="Do not try further routes if this one fails.")
+    aor = serializers.CharField(
+        allow_null=True,
+        help_text="A SIP account of ours, user@domain: look it up in the location table and "
+        "relay to where it is registered.",
+    )
 
 
 class Limits(serializers.Serializer):
@@ -75,7 +91,8 @@ class AuthorizeResponse(serializers.Serializer):
     action = serializers.ChoiceField(choices=["route", "reject", "redirect"])
     code = serializers.IntegerField(
         help_text="SIP code to answer with when rejecting: 403 forbidden or blocked, 404 no rate, "
-        "402 no money, 486 over the concurrent-call limit, 503 no route; 302 with a redirect."
+        "402 no money, 486 over the concurrent-call limit, 503 no route, 404 unknown number or "
+        "account, 480 an account or DID that cannot take calls now; 302 with a redirect."
     )
     reason = serializers.CharField()
     call_id = serializers.CharField()
@@ -87,6 +104,11 @@ class AuthorizeResponse(serializers.Serializer):
     caller = serializers.CharField(help_text="After ingress rewriting.")
     callee = serializers.CharField(help_text="After tech prefix removal and ingress rewriting.")
     destination = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=["off-net", "on-net", "did"],
+        help_text="off-net: to suppliers; on-net: to an account or DID of ours; did: a supplier's "
+        "call to one of our DIDs (peer_id is the DID's customer).",
+    )
     routes = RouteTarget(many=True, help_text="Attempts in order.")
     redirect = serializers.CharField(allow_null=True, help_text="Contact for a 302.")
     record = serializers.BooleanField()

@@ -16,6 +16,7 @@ from decimal import Decimal
 from apps.billing.services import reservations
 from apps.callcontrol.snapshot import (
     MIN_QUALITY_ATTEMPTS,
+    DidInfo,
     GatewayInfo,
     PeerInfo,
     RouteInfo,
@@ -25,9 +26,12 @@ from apps.callcontrol.snapshot import (
 from apps.peers.models import Blocklist, ProfitControl
 from apps.rates.lookup import rate_for
 from apps.rates.prefix_index import Match
+from apps.rates.tariffs import Tariff
 from apps.routing.models import Method, QualityMetric
 
 CUSTOMER_ROLES = ("customer", "user")
+SUPPLIER = "supplier"
+ON_NET = "On-net"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,9 @@ class CallRequest:
     auth_user: str | None = None
     source_port: int | None = None
     transport: str | None = None
+    # The request URI's host: names the account of an on-net call ("alice@b.example"), unless
+    # it is one of our nodes' addresses.
+    callee_domain: str | None = None
 
 
 @dataclass(slots=True)
@@ -67,17 +74,19 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One attempt OpenSIPS may make: a gateway and the numbers to send it."""
+    """One attempt OpenSIPS may make: a gateway and the numbers to send it, or a SIP
+    account (`aor`) that OpenSIPS looks up where it is registered."""
 
-    route_id: int
-    supplier_id: int
-    gateway_id: int
+    route_id: int | None
+    supplier_id: int | None  # who charges us for the call: none on-net
+    gateway_id: int | None
     uri: str
     caller: str
     callee: str
     setup_timeout: int | None
     max_calls: int | None
     stop_hunting: bool
+    aor: str = ""
 
 
 @dataclass
@@ -103,6 +112,12 @@ class Decision:
     amount: Decimal | None = None
     available: Decimal | None = None
     reservation: int | None = None
+    # "off-net" (to a supplier), "on-net" (to an account or DID of ours) or "did" (a
+    # supplier's call to one of our DIDs: `peer` is the DID's customer, who pays).
+    kind: str = "off-net"
+    did: DidInfo | None = None
+    # The buy tariffs the reservation carries when they do not come from `candidates`.
+    buy: dict | None = None
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, detail: str, *, ok: bool = True) -> None:
@@ -131,6 +146,7 @@ class Decision:
             "caller": self.caller,
             "callee": self.callee,
             "destination": self.sell.destination if self.sell else "",
+            "kind": self.kind,
             "routes": [
                 {
                     "route_id": target.route_id,
@@ -142,6 +158,7 @@ class Decision:
                     "setup_timeout": target.setup_timeout,
                     "max_calls": target.max_calls,
                     "stop_hunting": target.stop_hunting,
+                    "aor": target.aor or None,
                 }
                 for target in self.targets
             ],
@@ -167,6 +184,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     peer = _identify(snapshot, request, decision)
     if peer is None:
         return decision
+    if peer.role == SUPPLIER:
+        return _inbound(snapshot, peer, decision)
     if not _may_call(snapshot, peer, node, decision):
         return decision
 
@@ -179,6 +198,13 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     )
     if _blocked(snapshot, peer, request, decision):
         return decision
+
+    did = snapshot.dids.get(decision.callee)
+    if did is not None and did.supplier_id == peer.id:
+        # A user peer delivering a call to one of our DIDs it supplies.
+        return _inbound(snapshot, peer, decision)
+    if did is not None or not decision.callee.isdigit():
+        return _on_net(snapshot, peer, did, decision)
 
     if peer.sell_table_id is None:
         return decision.reject(404, "No sell price list", "sell rate")
@@ -226,11 +252,18 @@ def _identify(snapshot: Snapshot, request: CallRequest, decision: Decision) -> P
             # address are told apart below by their tech prefix.
             candidates = [request.peer_id, *(p for p in candidates if p != request.peer_id)]
             how = f"address table (peer {request.peer_id})"
-    peers = [snapshot.peers[p] for p in candidates if p in snapshot.peers]
-    peers = [p for p in peers if p.role in CUSTOMER_ROLES]
+    known = [snapshot.peers[p] for p in candidates if p in snapshot.peers]
+    peers = [p for p in known if p.role in CUSTOMER_ROLES]
     if not peers:
-        decision.reject(403, "Unknown peer", "identify")
-        return None
+        # A supplier (OpenSIPS's address group 2: its gateways) may only deliver calls to
+        # our DIDs (_inbound).
+        supplier = next((p for p in known if p.role == SUPPLIER), None)
+        if supplier is None:
+            decision.reject(403, "Unknown peer", "identify")
+            return None
+        decision.caller_before, decision.callee_before = request.caller, callee
+        decision.step("identify", f"supplier {supplier.name} (#{supplier.id}) by {how}")
+        return supplier
     matching = [p for p in peers if not p.tech_prefix or callee.startswith(p.tech_prefix)]
     if not matching:
         decision.reject(403, "The number lacks the peer's tech prefix", "identify")
@@ -244,6 +277,123 @@ def _identify(snapshot: Snapshot, request: CallRequest, decision: Decision) -> P
         detail += f", tech prefix {peer.tech_prefix} removed"
     decision.step("identify", detail)
     return peer
+
+
+def _inbound(snapshot: Snapshot, supplier: PeerInfo, decision: Decision) -> Decision:
+    """A supplier's call to one of our DIDs: its customer pays, the supplier charges us."""
+    decision.caller = supplier.rewrite("ingress", "caller", decision.caller_before)
+    decision.callee = supplier.rewrite("ingress", "callee", decision.callee_before)
+    did = snapshot.dids.get(decision.callee)
+    if did is None or did.supplier_id != supplier.id:
+        detail = f"{decision.callee} is no DID of {supplier.name}"
+        return decision.reject(404, "Unknown number", "DID", detail)
+    decision.did = did
+    if did.customer_id is None:
+        return decision.reject(404, "Number not in service", "DID", f"DID {did.number} is in stock")
+    owner = snapshot.peers.get(did.customer_id)
+    why = _cannot_receive(owner)
+    if why:
+        return decision.reject(480, "Temporarily unavailable", "DID", f"DID {did.number}: {why}")
+    decision.peer, decision.kind = owner, "did"
+    decision.targets = _did_targets(did, decision, supplier_id=supplier.id)
+    if not decision.targets:
+        return decision.reject(480, "Temporarily unavailable", "DID", f"DID {did.number} has no target")
+    decision.sell = Match(did.number, did.sell, f"DID {did.number}", decision.at, None)
+    decision.buy = {supplier.id: (did.number, did.buy)}
+    decision.step(
+        "DID",
+        f"{did.number} of {owner.name}: {did.sell.price}/min to {owner.name}, {did.buy.price}/min "
+        f"from {supplier.name}; {len(decision.targets)} target(s)",
+    )
+    decision.action, decision.code, decision.reason = "route", 200, "OK"
+    return decision
+
+
+def _on_net(snapshot: Snapshot, peer: PeerInfo, did: DidInfo | None, decision: Decision) -> Decision:
+    """A customer's call to one of our DIDs or SIP accounts, priced at its list's on-net price."""
+    if did is not None:
+        if did.customer_id is None:
+            return decision.reject(404, "Number not in service", "on-net", f"DID {did.number} is in stock")
+        owner_id, what = did.customer_id, f"DID {did.number}"
+        targets = _did_targets(did, decision, supplier_id=None)
+    else:
+        account = _account(snapshot, decision)
+        if account is None:
+            return decision.reject(404, "Not found", "on-net", f"no number or SIP account {decision.callee}")
+        aor, owner_id = account
+        what = f"SIP account {aor}"
+        targets = [Target(None, None, None, "", decision.caller, decision.callee, None, None, False, aor)]
+    decision.kind, decision.did = "on-net", did
+    owner = snapshot.peers.get(owner_id)
+    why = _cannot_receive(owner)
+    if why or not targets:
+        return decision.reject(480, "Temporarily unavailable", "on-net", f"{what}: {why or 'no target'}")
+    price = snapshot.on_net_prices.get(peer.sell_table_id) if peer.sell_table_id else None
+    if price is None:
+        return decision.reject(404, "No sell price list", "on-net")
+    decision.sell = Match("", Tariff(price), ON_NET, decision.at, None)
+    decision.buy = {}
+    decision.targets = targets
+    decision.step("on-net", f"{what} of {owner.name}: {price}/min {peer.currency}")
+    decision.action, decision.code, decision.reason = "route", 200, "OK"
+    return decision
+
+
+def _account(snapshot: Snapshot, decision: Decision) -> tuple[str, int] | None:
+    """The SIP account a call is to: (AOR, owner's peer id), or None.
+
+    By "user@domain" when the request names a domain that is not a node's address; else in
+    the caller's own domain; else, for a name that is not a number, the one account of that
+    name. A number is never taken for an account of another domain: that would let an
+    account named like a popular number take that number's calls.
+    """
+    request, user = decision.request, decision.callee.lower()
+    domain = (request.callee_domain or "").lower()
+    if domain and domain not in snapshot.node_hosts:
+        return snapshot.sip_targets.get(f"{user}@{domain}")
+    if request.auth_user and "@" in request.auth_user:
+        own = request.auth_user.rpartition("@")[2].lower()
+        found = snapshot.sip_targets.get(f"{user}@{own}")
+        if found is not None:
+            return found
+    return None if user.isdigit() else snapshot.sip_targets.get(user)
+
+
+def _cannot_receive(owner: PeerInfo | None) -> str:
+    if owner is None:
+        return "its customer is gone"
+    if not owner.enabled:
+        return f"{owner.name} is disabled"
+    if owner.suspended_reason is not None:
+        return f"{owner.name} is suspended: {owner.suspended_reason}"
+    if not owner.reseller_active:
+        return f"{owner.name}'s reseller is inactive"
+    return ""
+
+
+def _did_targets(did: DidInfo, decision: Decision, *, supplier_id: int | None) -> list[Target]:
+    targets = []
+    for target in did.targets:
+        gateway = target.gateway
+        if not target.aor and not gateway.enabled:
+            continue
+        targets.append(
+            Target(
+                route_id=None,
+                supplier_id=supplier_id,
+                gateway_id=gateway.id if gateway else None,
+                uri=gateway.uri if gateway else "",
+                caller=decision.caller,
+                callee=gateway.prefix + decision.callee[gateway.strip_digits :]
+                if gateway
+                else decision.callee,
+                setup_timeout=target.setup_timeout,
+                max_calls=None,
+                stop_hunting=False,
+                aor=target.aor,
+            )
+        )
+    return targets
 
 
 def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> bool:
@@ -479,7 +629,9 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         # What the rater will charge, whichever of the offered suppliers answers.
         callee=decision.callee,
         sell_tariff=decision.sell.tariff,
-        buy_tariffs={
+        buy_tariffs=decision.buy
+        if decision.buy is not None
+        else {
             c.route.supplier_id: (c.buy.prefix, c.buy.tariff)
             for c in decision.candidates
             if not c.excluded and c.buy is not None

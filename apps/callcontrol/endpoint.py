@@ -69,15 +69,29 @@ def _integer(data: dict, name: str) -> int | None:
 
 
 DIGITS = re.compile(r"\+?([0-9]+)")
+SIP_USER = re.compile(r"[A-Za-z0-9._+-]+")
+DOMAIN = re.compile(r"[A-Za-z0-9.:\[\]-]+")
 
 
 def _callee(value: str) -> str:
-    # Prices, blocklists and routes all read digits: "1-900-555" must not be priced as "1"
-    # and slip past a "1900" blocklist, so anything but digits (after a leading +) is refused.
+    """A number: digits after an optional +. Anything else may name a SIP account of ours.
+
+    Prices, blocklists and routes read digits only: "1-900-555" is never priced as "1" or
+    slips past a "1900" blocklist; call control takes it for an account's name and, with
+    no such account, refuses the call (decision._on_net).
+    """
     match = DIGITS.fullmatch(value)
-    if match is None:
-        raise BadRequest({"callee": "Digits only, optionally after a leading +."})
-    return match[1]
+    if match is not None:
+        return match[1]
+    if SIP_USER.fullmatch(value) is None:
+        raise BadRequest({"callee": "Digits (optionally after a +) or a SIP user name."})
+    return value
+
+
+def _domain(value: str | None) -> str | None:
+    if value is not None and DOMAIN.fullmatch(value) is None:
+        raise BadRequest({"callee_domain": "A host name or an IP address."})
+    return value
 
 
 def _caller(value: str) -> str:
@@ -110,6 +124,7 @@ def parse_authorize(data) -> CallRequest:
         auth_user=_text(data, "auth_user", required=False),
         source_port=_integer(data, "source_port"),
         transport=_text(data, "transport", required=False, limit=4),
+        callee_domain=_domain(_text(data, "callee_domain", required=False, limit=253)),
     )
     if request.source_ip is None and request.peer_id is None and request.auth_user is None:
         raise BadRequest({"source_ip": "Give source_ip, peer_id or auth_user to identify the caller."})

@@ -36,6 +36,8 @@ SNAPSHOT_KINDS = frozenset(
         "routing.RoutingPlan",
         "routing.RoutingRule",
         "routing.Route",
+        "dids.Did",
+        "dids.DidTarget",
     }
 )
 

@@ -11,6 +11,7 @@ of prepaid suppliers, are refreshed on their own short clocks; prices come from 
 rate tables' memory-mapped indexes (apps.rates.lookup).
 """
 
+import bisect
 import gc
 import ipaddress
 import logging
@@ -24,9 +25,11 @@ from django.db.models import Count, F
 
 from apps.billing.models import Account, Reservation
 from apps.callcontrol.generation import current_generation
+from apps.dids.models import Did, DidTarget
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
 from apps.rates.models import RateTable
+from apps.rates.tariffs import Tariff
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
 
 logger = logging.getLogger(__name__)
@@ -136,6 +139,63 @@ class NodeInfo:
 
 
 @dataclass(slots=True)
+class DidTargetInfo:
+    """One target of a DID: a SIP account (its AOR, reached where it is registered) or a gateway."""
+
+    aor: str  # "user@domain", or "" for a gateway
+    gateway: GatewayInfo | None
+    setup_timeout: int | None
+
+
+@dataclass(slots=True)
+class DidInfo:
+    id: int
+    number: str  # the first number of a block
+    last_number: str  # "" for one number
+    supplier_id: int | None
+    customer_id: int | None
+    sell: Tariff
+    buy: Tariff
+    targets: list  # [DidTargetInfo] in order
+
+
+class DidIndex:
+    """Number -> DID: one dict for single numbers, and per length the blocks in order."""
+
+    def __init__(self) -> None:
+        self._single: dict[str, DidInfo] = {}
+        self._blocks: dict[int, list[tuple[int, int, DidInfo]]] = defaultdict(list)
+
+    def add(self, did: DidInfo) -> None:
+        if did.last_number:
+            self._blocks[len(did.number)].append((int(did.number), int(did.last_number), did))
+        else:
+            self._single[did.number] = did
+
+    def freeze(self) -> None:
+        for blocks in self._blocks.values():
+            blocks.sort(key=lambda block: block[0])
+        self._blocks = dict(self._blocks)
+
+    def get(self, number: str) -> DidInfo | None:
+        found = self._single.get(number)
+        if found is not None or not number.isdigit():
+            return found
+        blocks = self._blocks.get(len(number))
+        if not blocks:
+            return None
+        value = int(number)
+        # Blocks do not overlap (Did.clean): the last one starting at or below the number.
+        index = bisect.bisect_right(blocks, value, key=lambda block: block[0]) - 1
+        if index >= 0 and blocks[index][1] >= value:
+            return blocks[index][2]
+        return None
+
+    def __len__(self) -> int:
+        return len(self._single) + sum(len(blocks) for blocks in self._blocks.values())
+
+
+@dataclass(slots=True)
 class BlocklistInfo:
     id: int
     name: str
@@ -198,6 +258,12 @@ class Snapshot:
     peers: dict[int, PeerInfo]
     addresses: AddressIndex
     sip_logins: dict[str, int]  # "user@domain" and, when unambiguous, "user" -> peer id
+    # Enabled SIP accounts as on-net targets: "user@domain" and, when unambiguous, "user"
+    # -> (AOR "user@domain" as registered, the owner's peer id).
+    sip_targets: dict[str, tuple[str, int]]
+    dids: DidIndex
+    on_net_prices: dict[int, object]  # sell table id -> on-net price per minute (Decimal)
+    node_hosts: frozenset  # the nodes' SIP addresses: a request to one names no domain
     gateways: dict[int, list[GatewayInfo]]  # supplier id -> gateways in try order
     gateway_by_id: dict[int, GatewayInfo]
     plans: dict[int, PlanInfo]
@@ -302,15 +368,23 @@ def build() -> Snapshot:
     addresses.freeze()
 
     sip_logins: dict[str, int] = {}
-    by_user: dict[str, set] = defaultdict(set)
-    for username, domain, peer_id in SipAccount.objects.filter(enabled=True).values_list(
-        "username", "domain", "peer_id"
+    sip_targets: dict[str, tuple[str, int]] = {}
+    by_user: dict[str, list] = defaultdict(list)
+    aors: dict[int, str] = {}
+    for account_id, username, domain, peer_id, enabled in SipAccount.objects.values_list(
+        "pk", "username", "domain", "peer_id", "enabled"
     ):
-        sip_logins[f"{username}@{domain}".lower()] = peer_id
-        by_user[username.lower()].add(peer_id)
-    for username, owners in by_user.items():
-        if len(owners) == 1:
-            sip_logins.setdefault(username, next(iter(owners)))
+        aors[account_id] = aor = f"{username}@{domain}"
+        if not enabled:
+            continue
+        sip_logins[aor.lower()] = peer_id
+        sip_targets[aor.lower()] = (aor, peer_id)
+        by_user[username.lower()].append((aor, peer_id))
+    for username, accounts in by_user.items():
+        if len({peer_id for _aor, peer_id in accounts}) == 1:
+            sip_logins.setdefault(username, accounts[0][1])
+        if len(accounts) == 1:
+            sip_targets.setdefault(username, accounts[0])
 
     gateways: dict[int, list] = defaultdict(list)
     gateway_by_id = {}
@@ -326,6 +400,8 @@ def build() -> Snapshot:
         )
         gateways[gateway.peer_id].append(info)
         gateway_by_id[gateway.pk] = info
+
+    dids = _dids(aors, gateway_by_id)
 
     plans = {
         plan_id: PlanInfo(plan_id, name, parent_id, defaultdict(list))
@@ -386,6 +462,12 @@ def build() -> Snapshot:
         peers=peers,
         addresses=addresses,
         sip_logins=sip_logins,
+        sip_targets=sip_targets,
+        dids=dids,
+        on_net_prices=dict(
+            RateTable.objects.filter(purpose=RateTable.Purpose.SELL).values_list("pk", "on_net_price")
+        ),
+        node_hosts=frozenset(node.sip_address.lower() for node in nodes.values()),
         gateways=dict(gateways),
         gateway_by_id=gateway_by_id,
         plans=plans,
@@ -408,6 +490,34 @@ def build() -> Snapshot:
         time.monotonic() - started,
     )
     return snapshot
+
+
+def _dids(aors: dict[int, str], gateway_by_id: dict[int, GatewayInfo]) -> DidIndex:
+    """Enabled DIDs with their targets; a target whose account or gateway is gone is left out."""
+    targets: dict[int, list] = defaultdict(list)
+    for did_id, account_id, gateway_id, setup_timeout in DidTarget.objects.order_by(
+        "did_id", "position", "id"
+    ).values_list("did_id", "sip_account_id", "gateway_id", "setup_timeout"):
+        if account_id is not None and account_id in aors:
+            targets[did_id].append(DidTargetInfo(aors[account_id], None, setup_timeout))
+        elif gateway_id is not None and gateway_id in gateway_by_id:
+            targets[did_id].append(DidTargetInfo("", gateway_by_id[gateway_id], setup_timeout))
+    index = DidIndex()
+    for did in Did.objects.filter(enabled=True):
+        index.add(
+            DidInfo(
+                did.pk,
+                did.number,
+                did.last_number,
+                did.supplier_id,
+                did.customer_id,
+                did.sell_tariff(),
+                did.buy_tariff(),
+                targets.get(did.pk, []),
+            )
+        )
+    index.freeze()
+    return index
 
 
 def refresh_live_calls(snapshot: Snapshot) -> None:

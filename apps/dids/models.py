@@ -24,7 +24,9 @@ class Did(TimestampedModel):
     """
 
     number = models.CharField(
-        max_length=32, validators=[digits_validator], help_text="The number as the supplier sends it, E.164 digits."
+        max_length=32,
+        validators=[digits_validator],
+        help_text="The number as the supplier sends it, E.164 digits.",
     )
     last_number = models.CharField(
         max_length=32,
@@ -58,10 +60,20 @@ class Did(TimestampedModel):
     min_seconds = models.PositiveIntegerField(default=1)
     increment_seconds = models.PositiveIntegerField(default=1)
     buy_fee = models.OneToOneField(
-        "billing.RecurringFee", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+        "billing.RecurringFee",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
     )
     sell_fee = models.OneToOneField(
-        "billing.RecurringFee", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+        "billing.RecurringFee",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
     )
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
@@ -75,7 +87,7 @@ class Did(TimestampedModel):
         indexes = [models.Index(fields=["number_length", "number", "last_number"], name="did_range_idx")]
 
     def __str__(self) -> str:
-        return f"{self.number}–{self.last_number}" if self.last_number else self.number
+        return f"{self.number}-{self.last_number}" if self.last_number else self.number
 
     def save(self, *args, **kwargs):
         self.number_length = len(self.number or "")
@@ -118,9 +130,7 @@ class Did(TimestampedModel):
         last = self.last_number or self.number
         single = models.Q(last_number="", number__gte=self.number, number__lte=last)
         block = models.Q(number__lte=last, last_number__gte=self.number) & ~models.Q(last_number="")
-        return (
-            Did.objects.filter(number_length=len(self.number)).filter(single | block).exclude(pk=self.pk)
-        )
+        return Did.objects.filter(number_length=len(self.number)).filter(single | block).exclude(pk=self.pk)
 
 
 class DidTarget(models.Model):

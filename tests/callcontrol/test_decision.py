@@ -99,6 +99,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "caller",
         "callee",
         "destination",
+        "kind",
         "routes",
         "redirect",
         "record",
@@ -114,7 +115,9 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "setup_timeout": None,
         "max_calls": None,
         "stop_hunting": False,
+        "aor": None,
     }
+    assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (
         True,
         {"max_calls": 5, "cps": 3},

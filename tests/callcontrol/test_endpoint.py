@@ -71,6 +71,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
             "setup_timeout": None,
             "max_calls": None,
             "stop_hunting": False,
+            "aor": None,
         }
         for name, host in (
             ("Bravo", "192.0.2.2"),
@@ -90,6 +91,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
         "caller": CALLER,
         "callee": BERLIN,
         "destination": "Germany",
+        "kind": "off-net",
         "routes": routes,
         "redirect": None,
         "record": False,

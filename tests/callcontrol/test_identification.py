@@ -169,7 +169,7 @@ def test_an_unknown_address_peer_or_sip_user_is_forbidden(world, fields, reason)
 def test_a_supplier_cannot_originate_calls(world):
     alpha = world.suppliers["Alpha"]
     # Neither named by the address table, nor from an address or a login written past the
-    # services' checks.
+    # services' checks: a supplier only delivers calls to our DIDs, and this number is none.
     Endpoint.objects.create(peer=alpha, ip="192.0.2.1", mask=32)
     SipAccount.objects.create(peer=alpha, username="alpha", domain="sip.example.net", ha1="x", ha1_sha256="y")
     for fields in (
@@ -178,7 +178,8 @@ def test_a_supplier_cannot_originate_calls(world):
         {"auth_user": "alpha"},
     ):
         decision = world.decide(**fields)
-        assert (decision.code, decision.reason, failed_step(decision)) == (403, "Unknown peer", "identify")
+        assert (decision.code, decision.reason, failed_step(decision)) == (404, "Unknown number", "DID")
+        assert not decision.targets
 
 
 def test_a_user_peer_both_originates_and_terminates(world):
