@@ -55,9 +55,11 @@ class Version(models.Model):
 
 
 class Address(models.Model):
-    """permissions: a source address of a customer (grp 1), context_info = the peer id."""
+    """permissions: a source address of a customer (grp 1) or of a supplier's gateway (grp 2,
+    the calls it delivers to our DIDs); context_info = the peer id."""
 
     CUSTOMER_GROUP = 1
+    SUPPLIER_GROUP = 2
 
     id = UnsignedAutoField(primary_key=True)
     grp = models.PositiveSmallIntegerField(db_default=0)

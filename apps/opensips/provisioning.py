@@ -13,6 +13,7 @@ address -> permissions ("address"), dr_gateways -> drouting ("drouting"),
 registrant -> uac_registrant ("registrant"). subscriber (auth_db) is read per request.
 """
 
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -111,20 +112,37 @@ def _diff(
 
 
 def address_rows() -> dict[tuple, dict]:
-    """permissions rows: every enabled endpoint of every enabled customer (grp 1)."""
+    """permissions rows: every enabled endpoint of every enabled customer (grp 1), and the
+    address of every enabled gateway of an enabled supplier (grp 2: calls to our DIDs).
+
+    A gateway named by a host name has no row: OpenSIPS compares source addresses, and a
+    name resolved here would go stale. A user peer's gateway at one of its own endpoints
+    is already a customer row; call control tells its DID calls apart (decision._inbound).
+    """
     # A suspended customer keeps its addresses: call control refuses its calls with a
     # reason, where an unknown address would only get a bare 403.
     endpoints = Endpoint.objects.filter(
         enabled=True, peer__enabled=True, peer__role__in=(Peer.Role.CUSTOMER, Peer.Role.USER)
     ).values_list("ip", "mask", "port", "transport", "peer_id")
-    return {
+    rows = {
         (ip, mask, port, transport, str(peer_id)): {"grp": Address.CUSTOMER_GROUP, "pattern": None}
         for ip, mask, port, transport, peer_id in endpoints
     }
+    gateways = Gateway.objects.filter(
+        enabled=True, peer__enabled=True, peer__role__in=(Peer.Role.SUPPLIER, Peer.Role.USER)
+    ).values_list("host", "peer_id")
+    for host, peer_id in gateways:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        key = (str(address), address.max_prefixlen, 0, "any", str(peer_id))
+        rows.setdefault(key, {"grp": Address.SUPPLIER_GROUP, "pattern": None})
+    return rows
 
 
 def sync_addresses(*, dry_run: bool = False) -> SyncResult:
-    """Write the `address` table from customers' endpoints."""
+    """Write the `address` table from customers' endpoints and suppliers' gateways."""
     return _diff(
         Address,
         ("ip", "mask", "port", "proto", "context_info"),
@@ -302,7 +320,7 @@ ALL_PEER_TABLES = ("address", "subscriber", "dr_gateways", "registrant")
 TABLE_SOURCES: dict[str, dict[str | None, tuple[str, ...]]] = {
     "peers.Endpoint": {None: ("address",)},
     "peers.SipAccount": {None: ("subscriber",)},
-    "peers.Gateway": {None: ("dr_gateways",)},
+    "peers.Gateway": {None: ("address", "dr_gateways")},
     "peers.Registration": {None: ("registrant",)},
     # Disabling a peer takes its rows out of every table; the name and the suspension are
     # in its gateways' rows (description, state).
@@ -312,11 +330,11 @@ TABLE_SOURCES: dict[str, dict[str | None, tuple[str, ...]]] = {
     "nodes.ClusterSettings": {"origination_mode": ("registrant",), "shared_ip": ("registrant",)},
 }
 # A peer's rows are its children's: a peer without any in a table cannot change that table.
-PEER_ROWS: dict[str, type[Model]] = {
-    "address": Endpoint,
-    "subscriber": SipAccount,
-    "dr_gateways": Gateway,
-    "registrant": Registration,
+PEER_ROWS: dict[str, tuple[type[Model], ...]] = {
+    "address": (Endpoint, Gateway),
+    "subscriber": (SipAccount,),
+    "dr_gateways": (Gateway,),
+    "registrant": (Registration,),
 }
 
 
@@ -328,7 +346,11 @@ def tables_for(change: Change) -> list[str]:
     else:
         wanted = {table for name in change.fields for table in sources.get(name, ())}
     if change.kind == "peers.Peer" and 0 < len(change.ids) <= BATCH:
-        wanted = {t for t in wanted if PEER_ROWS[t].objects.filter(peer_id__in=change.ids).exists()}
+        wanted = {
+            table
+            for table in wanted
+            if any(model.objects.filter(peer_id__in=change.ids).exists() for model in PEER_ROWS[table])
+        }
     return [table for table in TABLES if table in wanted]
 
 

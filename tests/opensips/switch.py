@@ -5,7 +5,10 @@ Customers (each calls from its own loopback address, as SIPp's source):
   Acme 127.0.0.10 (postpaid; SIP account alice@sip.test), Limited 127.0.0.11 (one call at a
   time), Prepaid 127.0.0.12 (0.03 USD at 0.60 USD/min: three seconds), Newcomer 127.0.0.13
   (no endpoint until a test adds it), Wanderer 127.0.0.14 (served by node2 only: calls to
-  node1 are redirected there). Nobody is on 127.0.0.99.
+  node1 are redirected there), Onnet 127.0.0.15 (calls our accounts), Other (SIP account
+  alice@other.test: the second phone, 127.0.0.21). Nobody is on 127.0.0.99.
+On-net calls cost 0.0100/min on Retail. Carrier (a supplier, from 127.0.0.30) delivers our
+  DID 442071110000, Acme's, to alice@sip.test: 0.12/min to Carrier, 0.60/min to Acme.
 Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
 Routing (static priority, setup timeout 1 s): 49 (Germany) -> Alpha; 33 (France) -> Failing
   (always 503), then Bravo; 44 (United Kingdom) -> Failing only; 39 (Italy) -> Mute (never
@@ -38,13 +41,14 @@ from django.test.utils import setup_databases, teardown_databases
 from django.utils import timezone
 
 from apps.billing import services as billing
+from apps.dids.models import Did, DidTarget
 from apps.nodes.models import ClusterSettings, Node
 from apps.opensips import provisioning
 from apps.opensips.config import mysql_url, render
 from apps.peers import services as peer_services
 from apps.peers.models import Gateway, Peer
 from apps.rates import services as rate_services
-from apps.rates.models import Rate
+from apps.rates.models import Rate, RateTable
 from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
 from engines.opensips.mi import MIClient
@@ -59,7 +63,11 @@ LIMITED_IP = "127.0.0.11"
 PREPAID_IP = "127.0.0.12"
 NEWCOMER_IP = "127.0.0.13"
 WANDERER_IP = "127.0.0.14"
+ONNET_IP = "127.0.0.15"
 PHONE_IP = "127.0.0.20"
+PHONE2_IP = "127.0.0.21"
+CARRIER_IP = "127.0.0.30"
+DID = "442071110000"
 STRANGER_IP = "127.0.0.99"
 BERLIN = "4930123456"
 PARIS = "33123456789"
@@ -85,6 +93,7 @@ class Switch:
     node2_mi: str
     node3_mi: str
     phone_port: int
+    phone2_port: int
     phone_password: str
     acme: Peer
     limited: Peer
@@ -95,6 +104,9 @@ class Switch:
     failing: Peer
     mute: Peer
     late: Peer
+    onnet: Peer
+    other: Peer
+    carrier: Peer
     alpha_gateway: Gateway
     logs: Path
     processes: list = field(default_factory=list)
@@ -224,9 +236,25 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
     newcomer = _customer("Newcomer", None, retail, **postpaid)
     prepaid = _customer("Prepaid", PREPAID_IP, _price_list("Per second", [_rate("49", "0.6000", "Germany")]))
     billing.post_payment(prepaid.account, actor=SYSTEM, amount=Decimal("0.03"))
-    peer_services.add_sip_account(
+    alice = peer_services.add_sip_account(
         acme, actor=SYSTEM, username="alice", domain="sip.test", password=phone_password
     )
+    RateTable.objects.filter(pk=retail.pk).update(on_net_price=Decimal("0.0100"))
+    onnet = _customer("Onnet", ONNET_IP, retail, **postpaid)
+    other = _customer("Other", None, retail, **postpaid)
+    peer_services.add_sip_account(
+        other, actor=SYSTEM, username="alice", domain="other.test", password=phone_password
+    )
+    carrier = make_peer("Carrier", role=Peer.Role.SUPPLIER)
+    peer_services.add_gateway(carrier, actor=SYSTEM, name="edge", host=CARRIER_IP, port=5060)
+    did = Did.objects.create(
+        number=DID,
+        supplier=carrier,
+        customer=acme,
+        buy_per_minute=Decimal("0.1200"),
+        sell_per_minute=Decimal("0.6000"),
+    )
+    DidTarget.objects.create(did=did, sip_account=alice)
 
     alpha, alpha_gateway = _supplier("Alpha", ports["alpha"])
     bravo, _ = _supplier("Bravo", ports["bravo"])
@@ -266,6 +294,9 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         "failing": failing,
         "mute": mute,
         "late": late,
+        "onnet": onnet,
+        "other": other,
+        "carrier": carrier,
         "alpha_gateway": alpha_gateway,
     }
 
@@ -346,7 +377,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
     _sipp_directory.append(directory / "sipp")
     ports = {
         name: free_port()
-        for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "late", "phone")
+        for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "late", "phone", "phone2")
     }
     # Mute's gateway: a UDP socket nobody reads, so its calls meet the route's setup timeout.
     mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -412,6 +443,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 node2_mi=f"http://{LOOPBACK}:{mi_ports['node2']}/mi",
                 node3_mi=f"http://{LOOPBACK}:{mi_ports['node3']}/mi",
                 phone_port=ports["phone"],
+                phone2_port=ports["phone2"],
                 phone_password=password,
                 logs=directory,
                 processes=processes,

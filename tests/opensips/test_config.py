@@ -107,9 +107,9 @@ def test_calls_end_by_themselves_after_the_ack_timeout_and_failed_pings(node, de
     assert 'modparam("dialog", "options_ping_interval", 45)' in text
     # Until the caller's ACK, the answered dialog has the ACK timeout to live.
     assert "$DLG_timeout = 7;" in text
-    # Both parties pinged, on routed and on-net calls alike; none created without pings.
-    assert text.count('create_dialog("BPp");') == 2
-    assert text.count("create_dialog(") == 2
+    # Both parties pinged; every call (on-net too) gets its dialog in one place.
+    assert text.count('create_dialog("BPp");') == 1
+    assert text.count("create_dialog(") == 1
     # The caller hears 100 before call control is asked.
     authorize = text[text.index("route[authorize] {") :]
     assert authorize.index('send_reply(100, "Trying")') < authorize.index("rest_post(")
@@ -194,3 +194,16 @@ def test_opensips_accepts_the_rendered_file(node, mode, request, tmp_path, setti
         [str(binary), "-C", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False
     )
     assert check.returncode == 0, check.stderr[-3000:]
+
+
+def test_every_invite_asks_call_control_and_accounts_are_user_at_domain(node, dedicated):
+    text = cfg(node, dedicated)
+    main = text[text.index("route {") : text.index("route[in_dialog]")]
+    # No shortcut past call control for a registered callee (issue 14): it is call control
+    # that answers with the account's AOR, and the lookup happens per target.
+    assert "lookup(" not in main and "route(authorize);" in main
+    assert 'modparam("usrloc", "use_domain", 1)' in text
+    assert "$json(cc_req/callee_domain) = $rd;" in text
+    assert 'lookup("location", , $var(aor))' in text
+    # Suppliers' gateways (address group 2) deliver calls to our DIDs.
+    assert "check_source_address(2, $avp(peer_ctx))" in text

@@ -242,18 +242,30 @@ def test_a_phone_registered_on_one_node_is_reached_through_another(switch: Switc
         extra=["-key", "domain", "sip.test", "-au", "alice", "-ap", switch.phone_password],
     )
     assert register.returncode == 0, register.log
-    assert Location.objects.filter(username="alice").exists()
+    assert Location.objects.filter(username="alice", domain="sip.test").exists()
 
     phone = sipp(
         switch.node2_port, source=PHONE_IP, local_port=switch.phone_port, role="uas", background=True
     )
-    call = sipp(switch.node2_port, source=ACME_IP, callee="alice", hold_ms=1000)
+    call = sipp(
+        switch.node2_port,
+        source=ACME_IP,
+        scenario="uac_to_domain.xml",
+        service="alice",
+        hold_ms=1000,
+        extra=["-key", "domain", "sip.test"],
+    )
     phone.wait()
 
     assert call.returncode == 0, call.log
     assert phone.returncode == 0, phone.log
     row = acc_row(call.call_id)
-    assert (row.node, row.peer_id, row.callee) == ("node2", switch.acme.pk, "alice")
+    assert (row.node, row.peer_id, row.callee, row.destination) == (
+        "node2",
+        switch.acme.pk,
+        "alice",
+        "On-net",
+    )
 
 
 def test_a_call_failing_before_answer_releases_its_reservation(switch: Switch, orm):

@@ -74,16 +74,27 @@ def test_gateways_are_provisioned_with_our_id_and_state(
         "",
     )
     assert (row.probe_mode, row.state, row.socket, row.description) == (1, 0, None, "Carrier X / gw1")
-    assert reloads == [("drouting",)]
+    # Its address is the supplier's (group 2): calls from there deliver to our DIDs.
+    assert list(Address.objects.values_list("grp", "ip", "mask", "port", "proto", "context_info")) == [
+        (Address.SUPPLIER_GROUP, "198.51.100.7", 32, 0, "any", str(cast.supplier.pk))
+    ]
+    assert reloads == [("address", "drouting")]
     services.update_child(gateway, actor=system, changes={"enabled": False})
     row.refresh_from_db()
     assert row.state == 1
+    assert not Address.objects.exists()
     services.update_child(gateway, actor=system, changes={"enabled": True, "transport": "tcp"})
     row.refresh_from_db()
     assert (row.state, row.address) == (0, "198.51.100.7:5080;transport=tcp")
     services.suspend_peer(cast.supplier, actor=system, reason="unpaid invoice")
     row.refresh_from_db()
     assert row.state == 1
+
+
+def test_a_gateway_named_by_host_name_has_no_address_row(cast, system):
+    services.add_gateway(cast.supplier, actor=system, name="gw1", host="sbc.carrier.example", port=5060)
+    assert DrGateway.objects.count() == 1
+    assert not Address.objects.exists()
 
 
 def test_a_disabled_peer_disappears_and_comes_back(cast, system):
