@@ -32,7 +32,15 @@ class RateTableAdmin(ScopedModelAdmin):
     reseller_can = frozenset({VIEW, ADD, CHANGE})
     owner_field = "reseller"
     operator_only_fields = ("reseller",)
-    list_display = ("name", "purpose", "currency", "reseller", "price_increase_notice_days", "rates_link")
+    list_display = (
+        "name",
+        "purpose",
+        "currency",
+        "reseller",
+        "price_increase_notice_days",
+        "on_net_price",
+        "rates_link",
+    )
     list_filter = ("purpose", "currency", ("reseller", ScopedRelatedFilter))
     list_select_related = ("reseller",)
     search_fields = ("name", "description")
@@ -42,16 +50,20 @@ class RateTableAdmin(ScopedModelAdmin):
         "purpose",
         "currency",
         "price_increase_notice_days",
+        "on_net_price",
         "description",
         "rates_link",
         "used_by",
     )
 
     def get_readonly_fields(self, request, obj=None):
+        # The on-net price is set where the table services take it (TABLE_SETTINGS); until
+        # then it is shown, not offered as a change they would refuse.
+        fixed = () if "on_net_price" in services.TABLE_SETTINGS else ("on_net_price",)
         if obj is None:
-            return ("rates_link", "used_by")
+            return (*fixed, "rates_link", "used_by")
         # Owner and purpose are fixed at creation (update_rate_table refuses them).
-        return ("reseller", "purpose", "rates_link", "used_by")
+        return ("reseller", "purpose", *fixed, "rates_link", "used_by")
 
     def get_fields(self, request, obj=None):
         fields = list(self.fields)

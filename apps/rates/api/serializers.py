@@ -16,6 +16,7 @@ class RateTableSerializer(ModelSerializer):
             "purpose",
             "currency",
             "price_increase_notice_days",
+            "on_net_price",
             "description",
             "created_at",
             "updated_at",
