@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.billing.api.urls import routes as billing_routes
 from apps.cdr.api.urls import routes as cdr_routes
+from apps.dids.api.urls import routes as did_routes
 from apps.nodes.api.urls import routes as node_routes
 from apps.peers.api.urls import routes as peer_routes
 from apps.rates.api.urls import routes as rate_routes
@@ -14,6 +15,7 @@ from apps.routing.api.urls import routes as routing_routes
 router = DefaultRouter()
 for prefix, viewset, basename in [
     *peer_routes,
+    *did_routes,
     *billing_routes,
     *rate_routes,
     *cdr_routes,
