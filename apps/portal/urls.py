@@ -7,6 +7,8 @@ app_name = "portal"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("calls/", views.cdrs, name="cdrs"),
+    path("numbers/", views.numbers, name="numbers"),
+    path("numbers/<int:pk>/", views.number, name="number"),
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", views.PortalLogoutView.as_view(), name="logout"),
 ]

@@ -10,16 +10,21 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Page, Paginator
+from django.db.models import Prefetch, Q
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from apps.cdr.models import Cdr
 from apps.core.money import MAX_CREDIT_LIMIT, amount_in_range, balance_in_range
+from apps.dids.models import Did, DidTarget
+from apps.opensips.models import Location
 from apps.peers.models import Peer
 from apps.portal.forms import CdrFilterForm, CustomerLoginForm
 from apps.tenancy.scope import Scope, access, request_scope
 
 CDRS_PER_PAGE = 25
+NUMBERS_PER_PAGE = 50
 
 # The columns a customer is shown. Loading only these keeps the supplier side of a call
 # (supplier, gateway, buy cost, the number as sent out) out of every template's reach; a
@@ -35,6 +40,19 @@ CUSTOMER_CDR_FIELDS = (
     "sip_reason",
     "sell_cost",
     "rating_state",
+)
+
+# A customer sees what it pays for a number and where its calls go; what the number costs
+# its provider (supplier, buy prices) and the provider's notes stay out of every template.
+CUSTOMER_DID_FIELDS = (
+    "id",
+    "number",
+    "last_number",
+    "sell_monthly",
+    "sell_per_minute",
+    "min_seconds",
+    "increment_seconds",
+    "enabled",
 )
 
 
@@ -128,3 +146,55 @@ def cdrs(request, scope: Scope):
     else:
         page_obj = Paginator(Cdr.objects.none(), CDRS_PER_PAGE).get_page(1)
     return render(request, "portal/cdrs.html", _context(peer, nav="cdrs", form=form, page_obj=page_obj))
+
+
+def _dids(scope: Scope):
+    targets = DidTarget.objects.select_related("sip_account", "gateway__peer")
+    return (
+        Did.objects.visible_to(scope)
+        .only(*CUSTOMER_DID_FIELDS)
+        .prefetch_related(Prefetch("targets", queryset=targets))
+        .order_by("number")
+    )
+
+
+def _registered(dids) -> set[int]:
+    """Ids of the targets' SIP accounts with a live registration (OpenSIPS's location table)."""
+    accounts = {t.sip_account for did in dids for t in did.targets.all() if t.sip_account_id}
+    if not accounts:
+        return set()
+    now = int(timezone.now().timestamp())
+    # usrloc keeps an expiry as a Unix time, 0 for a contact that never expires; the domain
+    # is empty when OpenSIPS runs without use_domain.
+    contacts = Location.objects.filter(username__in={account.username for account in accounts}).filter(
+        Q(expires=0) | Q(expires__gt=now)
+    )
+    live = {
+        (username, (domain or "").lower()) for username, domain in contacts.values_list("username", "domain")
+    }
+    return {
+        account.pk
+        for account in accounts
+        if (account.username, account.domain.lower()) in live or (account.username, "") in live
+    }
+
+
+@never_cache
+@customer_required
+def numbers(request, scope: Scope):
+    """The customer's numbers, what each costs, and where its calls go."""
+    peer = _customer(scope)
+    page_obj = Paginator(_dids(scope), NUMBERS_PER_PAGE).get_page(request.GET.get("page"))
+    context = _context(peer, nav="numbers", page_obj=page_obj, registered=_registered(page_obj))
+    return render(request, "portal/numbers.html", context)
+
+
+@never_cache
+@customer_required
+def number(request, scope: Scope, pk: int):
+    """One of the customer's numbers; anyone else's is a 404."""
+    peer = _customer(scope)
+    did = access(_dids(scope), scope, pk)
+    return render(
+        request, "portal/number.html", _context(peer, nav="numbers", did=did, registered=_registered([did]))
+    )
