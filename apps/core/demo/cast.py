@@ -297,6 +297,47 @@ CUSTOMERS = (
 
 
 @dataclass(frozen=True)
+class DidSpec:
+    number: str
+    supplier: str  # a SUPPLIERS name
+    buy_monthly: Decimal
+    buy_per_minute: Decimal
+    sell_monthly: Decimal
+    sell_per_minute: Decimal
+    last_number: str = ""
+    customer: str | None = None  # a CUSTOMERS name; None: in stock
+    targets: tuple[str, ...] = ()  # the customer's SIP user names, in the order tried
+    description: str = ""
+
+
+# Ofcom's drama range again: 020 7946 0000 rings Northwind's reception, a block of a
+# hundred waits in stock.
+DIDS = (
+    DidSpec(
+        number="442079460000",
+        supplier="Atlas Carrier",
+        buy_monthly=Decimal("1.00"),
+        buy_per_minute=Decimal("0.0020"),
+        sell_monthly=Decimal("4.00"),
+        sell_per_minute=Decimal("0.0100"),
+        customer="Northwind Trading",
+        targets=("northwind-100", "northwind-101"),
+        description="Northwind's main number.",
+    ),
+    DidSpec(
+        number="442079460100",
+        last_number="442079460199",
+        supplier="Boreal Telecom",
+        buy_monthly=Decimal("15.00"),
+        buy_per_minute=Decimal("0.0015"),
+        sell_monthly=Decimal("40.00"),
+        sell_per_minute=Decimal("0.0080"),
+        description="A block of 100 London numbers for the next PBX customer.",
+    ),
+)
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     supplier: str  # a SUPPLIERS name
     priority: int = 0

@@ -21,6 +21,7 @@ from apps.core.demo.cast import (
     CUSTOMERS,
     DEFAULT_CDRS,
     DEMO_PASSWORD,
+    DIDS,
     NODES,
     RESELLERS,
     ROUTING_PLANS,
@@ -30,10 +31,12 @@ from apps.core.demo.cast import (
     PlanSpec,
 )
 from apps.core.demo.prices import PriceBook, load_destinations
+from apps.dids import services as did_services
+from apps.dids.models import Did
 from apps.nodes import services as node_services
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers import services as peer_services
-from apps.peers.models import Peer
+from apps.peers.models import Peer, SipAccount
 from apps.rates import services as rate_services
 from apps.rates.models import RateTable
 from apps.routing import services as routing_services
@@ -94,6 +97,7 @@ class DemoLoader:
             ("suppliers", self.load_suppliers),
             ("customers", self.load_customers),
             ("routing", self.load_routing),
+            ("numbers", self.load_dids),
             ("payments", self.load_payments),
             ("calls", self.load_calls),
             ("API key", self.load_api_key),
@@ -347,6 +351,33 @@ class DemoLoader:
                 )
                 self.report.note("routes", True)
         return plan
+
+    # Numbers
+
+    def load_dids(self) -> None:
+        for spec in DIDS:
+            exists = Did.objects.filter(number=spec.number).exists()
+            self.report.note("DIDs", not exists)
+            if exists:
+                continue
+            customer = self.customers[spec.customer] if spec.customer else None
+            targets = [
+                (SipAccount.objects.get(peer=customer, username=username), None) for username in spec.targets
+            ]
+            # Numbers are bought and assigned by the operator; the reseller routes them after.
+            did_services.create_did(
+                actor=self.operator,
+                number=spec.number,
+                last_number=spec.last_number,
+                supplier_id=self.suppliers[spec.supplier].pk,
+                buy_monthly=spec.buy_monthly,
+                buy_per_minute=spec.buy_per_minute,
+                sell_monthly=spec.sell_monthly,
+                sell_per_minute=spec.sell_per_minute,
+                description=spec.description,
+                customer=customer,
+                targets=targets,
+            )
 
     # Money
 

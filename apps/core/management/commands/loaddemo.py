@@ -21,8 +21,8 @@ NEW_KEY_HINT = (
 class Command(BaseCommand):
     help = (
         "Load demo data: an operator, two resellers with customers, three suppliers, price lists "
-        "of real destinations, routing plans, three nodes, payments and a month of rated calls. "
-        "Safe to run again: what exists is left as it is."
+        "of real destinations, routing plans, two DIDs, three nodes, payments and a month of rated "
+        "calls. Safe to run again: what exists is left as it is."
     )
 
     def add_arguments(self, parser):
