@@ -84,7 +84,12 @@ class RouteTarget(serializers.Serializer):
 
 class Limits(serializers.Serializer):
     max_calls = serializers.IntegerField(allow_null=True)
-    cps = serializers.IntegerField(allow_null=True)
+    cps = serializers.IntegerField(allow_null=True, help_text="The peer's calls per second, cluster-wide.")
+    cps_node = serializers.IntegerField(
+        allow_null=True,
+        help_text="This node's share of `cps`: the calls per second it admits for the peer "
+        "(OpenSIPS's ratelimit pipe). None: no limit.",
+    )
 
 
 class AuthorizeResponse(serializers.Serializer):

@@ -118,6 +118,7 @@ class Decision:
     did: DidInfo | None = None
     # The buy tariffs the reservation carries when they do not come from `candidates`.
     buy: dict | None = None
+    cps_node: int | None = None  # the asking node's share of the peer's calls per second
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, detail: str, *, ok: bool = True) -> None:
@@ -167,6 +168,7 @@ class Decision:
             "limits": {
                 "max_calls": peer.max_calls if peer else None,
                 "cps": peer.max_cps if peer else None,
+                "cps_node": self.cps_node,
             },
         }
 
@@ -227,8 +229,31 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     _order_routes(snapshot, peer, rule, decision)
     if not decision.targets:
         return decision.reject(503, "No route", "routes")
+    return _routed(snapshot, decision)
+
+
+def _routed(snapshot: Snapshot, decision: Decision) -> Decision:
     decision.action, decision.code, decision.reason = "route", 200, "OK"
+    decision.cps_node = cps_share(snapshot, decision.peer, decision.node_id)
     return decision
+
+
+def cps_share(snapshot: Snapshot, peer: PeerInfo, node_id: int) -> int | None:
+    """The calls per second of `peer` that node `node_id` admits (docs/CALL_CONTROL.md).
+
+    The peer's limit is split among the live nodes that serve it (its assigned nodes, else
+    every node): each gets the quotient and the first ones by id one more each, so that
+    the shares add up to the limit exactly and no node asks another per call. A limit
+    below the number of nodes cannot be split so: each node then admits one a second.
+    """
+    if peer.max_cps is None:
+        return None
+    live = snapshot.live_node_ids
+    serving = [n for n in live if n in peer.node_ids] if peer.node_ids else list(live)
+    if node_id not in serving:
+        return peer.max_cps  # a node nobody counts on (disabled, silent): the whole limit
+    share, rest = divmod(peer.max_cps, len(serving))
+    return max(1, share + (1 if serving.index(node_id) < rest else 0))
 
 
 def _identify(snapshot: Snapshot, request: CallRequest, decision: Decision) -> PeerInfo | None:
@@ -305,8 +330,7 @@ def _inbound(snapshot: Snapshot, supplier: PeerInfo, decision: Decision) -> Deci
         f"{did.number} of {owner.name}: {did.sell.price}/min to {owner.name}, {did.buy.price}/min "
         f"from {supplier.name}; {len(decision.targets)} target(s)",
     )
-    decision.action, decision.code, decision.reason = "route", 200, "OK"
-    return decision
+    return _routed(snapshot, decision)
 
 
 def _on_net(snapshot: Snapshot, peer: PeerInfo, did: DidInfo | None, decision: Decision) -> Decision:
@@ -335,8 +359,7 @@ def _on_net(snapshot: Snapshot, peer: PeerInfo, did: DidInfo | None, decision: D
     decision.buy = {}
     decision.targets = targets
     decision.step("on-net", f"{what} of {owner.name}: {price}/min {peer.currency}")
-    decision.action, decision.code, decision.reason = "route", 200, "OK"
-    return decision
+    return _routed(snapshot, decision)
 
 
 def _account(snapshot: Snapshot, decision: Decision) -> tuple[str, int] | None:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 CHECK_SECONDS = 1.0  # how stale configuration may be
 LIVE_SECONDS = 1.0  # live calls per route
 SUPPLIER_MONEY_SECONDS = 5.0  # prepaid suppliers out of money
+LIVE_NODES_SECONDS = 5.0  # which nodes beat: they share each peer's calls per second
 QUALITY_SECONDS = 60.0
 MIN_QUALITY_ATTEMPTS = 10  # below this, a supplier's ASR/ACD says too little to sort by
 
@@ -275,6 +276,10 @@ class Snapshot:
     reservation_grace: int
     quality_window: int
     live_calls: dict[int, int] = field(default_factory=dict)  # route id -> live calls
+    # Enabled nodes with a fresh heartbeat (all enabled nodes when none beats: a node
+    # without the heartbeat task). Each peer's calls per second are shared among them.
+    live_node_ids: tuple = ()
+    live_nodes_checked: float = 0.0
     suppliers_without_money: frozenset = frozenset()
     quality: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
     live_checked: float = 0.0
@@ -480,6 +485,7 @@ def build() -> Snapshot:
         quality_window=settings.quality_window,
     )
     refresh_live_calls(snapshot)
+    refresh_live_nodes(snapshot)
     refresh_supplier_money(snapshot)
     refresh_quality(snapshot)
     logger.info(
@@ -530,6 +536,13 @@ def refresh_live_calls(snapshot: Snapshot) -> None:
     )
     snapshot.live_calls = dict(rows)
     snapshot.live_checked = time.monotonic()
+
+
+def refresh_live_nodes(snapshot: Snapshot) -> None:
+    enabled = Node.objects.enabled()
+    alive = tuple(enabled.alive().order_by("pk").values_list("pk", flat=True))
+    snapshot.live_node_ids = alive or tuple(enabled.order_by("pk").values_list("pk", flat=True))
+    snapshot.live_nodes_checked = time.monotonic()
 
 
 def refresh_supplier_money(snapshot: Snapshot) -> None:
@@ -583,6 +596,8 @@ def _refresh(snapshot: Snapshot | None, now: float) -> Snapshot:
     else:
         if now - snapshot.live_checked >= LIVE_SECONDS:
             refresh_live_calls(snapshot)
+        if now - snapshot.live_nodes_checked >= LIVE_NODES_SECONDS:
+            refresh_live_nodes(snapshot)
         if now - snapshot.money_checked >= SUPPLIER_MONEY_SECONDS:
             refresh_supplier_money(snapshot)
         if now - snapshot.quality_checked >= QUALITY_SECONDS:

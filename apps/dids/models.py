@@ -105,8 +105,11 @@ class Did(TimestampedModel):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.last_number:
-            if len(self.last_number) != len(self.number or ""):
+        digits = (self.number or "").isdigit() and (self.last_number or "0").isdigit()
+        if not digits:
+            errors["number"] = "Digits only."
+        elif self.last_number:
+            if len(self.last_number) != len(self.number):
                 errors["last_number"] = "The last number of a block is as long as its first."
             elif self.last_number < self.number:
                 errors["last_number"] = "The last number of a block comes after its first."

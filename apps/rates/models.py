@@ -62,6 +62,8 @@ class RateTable(TimestampedModel):
             raise ValidationError({"name": "This owner already has a rate table of that name."})
         if self.reseller_id and self.purpose == self.Purpose.BUY:
             raise ValidationError({"purpose": "Supplier (buy) price lists belong to the operator."})
+        if self.on_net_price is not None and self.on_net_price < 0:
+            raise ValidationError({"on_net_price": "A price cannot be negative."})
 
 
 class Rate(models.Model):

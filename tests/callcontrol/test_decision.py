@@ -120,7 +120,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
     assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (
         True,
-        {"max_calls": 5, "cps": 3},
+        {"max_calls": 5, "cps": 3, "cps_node": 2},
         None,
     )
     assert (response["destination"], response["reservation"], response["peer_id"]) == (

@@ -95,7 +95,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
         "routes": routes,
         "redirect": None,
         "record": False,
-        "limits": {"max_calls": 10, "cps": 2},
+        "limits": {"max_calls": 10, "cps": 2, "cps_node": 1},
     }
     assert (held.call_id, held.amount, held.node_id) == (
         "a84b4c76e66710@pc33",

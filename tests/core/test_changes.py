@@ -216,7 +216,8 @@ def test_a_suspended_supplier_has_its_gateways_disabled_in_the_same_transaction(
     peer_services.suspend_peer(cast.supplier, actor=system, reason="quality")
 
     assert DrGateway.objects.get(gwid=str(gateway.pk)).state == provisioning.GATEWAY_DISABLED
-    assert EngineSync.objects.get(node=cast.node).pending_modules == ["drouting"]
+    # The gateway's address (group 2: a supplier's calls to our DIDs) and its drouting row.
+    assert EngineSync.objects.get(node=cast.node).pending_modules == ["address", "drouting"]
 
 
 @pytest.mark.parametrize(
@@ -243,7 +244,7 @@ def test_a_peer_without_rows_in_a_table_leaves_that_table_alone(cast):
     gateway_only = Change("peers.Peer", frozenset({cast.supplier.pk}))
     assert provisioning.tables_for(gateway_only) == []
     peer_services.add_gateway(cast.supplier, actor=Scope.system(), name="gw1", host="192.0.2.1")
-    assert provisioning.tables_for(gateway_only) == ["dr_gateways"]
+    assert provisioning.tables_for(gateway_only) == ["address", "dr_gateways"]
 
 
 # --- the Channels groups ------------------------------------------------------------------

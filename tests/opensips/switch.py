@@ -6,7 +6,8 @@ Customers (each calls from its own loopback address, as SIPp's source):
   time), Prepaid 127.0.0.12 (0.03 USD at 0.60 USD/min: three seconds), Newcomer 127.0.0.13
   (no endpoint until a test adds it), Wanderer 127.0.0.14 (served by node2 only: calls to
   node1 are redirected there), Onnet 127.0.0.15 (calls our accounts), Other (SIP account
-  alice@other.test: the second phone, 127.0.0.21). Nobody is on 127.0.0.99.
+  alice@other.test: the second phone, 127.0.0.21), Bursty 127.0.0.16 (5 calls a second,
+  served by node1 only). Nobody is on 127.0.0.99.
 On-net calls cost 0.0100/min on Retail. Carrier (a supplier, from 127.0.0.30) delivers our
   DID 442071110000, Acme's, to alice@sip.test: 0.12/min to Carrier, 0.60/min to Acme.
 Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
@@ -64,6 +65,7 @@ PREPAID_IP = "127.0.0.12"
 NEWCOMER_IP = "127.0.0.13"
 WANDERER_IP = "127.0.0.14"
 ONNET_IP = "127.0.0.15"
+BURSTY_IP = "127.0.0.16"
 PHONE_IP = "127.0.0.20"
 PHONE2_IP = "127.0.0.21"
 CARRIER_IP = "127.0.0.30"
@@ -105,6 +107,7 @@ class Switch:
     mute: Peer
     late: Peer
     onnet: Peer
+    bursty: Peer
     other: Peer
     carrier: Peer
     alpha_gateway: Gateway
@@ -156,9 +159,11 @@ def sipp(
     hold_ms: int = 0,
     local_port: int | None = None,
     background: bool = False,
+    calls: int = 1,
     extra: Sequence[str] = (),
 ) -> SippRun:
-    """Run SIPp against 127.0.0.1:`port` from `source` for one call; wait unless `background`."""
+    """Run SIPp against 127.0.0.1:`port` from `source` for `calls` calls (one at a time
+    unless `extra` sets a rate); wait unless `background`."""
     number = next(_runs)
     directory = _sipp_directory[-1] / f"run{number}"
     directory.mkdir(parents=True)
@@ -167,7 +172,7 @@ def sipp(
         "timeout", "-k", "2", "30", require_sipp(), f"{LOOPBACK}:{port}",
         *(["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", role]),
         "-i", source, "-p", str(local_port or free_port()), "-mp", str(free_port()),
-        "-m", "1", "-l", "1", "-nostdin",
+        "-m", str(calls), "-l", str(calls), "-nostdin",
         "-recv_timeout", "12000", "-timeout", "25", "-timeout_error",
         "-cid_str", f"{prefix}%u",
         "-trace_msg", "-message_file", str(directory / "messages.log"),
@@ -181,7 +186,7 @@ def sipp(
         command, stdin=subprocess.DEVNULL, stdout=screen, stderr=subprocess.STDOUT
     )
     screen.close()
-    run = SippRun(process, f"{prefix}1", directory)  # one call: number 1
+    run = SippRun(process, f"{prefix}1", directory)  # the first call: number 1
     return run if background else run.wait()
 
 
@@ -281,6 +286,11 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         )
     wanderer = _customer("Wanderer", WANDERER_IP, retail, **postpaid)
     peer_services.assign_peer_to_nodes(wanderer, Node.objects.filter(name="node2"), actor=SYSTEM)
+    # Credit for 200 calls held at once: its calls are not rated while the test runs.
+    bursty = _customer(
+        "Bursty", BURSTY_IP, retail, max_cps=5, account_mode="postpaid", credit_limit=Decimal("1000")
+    )
+    peer_services.assign_peer_to_nodes(bursty, Node.objects.filter(name="node1"), actor=SYSTEM)
     with transaction.atomic():
         # Every table, the version rows too: a transactional test before this one flushed them.
         provisioning.sync_tables()
@@ -295,6 +305,7 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         "mute": mute,
         "late": late,
         "onnet": onnet,
+        "bursty": bursty,
         "other": other,
         "carrier": carrier,
         "alpha_gateway": alpha_gateway,

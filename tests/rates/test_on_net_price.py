@@ -1,14 +1,32 @@
-"""A sell list's on-net price is shown in the admin and the API."""
+"""A sell list's on-net price: set by its owner through the table services, shown in the
+admin and the API."""
 
 from decimal import Decimal
 
+import pytest
+from django.core.exceptions import ValidationError
+
+from apps.rates import services as rate_services
 from apps.rates.models import RateTable
+from apps.tenancy.scope import Scope
 from tests.admin.conftest import admin_url
 
 
 def set_on_net_price(table: RateTable, price: str) -> None:
-    # No service sets it yet (apps.rates.services.TABLE_SETTINGS): written here as a fixture.
     RateTable.objects.filter(pk=table.pk).update(on_net_price=Decimal(price))
+
+
+def test_the_owner_sets_the_on_net_price_and_a_negative_one_is_refused(cast):
+    table = cast.a.sell_table
+    rate_services.update_rate_table(
+        table, actor=Scope.of_user(cast.a.staff), changes={"on_net_price": Decimal("0.0040")}
+    )
+    assert RateTable.objects.get(pk=table.pk).on_net_price == Decimal("0.0040")
+    with pytest.raises(ValidationError) as refused:
+        rate_services.update_rate_table(
+            table, actor=Scope.of_user(cast.a.staff), changes={"on_net_price": Decimal("-1")}
+        )
+    assert "on_net_price" in refused.value.message_dict
 
 
 def test_the_api_shows_the_on_net_price(api, cast):

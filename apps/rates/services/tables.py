@@ -12,7 +12,7 @@ from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.rates.models import ImportTemplate, Rate, RateTable
 from apps.tenancy.scope import Scope
 
-TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "description")
+TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "on_net_price", "description")
 
 logger = logging.getLogger(__name__)
 
