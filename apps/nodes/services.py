@@ -1,5 +1,8 @@
 """The only write path for nodes and cluster settings."""
 
+from functools import partial
+
+from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -8,6 +11,7 @@ from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.nodes.models import ClusterSettings, Node, new_secret
 from apps.nodes.sync import client_for
+from apps.opensips import dialogs
 from apps.tenancy.scope import Scope
 from engines.opensips import DialogEnd
 
@@ -31,6 +35,8 @@ def create_node(*, actor: Scope, name: str, **fields) -> Node:
     node = apply_changes(Node(name=name), fields, allowed=NODE_SETTINGS)
     node = save_object(node, actor=actor, action="node.created")
     announce("nodes.Node", [node.pk])
+    # Its OpenSIPS's table of live calls; data definition, so once the node is committed.
+    transaction.on_commit(partial(dialogs.ensure_table, node.pk))
     return node
 
 

@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from django.template import Context, Engine
 
 from apps.nodes.models import ClusterSettings, Node
+from apps.opensips import dialogs
 from engines.opensips.install_layout import ModulesNotFound
 from engines.opensips.install_layout import modules_dir as find_modules_dir
 
@@ -106,6 +107,8 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "max_call_duration": cluster.max_call_duration,
         "ack_timeout": settings.OPENSIPS_ACK_TIMEOUT,
         "ping_interval": settings.OPENSIPS_PING_INTERVAL,
+        "dialog_table": dialogs.table_name(node.pk),
+        "dialog_flush": settings.OPENSIPS_DIALOG_FLUSH,
         "cluster_id": CLUSTER_ID,
         "bin_address": _host(node.management_address),
         "bin_port": CLUSTER_BIN_PORT,

@@ -75,3 +75,12 @@ class ScaledFloatField(models.FloatField):
         if _mysql(connection):
             return "float(10,2)"
         return super().db_type(connection)
+
+
+class PlainBlobField(models.BinaryField):
+    """BLOB on MySQL, as OpenSIPS's scripts create it (Django would use LONGBLOB)."""
+
+    def db_type(self, connection):
+        if _mysql(connection):
+            return "blob"
+        return super().db_type(connection)

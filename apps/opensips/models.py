@@ -14,6 +14,7 @@ from django.db import models
 
 from apps.opensips.fields import (
     FixedCharField,
+    PlainBlobField,
     PlainDateTimeField,
     PlainTextField,
     ScaledFloatField,
@@ -37,6 +38,7 @@ TABLE_VERSIONS = {
     "location": 1013,
     "acc": 7,
     "missed_calls": 5,
+    "dialog": 12,
 }
 
 
@@ -297,3 +299,49 @@ class MissedCall(AccountingRow):
 
     def __str__(self) -> str:
         return f"{self.callid} {self.sip_code}"
+
+
+class Dialog(models.Model):
+    """dialog: the schema of each node's table of live calls (`dialog_<node id>`).
+
+    No node uses this table itself: a node's OpenSIPS keeps its dialogs in a table of its
+    own (apps.opensips.dialogs), made LIKE this one, and loads it when it starts, so that
+    its live calls survive a restart. One shared table would have every node load, time
+    out and end every other node's calls.
+    """
+
+    dlg_id = models.PositiveBigIntegerField(primary_key=True)
+    callid = FixedCharField(max_length=255)
+    from_uri = FixedCharField(max_length=255)
+    from_tag = FixedCharField(max_length=64)
+    to_uri = FixedCharField(max_length=255)
+    to_tag = FixedCharField(max_length=64)
+    mangled_from_uri = FixedCharField(max_length=255, null=True, db_default=None)
+    mangled_to_uri = FixedCharField(max_length=255, null=True, db_default=None)
+    caller_cseq = FixedCharField(max_length=11)
+    callee_cseq = FixedCharField(max_length=11)
+    caller_ping_cseq = models.PositiveIntegerField()
+    callee_ping_cseq = models.PositiveIntegerField()
+    caller_route_set = PlainTextField(null=True)
+    callee_route_set = PlainTextField(null=True)
+    caller_contact = FixedCharField(max_length=255, null=True)
+    callee_contact = FixedCharField(max_length=255, null=True)
+    caller_sock = FixedCharField(max_length=64)
+    callee_sock = FixedCharField(max_length=64)
+    state = models.PositiveIntegerField()
+    start_time = models.PositiveIntegerField()
+    timeout = models.PositiveIntegerField()
+    vars = PlainBlobField(null=True, db_default=None)
+    profiles = PlainTextField(null=True, db_default=None)
+    script_flags = FixedCharField(max_length=255, null=True, db_default=None)
+    module_flags = models.PositiveIntegerField(db_default=0)
+    flags = models.PositiveIntegerField(db_default=0)
+    rt_on_answer = FixedCharField(max_length=64, null=True, db_default=None)
+    rt_on_timeout = FixedCharField(max_length=64, null=True, db_default=None)
+    rt_on_hangup = FixedCharField(max_length=64, null=True, db_default=None)
+
+    class Meta:
+        db_table = "dialog"
+
+    def __str__(self) -> str:
+        return self.callid

@@ -23,6 +23,7 @@ from django.db.models import Model
 
 from apps.core.changes import Change
 from apps.nodes.models import ClusterSettings, Node
+from apps.opensips import dialogs
 from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Registrant, Subscriber, Version
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount, Transport
 
@@ -283,7 +284,13 @@ def sync_versions(*, dry_run: bool = False) -> SyncResult:
     """Write the `version` rows OpenSIPS checks at startup (a restored or emptied table)."""
 
     def wanted() -> dict[tuple, dict]:
-        return {(table,): {"table_version": version} for table, version in TABLE_VERSIONS.items()}
+        rows = {(table,): {"table_version": version} for table, version in TABLE_VERSIONS.items()}
+        # The rows of the nodes' own dialog tables are apps.opensips.dialogs' (which makes the
+        # tables): kept at the dialog version while their node exists, dropped after.
+        names = [dialogs.table_name(node_id) for node_id in Node.objects.values_list("pk", flat=True)]
+        for name in Version.objects.filter(table_name__in=names).values_list("table_name", flat=True):
+            rows[(name,)] = {"table_version": TABLE_VERSIONS["dialog"]}
+        return rows
 
     return _diff(Version, ("table_name",), wanted, table="version", dry_run=dry_run)
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ from django.utils import timezone
 from apps.billing import services as billing
 from apps.dids.models import Did, DidTarget
 from apps.nodes.models import ClusterSettings, Node
-from apps.opensips import provisioning
+from apps.opensips import dialogs, provisioning
 from apps.opensips.config import mysql_url, render
 from apps.peers import services as peer_services
 from apps.peers.models import Gateway, Peer
@@ -113,6 +114,12 @@ class Switch:
     alpha_gateway: Gateway
     logs: Path
     processes: list = field(default_factory=list)
+    # name -> a function that stops that node's OpenSIPS (SIGTERM, as systemd does) and
+    # starts it again on the same configuration; returns when its MI answers.
+    restarts: dict = field(default_factory=dict)
+
+    def restart(self, name: str) -> None:
+        self.restarts[name]()
 
 
 @dataclass
@@ -437,9 +444,16 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 "OPENSIPS_MODULES_DIR": modules_dir(binary),
                 "OPENSIPS_ACK_TIMEOUT": ACK_TIMEOUT,
             }
+            for node in Node.objects.all():
+                dialogs.ensure_table(node.pk)
+                with connection.cursor() as cursor:  # no call of an earlier run comes back
+                    cursor.execute(f"DELETE FROM {dialogs.table_name(node.pk)}")  # noqa: S608 - our name
+            restarts = {}
             for name in ("node1", "node2"):
                 node = Node.objects.get(name=name)
-                processes.append(_start_opensips(binary, node, directory, mi_ports[name], common))
+                start = partial(_start_opensips, binary, node, directory, mi_ports[name], common)
+                processes.append(start())
+                restarts[name] = partial(_restart, processes, len(processes) - 1, start)
             mute = {
                 **common,
                 "CALL_CONTROL_URL": f"http://{LOOPBACK}:{silent.getsockname()[1]}/call-control/v1",
@@ -458,6 +472,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 phone_password=password,
                 logs=directory,
                 processes=processes,
+                restarts=restarts,
                 **world,
             )
         finally:
@@ -466,6 +481,16 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             call_command("flush", interactive=False, verbosity=0)
             if created is not None:
                 teardown_databases(created, verbosity=0)
+
+
+def _restart(processes: list, index: int, start) -> None:
+    """Stop OpenSIPS processes[index] as systemd does (SIGTERM) and start it again; its log
+    is kept beside the new one."""
+    process = processes[index]
+    _stop(process)
+    log = Path(process.args[process.args.index("-f") + 1]).with_suffix(".log")
+    log.rename(log.with_suffix(f".log.{time.monotonic_ns()}"))
+    processes[index] = start()
 
 
 def _uas(port: int, log: Path, scenario: str = "") -> subprocess.Popen:

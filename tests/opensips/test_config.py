@@ -117,9 +117,20 @@ def test_calls_end_by_themselves_after_the_ack_timeout_and_failed_pings(node, de
 
 def test_the_modules_use_the_opensips_db_url(node, dedicated):
     text = cfg(node, dedicated)
-    # acc, permissions, auth_db, usrloc, drouting and uac_registrant, all on the one database.
-    assert text.count('"db_url", "mysql://opensips:secret@db.example:3306/smartswitch"') == 6
-    assert text.count('"db_url"') == 6
+    # dialog, acc, permissions, auth_db, usrloc, drouting and uac_registrant: one database.
+    assert text.count('"db_url", "mysql://opensips:secret@db.example:3306/smartswitch"') == 7
+    assert text.count('"db_url"') == 7
+
+
+def test_each_node_keeps_its_dialogs_in_a_table_of_its_own(node, dedicated, settings):
+    settings.OPENSIPS_DIALOG_FLUSH = 3
+    text = cfg(node, dedicated)
+    assert f'modparam("dialog", "table_name", "dialog_{node.pk}")' in text
+    assert 'modparam("dialog", "db_mode", 2)' in text
+    assert 'modparam("dialog", "db_update_period", 3)' in text
+    # Without its values (max_duration, contacts, acc's context) a restored dialog could
+    # neither end the call in time nor write its CDR.
+    assert 'modparam("dialog", "db_flush_vals_profiles", 1)' in text
 
 
 def test_without_opensips_db_url_the_mariadb_database_is_used():

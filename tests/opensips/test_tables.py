@@ -15,7 +15,7 @@ from django.db import connection
 
 from apps.opensips.models import TABLE_VERSIONS, Version
 
-SCRIPTS = ("standard", "permissions", "auth_db", "drouting", "registrant", "usrloc", "acc")
+SCRIPTS = ("standard", "permissions", "auth_db", "drouting", "registrant", "usrloc", "acc", "dialog")
 TABLES = ("version", *TABLE_VERSIONS)
 
 # (column type without display width, nullable, default) as MariaDB reports them for the
@@ -44,6 +44,37 @@ SCRIPT_COLUMNS = {
         "proto": ("char(4)", False, "'any'"),
         "pattern": ("char(64)", True, "NULL"),
         "context_info": ("char(32)", True, "NULL"),
+    },
+    "dialog": {
+        "dlg_id": ("bigint unsigned", False, None),
+        "callid": ("char(255)", False, None),
+        "from_uri": ("char(255)", False, None),
+        "from_tag": ("char(64)", False, None),
+        "to_uri": ("char(255)", False, None),
+        "to_tag": ("char(64)", False, None),
+        "mangled_from_uri": ("char(255)", True, "NULL"),
+        "mangled_to_uri": ("char(255)", True, "NULL"),
+        "caller_cseq": ("char(11)", False, None),
+        "callee_cseq": ("char(11)", False, None),
+        "caller_ping_cseq": ("int unsigned", False, None),
+        "callee_ping_cseq": ("int unsigned", False, None),
+        "caller_route_set": ("text", True, "NULL"),
+        "callee_route_set": ("text", True, "NULL"),
+        "caller_contact": ("char(255)", True, "NULL"),
+        "callee_contact": ("char(255)", True, "NULL"),
+        "caller_sock": ("char(64)", False, None),
+        "callee_sock": ("char(64)", False, None),
+        "state": ("int unsigned", False, None),
+        "start_time": ("int unsigned", False, None),
+        "timeout": ("int unsigned", False, None),
+        "vars": ("blob", True, "NULL"),
+        "profiles": ("text", True, "NULL"),
+        "script_flags": ("char(255)", True, "NULL"),
+        "module_flags": ("int unsigned", False, "0"),
+        "flags": ("int unsigned", False, "0"),
+        "rt_on_answer": ("char(64)", True, "NULL"),
+        "rt_on_timeout": ("char(64)", True, "NULL"),
+        "rt_on_hangup": ("char(64)", True, "NULL"),
     },
     "dr_carriers": {
         "id": ("int unsigned", False, None),

@@ -2,12 +2,15 @@
 
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from apps.nodes.models import Node
 from apps.nodes.rendering import render_node
+from apps.opensips import dialogs
 
 
 class Command(BaseCommand):
@@ -23,6 +26,9 @@ class Command(BaseCommand):
         except Node.DoesNotExist:
             known = ", ".join(Node.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"No node named {node!r} (known: {known}).") from None
+        # Its OpenSIPS keeps its live calls in a table of its own: made before it starts (data
+        # definition, which would commit a caller's transaction: after it, if there is one).
+        transaction.on_commit(partial(dialogs.ensure_table, target.pk))
         files = render_node(target)
         for relative, content in sorted(files.items()):
             path = out / relative

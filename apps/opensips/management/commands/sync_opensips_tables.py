@@ -1,15 +1,20 @@
 """Rewrite OpenSIPS's provisioned tables from our models, or report drift with --check."""
 
+from functools import partial
+
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from apps.core.db import retry_on_conflict
-from apps.opensips import provisioning
+from apps.nodes.models import Node
+from apps.opensips import dialogs, provisioning
 
 
 class Command(BaseCommand):
     help = (
         "Bring address, subscriber, dr_gateways and registrant in step with peers, endpoints, SIP "
-        "accounts, gateways and registrations, then ask every node to reload. With --check, "
+        "accounts, gateways and registrations, make every node's dialog table, then ask every node "
+        "to reload. With --check, "
         "change nothing and exit 1 when a table differs from what our models say."
     )
 
@@ -27,6 +32,9 @@ class Command(BaseCommand):
         if check:
             results = provisioning.check_tables(tables)
         else:
+            for node_id in Node.objects.values_list("pk", flat=True):
+                # Data definition, which would commit a caller's transaction: after it, if any.
+                transaction.on_commit(partial(dialogs.ensure_table, node_id))
             results = retry_on_conflict(provisioning.sync_tables)(tables)
         for result in results:
             self.stdout.write(str(result))
