@@ -331,6 +331,9 @@ OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # Seconds between two writes of OpenSIPS's changed dialogs to the node's dialog table (and
 # at shutdown): what a crash, not a restart, can lose of the calls set up meanwhile.
 OPENSIPS_DIALOG_FLUSH = env_int("OPENSIPS_DIALOG_FLUSH", 5, minimum=1)
+# Seconds a call may ring (after the supplier's 180/183) before it is given up; before it
+# rings, the route's setup timeout applies.
+OPENSIPS_RINGING_TIMEOUT = env_int("OPENSIPS_RINGING_TIMEOUT", 60, minimum=5)
 # Seconds between two runs of online billing (apps.billing.services.online.cut_overruns), which ends
 # live calls whose account can no longer pay for them.
 ONLINE_BILLING_INTERVAL = env_int("ONLINE_BILLING_INTERVAL", 5, minimum=1)

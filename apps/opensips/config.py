@@ -21,6 +21,8 @@ TEMPLATE_DIR = Path(settings.BASE_DIR) / "deploy" / "opensips"
 # the port of the clusterer's BIN protocol between management addresses.
 CLUSTER_ID = 1
 CLUSTER_BIN_PORT = 5566
+# Nodes of ours one call may pass through before it is taken for a loop (482).
+MAX_HOPS = 3
 
 
 class RenderError(CommandError):
@@ -96,6 +98,10 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "shared": shared,
         "listen": _host(listen),
         "advertise": _host(advertise) if advertise else "",
+        # Dedicated IP on a wider listening address: calls are sent from the node's own one.
+        "force_socket": bool(advertise) and listen != advertise,
+        "ringing_timeout": settings.OPENSIPS_RINGING_TIMEOUT,
+        "max_hops": MAX_HOPS,
         "port": node.sip_port,
         "mi_address": mi_address,
         "mi_port": mi_port,

@@ -13,7 +13,11 @@ On-net calls cost 0.0100/min on Retail. Carrier (a supplier, from 127.0.0.30) de
 Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
 Routing (static priority, setup timeout 1 s): 49 (Germany) -> Alpha; 33 (France) -> Failing
   (always 503), then Bravo; 44 (United Kingdom) -> Failing only; 39 (Italy) -> Mute (never
-  answers), then Bravo; 34 (Spain) -> Late (sends its 180 after its 200).
+  answers), then Bravo; 34 (Spain) -> Late (sends its 180 after its 200); 41 (Switzerland)
+  -> Stuck (100 Trying, then nothing), then Bravo; 43 (Austria) -> Probe (a bare UDP socket
+  the test reads: who sent the INVITE).
+node4 (127.0.0.40) listens on every address (0.0.0.0), dedicated-IP mode: its calls must
+  leave from 127.0.0.40.
 OpenSIPS ends an answer its caller never ACKs after ACK_TIMEOUT seconds.
 """
 
@@ -77,12 +81,17 @@ PARIS = "33123456789"
 LONDON = "442071234567"
 ROME = "39061234567"
 MADRID = "34911234567"
+ZURICH = "41441234567"
+VIENNA = "43151234567"
+NODE4_IP = "127.0.0.40"
 DESTINATIONS = (
     ("49", "Germany"),
     ("33", "France"),
     ("44", "United Kingdom"),
     ("39", "Italy"),
     ("34", "Spain"),
+    ("41", "Switzerland"),
+    ("43", "Austria"),
 )
 ACK_TIMEOUT = 3
 
@@ -92,6 +101,7 @@ class Switch:
     node1_port: int
     node2_port: int
     node3_port: int  # its call control never answers
+    node4_port: int  # listens on 0.0.0.0, sends from 127.0.0.40
     node1_mi: str
     node2_mi: str
     node3_mi: str
@@ -112,6 +122,7 @@ class Switch:
     other: Peer
     carrier: Peer
     alpha_gateway: Gateway
+    probe: socket.socket  # Probe's gateway
     logs: Path
     processes: list = field(default_factory=list)
     # name -> a function that stops that node's OpenSIPS (SIGTERM, as systemd does) and
@@ -273,8 +284,18 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
     failing, _ = _supplier("Failing", ports["failing"])
     mute, _ = _supplier("Mute", ports["mute"])
     late, _ = _supplier("Late", ports["late"])
+    stuck, _ = _supplier("Stuck", ports["stuck"])
+    probe, _ = _supplier("Probe", ports["probe"])
     plan = RoutingPlan.objects.create(name="Main")
-    routing = {"49": [alpha], "33": [failing, bravo], "44": [failing], "39": [mute, bravo], "34": [late]}
+    routing = {
+        "49": [alpha],
+        "33": [failing, bravo],
+        "44": [failing],
+        "39": [mute, bravo],
+        "34": [late],
+        "41": [stuck, bravo],
+        "43": [probe],
+    }
     for prefix, suppliers in routing.items():
         rule = RoutingRule.objects.create(plan=plan, prefix=prefix, method=Method.PRIORITY)
         for priority, supplier in enumerate(suppliers, start=1):
@@ -291,6 +312,9 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         Node.objects.create(
             name=name, management_address=LOOPBACK, sip_address=LOOPBACK, sip_port=ports[name]
         )
+    Node.objects.create(
+        name="node4", management_address=LOOPBACK, sip_address=NODE4_IP, sip_port=ports["node4"]
+    )
     wanderer = _customer("Wanderer", WANDERER_IP, retail, **postpaid)
     peer_services.assign_peer_to_nodes(wanderer, Node.objects.filter(name="node2"), actor=SYSTEM)
     # Credit for 200 calls held at once: its calls are not rated while the test runs.
@@ -370,10 +394,10 @@ def _answers_mi(url: str) -> bool:
 
 
 def _start_opensips(
-    binary: Path, node: Node, directory: Path, mi_port: int, common: dict
+    binary: Path, node: Node, directory: Path, mi_port: int, common: dict, cluster=None
 ) -> subprocess.Popen:
     with override_settings(OPENSIPS_MI_URL=f"http://{{address}}:{mi_port}/mi", **common):
-        text = render(node, ClusterSettings.load())["opensips/opensips.cfg"]
+        text = render(node, cluster or ClusterSettings.load())["opensips/opensips.cfg"]
     cfg = directory / f"{node.name}.cfg"
     cfg.write_text(text)
     log = directory / f"{node.name}.log"
@@ -395,13 +419,29 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
     _sipp_directory.append(directory / "sipp")
     ports = {
         name: free_port()
-        for name in ("node1", "node2", "node3", "alpha", "bravo", "failing", "late", "phone", "phone2")
+        for name in (
+            "node1",
+            "node2",
+            "node3",
+            "node4",
+            "alpha",
+            "bravo",
+            "failing",
+            "late",
+            "stuck",
+            "phone",
+            "phone2",
+        )
     }
     # Mute's gateway: a UDP socket nobody reads, so its calls meet the route's setup timeout.
     mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     mute.bind((LOOPBACK, 0))
     ports["mute"] = mute.getsockname()[1]
-    mi_ports = {name: free_port() for name in ("node1", "node2", "node3")}
+    # Probe's gateway: a UDP socket the test reads, to see where an INVITE came from.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((LOOPBACK, 0))
+    ports["probe"] = probe.getsockname()[1]
+    mi_ports = {name: free_port() for name in ("node1", "node2", "node3", "node4")}
     cc_port = free_port()
     password = secrets.token_urlsafe(12) + "7k"  # random, and always letters and digits
     processes: list[subprocess.Popen] = []
@@ -409,7 +449,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
     silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     silent.bind((LOOPBACK, 0))
     silent.listen(16)
-    with silent, mute, django_db_blocker.unblock():
+    with silent, mute, probe, django_db_blocker.unblock():
         # pytest-django sets up the test database only for tests marked or using `db`; these
         # share one committed world instead, so they set it up when nobody else has.
         created = None
@@ -436,6 +476,7 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 processes.append(_uas(ports[name], directory / f"{name}.log"))
             processes.append(_uas(ports["failing"], directory / "failing.log", scenario="uas_busy_503.xml"))
             processes.append(_uas(ports["late"], directory / "late.log", scenario="uas_answer_then_ring.xml"))
+            processes.append(_uas(ports["stuck"], directory / "stuck.log", scenario="uas_trying_only.xml"))
             cc_url = f"http://{LOOPBACK}:{cc_port}/call-control/v1"
             _wait_ready(lambda: _answers_http(f"{cc_url}/authorize"), uvicorn, cc_log, "call control", 60)
             common = {
@@ -460,10 +501,19 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             }
             node3 = Node.objects.get(name="node3")
             processes.append(_start_opensips(binary, node3, directory, mi_ports["node3"], mute))
+            # node4 listens on every address: dedicated-IP mode must send from its own.
+            wide = ClusterSettings.load()
+            wide.bind_address = "0.0.0.0"  # noqa: S104 - loopback test node, never saved
+            node4 = Node.objects.get(name="node4")
+            processes.append(
+                _start_opensips(binary, node4, directory, mi_ports["node4"], common, cluster=wide)
+            )
             yield Switch(
                 node1_port=ports["node1"],
                 node2_port=ports["node2"],
                 node3_port=ports["node3"],
+                node4_port=ports["node4"],
+                probe=probe,
                 node1_mi=f"http://{LOOPBACK}:{mi_ports['node1']}/mi",
                 node2_mi=f"http://{LOOPBACK}:{mi_ports['node2']}/mi",
                 node3_mi=f"http://{LOOPBACK}:{mi_ports['node3']}/mi",
