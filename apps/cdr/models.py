@@ -49,8 +49,14 @@ class Cdr(models.Model):
     rating_state = models.CharField(max_length=7, choices=RatingState.choices, default=RatingState.UNRATED)
     rating_error = models.CharField(max_length=200, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
+    # No OpenSIPS wrote this CDR: its call's dialog was lost (apps.cdr.lost), and its times
+    # are estimated from what its node had recorded of it.
+    estimated = models.BooleanField(
+        default=False, help_text="Made from a lost call's last record, its end estimated."
+    )
     # The OpenSIPS accounting row this CDR was made from ("acc:<id>:<time>" or
-    # "missed:<id>:<time>"), unique so that importing a row twice cannot make two CDRs.
+    # "missed:<id>:<time>"; "lost:<reservation id>" for an estimated one), unique so that
+    # importing a row twice cannot make two CDRs.
     source_ref = models.CharField(max_length=48, null=True, blank=True, unique=True, editable=False)
 
     objects = CdrQuerySet.as_manager()

@@ -1,7 +1,8 @@
 """Close reservations that no dialog owns: ask the node's OpenSIPS which calls it holds.
 
 A reservation can outlive its call without anything telling us: a release lost on the way,
-an answer OpenSIPS never received, an OpenSIPS restart (dialogs are kept in memory only).
+an answer OpenSIPS never received, a dialog lost (an OpenSIPS killed before it wrote it to
+its node's table; one whose table shows it answered leaves an estimated CDR).
 The expiry task releases such a hold after the call's maximum duration; this sweep, run on
 each node against its own OpenSIPS, releases it within minutes.
 """
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from apps.billing.models import Reservation
 from apps.billing.services import reservations
+from apps.cdr import lost
 from apps.nodes.models import Node
 from engines.opensips import MIClient, MIError
 from engines.opensips.mi import DIALOG_NOT_FOUND
@@ -55,5 +57,7 @@ def release_without_dialog(node: Node, client: MIClient, *, now: datetime | None
     released = 0
     for pk, call_id in orphans:
         if not _holds(client, call_id):
+            # Answered as the node's dialog table recorded it: an estimated CDR (apps.cdr.lost).
+            lost.estimate(Reservation.objects.get(pk=pk), now=listed_at)
             released += reservations.release(pk, outcome=Reservation.Outcome.EXPIRED)
     return released

@@ -28,6 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.billing.models import Account, ReleaseMarker, Reservation
+from apps.cdr import lost
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.models import money_from_db, money_to_db
@@ -457,10 +458,15 @@ def mark_answered(reservation_id: int, *, call_id: str, grace: int, now: datetim
 def expire_reservations(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Release reservations past their deadline with no CDR, and forget old markers; how many.
 
+    One whose call its node recorded as answered leaves an estimated CDR (apps.cdr.lost).
+
     The deadline is the answer deadline of a call not (yet) reported answered, or the
     maximum duration and grace of one that was, or of one that had no answer deadline.
     """
     now = now or timezone.now()
     ReleaseMarker.objects.filter(created_at__lt=now - MARKER_LIFE).delete()
-    expired = Reservation.objects.expired(now).order_by("expires_at").values_list("pk", flat=True)[:limit]
-    return sum(release(pk, outcome=Reservation.Outcome.EXPIRED, now=now) for pk in expired)
+    expired = list(Reservation.objects.expired(now).order_by("expires_at")[:limit])
+    for reservation in expired:
+        # A call its node recorded as answered gets its estimated CDR (apps.cdr.lost).
+        lost.estimate(reservation, now=now)
+    return sum(release(r.pk, outcome=Reservation.Outcome.EXPIRED, now=now) for r in expired)
