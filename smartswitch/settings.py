@@ -328,9 +328,12 @@ OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")
 # (answers 481, or nothing: its BYE was lost). Both rendered into opensips.cfg.
 OPENSIPS_ACK_TIMEOUT = env_int("OPENSIPS_ACK_TIMEOUT", 10, minimum=1)
 OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
-# Seconds between two writes of OpenSIPS's changed dialogs to the node's dialog table (and
-# at shutdown): what a crash, not a restart, can lose of the calls set up meanwhile.
-OPENSIPS_DIALOG_FLUSH = env_int("OPENSIPS_DIALOG_FLUSH", 5, minimum=1)
+# OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
+# keeps them. With a number of seconds, also that often while it runs, so that a crash loses
+# only the calls of the last interval; that costs a database insert, updates and a delete
+# per call in OpenSIPS's own processes (docs/BENCHMARKS.md: 400 calls/s fell from 100 % to
+# 78 % completed with 5 s). 0: at shutdown only.
+OPENSIPS_DIALOG_FLUSH = env_int("OPENSIPS_DIALOG_FLUSH", 0, minimum=0)
 # Seconds a call may ring (after the supplier's 180/183) before it is given up; before it
 # rings, the route's setup timeout applies.
 OPENSIPS_RINGING_TIMEOUT = env_int("OPENSIPS_RINGING_TIMEOUT", 60, minimum=5)

@@ -123,9 +123,13 @@ def test_the_modules_use_the_opensips_db_url(node, dedicated):
 
 
 def test_each_node_keeps_its_dialogs_in_a_table_of_its_own(node, dedicated, settings):
-    settings.OPENSIPS_DIALOG_FLUSH = 3
     text = cfg(node, dedicated)
     assert f'modparam("dialog", "table_name", "dialog_{node.pk}")' in text
+    # By default written at shutdown only: nothing per call.
+    assert 'modparam("dialog", "db_mode", 3)' in text
+    assert "db_update_period" not in text
+    settings.OPENSIPS_DIALOG_FLUSH = 3
+    text = cfg(node, dedicated)
     assert 'modparam("dialog", "db_mode", 2)' in text
     assert 'modparam("dialog", "db_update_period", 3)' in text
     # Without its values (max_duration, contacts, acc's context) a restored dialog could
