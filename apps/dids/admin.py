@@ -143,7 +143,20 @@ class DidAdmin(ScopedModelAdmin):
 
     def base_fieldsets(self, request, obj=None):
         fieldsets = [
-            (None, {"fields": ("number", "last_number", "supplier", "customer", "enabled", "description")}),
+            (
+                None,
+                {
+                    "fields": (
+                        "number",
+                        "last_number",
+                        "supplier",
+                        "customer",
+                        "hunting",
+                        "enabled",
+                        "description",
+                    )
+                },
+            ),
             (
                 "Prices",
                 {

@@ -14,6 +14,11 @@ from apps.rates.tariffs import Tariff
 MAX_RANGE = 100_000
 
 
+class Hunting(models.TextChoices):
+    SEQUENCE = "sequence", "In turn (failover)"
+    ALL = "all", "All at once (ring group)"
+
+
 class Did(TimestampedModel):
     """A number (or a block of consecutive numbers) we receive calls for.
 
@@ -74,6 +79,13 @@ class Did(TimestampedModel):
         on_delete=models.SET_NULL,
         related_name="+",
         editable=False,
+    )
+    hunting = models.CharField(
+        max_length=8,
+        choices=Hunting.choices,
+        default=Hunting.SEQUENCE,
+        help_text="How its SIP account targets ring: in turn, or all at once (a ring group; "
+        "its gateways are tried after it, in turn).",
     )
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)

@@ -31,7 +31,7 @@ from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError, NotAllowed
 from apps.core.money import MAX_AMOUNT, check_amount, check_price
 from apps.core.services import apply_changes, ensure_manages, save_object
-from apps.dids.models import Did, DidTarget
+from apps.dids.models import Did, DidTarget, Hunting
 from apps.peers.models import Gateway, Peer, SipAccount
 from apps.tenancy.scope import Scope
 
@@ -45,12 +45,13 @@ DID_SETTINGS = (
     "sell_per_minute",
     "min_seconds",
     "increment_seconds",
+    "hunting",
     "enabled",
     "description",
 )
 # What a reseller sets on its customers' DIDs: what the customer pays. The rest is what
 # the operator bought (number, supplier, buy prices) or shared by both tariffs (min/increment).
-RESELLER_SETTINGS = ("sell_monthly", "sell_per_minute")
+RESELLER_SETTINGS = ("sell_monthly", "sell_per_minute", "hunting")
 MONTHLY_PRICES = ("buy_monthly", "sell_monthly")
 PER_MINUTE_PRICES = ("buy_per_minute", "sell_per_minute")
 STOCK_HAS_NO_TARGETS = "A DID in stock has no targets: assign it to a customer first."
@@ -255,14 +256,23 @@ def release_did(did: Did, *, actor: Scope) -> Did:
 
 
 @retry_on_conflict
-def set_targets(did: Did, targets: Iterable[Target], *, actor: Scope) -> Did:
-    """Send the calls to `did` to `targets`, tried in order: (SIP account or gateway, timeout).
+def set_targets(did: Did, targets: Iterable[Target], *, actor: Scope, hunting: str | None = None) -> Did:
+    """Send the calls to `did` to `targets`, tried in order: (SIP account or gateway, timeout);
+    with `hunting` "all", its SIP accounts ring at once (Did.hunting).
 
     An empty list leaves the DID without targets: its calls are refused.
     """
     current = _locked(did)
     _ensure_may_route(actor, current)
     _replace_targets(current, list(targets), actor=actor)
+    if hunting is not None and hunting != current.hunting:
+        if hunting not in Hunting.values:
+            raise DomainError(f"Hunting is one of {', '.join(Hunting.values)}.", field="hunting")
+        before = current.hunting
+        current.hunting = hunting
+        Did.objects.filter(pk=current.pk).update(hunting=hunting)
+        audit.record(actor, "did.changed", current, before={"hunting": before}, after={"hunting": hunting})
+        _announce_did(current.pk, "hunting")
     return current
 
 

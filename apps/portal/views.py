@@ -48,6 +48,7 @@ CUSTOMER_DID_FIELDS = (
     "id",
     "number",
     "last_number",
+    "hunting",
     "sell_monthly",
     "sell_per_minute",
     "min_seconds",

@@ -98,6 +98,7 @@ def test_the_operator_adds_a_did_on_a_customer(cast, login):
             "last_number": "",
             "supplier": cast.supplier.pk,
             "customer": cast.a.customer.pk,
+            "hunting": "sequence",
             "enabled": "on",
             "description": "",
             "sell_monthly": "4",

@@ -274,6 +274,21 @@ def test_a_did_in_stock_has_no_targets(numbers):
     assert not Did.objects.filter(number="442079460050").exists()
 
 
+def test_the_customer_makes_its_did_a_ring_group_and_back(numbers, cast):
+    second = add_sip_account(cast.a.customer, "a-mobile")
+    customer = Scope.of_user(cast.a.customer_user)
+    services.set_targets(numbers.a, [(numbers.sip_a, None), (second, None)], actor=customer, hunting="all")
+    assert Did.objects.get(pk=numbers.a.pk).hunting == "all"
+    assert AuditEntry.objects.filter(action="did.changed", object_id=str(numbers.a.pk)).exists()
+    with pytest.raises(DomainError) as error:
+        services.set_targets(numbers.a, [(numbers.sip_a, None)], actor=customer, hunting="random")
+    assert error.value.field == "hunting"
+    assert Did.objects.get(pk=numbers.a.pk).hunting == "all"  # nothing half-written
+    # Its reseller may set it too, with the prices it sets.
+    services.update_did(numbers.a, actor=Scope.of_user(cast.a.staff), changes={"hunting": "sequence"})
+    assert Did.objects.get(pk=numbers.a.pk).hunting == "sequence"
+
+
 def test_an_empty_list_leaves_the_did_ringing_nowhere(numbers):
     services.set_targets(numbers.a, [], actor=SYSTEM)
     assert target_names(numbers.a) == []

@@ -7,7 +7,7 @@ from rest_framework.validators import UniqueValidator
 
 from apps.core.api import ModelSerializer, ScopedRelatedField
 from apps.core.money import MAX_AMOUNT, MAX_PRICE
-from apps.dids.models import Did, DidTarget
+from apps.dids.models import Did, DidTarget, Hunting
 from apps.dids.services import MAX_TARGETS
 from apps.peers.models import Gateway, Peer, SipAccount
 from apps.tenancy.scope import request_scope
@@ -104,6 +104,7 @@ class DidSerializer(ModelSerializer):
             "sell_per_minute",
             "min_seconds",
             "increment_seconds",
+            "hunting",
             "enabled",
             "description",
             "created_at",
@@ -146,6 +147,11 @@ class DidSerializer(ModelSerializer):
 
 
 class TargetsSerializer(serializers.Serializer):
-    """The complete, ordered list of where a DID's calls go."""
+    """The complete, ordered list of where a DID's calls go, and how its accounts ring."""
 
     targets = targets_field(allow_empty=True)
+    hunting = serializers.ChoiceField(
+        choices=Hunting.choices,
+        required=False,
+        help_text="sequence: in turn; all: the SIP accounts ring at once, then the gateways in turn.",
+    )

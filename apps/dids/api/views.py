@@ -63,5 +63,10 @@ class DidViewSet(ScopedModelViewSet):
         did = self.get_object()
         body = serializers.TargetsSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
-        services.set_targets(did, serializers.as_targets(body.validated_data["targets"]), actor=self.scope)
+        services.set_targets(
+            did,
+            serializers.as_targets(body.validated_data["targets"]),
+            actor=self.scope,
+            hunting=body.validated_data.get("hunting"),
+        )
         return Response(self.get_serializer(self.get_object()).data)
