@@ -10,6 +10,8 @@ from django.utils.html import format_html
 from apps.core.admin import (
     ADD,
     CHANGE,
+    EVERYTHING,
+    READ_ONLY,
     VIEW,
     ConfirmForm,
     ObjectTool,
@@ -21,8 +23,8 @@ from apps.core.admin import (
 )
 from apps.rates import services
 from apps.rates.importing.report import ImportReport
-from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable
-from apps.rates.services import activation, imports
+from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable, TimeProfile
+from apps.rates.services import activation, imports, time_profiles
 
 
 @admin.register(RateTable)
@@ -95,7 +97,7 @@ class RateTableAdmin(ScopedModelAdmin):
 
 
 class InForceFilter(admin.SimpleListFilter):
-    title = "period"
+    title = "in force"
     parameter_name = "period"
 
     def lookups(self, request, model_admin):
@@ -112,6 +114,20 @@ class InForceFilter(admin.SimpleListFilter):
         return queryset
 
 
+class TimePeriodFilter(admin.SimpleListFilter):
+    title = "time period"
+    parameter_name = "time_period"
+
+    def lookups(self, request, model_admin):
+        names = TimeProfile.objects.values_list("name", flat=True)
+        return [("-", "Any time"), *((name, name) for name in names)]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(period="" if self.value() == "-" else self.value())
+
+
 @admin.register(Rate)
 class RateAdmin(ScopedModelAdmin):
     # A price changes by adding a rate with a later start: rows are history, never edited.
@@ -125,6 +141,7 @@ class RateAdmin(ScopedModelAdmin):
     operator_only_fields = ("table__reseller",)
     list_display = (
         "prefix",
+        "period",
         "destination",
         "table",
         "price",
@@ -133,7 +150,12 @@ class RateAdmin(ScopedModelAdmin):
         "effective_from",
         "effective_to",
     )
-    list_filter = (InForceFilter, ("table", ScopedRelatedFilter), ("table__reseller", ScopedRelatedFilter))
+    list_filter = (
+        InForceFilter,
+        ("table", ScopedRelatedFilter),
+        ("table__reseller", ScopedRelatedFilter),
+        TimePeriodFilter,
+    )
     list_select_related = ("table",)
     search_fields = ("^prefix", "destination")
     autocomplete_fields = ("table",)
@@ -152,6 +174,7 @@ class RateAdmin(ScopedModelAdmin):
         "free_seconds",
         "effective_from",
         "effective_to",
+        "period",
     )
 
     def get_changeform_initial_data(self, request):
@@ -165,7 +188,9 @@ class RateAdmin(ScopedModelAdmin):
         rate = form.instance
         services.add_rates(rate.table, [rate], actor=self.scope(request))
         if rate.pk is None:  # backends that do not return ids from bulk inserts
-            rate = Rate.objects.get(table=rate.table, prefix=rate.prefix, effective_from=rate.effective_from)
+            rate = Rate.objects.get(
+                table=rate.table, prefix=rate.prefix, period=rate.period, effective_from=rate.effective_from
+            )
         return rate
 
 
@@ -340,3 +365,36 @@ class ImportTemplateAdmin(ScopedModelAdmin):
         changes = form_changes(form)
         if changes:
             services.update_import_template(obj, actor=self.scope(request), changes=changes)
+
+
+@admin.register(TimeProfile)
+class TimeProfileAdmin(ScopedModelAdmin):
+    """Named hours of the week: price lists name them in their period column, rules route by them."""
+
+    operator_can = EVERYTHING
+    # Resellers write the names in their sell lists' period column.
+    reseller_can = READ_ONLY
+    list_display = ("name", "windows", "description")
+    search_fields = ("name", "description")
+    fields = ("name", "windows", "description", "used_by")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The name is what price lists write: fixed once created (update_time_profile refuses it).
+        return ("used_by",) if obj is None else ("name", "used_by")
+
+    @admin.display(description="used by")
+    def used_by(self, profile):
+        if profile.pk is None:
+            return "-"
+        return ", ".join(time_profiles.profile_users(profile)) or "nothing yet"
+
+    def create_via_service(self, request, form):
+        return time_profiles.create_time_profile(actor=self.scope(request), **form_values(form))
+
+    def update_via_service(self, request, obj, form):
+        changes = form_changes(form)
+        if changes:
+            time_profiles.update_time_profile(obj, actor=self.scope(request), changes=changes)
+
+    def delete_via_service(self, request, obj):
+        time_profiles.delete_time_profile(obj, actor=self.scope(request))

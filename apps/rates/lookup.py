@@ -10,17 +10,24 @@ After an import activates a version, `rebuild_index` (a task) writes the new fil
 is there, processes keep answering from the version they have (a call-control answer
 cannot wait a minute for ten million rows). A process with no file at all builds one
 itself, and so does one whose newer file has not appeared within STALE_GRACE_SECONDS, which
-covers a node that missed the task.
+covers a node that missed the task. A file of an older format (written before an upgrade)
+is rebuilt in place.
+
+Time-of-week prices (a rate's period: weekend, offpeak) are chosen on the clock of the
+peer whose price list it is (`zone`: the customer's for sell prices, the supplier's for buy
+prices). What each period's hours are is read from the time profiles, which this module
+keeps per process and re-reads every RECHECK_SECONDS; the index files hold only the names.
 """
 
 import fcntl
 import logging
 import threading
 import time
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -28,9 +35,19 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Q
 
-from apps.rates.models import Rate, RateTable
-from apps.rates.prefix_index import Match, Period, PrefixIndex, open_index, write_index
+from apps.rates.models import Rate, RateTable, TimeProfile
+from apps.rates.prefix_index import (
+    FORMAT,
+    MAGIC,
+    IndexFormatError,
+    Match,
+    Period,
+    PrefixIndex,
+    open_index,
+    write_index,
+)
 from apps.rates.tariffs import Tariff
+from apps.rates.time_windows import InForce, TimeProfiles
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +78,7 @@ COLUMNS = (
     "free_seconds",
     "effective_from",
     "effective_to",
+    "period",
 )
 
 
@@ -92,12 +110,12 @@ def periods_at_version(table_id: int, version: int) -> Iterator[tuple[str, list[
             )
         for prefix, group in groupby(page, key=itemgetter(0)):
             periods = []
-            for _prefix, destination, price, fee, minimum, increment, free, start, end in group:
+            for _prefix, destination, price, fee, minimum, increment, free, start, end, period in group:
                 key = (price, fee, minimum, increment, free)
                 tariff = tariffs.get(key)
                 if tariff is None:
                     tariff = tariffs[key] = Tariff(price, fee, minimum, increment, free)
-                periods.append(Period(tariff, start, end, destination))
+                periods.append(Period(tariff, start, end, destination, period))
             yield prefix, periods
         after = page[-1][0]
 
@@ -125,7 +143,7 @@ def rebuild_index(table_id: int) -> Path:
     with _build_lock(table_id):
         version = live_version(table_id)
         path = index_path(table_id, version)
-        if not path.exists():
+        if not path.exists() or not is_current_format(path):
             started = time.monotonic()
             stats = write_index(path, periods_at_version(table_id, version), version=version)
             logger.info(
@@ -140,6 +158,14 @@ def rebuild_index(table_id: int) -> Path:
             if old != path and _version_of(old) < version:
                 old.unlink(missing_ok=True)
     return path
+
+
+def is_current_format(path: Path) -> bool:
+    """True if the file at `path` is an index this code reads (not one of an older release)."""
+    # Every format begins with the magic and the format number (HEADER's first two fields).
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return len(head) == 12 and head[:8] == MAGIC and int.from_bytes(head[8:12], "little") == FORMAT
 
 
 def _version_of(path: Path) -> int:
@@ -179,6 +205,9 @@ def get_index(table_id: int, *, max_age: float = RECHECK_SECONDS) -> PrefixIndex
             return entry.index
         try:
             index = open_index(index_path(table_id, version))
+        except IndexFormatError:
+            # A file of the release before an upgrade: rebuilt in place, once, under the lock.
+            index = open_index(rebuild_index(table_id))
         except FileNotFoundError:
             if entry is not None and now - (entry.stale_since or now) < STALE_GRACE_SECONDS:
                 if entry.stale_since is None:
@@ -198,12 +227,67 @@ def get_index(table_id: int, *, max_age: float = RECHECK_SECONDS) -> PrefixIndex
 
 
 def forget_indexes() -> None:
-    """Drop this process's open indexes (tests, and after PREFIX_INDEX_DIR changes)."""
+    """Drop this process's open indexes and time profiles (tests, and after PREFIX_INDEX_DIR
+    changes)."""
     with _refresh:
         _open.clear()
+    forget_time_profiles()
 
 
-def rate_for(table: RateTable | int, number: str, at: datetime) -> Match | None:
-    """The rate of `table` that applies to `number` at `at`: prefix, tariff, destination, period."""
+# --- time profiles ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Profiles:
+    profiles: TimeProfiles
+    checked_at: float
+
+
+_profiles: _Profiles | None = None
+# Not _refresh: a process building a large index under that one must not hold calls' clocks up.
+_profiles_lock = threading.Lock()
+
+
+def time_profiles(*, max_age: float = RECHECK_SECONDS) -> TimeProfiles:
+    """Every time profile, compiled; re-read from the database at most every `max_age` s."""
+    global _profiles
+    entry = _profiles
+    now = time.monotonic()
+    if entry is not None and now - entry.checked_at < max_age:
+        return entry.profiles
+    with _profiles_lock:
+        entry = _profiles
+        if entry is not None and now - entry.checked_at < max_age:
+            return entry.profiles
+        rows = TimeProfile.objects.values_list("pk", "name", "windows")
+        _profiles = _Profiles(TimeProfiles(rows), checked_at=time.monotonic())
+        return _profiles.profiles
+
+
+def forget_time_profiles() -> None:
+    """Drop this process's time profiles (tests; the next lookup reads them again)."""
+    global _profiles
+    _profiles = None
+
+
+def default_zone() -> tzinfo:
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def periods_at(index: PrefixIndex, at: datetime, zone: tzinfo | None) -> InForce | None:
+    """The time profiles in force at `at` on `zone`'s clock, if `index` has periods (else None:
+    a table without them costs no profile and no clock)."""
+    if not index.has_periods:
+        return None
+    return time_profiles().at(at, zone or default_zone())
+
+
+def rate_for(
+    table: RateTable | int, number: str, at: datetime, *, zone: tzinfo | None = None
+) -> Match | None:
+    """The rate of `table` that applies to `number` at `at`: prefix, tariff, destination, dates
+    and time period, this chosen on the clock of `zone` (the price list's peer; default: the
+    installation's TIME_ZONE)."""
     table_id = table if isinstance(table, int) else table.pk
-    return get_index(table_id).match(number, at)
+    index = get_index(table_id)
+    return index.match(number, at, periods_at(index, at, zone))

@@ -3,13 +3,51 @@
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 from apps.core.errors import OutOfRange
 from apps.core.models import CurrencyField, MoneyField, TimestampedModel, digits_validator, name_taken
 from apps.core.money import check_price
 from apps.core.querysets import ScopedQuerySet
-from apps.rates.querysets import RateQuerySet, RateTableQuerySet
+from apps.rates.querysets import RateQuerySet, RateTableQuerySet, TimeProfileQuerySet
+from apps.rates.time_windows import WindowError, Windows
+
+period_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,19}$", "Lower-case letters, digits, - and _ (at most 20), e.g. offpeak."
+)
+
+
+class TimeProfile(TimestampedModel):
+    """Named hours of the week (weekend, offpeak, night) that prices and routing rules apply in."""
+
+    name = models.CharField(
+        max_length=20,
+        unique=True,
+        validators=[period_name_validator],
+        help_text="The name price lists use in their period column, e.g. weekend; fixed once created.",
+    )
+    windows = models.CharField(
+        max_length=200,
+        help_text="Days and hours, separated by semicolons: 'Sat-Sun', 'Mon-Fri 19:00-08:00; Sat-Sun', "
+        "'daily 22:00-06:00'. An end at or before the start runs past midnight and belongs to the "
+        "day it starts. Read on each customer's clock (its time zone).",
+    )
+    description = models.CharField(max_length=200, blank=True)
+
+    objects = TimeProfileQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.windows})"
+
+    def clean(self) -> None:
+        try:
+            Windows.parse(self.windows or "")
+        except WindowError as exc:
+            raise ValidationError({"windows": str(exc)}) from None
 
 
 class RateTable(TimestampedModel):
@@ -79,6 +117,15 @@ class Rate(models.Model):
     free_seconds = models.PositiveIntegerField(default=0)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
+    period = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[period_name_validator],
+        help_text="A time profile's name (weekend, offpeak): the price applies in its hours only, "
+        "and there before the price without a period. Empty: any time.",
+    )
     # The row belongs to table versions [version_from, version_to): a row replaced by an
     # import keeps its place in history for the versions before, and a staged row is
     # invisible until its table's live_version reaches version_from.
@@ -91,8 +138,8 @@ class Rate(models.Model):
         ordering = ["table", "prefix", "effective_from"]
         constraints = [
             models.UniqueConstraint(
-                fields=["table", "prefix", "effective_from", "version_from"],
-                name="rate_unique_start_per_prefix",
+                fields=["table", "prefix", "period", "effective_from", "version_from"],
+                name="rate_unique_start_per_prefix_period",
             ),
             models.CheckConstraint(condition=models.Q(price__gte=0), name="rate_price_not_negative"),
             models.CheckConstraint(
@@ -105,7 +152,8 @@ class Rate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.prefix} {self.destination} {self.price}/min"
+        period = f" ({self.period})" if self.period else ""
+        return f"{self.prefix}{period} {self.destination} {self.price}/min"
 
     @property
     def billing_notation(self) -> str:
@@ -301,6 +349,7 @@ class StagedRate(models.Model):
     free_seconds = models.PositiveIntegerField(default=0)
     effective_from = models.DateTimeField(null=True, blank=True)  # None: the import's start
     effective_to = models.DateTimeField(null=True, blank=True)
+    period = models.CharField(max_length=20, blank=True, db_default="")  # a time profile's name
     # Set by the diff: the earliest row of its prefix is the one that ends the live periods;
     # `current_id` is the live rate it replaces (0: none; never NULL, so that the diff
     # rewrites a row in place instead of growing it), `unchanged` rows are not written at all.

@@ -15,12 +15,24 @@ File layout (little-endian, every section 8-byte aligned):
     multi       uint32: count, then that many record ids, newest start first
     rec_*       per record (a distinct period): from and to (int64 µs since the epoch, to
                 open-ended = INT64 max), tariff id, destination id (uint32 each)
+    rec_period  per record, the time profile it applies in (uint32 id into `per_*`, 0 = any
+                time); empty when no row of the table names one
     tar_*       per distinct tariff: price and connection fee (int64 micro-units, exact),
                 min/increment/free seconds (uint32)
     dest_*      destination names: uint32 offsets (count + 1) into a UTF-8 blob
+    per_*       time profile names, the same way; name 0 is "" (any time)
 
 Records, tariffs and names are deduplicated: a deck has few distinct (price, fee, terms)
 combinations and few destination names, so the per-prefix cost is the trie plus 4 bytes.
+
+Time-of-week prices (a rate's period: weekend, offpeak) are records of the same prefix that
+name a time profile. A lookup given the profiles in force (apps.rates.time_windows.InForce)
+takes, among the prefix's records whose dates contain the moment, the one of the most
+specific profile in force, else the one without a profile; a prefix with neither at that
+moment is passed over for a shorter one, as a closed code is. Only the profiles' names are
+in the file: what "weekend" means is read at lookup time, so a profile's new hours apply
+without a rebuild. A table without periods is looked up by the same code as before
+(`_find`), so periods cost it nothing.
 """
 
 import contextlib
@@ -40,9 +52,10 @@ import marisa_trie
 
 from apps.core.money import MONEY_PLACES
 from apps.rates.tariffs import Tariff
+from apps.rates.time_windows import ANY_TIME, InForce
 
 MAGIC = b"SSPFXIDX"
-FORMAT = 1
+FORMAT = 2  # 2: time-of-week periods (rec_period, per_*)
 MULTI = 0x8000_0000
 OPEN_END = 2**63 - 1
 UINT32_MAX = 2**32 - 1
@@ -58,6 +71,7 @@ SECTIONS = (
     ("rec_to", "q"),
     ("rec_tariff", "I"),
     ("rec_dest", "I"),
+    ("rec_period", "I"),
     ("tar_price", "q"),
     ("tar_fee", "q"),
     ("tar_min", "I"),
@@ -65,8 +79,11 @@ SECTIONS = (
     ("tar_free", "I"),
     ("dest_offsets", "I"),
     ("dest_blob", "B"),
+    ("per_offsets", "I"),
+    ("per_blob", "B"),
 )
-HEADER = struct.Struct("<8sIIQQQQQQ")  # magic, format, sections, keys, records, tariffs, dests, version, size
+# magic, format, sections, keys, records, tariffs, dests, periods, version, size
+HEADER = struct.Struct("<8sIIQQQQQQQ")
 SECTION = struct.Struct("<QQ")
 HEADER_SIZE = HEADER.size + SECTION.size * len(SECTIONS)
 
@@ -82,23 +99,29 @@ class IndexFormatError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """One price of a prefix over [effective_from, effective_to); `to` None is open-ended."""
+    """One price of a prefix over [effective_from, effective_to); `to` None is open-ended.
+
+    `period` names the time profile (weekend, offpeak) it applies in; "" is any time.
+    """
 
     tariff: Tariff
     effective_from: datetime
     effective_to: datetime | None = None
     destination: str = ""
+    period: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """What applies to a number at a moment: the prefix that matched and its period."""
+    """What applies to a number at a moment: the prefix that matched, its dates and its
+    time period ("" for a price of any time)."""
 
     prefix: str
     tariff: Tariff
     destination: str
     effective_from: datetime
     effective_to: datetime | None
+    period: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +131,7 @@ class BuildStats:
     tariffs: int
     destinations: int
     size: int  # bytes
+    periods: int = 0  # distinct time profiles named
 
 
 def micros(moment: datetime) -> int:
@@ -142,9 +166,10 @@ class _Builder:
         self.keys: list[str] = []
         self.refs = array("I")
         self.multi = array("I")
-        self.records: dict[tuple[int, int, int, int], int] = {}
+        self.records: dict[tuple[int, int, int, int, int], int] = {}
         self.tariffs: dict[tuple[int, int, int, int, int], int] = {}
         self.destinations: dict[str, int] = {}
+        self.periods: dict[str, int] = {"": 0}
         self.tariff_ids: dict[Tariff, int] = {}
         self.moments: dict[datetime, int] = {}
 
@@ -182,7 +207,10 @@ class _Builder:
         destination = self.destinations.get(period.destination)
         if destination is None:
             destination = self.destinations[period.destination] = len(self.destinations)
-        key = (start, end, tariff, destination)
+        profile = self.periods.get(period.period)
+        if profile is None:
+            profile = self.periods[period.period] = len(self.periods)
+        key = (start, end, tariff, destination, profile)
         record = self.records.get(key)
         if record is None:
             record = self.records[key] = len(self.records)
@@ -214,23 +242,35 @@ class _Builder:
         for prefix, ref in zip(self.keys, self.refs, strict=True):
             refs[key_id(prefix)] = ref
         columns = {name: array(code) for name, code in SECTIONS if code != "B"}
-        for start, end, tariff, destination in self.records:
+        with_periods = len(self.periods) > 1
+        for start, end, tariff, destination, profile in self.records:
             columns["rec_from"].append(start)
             columns["rec_to"].append(end)
             columns["rec_tariff"].append(tariff)
             columns["rec_dest"].append(destination)
+            if with_periods:
+                columns["rec_period"].append(profile)
         for price, fee, minimum, increment, free in self.tariffs:
             columns["tar_price"].append(price)
             columns["tar_fee"].append(fee)
             columns["tar_min"].append(minimum)
             columns["tar_inc"].append(increment)
             columns["tar_free"].append(free)
-        blob = bytearray()
-        columns["dest_offsets"].append(0)
-        for name in self.destinations:
-            blob += name.encode()
-            columns["dest_offsets"].append(_uint32(len(blob), "Destination names size"))
-        return {**columns, "trie": trie.tobytes(), "refs": refs, "multi": self.multi, "dest_blob": blob}
+        blobs = {}
+        for section, names in (("dest", self.destinations), ("per", self.periods)):
+            blob = blobs[section] = bytearray()
+            columns[f"{section}_offsets"].append(0)
+            for name in names:
+                blob += name.encode()
+                columns[f"{section}_offsets"].append(_uint32(len(blob), "Names size"))
+        return {
+            **columns,
+            "trie": trie.tobytes(),
+            "refs": refs,
+            "multi": self.multi,
+            "dest_blob": blobs["dest"],
+            "per_blob": blobs["per"],
+        }
 
 
 def _start(period: Period) -> datetime:
@@ -270,6 +310,7 @@ def write_index(
         len(builder.records),
         len(builder.tariffs),
         len(builder.destinations),
+        len(builder.periods),
         version,
         size,
     ) + b"".join(SECTION.pack(*entry) for entry in layout)
@@ -289,7 +330,12 @@ def write_index(
         Path(temporary).unlink(missing_ok=True)
         raise
     return BuildStats(
-        len(builder.keys), len(builder.records), len(builder.tariffs), len(builder.destinations), size
+        len(builder.keys),
+        len(builder.records),
+        len(builder.tariffs),
+        len(builder.destinations),
+        size,
+        len(builder.periods) - 1,
     )
 
 
@@ -310,7 +356,9 @@ class PrefixIndex:
             raise
 
     def _load(self) -> None:
-        magic, fmt, count, keys, records, tariffs, dests, version, size = HEADER.unpack_from(self._map)
+        magic, fmt, count, keys, records, tariffs, dests, periods, version, size = HEADER.unpack_from(
+            self._map
+        )
         if magic != MAGIC or fmt != FORMAT or count != len(SECTIONS):
             raise IndexFormatError(f"{self.path} is not a prefix index of format {FORMAT}.")
         if size != len(self._map):
@@ -331,6 +379,10 @@ class PrefixIndex:
         self._trie_map.map(self._trie)
         self._iter_prefixes = self._trie_map.iter_prefixes_with_ids
         self._tariff_cache: dict[int, Tariff] = {}
+        # The time profiles named by the table's rows, by id (0: any time); a table without
+        # any keeps the lookup of format 1.
+        self.periods = tuple(self._name(self._per_offsets, self._per_blob, n) for n in range(periods))
+        self.has_periods = len(self.periods) > 1 and len(self._rec_period) == records
 
     def __len__(self) -> int:
         return self.key_count
@@ -381,26 +433,31 @@ class PrefixIndex:
             )
         return tariff
 
-    def destination_name(self, destination_id: int) -> str:
-        offsets = self._dest_offsets
-        return bytes(self._dest_blob[offsets[destination_id] : offsets[destination_id + 1]]).decode()
+    @staticmethod
+    def _name(offsets, blob, name_id: int) -> str:
+        return bytes(blob[offsets[name_id] : offsets[name_id + 1]]).decode()
 
-    def lookup(self, number: str, at: datetime) -> Tariff | None:
+    def destination_name(self, destination_id: int) -> str:
+        return self._name(self._dest_offsets, self._dest_blob, destination_id)
+
+    # `periods`, the time profiles in force (PeriodIndex), is ignored by a table without periods.
+
+    def lookup(self, number: str, at: datetime, periods: InForce | None = None) -> Tariff | None:
         """The tariff of the longest prefix of `number` in force at `at`, or None."""
         found = self._find(number, micros(at))
         return None if found is None else self.tariff(self._rec_tariff[found[1]])
 
-    def destination(self, number: str, at: datetime) -> str | None:
+    def destination(self, number: str, at: datetime, periods: InForce | None = None) -> str | None:
         """The destination name of the prefix that `lookup` would use, or None."""
         found = self._find(number, micros(at))
         return None if found is None else self.destination_name(self._rec_dest[found[1]])
 
-    def match(self, number: str, at: datetime) -> Match | None:
-        """Everything about the rate that applies: prefix, tariff, destination and period."""
+    def match(self, number: str, at: datetime, periods: InForce | None = None) -> Match | None:
+        """Everything about the rate that applies: prefix, tariff, destination, dates, period."""
         found = self._find(number, micros(at))
-        if found is None:
-            return None
-        prefix, record = found
+        return None if found is None else self._match(*found)
+
+    def _match(self, prefix: str, record: int) -> Match:
         end = self._rec_to[record]
         return Match(
             prefix=prefix,
@@ -408,9 +465,71 @@ class PrefixIndex:
             destination=self.destination_name(self._rec_dest[record]),
             effective_from=from_micros(self._rec_from[record]),
             effective_to=None if end == OPEN_END else from_micros(end),
+            period=self.periods[self._rec_period[record]] if self.has_periods else "",
         )
 
 
+class PeriodIndex(PrefixIndex):
+    """The index of a table with time-of-week prices: lookups take the profiles in force.
+
+    A subclass rather than a test in every lookup, so that a table without periods pays
+    nothing for them (open_index picks the class).
+    """
+
+    def lookup(self, number: str, at: datetime, periods: InForce | None = None) -> Tariff | None:
+        """The tariff of the longest prefix of `number` in force at `at` under `periods`, or None
+        (None periods: prices of any time only)."""
+        found = self._find_periods(number, micros(at), periods)
+        return None if found is None else self.tariff(self._rec_tariff[found[1]])
+
+    def destination(self, number: str, at: datetime, periods: InForce | None = None) -> str | None:
+        found = self._find_periods(number, micros(at), periods)
+        return None if found is None else self.destination_name(self._rec_dest[found[1]])
+
+    def match(self, number: str, at: datetime, periods: InForce | None = None) -> Match | None:
+        found = self._find_periods(number, micros(at), periods)
+        return None if found is None else self._match(*found)
+
+    def _find_periods(self, number: str, at: int, periods: InForce | None) -> tuple[str, int] | None:
+        """_find for a table with time periods: of the records of a prefix whose dates contain
+        `at`, the one whose profile is in force and most specific, else the one of any time."""
+        refs, rec_from, rec_to, rec_period, names = (
+            self._refs,
+            self._rec_from,
+            self._rec_to,
+            self._rec_period,
+            self.periods,
+        )
+        multi = self._multi
+        for prefix, key_id in reversed(list(self._iter_prefixes(number))):
+            ref = refs[key_id]
+            if ref < MULTI:
+                records = (ref,)
+            else:
+                start = ref - MULTI
+                records = multi[start + 1 : start + 1 + multi[start]]
+            best, best_rank = None, None
+            for record in records:
+                if not rec_from[record] <= at < rec_to[record]:
+                    continue
+                profile = rec_period[record]
+                if profile == 0:
+                    rank = ANY_TIME
+                elif periods is None or (rank := periods.rank(names[profile])) is None:
+                    continue
+                # Newest start first: of one profile's overlapping dates, the first wins.
+                if best is None or rank < best_rank:
+                    best, best_rank = record, rank
+            if best is not None:
+                return prefix, best
+        return None
+
+
 def open_index(path: Path | str) -> PrefixIndex:
-    """Map the index file at `path` read-only."""
-    return PrefixIndex(path)
+    """Map the index file at `path` read-only (a PeriodIndex if its table has time periods)."""
+    index = PrefixIndex(path)
+    if not index.has_periods:
+        return index
+    # Mapping a file is cheap; the trie is read in place, not loaded.
+    index.close()
+    return PeriodIndex(path)

@@ -1,6 +1,7 @@
 from django.db.models import F, Q
 
 from apps.core.querysets import ScopedQuerySet
+from apps.tenancy.scope import as_scope
 
 
 class RateTableQuerySet(ScopedQuerySet):
@@ -30,3 +31,12 @@ class RateQuerySet(ScopedQuerySet):
         return self.filter(
             Q(effective_to__isnull=True) | Q(effective_to__gt=moment), effective_from__lte=moment
         )
+
+
+class TimeProfileQuerySet(ScopedQuerySet):
+    """Time profiles are the operator's, and every tenant reads them: resellers name them in
+    their price lists' period column, customers see which hours their prices apply in."""
+
+    def visible_to(self, who) -> "TimeProfileQuerySet":
+        scope = as_scope(who)
+        return self.all() if scope.is_operator or scope.is_reseller or scope.is_customer else self.none()

@@ -21,3 +21,4 @@ class RateRow:
     effective_from: datetime | None = None  # None: the import's activation time
     effective_to: datetime | None = None
     line: int | None = None  # where it came from in the source file, for error reports
+    period: str = ""  # a time profile's name (weekend, offpeak): the price applies in its hours

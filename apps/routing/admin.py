@@ -64,6 +64,7 @@ class RoutingRuleInline(ScopedInline):
     fields = (
         "prefix",
         "destination",
+        "time_profile",
         "method",
         "quality_metric",
         "quality_tolerance",
@@ -78,6 +79,13 @@ class RoutingRuleInline(ScopedInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related(_routes_with_suppliers())
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "time_profile" and field is not None:
+            # Read once for every rule's select: a queryset would be read again per row.
+            field.choices = [("", "---------"), *((p.pk, str(p)) for p in field.queryset)]
+        return field
 
     @admin.display(description="routes")
     def route_list(self, rule):
@@ -212,15 +220,26 @@ class RouteInline(ScopedInline):
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(ScopedModelAdmin):
-    list_display = ("__str__", "plan", "prefix", "destination", "method", "position", "enabled", "route_list")
+    list_display = (
+        "__str__",
+        "plan",
+        "prefix",
+        "destination",
+        "time_profile",
+        "method",
+        "position",
+        "enabled",
+        "route_list",
+    )
     list_display_links = ("__str__",)
-    list_select_related = ("plan",)
-    list_filter = (("plan", ScopedRelatedFilter), "method", "enabled")
+    list_select_related = ("plan", "time_profile")
+    list_filter = (("plan", ScopedRelatedFilter), ("time_profile", ScopedRelatedFilter), "method", "enabled")
     search_fields = ("^prefix", "destination", "description", "plan__name")
     fields = (
         "plan",
         "prefix",
         "destination",
+        "time_profile",
         "method",
         "quality_metric",
         "quality_tolerance",
@@ -275,7 +294,7 @@ class RouteAdmin(ScopedModelAdmin):
         "enabled",
     )
     list_display_links = ("supplier",)
-    list_select_related = ("supplier", "gateway", "rule__plan")
+    list_select_related = ("supplier", "gateway", "rule__plan", "rule__time_profile")
     list_filter = (
         ("rule__plan", ScopedRelatedFilter),
         ("supplier", ScopedRelatedFilter.where(operator_suppliers)),
@@ -300,7 +319,9 @@ class RouteAdmin(ScopedModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "rule":
-            kwargs.setdefault("queryset", RoutingRule.objects.select_related("plan").order_by("plan__name"))
+            kwargs.setdefault(
+                "queryset", RoutingRule.objects.select_related("plan", "time_profile").order_by("plan__name")
+            )
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "rule":
             # Rules of different plans read alike ("44: Least cost"): name the plan.

@@ -79,6 +79,16 @@ class RoutingRule(models.Model):
         help_text="Also require the customer's rate destination to start with this text "
         "(case-insensitive), e.g. 'Germany - Mobile'.",
     )
+    time_profile = models.ForeignKey(
+        "rates.TimeProfile",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="routing_rules",
+        verbose_name="window",
+        help_text="Only in these hours of the week, on the customer's clock; empty: at any time. "
+        "In its window a rule wins over one of the same prefix without a window.",
+    )
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.LEAST_COST)
     quality_metric = models.CharField(max_length=3, choices=QualityMetric.choices, default=QualityMetric.ASR)
     quality_tolerance = models.PositiveSmallIntegerField(
@@ -102,6 +112,8 @@ class RoutingRule(models.Model):
         target = self.prefix or "any number"
         if self.destination:
             target += f" ({self.destination})"
+        if self.time_profile_id:
+            target += f" [{self.time_profile.name}]"
         return f"{target}: {self.get_method_display()}"
 
     def clean(self) -> None:

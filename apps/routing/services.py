@@ -21,6 +21,7 @@ PLAN_SETTINGS = ("name", "parent_id", "description")
 RULE_SETTINGS = (
     "prefix",
     "destination",
+    "time_profile_id",
     "method",
     "quality_metric",
     "quality_tolerance",

@@ -1,7 +1,7 @@
 from django_filters import rest_framework as filters
 
 from apps.core.api import FilterSet, IdFilter, MomentFilter, visible
-from apps.rates.models import Rate, RateTable
+from apps.rates.models import Rate, RateTable, TimeProfile
 from apps.tenancy.models import Reseller
 
 
@@ -22,7 +22,15 @@ class RateFilter(FilterSet):
 
     class Meta:
         model = Rate
-        fields = ["table", "prefix", "prefix_startswith", "effective_at"]
+        fields = ["table", "prefix", "prefix_startswith", "period", "effective_at"]
 
     def filter_effective_at(self, queryset, name, value):
         return queryset.effective_at(value)
+
+
+class TimeProfileFilter(FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = TimeProfile
+        fields = ["name"]

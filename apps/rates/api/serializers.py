@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from apps.core.api import ModelSerializer
-from apps.rates.models import Rate, RateTable
+from apps.rates.models import Rate, RateTable, TimeProfile
 
 
 class RateTableSerializer(ModelSerializer):
@@ -46,5 +46,19 @@ class RateSerializer(ModelSerializer):
             "billing_notation",
             "effective_from",
             "effective_to",
+            "period",
         ]
         read_only_fields = fields
+
+
+class TimeProfileSerializer(ModelSerializer):
+    """Named hours of the week (weekend = 'Sat-Sun'): a price list's period column names them,
+    routing rules route by them; read on each customer's clock."""
+
+    class Meta:
+        model = TimeProfile
+        fields = ["id", "name", "windows", "description", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        # Uniqueness is checked once, by the service's full_clean().
+        validators = []
+        extra_kwargs = {"name": {"validators": []}}

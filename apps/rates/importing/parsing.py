@@ -24,6 +24,7 @@ CANONICAL = (
     "free_seconds",
     "effective_from",
     "effective_to",
+    "period",  # a time profile's name (weekend, offpeak); empty: any time
 )
 INCREMENT = "increment"  # the pseudo-column of a "30/6/0" cell
 UTF8_BOM = b"\xef\xbb\xbf"

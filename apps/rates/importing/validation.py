@@ -39,21 +39,48 @@ FAST_COLUMNS = (
     "free_seconds",
     "effective_from",
     "effective_to",
+    "period",
 )
 INCREMENT_RE = re.compile(r"(\d{1,6})\s*/\s*(\d{1,6})(?:\s*/\s*(\d{1,6}))?\Z")
 
-# (line, prefix, destination, price, fee, min, increment, free, from, to): the order of
-# the staging INSERT's columns after the import id.
+# (line, prefix, destination, price, fee, min, increment, free, from, to, period): the
+# order of the staging INSERT's columns after the import id.
 Staged = tuple
+
+
+def price_key(prefix: str, period: str) -> str:
+    """What one price line of a list is: its prefix, and its time period if it has one.
+
+    A string, so that the fast path's dictionary of lines seen costs nothing more for a list
+    without periods. "|" is neither a digit nor in a period's name.
+    """
+    return f"{prefix}|{period}" if period else prefix
+
+
+def price_label(key: str) -> str:
+    """'49' or '49 (weekend)': a price line as messages name it."""
+    prefix, _, period = key.partition("|")
+    return f"{prefix} ({period})" if period else prefix
 
 
 class Validator:
     """Check rows one at a time, remembering what duplicate detection needs."""
 
-    def __init__(self, report: ImportReport, fmt: FileFormat | None = None, *, skip_invalid: bool = False):
+    def __init__(
+        self,
+        report: ImportReport,
+        fmt: FileFormat | None = None,
+        *,
+        skip_invalid: bool = False,
+        periods: Iterable[str] = (),
+    ):
         self.report = report
         self.fmt = fmt or FileFormat()
         self.skip_invalid = skip_invalid
+        # The time profiles a row's period may name (TimeProfile.name); spellings proven
+        # valid map to the name ("" and the names themselves to start with).
+        self.periods = frozenset(periods)
+        self._fast_periods: dict[str, str] = {"": "", **{name: name for name in self.periods}}
         self._dates: dict[str, datetime | None] = {}
         # Spellings already proven valid, for the fast path of `records`.
         self._fast_fees: set[str] = {"", "0"}
@@ -61,8 +88,8 @@ class Validator:
         self._fast_frees: dict[str, int] = {}
         self._fast_increments: dict[str, int] = {}
         self._dates_ok: dict[str, datetime | None] = {"": None}
-        # prefix -> (line, start, price, rest) of its first row; starts of several rows per
-        # prefix (a price change announced in the deck) go to `schedules`.
+        # price_key -> (line, start, price) of its first row; starts of several rows per key
+        # (a price change announced in the deck) go to `schedules`.
         self._seen: dict[str, tuple] = {}
         self.schedules: dict[str, list[tuple]] = {}
 
@@ -133,6 +160,17 @@ class Validator:
         # Price lists are written in UTC unless they say otherwise.
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
+    def _period(self, line, value) -> str | None:
+        text = str(value).strip()
+        name = text.lower()
+        if not name or name in self.periods:
+            return name
+        known = ", ".join(sorted(self.periods)) or "none is defined"
+        self.report.error(
+            line, f"period '{text}' is not a time profile (known: {known}; leave it empty for any time)"
+        )
+        return None
+
     def _prefix(self, line, text: str) -> str | None:
         raw = text
         text = text.strip()
@@ -167,13 +205,13 @@ class Validator:
         get = itemgetter(*(pos.get(name, width) for name in FAST_COLUMNS))
         fast = not self.fmt.decimal_comma and INCREMENT not in pos
         fees, minimums, frees = self._fast_fees, self._fast_minimums, self._fast_frees
-        increments, dates = self._fast_increments, self._dates_ok
+        increments, dates, periods = self._fast_increments, self._dates_ok, self._fast_periods
         seen, report = self._seen, self.report
         prefix_ok, rate_ok = DIGITS_RE.match, FAST_RATE_RE.match
         for line, cells in table.records:
             if fast and len(cells) == width:
                 cells.append("")
-                prefix, dest, rate, fee, minimum, increment, free, start, end = get(cells)
+                prefix, dest, rate, fee, minimum, increment, free, start, end, period = get(cells)
                 if (
                     prefix_ok(prefix)
                     and not prefix.startswith("00")
@@ -184,12 +222,13 @@ class Validator:
                     and free in frees
                     and start in dates
                     and end in dates
-                    and prefix not in seen
+                    and period in periods
+                    and (key := price_key(prefix, periods[period])) not in seen
                     and len(dest) <= 100
                 ):
                     start, end = dates[start], dates[end]
                     if end is None or start is None or end > start:
-                        seen[prefix] = (line, start, rate)
+                        seen[key] = (line, start, rate)
                         report.rows_read += 1
                         report.rows_valid += 1
                         yield (
@@ -203,6 +242,7 @@ class Validator:
                             frees[free],
                             start,
                             end,
+                            periods[period],
                         )
                         continue
                 del cells[-1]
@@ -237,9 +277,12 @@ class Validator:
         start_ok, start = self._date(line, "effective_from", cell("effective_from"))
         end_ok, end = self._date(line, "effective_to", cell("effective_to"))
         destination = str(cell("destination")).strip()
+        period = self._period(line, cell("period"))
         staged = self._finish(
-            line, prefix, destination, price, fee, minimum, increment, free, start, end, errors
+            line, prefix, destination, price, fee, minimum, increment, free, start, end, errors, period
         )
+        if staged is not None and isinstance(cell("period"), str):
+            self._fast_periods[cell("period")] = period
         if staged is not None and INCREMENT not in pos:
             # Teach the fast path the spellings this valid row used.
             if fee == cell("connection_fee"):  # only spellings the database may take as they are
@@ -277,6 +320,7 @@ class Validator:
             fee = self._amount(
                 line, "connection_fee", _plain(row.connection_fee), limit=ABSURD_FEE, required=False
             )
+            period = self._period(line, row.period)
             yield from filter(
                 None,
                 [
@@ -292,11 +336,14 @@ class Validator:
                         row.effective_from,
                         row.effective_to,
                         errors,
+                        period,
                     )
                 ],
             )
 
-    def _finish(self, line, prefix, destination, price, fee, minimum, increment, free, start, end, errors):
+    def _finish(
+        self, line, prefix, destination, price, fee, minimum, increment, free, start, end, errors, period=""
+    ):
         if increment == 0:
             self.report.error(line, "increment_seconds '0' must be at least 1")
         if len(destination) > 100:
@@ -305,7 +352,9 @@ class Validator:
             self.report.error(
                 line, f"effective_to {end.isoformat()} is not after effective_from {start.isoformat()}"
             )
-        if self.report.errors_total == errors and not self._unique(line, prefix, price, start):
+        if self.report.errors_total == errors and not self._unique(
+            line, price_key(prefix, period), price, start
+        ):
             if self.report.errors_total != errors:
                 self.report.rows_rejected += 1
             return None
@@ -313,27 +362,33 @@ class Validator:
             self.report.rows_rejected += 1
             return None
         self.report.rows_valid += 1
-        return (line, prefix, destination, price, fee, minimum, increment, free, start, end)
+        return (line, prefix, destination, price, fee, minimum, increment, free, start, end, period)
 
-    def _unique(self, line, prefix, price, start) -> bool:
-        """False for a row repeating an earlier one; an error when the prices differ."""
-        first = self._seen.get(prefix)
+    def _unique(self, line, key, price, start) -> bool:
+        """False for a row repeating an earlier one; an error when the prices differ.
+
+        `key` is the price line (price_key): a prefix's weekend price is not a repeat of its
+        price without a period.
+        """
+        first = self._seen.get(key)
         if first is None:
-            self._seen[prefix] = (line, start, price)
+            self._seen[key] = (line, start, price)
             return True
-        others = self.schedules.get(prefix) or [first]
+        others = self.schedules.get(key) or [first]
         for other_line, other_start, other_price in others:
             if other_start == start:
                 if Decimal(other_price) != Decimal(price):
                     self.report.error(
                         line,
-                        f"prefix {prefix} appears again with a different price "
+                        f"prefix {price_label(key)} appears again with a different price "
                         f"(rate '{price}', line {other_line} has '{other_price}')",
                     )
                 else:
-                    self.report.warn(f"line {line}: prefix {prefix} repeats line {other_line}, ignored")
+                    self.report.warn(
+                        f"line {line}: prefix {price_label(key)} repeats line {other_line}, ignored"
+                    )
                 return False
-        self.schedules.setdefault(prefix, [first]).append((line, start, price))
+        self.schedules.setdefault(key, [first]).append((line, start, price))
         return True
 
     def _reject(self, line, message) -> None:

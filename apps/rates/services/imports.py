@@ -32,6 +32,7 @@ from apps.rates.services.pipeline import (
     mark_schedules,
     stage,
 )
+from apps.rates.services.time_profiles import known_periods
 from apps.tenancy.scope import Scope
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def _read(
     clock = Clock()
     clock.phase("parse+validate+stage")
     fmt = FileFormat.of(price_import.template)
-    validator = Validator(report, fmt, skip_invalid=price_import.skip_invalid)
+    validator = Validator(report, fmt, skip_invalid=price_import.skip_invalid, periods=known_periods())
     try:
         parsed = open_table(data, fmt, filename=filename)
         rows = validator.records(parsed)
@@ -357,7 +358,7 @@ def stage_price_rows(
     )
     report = ImportReport(table=table.name, mode=mode, source=source)
     clock = Clock()
-    validator = Validator(report, skip_invalid=skip_invalid)
+    validator = Validator(report, skip_invalid=skip_invalid, periods=known_periods())
     if _stage(price_import, report, validator, validator.rate_rows(rows), chunk_size=chunk_size, clock=clock):
         _save_import(
             price_import, report, clock, state=PriceImport.State.STAGED, rows_total=report.rows_valid

@@ -31,12 +31,15 @@ from apps.rates.models import PriceImport, RateTable
 
 STAGED_COLUMNS = (
     "price_import_id, line, prefix, destination, price, connection_fee, min_seconds, "
-    "increment_seconds, free_seconds, effective_from, effective_to"
+    "increment_seconds, free_seconds, effective_from, effective_to, period"
 )
 RATE_COLUMNS = (
     "table_id, prefix, destination, price, connection_fee, min_seconds, increment_seconds, "
-    "free_seconds, effective_from, effective_to, version_from, version_to"
+    "free_seconds, effective_from, effective_to, version_from, version_to, period"
 )
+# A price line of a list is a prefix and its time period ("" for any time): a staged row
+# replaces, schedules and closes the live rows of the same line, never another period's.
+SAME_LINE = "{a}.prefix = {b}.prefix AND {a}.period = {b}.period"
 START = "COALESCE(s.effective_from, %(e)s)"  # rows without a date start with the import
 
 
@@ -83,7 +86,7 @@ def _insert_staged(rows: list[tuple]) -> None:
                 for row in rows:
                     copy.write_row(row)
             return
-        placeholders = ", ".join(["%s"] * 11)
+        placeholders = ", ".join(["%s"] * 12)
         # PyMySQL turns this executemany into multi-row INSERTs of up to 1 MB each.
         cursor.executemany(f"INSERT INTO rates_stagedrate ({STAGED_COLUMNS}) VALUES ({placeholders})", rows)
 
@@ -111,11 +114,13 @@ def stage(
     # micro-units (apps.core.models.MoneyField), so there they are converted here.
     as_money = money_to_db if connection.vendor == "sqlite" else None
     try:
-        for line, prefix, dest, price, fee, mins, incr, free, start, end in rows:
+        for line, prefix, dest, price, fee, mins, incr, free, start, end, period in rows:
             first_days.add(start)
             if as_money:
                 price, fee = as_money(price), as_money(fee)
-            batch.append((pk, line, prefix, dest, price, fee, mins, incr, free, db_time(start), db_time(end)))
+            batch.append(
+                (pk, line, prefix, dest, price, fee, mins, incr, free, db_time(start), db_time(end), period)
+            )
             if len(batch) >= chunk_size:
                 insert(batch)
                 count += len(batch)
@@ -186,10 +191,10 @@ class LocalInfileLoader:
         escapes, null = self.ESCAPES, "\\N"
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", delete=False) as handle:
             self.path = handle.name
-            for pk, line, prefix, dest, price, fee, mins, incr, free, start, end in rows:
+            for pk, line, prefix, dest, price, fee, mins, incr, free, start, end, period in rows:
                 handle.write(
                     f"{pk}\t{line}\t{prefix}\t{dest.translate(escapes)}\t{price}\t{fee}\t{mins}\t{incr}\t{free}"
-                    f"\t{start or null}\t{end or null}\n"
+                    f"\t{start or null}\t{end or null}\t{period}\n"
                 )
         with self.conn.cursor() as cursor:
             cursor.execute(
@@ -208,9 +213,13 @@ class LocalInfileLoader:
 
 @retry_on_conflict
 def mark_schedules(price_import: PriceImport, schedules: dict[str, list[tuple]]) -> None:
-    """Flag prefixes listed with several start dates; an earlier open row ends at the next start."""
+    """Flag price lines listed with several start dates; an earlier open row ends at the next start.
+
+    `schedules` is the validator's: price_key (a prefix, and its period) -> (line, start, price).
+    """
     updates = []
-    for prefix, rows in schedules.items():
+    for key, rows in schedules.items():
+        prefix = key.partition("|")[0]
         # Rows without a date start with the import, which is before any dated row.
         ordered = sorted(rows, key=lambda row: (row[1] is not None, row[1] or datetime.min))
         for position, (line, _start, _price) in enumerate(ordered):
@@ -261,11 +270,11 @@ def discard_staged(price_import: PriceImport, *, chunk_size: int) -> None:
 CURRENT_SQL = f"""
 UPDATE rates_stagedrate AS s SET
   current_id = COALESCE((SELECT r.id FROM rates_rate r
-                WHERE {live("r")} AND r.prefix = s.prefix AND r.effective_from <= {START}
+                WHERE {live("r")} AND {SAME_LINE.format(a="r", b="s")} AND r.effective_from <= {START}
                   AND (r.effective_to IS NULL OR r.effective_to > {START})
                 ORDER BY r.effective_from DESC LIMIT 1), 0),
   superseded = EXISTS (SELECT 1 FROM rates_rate r
-                       WHERE {live("r")} AND r.prefix = s.prefix AND r.effective_from > {START})
+                       WHERE {live("r")} AND {SAME_LINE.format(a="r", b="s")} AND r.effective_from > {START})
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first
 """
 SAME_TERMS = """(c.effective_to = s.effective_to OR (c.effective_to IS NULL AND s.effective_to IS NULL))
@@ -279,11 +288,11 @@ UPDATE rates_stagedrate AS s SET
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first
 """
 
-# The fast comparison: one join per chunk, used when every prefix has at most one live row
+# The fast comparison: one join per chunk, used when every price line has at most one live row
 # that ends after the earliest staged start (the usual case: one open price per code, and
 # history that ended before). That row is then the staged row's only candidate: the current
 # rate if it has begun by the staged start, else a later price that supersedes the row.
-CANDIDATE = f"""c.table_id = %(t)s AND c.prefix = s.prefix
+CANDIDATE = f"""c.table_id = %(t)s AND {SAME_LINE.format(a="c", b="s")}
   AND c.version_from <= %(v)s AND (c.version_to IS NULL OR c.version_to > %(v)s)
   AND (c.effective_from > {START} OR c.effective_to IS NULL OR c.effective_to > {START})"""
 CURRENT = f"CASE WHEN c.effective_from <= {START} THEN c.id ELSE 0 END"
@@ -314,7 +323,8 @@ KINDS = {
     "scheduled": "NOT s.is_first",
 }
 ABSENT = f"""{live("r")} AND (r.effective_to IS NULL OR r.effective_to > %(e)s)
-  AND NOT EXISTS (SELECT 1 FROM rates_stagedrate s WHERE s.price_import_id = %(i)s AND s.prefix = r.prefix)"""
+  AND NOT EXISTS (SELECT 1 FROM rates_stagedrate s WHERE s.price_import_id = %(i)s
+                  AND {SAME_LINE.format(a="s", b="r")})"""
 
 
 def has_live_rows(table: RateTable, version: int) -> bool:
@@ -324,7 +334,7 @@ def has_live_rows(table: RateTable, version: int) -> bool:
 
 
 def _single_candidates(params: dict) -> bool:
-    """True if no prefix has two live rows ending after the earliest staged start."""
+    """True if no price line has two live rows ending after the earliest staged start."""
     earliest = _fetch(
         f"SELECT MIN({START}) FROM rates_stagedrate s WHERE s.price_import_id = %(i)s AND s.is_first", params
     )[0][0]
@@ -333,7 +343,7 @@ def _single_candidates(params: dict) -> bool:
     return not _fetch(
         f"SELECT 1 FROM rates_rate r WHERE {live('r')} "
         "AND (r.effective_from > %(m)s OR r.effective_to IS NULL OR r.effective_to > %(m)s) "
-        "GROUP BY r.prefix HAVING COUNT(*) > 1 LIMIT 1",
+        "GROUP BY r.prefix, r.period HAVING COUNT(*) > 1 LIMIT 1",
         {**params, "m": earliest},
     )
 
@@ -423,21 +433,26 @@ def diff_report(price_import: PriceImport, *, version: int, start: datetime, now
         if counts[kind] and kind != "unchanged":
             rows = _fetch(
                 # No ORDER BY: sorting a million staged rows for ten samples costs seconds.
-                f"SELECT s.line, s.prefix, s.destination, c.price, s.price, {START} {joined} AND {condition} "
-                f"LIMIT {SAMPLES}",
+                f"SELECT s.line, s.prefix, s.period, s.destination, c.price, s.price, {START} {joined} "
+                f"AND {condition} LIMIT {SAMPLES}",
                 params,
             )
             samples[kind] = [_change(row) for row in rows]
     if price_import.mode == PriceImport.Mode.FULL:
         counts["closed"] = _fetch(
-            f"SELECT COUNT(DISTINCT r.prefix) FROM rates_rate r WHERE {ABSENT}", params
+            f"SELECT COUNT(*) FROM (SELECT DISTINCT r.prefix, r.period FROM rates_rate r WHERE {ABSENT}) x",
+            params,
         )[0][0]
         if counts["closed"]:
             rows = _fetch(
-                f"SELECT r.prefix, r.destination, r.price FROM rates_rate r WHERE {ABSENT} LIMIT {SAMPLES}",
+                f"SELECT r.prefix, r.period, r.destination, r.price FROM rates_rate r WHERE {ABSENT} "
+                f"LIMIT {SAMPLES}",
                 params,
             )
-            samples["closed"] = [{"prefix": p, "destination": d, "old": _money(old)} for p, d, old in rows]
+            samples["closed"] = [
+                {"prefix": p, **_period(period), "destination": d, "old": _money(old)}
+                for p, period, d, old in rows
+            ]
     else:
         counts["closed"] = 0
     flagged, notice_samples = 0, []
@@ -446,8 +461,8 @@ def diff_report(price_import: PriceImport, *, version: int, start: datetime, now
         notice_samples = [
             {**_change(row), "kind": "increase"}
             for row in _fetch(
-                f"SELECT s.line, s.prefix, s.destination, c.price, s.price, {START} {joined} AND {soon} "
-                f"LIMIT {SAMPLES}",
+                f"SELECT s.line, s.prefix, s.period, s.destination, c.price, s.price, {START} {joined} "
+                f"AND {soon} LIMIT {SAMPLES}",
                 notice_params,
             )
         ]
@@ -466,7 +481,7 @@ def diff_report(price_import: PriceImport, *, version: int, start: datetime, now
 MARGIN_SQL = f"""
 FROM rates_stagedrate s
 JOIN rates_ratetable t ON t.purpose = 'sell' AND t.currency = %(cur)s
-JOIN rates_rate sr ON sr.table_id = t.id AND sr.prefix = s.prefix
+JOIN rates_rate sr ON sr.table_id = t.id AND sr.prefix = s.prefix AND sr.period IN (s.period, '')
 WHERE s.price_import_id = %(i)s AND sr.version_from <= t.live_version
   AND (sr.version_to IS NULL OR sr.version_to > t.live_version)
   AND sr.effective_from <= {START} AND (sr.effective_to IS NULL OR sr.effective_to > {START})
@@ -478,7 +493,8 @@ def margin_check(price_import: PriceImport, params: dict) -> dict:
     """Sell prices that would sit below the new buy price of the same prefix.
 
     Until routing says which customers' traffic may reach this supplier, every sell list
-    of the same currency counts as exposed.
+    of the same currency counts as exposed. A buy price of a period (weekend) is held
+    against the sell prices of the same period and those of any time, which may apply then.
     """
     table = price_import.table
     if table.purpose != RateTable.Purpose.BUY:
@@ -486,27 +502,33 @@ def margin_check(price_import: PriceImport, params: dict) -> dict:
     params = {**params, "cur": table.currency}
     count = _fetch(f"SELECT COUNT(*) {MARGIN_SQL}", params)[0][0]
     rows = (
-        _fetch(f"SELECT t.name, s.prefix, sr.price, s.price {MARGIN_SQL} LIMIT {SAMPLES}", params)
+        _fetch(f"SELECT t.name, s.prefix, s.period, sr.price, s.price {MARGIN_SQL} LIMIT {SAMPLES}", params)
         if count
         else []
     )
     samples = [
-        {"sell_table": name, "prefix": prefix, "sell": _money(sell), "buy": _money(buy)}
-        for name, prefix, sell, buy in rows
+        {"sell_table": name, "prefix": prefix, **_period(period), "sell": _money(sell), "buy": _money(buy)}
+        for name, prefix, period, sell, buy in rows
     ]
     return {"count": count, "samples": samples}
 
 
 def _change(row) -> dict:
-    line, prefix, destination, old, new, start = row
+    line, prefix, period, destination, old, new, start = row
     return {
         "line": line,
         "prefix": prefix,
+        **_period(period),
         "destination": destination,
         "old": _money(old),
         "new": _money(new),
         "from": str(start),
     }
+
+
+def _period(period: str) -> dict:
+    # Samples name a period only where there is one: most lists have none.
+    return {"period": period} if period else {}
 
 
 def _money(value) -> str | None:

@@ -29,11 +29,15 @@ class SellGeneration:
 
 
 def supplier_rows(supplier: Peer, *, at: datetime) -> list[RateRow]:
-    """The rows of `supplier`'s buy price list in force at `at`, as RateRows."""
+    """The rows of `supplier`'s buy price list in force at `at`, as RateRows.
+
+    Prices of any time only: a generated sell list prices every hour of the week alike, and
+    a supplier's weekend price is not its price for a Monday call.
+    """
     rates = (
         Rate.objects.live()
         .effective_at(at)
-        .filter(table=supplier.buy_rate_table_id)
+        .filter(table=supplier.buy_rate_table_id, period="")
         .values_list(
             "prefix",
             "price",

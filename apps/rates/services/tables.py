@@ -10,6 +10,7 @@ from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.rates.models import ImportTemplate, Rate, RateTable
+from apps.rates.services.time_profiles import known_periods
 from apps.tenancy.scope import Scope
 
 TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "on_net_price", "description")
@@ -53,6 +54,7 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
     ensure_manages(actor, table.reseller_id)
     rows = []
     first_seen: dict[tuple, int] = {}
+    periods = None
     for number, rate in enumerate(rates, start=1):
         rate.table = table
         rate.version_from = table.live_version
@@ -60,25 +62,32 @@ def add_rates(table: RateTable, rates: Iterable[Rate], *, actor: Scope, batch_si
             rate.full_clean(exclude=["table"], validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             raise ValidationError(f"Rate #{number} ({rate.prefix}): {' '.join(exc.messages)}") from None
-        key = (rate.prefix, rate.effective_from)
+        if rate.period:
+            periods = known_periods() if periods is None else periods
+            if rate.period not in periods:
+                raise ValidationError(
+                    f"Rate #{number} ({rate.prefix}): no time profile is named {rate.period}."
+                )
+        key = (rate.prefix, rate.period, rate.effective_from)
         if key in first_seen:
             raise ValidationError(
-                f"Rate #{number} ({rate.prefix}): the same prefix and start as rate #{first_seen[key]}."
+                f"Rate #{number} ({rate.prefix}): the same prefix, period and start "
+                f"as rate #{first_seen[key]}."
             )
         first_seen[key] = number
         rows.append(rate)
     # One query per batch of prefixes tells whether any period already starts at the same time.
-    prefixes = sorted({prefix for prefix, _ in first_seen})
+    prefixes = sorted({prefix for prefix, _, _ in first_seen})
     for start in range(0, len(prefixes), batch_size):
         stored = (
             table.rates.live()
             .filter(prefix__in=prefixes[start : start + batch_size])
-            .values_list("prefix", "effective_from")
+            .values_list("prefix", "period", "effective_from")
         )
         for key in stored:
             if key in first_seen:
                 raise ValidationError(
-                    f"Rate #{first_seen[key]} ({key[0]}): the table already has a price starting at {key[1]}."
+                    f"Rate #{first_seen[key]} ({key[0]}): the table already has a price starting at {key[2]}."
                 )
     Rate.objects.bulk_create(rows, batch_size=batch_size)
     audit.record(actor, "ratetable.rates_added", table, count=len(rows))

@@ -14,6 +14,7 @@ from apps.rates.models import PriceImport, RateTable
 from apps.rates.services.pipeline import (
     ABSENT,
     RATE_COLUMNS,
+    SAME_LINE,
     START,
     _db_time,
     _execute,
@@ -24,7 +25,7 @@ from apps.rates.services.pipeline import (
 )
 
 REPLACED = f"""
-FROM rates_stagedrate s JOIN rates_rate r ON r.table_id = %(t)s AND r.prefix = s.prefix
+FROM rates_stagedrate s JOIN rates_rate r ON r.table_id = %(t)s AND {SAME_LINE.format(a="r", b="s")}
 WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND s.is_first AND NOT s.unchanged
   AND (s.current_id <> 0 OR s.superseded)
   AND {live("r")} AND (r.effective_to IS NULL OR r.effective_to > {START})
@@ -50,7 +51,7 @@ def _activate_chunk(params: dict) -> None:
     if ids:
         # The copy must be read before the originals are marked (it selects live rows).
         _execute(
-            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, {START}, %(n)s, NULL "
+            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, {START}, %(n)s, NULL, r.period "
             f"{REPLACED} AND r.effective_from < {START}",
             params,
         )
@@ -58,7 +59,7 @@ def _activate_chunk(params: dict) -> None:
     _execute(
         f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT %(t)s, s.prefix, s.destination, s.price, "
         f"s.connection_fee, s.min_seconds, s.increment_seconds, s.free_seconds, {START}, s.effective_to, "
-        "%(n)s, NULL FROM rates_stagedrate s "
+        "%(n)s, NULL, s.period FROM rates_stagedrate s "
         "WHERE s.price_import_id = %(i)s AND s.id BETWEEN %(a)s AND %(b)s AND NOT s.unchanged",
         params,
     )
@@ -76,7 +77,7 @@ def _close_chunk(params: dict) -> None:
         part = ids[start : start + 5000]
         # The copies are read by id before the originals are marked (no second anti-join).
         _execute(
-            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, %s, %s, NULL "
+            f"INSERT INTO rates_rate ({RATE_COLUMNS}) SELECT {COPY_COLUMNS}, %s, %s, NULL, r.period "
             f"FROM rates_rate r WHERE r.id IN ({', '.join(['%s'] * len(part))}) AND r.effective_from < %s",
             [params["e"], params["n"], *part, params["e"]],
         )

@@ -2,6 +2,7 @@ from django_filters import rest_framework as filters
 
 from apps.core.api import FilterSet, IdFilter, visible
 from apps.peers.models import Gateway, Peer
+from apps.rates.models import TimeProfile
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
 
 
@@ -16,13 +17,14 @@ class RoutingPlanFilter(FilterSet):
 
 class RoutingRuleFilter(FilterSet):
     plan = IdFilter(queryset=visible(RoutingPlan))
+    time_profile = IdFilter(queryset=visible(TimeProfile))
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", label="Prefix starts with"
     )
 
     class Meta:
         model = RoutingRule
-        fields = ["plan", "prefix", "prefix_startswith", "method", "enabled"]
+        fields = ["plan", "prefix", "prefix_startswith", "time_profile", "method", "enabled"]
 
 
 class RouteFilter(FilterSet):

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from apps.core.api import CreateOnlyFieldsMixin, ModelSerializer, ScopedRelatedField
 from apps.peers.models import Gateway, Peer
+from apps.rates.models import TimeProfile
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
 
 
@@ -30,6 +31,13 @@ class RoutingRuleSerializer(CreateOnlyFieldsMixin, ModelSerializer):
     """Where numbers starting with a prefix go, and by which method their routes are ordered."""
 
     plan = ScopedRelatedField(queryset=RoutingPlan.objects.all())
+    time_profile = ScopedRelatedField(
+        queryset=TimeProfile.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Only in this time profile's hours, on the customer's clock; null: at any time. "
+        "In its window a rule wins over one of the same prefix without a window.",
+    )
 
     class Meta:
         model = RoutingRule
@@ -38,6 +46,7 @@ class RoutingRuleSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "plan",
             "prefix",
             "destination",
+            "time_profile",
             "method",
             "quality_metric",
             "quality_tolerance",

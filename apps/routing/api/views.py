@@ -41,7 +41,7 @@ class RoutingRuleViewSet(ScopedModelViewSet):
 
     def create_object(self, data):
         plan = data.pop("plan")
-        return services.add_rule(plan, actor=self.scope, **data)
+        return services.add_rule(plan, actor=self.scope, **model_changes(RoutingRule, data))
 
     def update_object(self, rule, changes):
         return services.update_rule(rule, actor=self.scope, changes=model_changes(RoutingRule, changes))
