@@ -63,6 +63,8 @@ def candidate_rows(decision: Decision) -> list[dict]:
                 if candidate.price is None
                 else f"{candidate.price} {candidate.currency or ''}".strip(),
                 "prefix": candidate.prefix,
+                # The supplier's time period whose price applied ("" for its price of any time).
+                "period": candidate.buy.period if candidate.buy is not None else "",
                 "quality": "" if candidate.quality is None else f"{candidate.quality:.1f}",
                 "position": order.get(candidate.route.id),
                 "verdict": candidate.excluded or f"#{order.get(candidate.route.id)}",
@@ -77,7 +79,8 @@ def report_lines(decision: Decision) -> list[str]:
     request = decision.request
     lines = [
         f"Check routing {request.caller or '(no caller)'} → {request.callee} on {request.node} "
-        f"at {decision.at.isoformat(timespec='seconds')}",
+        f"at {decision.at.isoformat(timespec='seconds')}"
+        + (f" ({decision.local_time} for {decision.peer.name})" if decision.peer else ""),
         "",
     ]
     for step in decision.steps:
@@ -86,9 +89,10 @@ def report_lines(decision: Decision) -> list[str]:
         lines += ["", "Candidates:"]
         lines.append(f"  {'supplier':<28} {'price':<18} {'prefix':<12} {'quality':>8}  verdict")
         for row in candidate_rows(decision):
+            period = f" ({row['period']})" if row["period"] else ""
             lines.append(
                 f"  {row['supplier'][:28]:<28} {row['price']:<18} {row['prefix']:<12} "
-                f"{row['quality']:>8}  {row['verdict']}"
+                f"{row['quality']:>8}  {row['verdict']}{period}"
             )
     if decision.targets:
         lines += ["", "Attempts in order:"]

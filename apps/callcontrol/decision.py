@@ -27,6 +27,7 @@ from apps.peers.models import Blocklist, ProfitControl
 from apps.rates.lookup import rate_for
 from apps.rates.prefix_index import Match
 from apps.rates.tariffs import Tariff
+from apps.rates.time_windows import local_label, second_of_week
 from apps.routing.models import Method, QualityMetric
 
 CUSTOMER_ROLES = ("customer", "user")
@@ -133,6 +134,12 @@ class Decision:
     def routed(self) -> bool:
         return self.action == "route"
 
+    @property
+    def local_time(self) -> str:
+        """The call's moment on the customer's clock ('Sat 23:10 Europe/Berlin'), which its
+        routing windows and sell price periods are read on; "" before it is identified."""
+        return local_label(self.at, self.peer.zone) if self.peer else ""
+
     def as_response(self) -> dict:
         """The JSON body OpenSIPS reads (docs/CALL_CONTROL.md)."""
         peer = self.peer
@@ -210,7 +217,7 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
 
     if peer.sell_table_id is None:
         return decision.reject(404, "No sell price list", "sell rate")
-    sell = rate_for(peer.sell_table_id, decision.callee, at)
+    sell = rate_for(peer.sell_table_id, decision.callee, at, zone=peer.zone)
     if sell is None:
         return decision.reject(404, f"No rate for {decision.callee}", "sell rate")
     decision.sell = sell
@@ -218,7 +225,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
         "sell rate",
         f"{sell.prefix} {sell.destination}: {sell.tariff.price}/min {peer.currency}, "
         f"fee {sell.tariff.connection_fee}, {sell.tariff.min_seconds}/{sell.tariff.increment_seconds}"
-        f"/{sell.tariff.free_seconds}",
+        f"/{sell.tariff.free_seconds}"
+        + (f", period {sell.period} at {decision.local_time}" if sell.period else ""),
     )
 
     rule = _find_rule(snapshot, peer, decision)
@@ -473,29 +481,58 @@ def _blocked(snapshot: Snapshot, peer: PeerInfo, request: CallRequest, decision:
 
 
 def _find_rule(snapshot: Snapshot, peer: PeerInfo, decision: Decision) -> RuleInfo | None:
+    """The rule of the longest prefix (then destination) in force at the call's moment.
+
+    A rule with a window is in force in its hours on the customer's clock only; it is tried
+    before a rule of the same prefix without one, so in its hours it wins. The clock is
+    read once, and only when a window is met: plans without windows pay nothing for them.
+    """
     if peer.plan_id is None:
         decision.reject(503, "No routing plan", "routing")
         return None
     callee, destination = decision.callee, decision.sell.destination
     plan, seen = snapshot.plans.get(peer.plan_id), set()
     decision.plan = plan.name if plan else ""
+    second, outside = None, []
     while plan is not None and plan.id not in seen:
         seen.add(plan.id)
         for end in range(len(callee), -1, -1):
             for rule in plan.rules.get(callee[:end], ()):
-                if rule.matches_destination(destination):
-                    decision.rule = rule
-                    what = f"prefix {rule.prefix or '(any)'}" + (
-                        f", destination {rule.destination}" if rule.destination else ""
-                    )
-                    decision.step(
-                        "routing",
-                        f"plan {plan.name} ({peer.plan_source}), rule #{rule.id} {what}: {rule.method}",
-                    )
-                    return rule
+                if not rule.matches_destination(destination):
+                    continue
+                if rule.window is not None:
+                    if second is None:
+                        second = second_of_week(decision.at, peer.zone)
+                    if not rule.window.covers(second):
+                        outside.append(rule)
+                        continue
+                decision.rule = rule
+                what = f"prefix {rule.prefix or '(any)'}" + (
+                    f", destination {rule.destination}" if rule.destination else ""
+                )
+                if rule.window is not None:
+                    what += f", window {_window(rule)} at {decision.local_time}"
+                decision.step(
+                    "routing",
+                    f"plan {plan.name} ({peer.plan_source}), rule #{rule.id} {what}: {rule.method}"
+                    + _outside(outside, decision),
+                )
+                return rule
         plan = snapshot.plans.get(plan.parent_id)
-    decision.reject(503, "No route", "routing")
+    decision.reject(503, "No route", "routing", "No route" + _outside(outside, decision))
     return None
+
+
+def _window(rule: RuleInfo) -> str:
+    return f"{rule.window_name} ({rule.window.text})"
+
+
+def _outside(rules: list[RuleInfo], decision: Decision) -> str:
+    """What check routing says of rules passed over because their window was not open."""
+    if not rules:
+        return ""
+    named = ", ".join(f"#{rule.id} {_window(rule)}" for rule in rules)
+    return f"; not in force at {decision.local_time}: {named}"
 
 
 def _order_routes(snapshot: Snapshot, peer: PeerInfo, rule: RuleInfo, decision: Decision) -> None:
@@ -538,7 +575,12 @@ def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
     if supplier is None:
         return "unknown supplier"
     callee = decision.callee
-    buy = rate_for(supplier.buy_table_id, callee, decision.at) if supplier.buy_table_id else None
+    # A supplier's time periods are read on its own clock: they are its prices.
+    buy = (
+        rate_for(supplier.buy_table_id, callee, decision.at, zone=supplier.zone)
+        if supplier.buy_table_id
+        else None
+    )
     if buy is not None:
         candidate.buy = buy
         candidate.price, candidate.currency, candidate.prefix = (

@@ -18,8 +18,10 @@ import logging
 import re
 import threading
 import time
+import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import tzinfo
 
 from django.db.models import Count, F
 
@@ -28,8 +30,9 @@ from apps.callcontrol.generation import current_generation
 from apps.dids.models import Did, DidTarget
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
-from apps.rates.models import RateTable
+from apps.rates.models import RateTable, TimeProfile
 from apps.rates.tariffs import Tariff
+from apps.rates.time_windows import TimeProfiles, Windows
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ SUPPLIER_MONEY_SECONDS = 5.0  # prepaid suppliers out of money
 LIVE_NODES_SECONDS = 5.0  # which nodes beat: they share each peer's calls per second
 QUALITY_SECONDS = 60.0
 MIN_QUALITY_ATTEMPTS = 10  # below this, a supplier's ASR/ACD says too little to sort by
+UTC_ZONE = zoneinfo.ZoneInfo("UTC")
 
 
 @dataclass(slots=True)
@@ -74,6 +78,8 @@ class PeerInfo:
     record: bool
     blocklist_ids: tuple
     rewrites: dict = field(default_factory=dict)  # (direction, field) -> [Rewrite]
+    # Its clock: routing windows and its price list's time periods are read on it.
+    zone: tzinfo = UTC_ZONE
 
     def rewrite(self, direction: str, what: str, value: str) -> str:
         for rule in self.rewrites.get((direction, what), ()):
@@ -116,6 +122,10 @@ class RuleInfo:
     quality_tolerance: int
     position: int
     routes: list
+    # The time profile it routes in, compiled (None: at any time); a profile whose text no
+    # longer reads covers nothing rather than everything.
+    window: Windows | None = None
+    window_name: str = ""
 
     def matches_destination(self, destination: str) -> bool:
         return not self.destination or destination.lower().startswith(self.destination)
@@ -316,6 +326,7 @@ def build() -> Snapshot:
             Rewrite(re.compile(rule.pattern), rule.replacement)
         )
     peers = {}
+    zones: dict[str, tzinfo] = {}
     for row in Peer.objects.values(
         "pk",
         "name",
@@ -332,6 +343,7 @@ def build() -> Snapshot:
         "profit_control",
         "routing_plan_id",
         "record_calls",
+        "time_zone",
         reseller_active=F("reseller__is_active"),
         reseller_plan_id=F("reseller__routing_plan_id"),
     ):
@@ -363,6 +375,7 @@ def build() -> Snapshot:
             record=row["record_calls"],
             blocklist_ids=tuple(peer_blocklists.get(row["pk"], ())),
             rewrites={key: list(rules) for key, rules in rewrites.get(row["pk"], {}).items()},
+            zone=_zone(row["time_zone"], zones),
         )
 
     addresses = AddressIndex()
@@ -427,7 +440,12 @@ def build() -> Snapshot:
                 route.enabled,
             )
         )
+    profiles = TimeProfiles(TimeProfile.objects.values_list("pk", "name", "windows"))
     for rule in RoutingRule.objects.filter(enabled=True).order_by("position", "id"):
+        profile = profiles.by_id.get(rule.time_profile_id)
+        window = profile.windows if profile else None
+        if rule.time_profile_id is not None and profile is None:
+            window = Windows("", ())
         info = RuleInfo(
             rule.pk,
             rule.plan_id,
@@ -438,12 +456,15 @@ def build() -> Snapshot:
             rule.quality_tolerance,
             rule.position,
             routes_by_rule.get(rule.pk, []),
+            window,
+            profile.name if profile else ("?" if window is not None else ""),
         )
         plans[rule.plan_id].rules[rule.prefix].append(info)
     for plan in plans.values():
-        # A rule naming a destination is more specific than one that does not.
+        # A rule naming a destination is more specific than one that does not; then one with
+        # a window (tried first, used only in its hours) than one for any time.
         for rules in plan.rules.values():
-            rules.sort(key=lambda rule: (not rule.destination, rule.position, rule.id))
+            rules.sort(key=lambda rule: (not rule.destination, rule.window is None, rule.position, rule.id))
         plan.rules = dict(plan.rules)
 
     prefixes: dict[int, set] = defaultdict(set)
@@ -496,6 +517,19 @@ def build() -> Snapshot:
         time.monotonic() - started,
     )
     return snapshot
+
+
+def _zone(name: str, zones: dict[str, tzinfo]) -> tzinfo:
+    """The peer's time zone (Peer.time_zone, validated when saved); UTC if this host lacks it."""
+    found = zones.get(name)
+    if found is None:
+        try:
+            found = zoneinfo.ZoneInfo(name)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            logger.warning("Time zone %r is unknown on this host; reading it as UTC", name)
+            found = UTC_ZONE
+        zones[name] = found
+    return found
 
 
 def _dids(aors: dict[int, str], gateway_by_id: dict[int, GatewayInfo]) -> DidIndex:

@@ -48,7 +48,19 @@ class SipPasswordForm(forms.Form):
     )
 
 
-class PeerAddForm(ScopedModelForm):
+class TimeZoneFormMixin:
+    """A peer's time zone may be left empty: it keeps the zone it has (a new one: TIME_ZONE)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "time_zone" in self.fields:
+            self.fields["time_zone"].required = False
+
+    def clean_time_zone(self):
+        return self.cleaned_data.get("time_zone") or self.instance.time_zone
+
+
+class PeerAddForm(TimeZoneFormMixin, ScopedModelForm):
     """A peer and the options of the account opened with it."""
 
     currency = forms.CharField(
@@ -65,7 +77,7 @@ class PeerAddForm(ScopedModelForm):
     )
 
 
-class PeerForm(ScopedModelForm):
+class PeerForm(TimeZoneFormMixin, ScopedModelForm):
     """A peer's change form: its blocklists are chosen among those set_peer_blocklists takes."""
 
     def __init__(self, *args, **kwargs):
@@ -284,6 +296,7 @@ class PeerAdmin(ScopedModelAdmin):
             "routing_plan",
             "profit_control",
             "record_calls",
+            "time_zone",
             "nodes",
             "blocklists",
         )

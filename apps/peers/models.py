@@ -2,7 +2,9 @@
 
 import ipaddress
 import re
+import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -27,6 +29,23 @@ def hostname_validator(value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         _hostname_validator(value)
+
+
+def default_time_zone() -> str:
+    """The zone a new peer's clock starts in: the installation's (TIME_ZONE, UTC unless set)."""
+    return settings.TIME_ZONE
+
+
+def time_zone_validator(value: str) -> None:
+    """Accept an IANA time zone name that zoneinfo knows (Europe/Berlin, America/New_York, UTC)."""
+    try:
+        if not value or value != value.strip() or value.startswith(("/", ".")):
+            raise ValueError(value)
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValidationError(
+            f"'{value}' is not a time zone; use an IANA name such as Europe/Berlin or UTC."
+        ) from None
 
 
 sip_user_validator = RegexValidator(r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64).")
@@ -118,6 +137,13 @@ class Peer(TimestampedModel):
         help_text="Which supplier prices this customer's calls may be routed at, against its sell price.",
     )
     record_calls = models.BooleanField(default=False, help_text="Record this customer's calls.")
+    time_zone = models.CharField(
+        max_length=64,
+        default=default_time_zone,
+        validators=[time_zone_validator],
+        help_text="IANA name, e.g. Europe/Berlin: the clock its routing windows and time-of-week "
+        "prices (weekend, offpeak) are read on; a supplier's, its buy prices'.",
+    )
     notes = models.TextField(blank=True)
 
     objects = PeerQuerySet.as_manager()
@@ -131,6 +157,10 @@ class Peer(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
 
     @property
     def is_customer(self) -> bool:

@@ -38,6 +38,7 @@ PEER_SETTINGS = (
     "routing_plan_id",
     "profit_control",
     "record_calls",
+    "time_zone",
     "notes",
 )
 # Routing is the operator's: which plan a customer routes by, and whether its calls may be

@@ -14,9 +14,10 @@ transaction per batch:
    (`Cdr.supplier`) is charged. What a reservation does not carry (one made before it
    carried prices; a call without one) comes from the node's memory-mapped price indexes,
    without a query, as they stood when the call was set up (`Cdr.created_at`), for that
-   number, else the number as received less the customer's tech prefix. This takes some
-   15 ms for 500 CDRs and holds only the claimed CDRs' locks: the accounts, which raters
-   and call control share, are locked from step 4 on;
+   number, else the number as received less the customer's tech prefix; of a list's time
+   periods (weekend, offpeak), the one in force at set-up on its peer's clock. This takes
+   some 15 ms for 500 CDRs and holds only the claimed CDRs' locks: the accounts, which
+   raters and call control share, are locked from step 4 on;
 3. write each CDR's prices, or its reason when it cannot be priced (kept, never dropped:
    the admin lists rating errors, and `rate_cdrs --retry-errors` puts them back);
 4. post one charge per CDR and side (`services.post`: unique reference "cdr:<id>" per
@@ -34,9 +35,10 @@ docs/BILLING.md).
 
 import logging
 import time
+import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 
@@ -51,7 +53,7 @@ from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, unless_conflict, update_rows
 from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
-from apps.rates.lookup import get_index
+from apps.rates.lookup import get_index, periods_at
 from apps.rates.tariffs import Tariff, rate_call
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class PeerPrices:
     buy_table_id: int | None
     account_id: int | None
     tech_prefix: str = ""
+    zone: tzinfo | None = None  # its clock, for its price list's time periods (None: TIME_ZONE)
 
 
 @dataclass(slots=True)
@@ -135,13 +138,21 @@ class PeerDirectory:
         if not missing:
             return
         accounts = dict(Account.objects.filter(peer_id__in=missing).values_list("peer_id", "pk"))
-        for pk, name, sell, buy, tech_prefix in Peer.objects.filter(pk__in=missing).values_list(
-            "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix"
+        for pk, name, sell, buy, tech_prefix, zone in Peer.objects.filter(pk__in=missing).values_list(
+            "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix", "time_zone"
         ):
-            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk), tech_prefix or "")
+            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk), tech_prefix or "", _zone(zone))
 
     def get(self, pk: int | None) -> PeerPrices | None:
         return self.peers.get(pk) if pk is not None else None
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> tzinfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return None  # validated when saved; a host without it reads TIME_ZONE's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +286,10 @@ def price(
         # The index's lookup() gives the tariff alone, destination() the name: both cost less
         # than building the whole Match that rate_for() returns.
         sell_index = get_index(customer.sell_table_id)
-        sell = sell_index.lookup(number, created_at)
+        # The period (weekend, offpeak) in force when the call was set up, on the customer's
+        # clock: a call is charged the price of its start, whenever it is rated.
+        periods = periods_at(sell_index, created_at, customer.zone)
+        sell = sell_index.lookup(number, created_at, periods)
         if sell is None:
             priced.error = (
                 f"No sell rate for {number} in {customer.name}'s price list"
@@ -283,7 +297,7 @@ def price(
             )
             return priced
         if named:
-            priced.destination = sell_index.destination(number, created_at) or ""
+            priced.destination = sell_index.destination(number, created_at, periods) or ""
     charge = rate_call(sell, duration_ms)
     if charge.total > MAX_AMOUNT:
         priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {number}")
@@ -298,7 +312,7 @@ def price(
         priced.error = f"Unknown supplier peer {supplier_id}."
     elif buy is None and supplier.buy_table_id is None:
         priced.error = f"Supplier {supplier.name} has no buy price list."
-    elif buy is None and (buy := get_index(supplier.buy_table_id).lookup(number, created_at)) is None:
+    elif buy is None and (buy := _buy_price(supplier, number, created_at)) is None:
         priced.error = (
             f"No buy rate for {number} in {supplier.name}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
         )
@@ -312,6 +326,11 @@ def price(
         priced.sell_cost = None
         priced.billable_seconds = 0
     return priced
+
+
+def _buy_price(supplier: PeerPrices, number: str, created_at: datetime) -> Tariff | None:
+    index = get_index(supplier.buy_table_id)
+    return index.lookup(number, created_at, periods_at(index, created_at, supplier.zone))
 
 
 def _too_dear(cost: Decimal, price: str) -> str:

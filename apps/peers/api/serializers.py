@@ -111,6 +111,7 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "routing_plan",
             "profit_control",
             "record_calls",
+            "time_zone",
             "nodes",
             "notes",
             "created_at",
@@ -125,6 +126,10 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
                 "routed at, against its sell price."
             },
             "record_calls": {"help_text": "Record this customer's calls."},
+            "time_zone": {
+                "help_text": "IANA name (Europe/Berlin): the clock its routing windows and time-of-week "
+                "prices are read on; a supplier's, its buy prices'. Default: the installation's TIME_ZONE."
+            },
         }
         # Uniqueness is checked once, by the service's full_clean().
         validators = []
