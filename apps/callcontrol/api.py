@@ -80,6 +80,11 @@ class RouteTarget(serializers.Serializer):
         help_text="A SIP account of ours, user@domain: look it up in the location table and "
         "relay to where it is registered.",
     )
+    ring = serializers.ListField(
+        child=serializers.CharField(),
+        allow_null=True,
+        help_text="A DID's ring group: SIP accounts (user@domain) rung at once, each where it is registered.",
+    )
 
 
 class Limits(serializers.Serializer):

@@ -88,6 +88,7 @@ class Target:
     max_calls: int | None
     stop_hunting: bool
     aor: str = ""
+    ring: tuple = ()  # SIP accounts (user@domain) rung at once, a DID's ring group
 
 
 @dataclass
@@ -167,6 +168,7 @@ class Decision:
                     "max_calls": target.max_calls,
                     "stop_hunting": target.stop_hunting,
                     "aor": target.aor or None,
+                    "ring": list(target.ring) or None,
                 }
                 for target in self.targets
             ],
@@ -403,8 +405,29 @@ def _cannot_receive(owner: PeerInfo | None) -> str:
 
 
 def _did_targets(did: DidInfo, decision: Decision, *, supplier_id: int | None) -> list[Target]:
+    """The DID's targets in order; a ring group's accounts are one target, first, rung at once."""
     targets = []
+    if did.ring_all:
+        group = tuple(target.aor for target in did.targets if target.aor)
+        if group:
+            timeouts = [t.setup_timeout for t in did.targets if t.aor and t.setup_timeout]
+            targets.append(
+                Target(
+                    route_id=None,
+                    supplier_id=supplier_id,
+                    gateway_id=None,
+                    uri="",
+                    caller=decision.caller,
+                    callee=decision.callee,
+                    setup_timeout=max(timeouts, default=None),
+                    max_calls=None,
+                    stop_hunting=False,
+                    ring=group,
+                )
+            )
     for target in did.targets:
+        if did.ring_all and target.aor:
+            continue
         gateway = target.gateway
         if not target.aor and not gateway.enabled:
             continue
@@ -618,6 +641,8 @@ def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
         return "supplier balance: our prepaid money there has run out"
     if not _gateways(snapshot, route):
         return "no enabled gateway"
+    if not _gateways(snapshot, route, decision.request.source_ip):
+        return f"loop: its gateway is the call's source address {decision.request.source_ip}"
     return ""
 
 
@@ -643,11 +668,18 @@ def _sort(chosen: list[Candidate], rule: RuleInfo, call_id: str) -> list[Candida
     return sorted(chosen, key=cost)
 
 
-def _gateways(snapshot: Snapshot, route: RouteInfo) -> list[GatewayInfo]:
+def _gateways(snapshot: Snapshot, route: RouteInfo, source_ip: str | None = None) -> list[GatewayInfo]:
+    """The route's enabled gateways, less those at `source_ip`: a call is never sent back to
+    the address it came from (two peers on one box, or a supplier's SBC that is also where
+    a customer's calls come from)."""
     if route.gateway_id is not None:
         gateway = snapshot.gateway_by_id.get(route.gateway_id)
-        return [gateway] if gateway is not None and gateway.enabled else []
-    return [g for g in snapshot.gateways.get(route.supplier_id, ()) if g.enabled]
+        found = [gateway] if gateway is not None and gateway.enabled else []
+    else:
+        found = [g for g in snapshot.gateways.get(route.supplier_id, ()) if g.enabled]
+    if source_ip:
+        found = [g for g in found if g.host != source_ip.lower()]
+    return found
 
 
 def _targets(snapshot: Snapshot, candidate: Candidate, decision: Decision) -> list[Target]:
@@ -667,7 +699,7 @@ def _targets(snapshot: Snapshot, candidate: Candidate, decision: Decision) -> li
             route.max_calls,
             route.stop_hunting,
         )
-        for gateway in _gateways(snapshot, route)
+        for gateway in _gateways(snapshot, route, decision.request.source_ip)
     ]
 
 

@@ -96,6 +96,7 @@ class GatewayInfo:
     strip_digits: int
     prefix: str
     enabled: bool
+    host: str = ""  # as written: an address, or a name
 
 
 @dataclass(slots=True)
@@ -168,6 +169,7 @@ class DidInfo:
     sell: Tariff
     buy: Tariff
     targets: list  # [DidTargetInfo] in order
+    ring_all: bool = False  # its accounts ring at once (a ring group), its gateways after
 
 
 class DidIndex:
@@ -415,6 +417,7 @@ def build() -> Snapshot:
             gateway.strip_digits,
             gateway.prefix,
             gateway.enabled,
+            gateway.host.lower(),
         )
         gateways[gateway.peer_id].append(info)
         gateway_by_id[gateway.pk] = info
@@ -554,6 +557,7 @@ def _dids(aors: dict[int, str], gateway_by_id: dict[int, GatewayInfo]) -> DidInd
                 did.sell_tariff(),
                 did.buy_tariff(),
                 targets.get(did.pk, []),
+                did.hunting == Did.Hunting.ALL,
             )
         )
     index.freeze()

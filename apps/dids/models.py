@@ -28,6 +28,8 @@ class Did(TimestampedModel):
     without a customer is in stock: its calls are refused with 404.
     """
 
+    Hunting = Hunting
+
     number = models.CharField(
         max_length=32,
         validators=[digits_validator],

@@ -116,6 +116,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "max_calls": None,
         "stop_hunting": False,
         "aor": None,
+        "ring": None,
     }
     assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (

@@ -198,3 +198,24 @@ def test_a_user_peer_delivering_its_own_did_is_the_dids_supplier(world, phone):
     assert (decision.kind, decision.peer.id) == ("did", bob.pk)
     # The same number from our customer is on-net.
     assert world.call(DID, source_ip=CUSTOMER_IP).kind == "on-net"
+
+
+def test_a_ring_group_rings_its_accounts_at_once_then_its_gateways_in_turn(world, phone):
+    bob, did, _ = phone
+    Peer.objects.filter(pk=bob.pk).update(role=Peer.Role.USER)
+    bob = Peer.objects.get(pk=bob.pk)
+    mobile = peer_services.add_sip_account(
+        bob, actor=SYSTEM, username="bob-mobile", domain="b.example", password="Secret-123"
+    )
+    pbx = peer_services.add_gateway(bob, actor=SYSTEM, name="pbx", host="203.0.113.5", port=5080)
+    DidTarget.objects.create(did=did, position=2, gateway=pbx)
+    DidTarget.objects.create(did=did, position=3, sip_account=mobile, setup_timeout=20)
+    Did.objects.filter(pk=did.pk).update(hunting=Did.Hunting.ALL)
+
+    targets = inbound(world).targets
+    assert [(t.ring, t.aor, t.uri) for t in targets] == [
+        (("bob@b.example", "bob-mobile@b.example"), "", ""),
+        ((), "", "sip:203.0.113.5:5080"),
+    ]
+    assert targets[0].setup_timeout == 20  # the longest of its accounts'
+    assert inbound(world).as_response()["routes"][0]["ring"] == ["bob@b.example", "bob-mobile@b.example"]

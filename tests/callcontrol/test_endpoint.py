@@ -72,6 +72,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
             "max_calls": None,
             "stop_hunting": False,
             "aor": None,
+            "ring": None,
         }
         for name, host in (
             ("Bravo", "192.0.2.2"),

@@ -184,3 +184,14 @@ def test_a_route_tries_every_enabled_gateway_in_priority_order_unless_it_names_o
     assert [t.gateway_id for t in pinned] == [backup.pk]
     Gateway.objects.filter(pk=backup.pk).update(enabled=False)  # the pinned one is down
     assert excluded(world.decide())["Alpha"] == "no enabled gateway"
+
+
+def test_a_call_is_never_sent_back_to_the_address_it_came_from(world):
+    # The customer's PBX sits on Bravo's gateway address (one box, two peers): Bravo's route
+    # would send the call back where it came from.
+    peer_services.add_endpoint(world.customer, actor=SYSTEM, ip="192.0.2.2")
+    decision = world.decide(BERLIN, source_ip="192.0.2.2")
+    assert excluded(decision)["Bravo"] == "loop: its gateway is the call's source address 192.0.2.2"
+    assert "sip:192.0.2.2:5060" not in [t.uri for t in decision.targets]
+    # From its usual address Bravo is in again.
+    assert excluded(world.decide(BERLIN))["Bravo"] == ""

@@ -9,7 +9,8 @@ Customers (each calls from its own loopback address, as SIPp's source):
   alice@other.test: the second phone, 127.0.0.21), Bursty 127.0.0.16 (5 calls a second,
   served by node1 only). Nobody is on 127.0.0.99.
 On-net calls cost 0.0100/min on Retail. Carrier (a supplier, from 127.0.0.30) delivers our
-  DID 442071110000, Acme's, to alice@sip.test: 0.12/min to Carrier, 0.60/min to Acme.
+  DID 442071110000, Acme's, to alice@sip.test: 0.12/min to Carrier, 0.60/min to Acme; and
+  442071110001, ringing alice@sip.test and bob@sip.test at once (free).
 Nodes: node1 and node2 ask call control under uvicorn; node3 asks one that never answers.
 Routing (static priority, setup timeout 1 s): 49 (Germany) -> Alpha; 33 (France) -> Failing
   (always 503), then Bravo; 44 (United Kingdom) -> Failing only; 39 (Italy) -> Mute (never
@@ -75,6 +76,7 @@ PHONE_IP = "127.0.0.20"
 PHONE2_IP = "127.0.0.21"
 CARRIER_IP = "127.0.0.30"
 DID = "442071110000"
+RING_GROUP_DID = "442071110001"
 STRANGER_IP = "127.0.0.99"
 BERLIN = "4930123456"
 PARIS = "33123456789"
@@ -278,6 +280,13 @@ def build_world(ports: dict[str, int], phone_password: str) -> dict:
         sell_per_minute=Decimal("0.6000"),
     )
     DidTarget.objects.create(did=did, sip_account=alice)
+    # Acme's second DID rings alice@sip.test and bob@sip.test at once.
+    bob = peer_services.add_sip_account(
+        acme, actor=SYSTEM, username="bob", domain="sip.test", password=phone_password
+    )
+    group = Did.objects.create(number=RING_GROUP_DID, supplier=carrier, customer=acme, hunting="all")
+    DidTarget.objects.create(did=group, position=1, sip_account=alice)
+    DidTarget.objects.create(did=group, position=2, sip_account=bob)
 
     alpha, alpha_gateway = _supplier("Alpha", ports["alpha"])
     bravo, _ = _supplier("Bravo", ports["bravo"])

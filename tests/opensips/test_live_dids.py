@@ -22,6 +22,7 @@ from tests.opensips.switch import (
     ONNET_IP,
     PHONE2_IP,
     PHONE_IP,
+    RING_GROUP_DID,
     SYSTEM,
     Switch,
     orm_fixture,  # noqa: F401  (the fixture "orm")
@@ -151,3 +152,39 @@ def test_a_call_to_an_account_that_is_not_registered_is_480(switch: Switch, orm)
     while Reservation.objects.get(pk=reservation.pk).released_at is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert Reservation.objects.get(pk=reservation.pk).released_at is not None
+
+
+def test_a_ring_group_did_rings_every_phone_at_once_and_one_answers(switch: Switch, orm):
+    register(switch, node_port=switch.node1_port, ip=PHONE_IP, port=switch.phone_port, domain="sip.test")
+    run = sipp(
+        switch.node1_port,
+        source=PHONE2_IP,
+        local_port=switch.phone2_port,
+        scenario="ua_register.xml",
+        service="bob",
+        extra=["-key", "domain", "sip.test", "-au", "bob", "-ap", switch.phone_password],
+    )
+    assert run.returncode == 0, run.log
+    answering = phone(switch, PHONE_IP, switch.phone_port, switch.node2_port)
+    # bob's phone rings and never answers: it is cancelled once alice's phone answers.
+    ringing = sipp(
+        switch.node2_port,
+        source=PHONE2_IP,
+        local_port=switch.phone2_port,
+        scenario="uas_trying_only.xml",
+        role="uas",
+        background=True,
+    )
+    call = sipp(switch.node2_port, source=CARRIER_IP, callee=RING_GROUP_DID, hold_ms=1000)
+    answering.wait()
+    ringing.wait()
+
+    assert call.returncode == 0, call.log
+    assert call.call_id in answering.messages
+    assert call.call_id in ringing.messages and "CANCEL sip:" in ringing.messages, ringing.log
+    row = acc_row(call.call_id)
+    assert (row.peer_id, row.supplier_id, row.destination) == (
+        switch.acme.pk,
+        switch.carrier.pk,
+        f"DID {RING_GROUP_DID}",
+    )
