@@ -63,10 +63,14 @@ def test_a_peer_limited_to_5_calls_a_second_gets_5_a_second_through(switch: Swit
     # Refused calls are counted on the node and hold no money (refused before call control
     # was asked, or released at once).
     counted = MIClient(switch.node1_mi).statistics(["script:"]).get("script:cps_refused", 0) - refused_before
-    assert counted == refused
+    assert counted == refused, (counted, refused)
     # Rated, the admitted calls leave no money held; the refused ones held none or had it
     # released (refused after call control answered, on the first call).
-    ingest.ingest_batch()
-    rating.rate_batch()
+    def settled() -> bool:
+        ingest.ingest_batch()
+        rating.rate_batch()
+        return not Acc.objects.filter(callid__startswith=prefix).exists()
+
+    wait_for(settled, what="every admitted call's CDR imported and rated", timeout=20)
     assert Cdr.objects.filter(call_id__startswith=prefix, customer=switch.bursty).count() == len(admitted)
     assert not Reservation.objects.filter(call_id__startswith=prefix, released_at__isnull=True).exists()
