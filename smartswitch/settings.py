@@ -331,8 +331,8 @@ OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
 # keeps them. With a number of seconds, also that often while it runs, so that a crash loses
 # only the calls of the last interval; that costs a database insert, updates and a delete
-# per call in OpenSIPS's own processes (docs/BENCHMARKS.md: 400 calls/s fell from 100 % to
-# 78 % completed with 5 s). 0: at shutdown only.
+# per call, in OpenSIPS's processes under the dialogs' locks (docs/BENCHMARKS.md: with 5 s,
+# set-up p99 at 400 calls/s 636 ms against 244-328 ms). 0: at shutdown only.
 OPENSIPS_DIALOG_FLUSH = env_int("OPENSIPS_DIALOG_FLUSH", 0, minimum=0)
 # Seconds a call may ring (after the supplier's 180/183) before it is given up; before it
 # rings, the route's setup timeout applies.
