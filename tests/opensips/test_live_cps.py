@@ -64,6 +64,7 @@ def test_a_peer_limited_to_5_calls_a_second_gets_5_a_second_through(switch: Swit
     # was asked, or released at once).
     counted = MIClient(switch.node1_mi).statistics(["script:"]).get("script:cps_refused", 0) - refused_before
     assert counted == refused, (counted, refused)
+
     # Rated, the admitted calls leave no money held; the refused ones held none or had it
     # released (refused after call control answered, on the first call).
     def settled() -> bool:

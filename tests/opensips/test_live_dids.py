@@ -30,22 +30,22 @@ from tests.opensips.switch import (
     switch_fixture,  # noqa: F401  (the fixture "switch")
 )
 from tests.opensips.test_live_call_ends import rated_cdr
-from tests.opensips.test_live_calls import acc_row
+from tests.opensips.test_live_calls import acc_row, wait_for
 
 REFRESH_WAIT = snapshot.CHECK_SECONDS + 1.0
 
 
-def register(switch: Switch, *, node_port: int, ip: str, port: int, domain: str) -> None:
+def register(switch: Switch, *, node_port: int, ip: str, port: int, domain: str, user: str = "alice") -> None:
     run = sipp(
         node_port,
         source=ip,
         local_port=port,
         scenario="ua_register.xml",
-        service="alice",
-        extra=["-key", "domain", domain, "-au", "alice", "-ap", switch.phone_password],
+        service=user,
+        extra=["-key", "domain", domain, "-au", user, "-ap", switch.phone_password],
     )
     assert run.returncode == 0, run.log
-    assert Location.objects.filter(username="alice", domain=domain).exists()
+    assert Location.objects.filter(username=user, domain=domain).exists()
 
 
 def phone(switch: Switch, ip: str, port: int, node_port: int):
@@ -148,23 +148,22 @@ def test_a_call_to_an_account_that_is_not_registered_is_480(switch: Switch, orm)
     call = call_account(switch, switch.node1_port, "other.test")
     assert "SIP/2.0 480" in call.messages, call.log
     reservation = Reservation.objects.get(call_id=call.call_id)
-    deadline = time.monotonic() + 10
-    while Reservation.objects.get(pk=reservation.pk).released_at is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert Reservation.objects.get(pk=reservation.pk).released_at is not None
+    wait_for(
+        lambda: Reservation.objects.filter(pk=reservation.pk, released_at__isnull=False).exists(),
+        what="the reservation of the call nobody could take to be released",
+    )
 
 
 def test_a_ring_group_did_rings_every_phone_at_once_and_one_answers(switch: Switch, orm):
     register(switch, node_port=switch.node1_port, ip=PHONE_IP, port=switch.phone_port, domain="sip.test")
-    run = sipp(
-        switch.node1_port,
-        source=PHONE2_IP,
-        local_port=switch.phone2_port,
-        scenario="ua_register.xml",
-        service="bob",
-        extra=["-key", "domain", "sip.test", "-au", "bob", "-ap", switch.phone_password],
+    register(
+        switch,
+        node_port=switch.node1_port,
+        ip=PHONE2_IP,
+        port=switch.phone2_port,
+        domain="sip.test",
+        user="bob",
     )
-    assert run.returncode == 0, run.log
     answering = phone(switch, PHONE_IP, switch.phone_port, switch.node2_port)
     # bob's phone rings and never answers: it is cancelled once alice's phone answers.
     ringing = sipp(
