@@ -19,7 +19,8 @@ SCHEDULES = {
         "apps.billing.tasks.billing_loop", 1
     ),
     "Post recurring fees": Periodic("apps.billing.tasks.post_fees", 60, Kind.SINGLETON),
-    # Every node against its own OpenSIPS: the dialogs are in that OpenSIPS's memory only.
+    # Every node against its own OpenSIPS: the dialogs are that OpenSIPS's (in its memory, and
+    # in the node's own dialog table).
     "Release reservations no dialog holds": Periodic("apps.billing.tasks.release_without_dialog", 5),
 }
 LOOP_SECONDS = 55.0
