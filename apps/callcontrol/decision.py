@@ -356,7 +356,7 @@ def _on_net(snapshot: Snapshot, peer: PeerInfo, did: DidInfo | None, decision: D
             return decision.reject(404, "Not found", "on-net", f"no number or SIP account {decision.callee}")
         aor, owner_id = account
         what = f"SIP account {aor}"
-        targets = [Target(None, None, None, "", decision.caller, decision.callee, None, None, False, aor)]
+        targets = [_own_target(decision, None, aor=aor)]
     decision.kind, decision.did = "on-net", did
     owner = snapshot.peers.get(owner_id)
     why = _cannot_receive(owner)
@@ -408,46 +408,46 @@ def _did_targets(did: DidInfo, decision: Decision, *, supplier_id: int | None) -
     """The DID's targets in order; a ring group's accounts are one target, first, rung at once."""
     targets = []
     if did.ring_all:
-        group = tuple(target.aor for target in did.targets if target.aor)
-        if group:
-            timeouts = [t.setup_timeout for t in did.targets if t.aor and t.setup_timeout]
+        accounts = [t for t in did.targets if t.aor]
+        if accounts:
+            timeout = max((t.setup_timeout for t in accounts if t.setup_timeout), default=None)
+            ring = tuple(t.aor for t in accounts)
+            targets.append(_own_target(decision, supplier_id, setup_timeout=timeout, ring=ring))
+    for target in did.targets:
+        if target.aor and not did.ring_all:
             targets.append(
-                Target(
-                    route_id=None,
-                    supplier_id=supplier_id,
-                    gateway_id=None,
-                    uri="",
-                    caller=decision.caller,
-                    callee=decision.callee,
-                    setup_timeout=max(timeouts, default=None),
-                    max_calls=None,
-                    stop_hunting=False,
-                    ring=group,
+                _own_target(decision, supplier_id, setup_timeout=target.setup_timeout, aor=target.aor)
+            )
+        elif not target.aor and target.gateway.enabled:
+            gateway = target.gateway
+            targets.append(
+                _own_target(
+                    decision,
+                    supplier_id,
+                    setup_timeout=target.setup_timeout,
+                    gateway_id=gateway.id,
+                    uri=gateway.uri,
+                    callee=gateway.prefix + decision.callee[gateway.strip_digits :],
                 )
             )
-    for target in did.targets:
-        if did.ring_all and target.aor:
-            continue
-        gateway = target.gateway
-        if not target.aor and not gateway.enabled:
-            continue
-        targets.append(
-            Target(
-                route_id=None,
-                supplier_id=supplier_id,
-                gateway_id=gateway.id if gateway else None,
-                uri=gateway.uri if gateway else "",
-                caller=decision.caller,
-                callee=gateway.prefix + decision.callee[gateway.strip_digits :]
-                if gateway
-                else decision.callee,
-                setup_timeout=target.setup_timeout,
-                max_calls=None,
-                stop_hunting=False,
-                aor=target.aor,
-            )
-        )
     return targets
+
+
+def _own_target(decision: Decision, supplier_id: int | None, **fields) -> Target:
+    """A target of ours (an account, a ring group, a DID customer's gateway): no route of a
+    plan, no route limits; the callee as call control settled it unless given."""
+    values = {
+        "route_id": None,
+        "supplier_id": supplier_id,
+        "gateway_id": None,
+        "uri": "",
+        "caller": decision.caller,
+        "callee": decision.callee,
+        "setup_timeout": None,
+        "max_calls": None,
+        "stop_hunting": False,
+    }
+    return Target(**{**values, **fields})
 
 
 def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> bool:
