@@ -503,7 +503,8 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 node = Node.objects.get(name=name)
                 start = partial(_start_opensips, binary, node, directory, mi_ports[name], common)
                 processes.append(start())
-                restarts[name] = partial(_restart, processes, len(processes) - 1, start)
+                log = directory / f"{name}.log"  # what _start_opensips writes to
+                restarts[name] = partial(_restart, processes, len(processes) - 1, start, log)
             mute = {
                 **common,
                 "CALL_CONTROL_URL": f"http://{LOOPBACK}:{silent.getsockname()[1]}/call-control/v1",
@@ -542,12 +543,10 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 teardown_databases(created, verbosity=0)
 
 
-def _restart(processes: list, index: int, start) -> None:
-    """Stop OpenSIPS processes[index] as systemd does (SIGTERM) and start it again; its log
+def _restart(processes: list, index: int, start, log: Path) -> None:
+    """Stop OpenSIPS processes[index] as systemd does (SIGTERM) and start it again; its `log`
     is kept beside the new one."""
-    process = processes[index]
-    _stop(process)
-    log = Path(process.args[process.args.index("-f") + 1]).with_suffix(".log")
+    _stop(processes[index])
     log.rename(log.with_suffix(f".log.{time.monotonic_ns()}"))
     processes[index] = start()
 
