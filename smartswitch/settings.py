@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "apps.opensips",
     "apps.files",
     "apps.cluster",
+    "apps.media",
+    "apps.capture",
 ]
 
 MIDDLEWARE = [

@@ -48,6 +48,30 @@ def time_zone_validator(value: str) -> None:
         ) from None
 
 
+# Audio codecs by FreeSWITCH's names: what a node's FreeSWITCH transcodes between (docs/MEDIA.md).
+CODECS = ("PCMU", "PCMA", "G722", "opus", "GSM")
+
+
+def parse_codecs(value: str) -> list[str]:
+    """A comma-separated codec list as canonical names, in order; ValueError names a wrong one."""
+    canonical = {codec.lower(): codec for codec in CODECS}
+    codecs = []
+    for name in filter(None, (part.strip() for part in value.split(","))):
+        codec = canonical.get(name.lower())
+        if codec is None:
+            raise ValueError(f"Unknown codec {name!r}: use {', '.join(CODECS)}.")
+        if codec not in codecs:
+            codecs.append(codec)
+    return codecs
+
+
+def codec_list_validator(value: str) -> None:
+    try:
+        parse_codecs(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 sip_user_validator = RegexValidator(r"^[A-Za-z0-9._+-]{1,64}$", "Letters, digits and . _ + - (at most 64).")
 
 
@@ -137,6 +161,18 @@ class Peer(TimestampedModel):
         help_text="Which supplier prices this customer's calls may be routed at, against its sell price.",
     )
     record_calls = models.BooleanField(default=False, help_text="Record this customer's calls.")
+    recording_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days this customer's recordings are kept; empty: its reseller's, else the cluster's.",
+    )
+    codecs = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[codec_list_validator],
+        help_text="Audio codecs this peer takes, e.g. PCMA,PCMU; empty: any. A call whose caller "
+        "offers none of a supplier's codecs is transcoded by the node's FreeSWITCH.",
+    )
     time_zone = models.CharField(
         max_length=64,
         default=default_time_zone,

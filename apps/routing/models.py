@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from apps.core.models import TimestampedModel, digits_validator
+from apps.peers.models import codec_list_validator
 from apps.routing.querysets import (
     QualityStatQuerySet,
     RouteQuerySet,
@@ -148,6 +149,15 @@ class Route(models.Model):
     )
     stop_hunting = models.BooleanField(
         default=False, help_text="If this route fails, do not try the routes after it."
+    )
+    record_calls = models.BooleanField(
+        default=False, help_text="Record calls sent on this route (through the node's FreeSWITCH)."
+    )
+    codecs = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[codec_list_validator],
+        help_text="Audio codecs this route takes, e.g. PCMA; empty: the supplier's.",
     )
     enabled = models.BooleanField(default=True)
 

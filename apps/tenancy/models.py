@@ -27,6 +27,12 @@ class Reseller(TimestampedModel):
         related_name="resellers",
         help_text="Routing of this reseller's customers that have no plan of their own.",
     )
+    recording_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days its customers' recordings are kept unless a customer says otherwise; "
+        "empty: the cluster's RECORDING_RETENTION_DAYS.",
+    )
 
     objects = ResellerQuerySet.as_manager()
 
