@@ -161,6 +161,9 @@ class Peer(TimestampedModel):
         help_text="Which supplier prices this customer's calls may be routed at, against its sell price.",
     )
     record_calls = models.BooleanField(default=False, help_text="Record this customer's calls.")
+    capture_calls = models.BooleanField(
+        default=False, help_text="Keep the SIP messages of this peer's calls (a pcap and a ladder per call)."
+    )
     recording_retention_days = models.PositiveIntegerField(
         null=True,
         blank=True,

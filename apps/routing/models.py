@@ -159,6 +159,9 @@ class Route(models.Model):
         validators=[codec_list_validator],
         help_text="Audio codecs this route takes, e.g. PCMA; empty: the supplier's.",
     )
+    capture_calls = models.BooleanField(
+        default=False, help_text="Keep the SIP messages of calls sent on this route."
+    )
     enabled = models.BooleanField(default=True)
 
     objects = RouteQuerySet.as_manager()
