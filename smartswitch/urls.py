@@ -57,6 +57,7 @@ urlpatterns = [
     path("admin/check-routing/", admin.site.admin_view(check_routing_view), name="check-routing"),
     path("admin/", admin.site.urls),
     path("portal/", include("apps.portal.urls")),
+    path("capture/", include("apps.capture.urls")),
     path("api/v1/", include("smartswitch.api_urls")),
     # Under ASGI these paths never reach Django (smartswitch.asgi); the views serve WSGI and tests.
     path("call-control/v1/", include("apps.callcontrol.urls")),
