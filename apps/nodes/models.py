@@ -36,6 +36,18 @@ class Node(TimestampedModel):
     # Sent by this node's OpenSIPS with every call-control request (rendered into its
     # config); a request naming this node without it is refused.
     call_control_secret = models.CharField(max_length=64, default=new_secret, editable=False)
+    media_enabled = models.BooleanField(
+        default=True, help_text="This node runs FreeSWITCH for calls that need media."
+    )
+    media_port = models.PositiveIntegerField(
+        default=5080,
+        help_text="FreeSWITCH's SIP port on the SIP address, reached only by this node's OpenSIPS.",
+    )
+    esl_port = models.PositiveIntegerField(
+        default=8021, help_text="FreeSWITCH's event socket port on the management address."
+    )
+    # Rendered into this node's FreeSWITCH config and used by the ESL driver; never shown.
+    esl_password = models.CharField(max_length=64, default=new_secret, editable=False)
 
     objects = NodeQuerySet.as_manager()
 
@@ -49,8 +61,31 @@ class Node(TimestampedModel):
         return self.name
 
     def clean(self) -> None:
-        if not 1 <= self.sip_port <= 65535:
-            raise ValidationError({"sip_port": "A port is between 1 and 65535."})
+        errors = {
+            field: "A port is between 1 and 65535."
+            for field in ("sip_port", "media_port", "esl_port")
+            if not 1 <= (getattr(self, field) or 0) <= 65535
+        }
+        if not errors:
+            errors = self._sip_port_clashes()
+        if errors:
+            raise ValidationError(errors)
+
+    def _sip_port_clashes(self) -> dict[str, str]:
+        """Ports of the SIP address this node would bind twice, by field.
+
+        OpenSIPS and FreeSWITCH of every node on this address bind it: one port each (nodes
+        share an address in tests and on a one-machine lab cluster)."""
+        if self.media_port == self.sip_port:
+            return {"media_port": "FreeSWITCH needs a port of its own, not OpenSIPS's SIP port."}
+        others = Node.objects.filter(sip_address=self.sip_address).exclude(pk=self.pk)
+        errors = {}
+        for field in ("sip_port", "media_port"):
+            port = getattr(self, field)
+            user = others.filter(models.Q(sip_port=port) | models.Q(media_port=port)).first()
+            if user is not None:
+                errors[field] = f"Port {port} of {self.sip_address} is used by node {user}."
+        return errors
 
 
 class ClusterSettings(models.Model):
