@@ -8,6 +8,7 @@ per call, which is cheaper than a second code path that could disagree.
 """
 
 import random
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,8 @@ from apps.routing.models import Method, QualityMetric
 CUSTOMER_ROLES = ("customer", "user")
 SUPPLIER = "supplier"
 ON_NET = "On-net"
+# What a Call-ID may keep in a recording's file name.
+RECORDING_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,11 @@ class Target:
     stop_hunting: bool
     aor: str = ""
     ring: tuple = ()  # SIP accounts (user@domain) rung at once, a DID's ring group
+    # The route's wishes: record its calls, keep their SIP messages, the codecs it takes
+    # (() for any: a caller offering none of them is transcoded by FreeSWITCH).
+    record: bool = False
+    capture: bool = False
+    codecs: tuple = ()
 
 
 @dataclass
@@ -121,6 +129,7 @@ class Decision:
     # The buy tariffs the reservation carries when they do not come from `candidates`.
     buy: dict | None = None
     cps_node: int | None = None  # the asking node's share of the peer's calls per second
+    recording_stereo: bool = True  # caller and callee on a channel each (cluster setting)
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, detail: str, *, ok: bool = True) -> None:
@@ -140,6 +149,24 @@ class Decision:
         """The call's moment on the customer's clock ('Sat 23:10 Europe/Berlin'), which its
         routing windows and sell price periods are read on; "" before it is identified."""
         return local_label(self.at, self.peer.zone) if self.peer else ""
+
+    def records(self, target: Target) -> bool:
+        """Whether the call is recorded when it goes to `target`: the paying peer's or the route's wish."""
+        return bool(self.peer and self.peer.record) or target.record
+
+    def recording(self) -> dict | None:
+        """Where the call's recording goes (below each node's recordings directory), and how.
+
+        Named after the Call-ID and the reservation: a Call-ID seen twice on one node a day
+        (a retried call) does not overwrite the first recording.
+        """
+        if not self.routed or not any(self.records(target) for target in self.targets):
+            return None
+        name = RECORDING_NAME_UNSAFE.sub("_", self.request.call_id)[:100]
+        return {
+            "path": f"{self.request.node}/{self.at:%Y/%m/%d}/{name}-{self.reservation or 0}.wav",
+            "stereo": self.recording_stereo,
+        }
 
     def as_response(self) -> dict:
         """The JSON body OpenSIPS reads (docs/CALL_CONTROL.md)."""
@@ -169,11 +196,17 @@ class Decision:
                     "stop_hunting": target.stop_hunting,
                     "aor": target.aor or None,
                     "ring": list(target.ring) or None,
+                    "record": self.records(target),
+                    # A POSIX regular expression alternation of the codec names, for
+                    # OpenSIPS's codec_exists_re on the caller's offer.
+                    "codecs": "|".join(target.codecs) or None,
                 }
                 for target in self.targets
             ],
             "redirect": self.redirect_uri or None,
             "record": bool(peer and peer.record and self.routed),
+            "recording": self.recording(),
+            "capture": self.routed and (bool(peer and peer.capture) or any(t.capture for t in self.targets)),
             "limits": {
                 "max_calls": peer.max_calls if peer else None,
                 "cps": peer.max_cps if peer else None,
@@ -698,6 +731,9 @@ def _targets(snapshot: Snapshot, candidate: Candidate, decision: Decision) -> li
             route.setup_timeout,
             route.max_calls,
             route.stop_hunting,
+            record=route.record,
+            capture=route.capture or supplier.capture,
+            codecs=route.codecs or supplier.codecs,
         )
         for gateway in _gateways(snapshot, route, decision.request.source_ip)
     ]

@@ -29,7 +29,16 @@ from apps.billing.models import Account, Reservation
 from apps.callcontrol.generation import current_generation
 from apps.dids.models import Did, DidTarget
 from apps.nodes.models import ClusterSettings, Node
-from apps.peers.models import Blocklist, BlocklistEntry, Endpoint, Gateway, Peer, RewriteRule, SipAccount
+from apps.peers.models import (
+    Blocklist,
+    BlocklistEntry,
+    Endpoint,
+    Gateway,
+    Peer,
+    RewriteRule,
+    SipAccount,
+    parse_codecs,
+)
 from apps.rates.models import RateTable, TimeProfile
 from apps.rates.tariffs import Tariff
 from apps.rates.time_windows import TimeProfiles, Windows
@@ -77,6 +86,8 @@ class PeerInfo:
     account_id: int | None
     record: bool
     blocklist_ids: tuple
+    capture: bool = False
+    codecs: tuple = ()  # the codecs it takes (a supplier's), () for any
     rewrites: dict = field(default_factory=dict)  # (direction, field) -> [Rewrite]
     # Its clock: routing windows and its price list's time periods are read on it.
     zone: tzinfo = UTC_ZONE
@@ -110,6 +121,9 @@ class RouteInfo:
     setup_timeout: int | None
     stop_hunting: bool
     enabled: bool
+    record: bool = False
+    capture: bool = False
+    codecs: tuple = ()  # () for the supplier's
 
 
 @dataclass(slots=True)
@@ -345,6 +359,8 @@ def build() -> Snapshot:
         "profit_control",
         "routing_plan_id",
         "record_calls",
+        "capture_calls",
+        "codecs",
         "time_zone",
         reseller_active=F("reseller__is_active"),
         reseller_plan_id=F("reseller__routing_plan_id"),
@@ -375,6 +391,8 @@ def build() -> Snapshot:
             plan_source=source if plan_id is not None else "",
             account_id=accounts.get(row["pk"]),
             record=row["record_calls"],
+            capture=row["capture_calls"],
+            codecs=_codecs(row["codecs"]),
             blocklist_ids=tuple(peer_blocklists.get(row["pk"], ())),
             rewrites={key: list(rules) for key, rules in rewrites.get(row["pk"], {}).items()},
             zone=_zone(row["time_zone"], zones),
@@ -441,6 +459,9 @@ def build() -> Snapshot:
                 route.setup_timeout,
                 route.stop_hunting,
                 route.enabled,
+                route.record_calls,
+                route.capture_calls,
+                _codecs(route.codecs),
             )
         )
     profiles = TimeProfiles(TimeProfile.objects.values_list("pk", "name", "windows"))
@@ -520,6 +541,15 @@ def build() -> Snapshot:
         time.monotonic() - started,
     )
     return snapshot
+
+
+def _codecs(value: str) -> tuple:
+    """A stored codec list; one that no longer reads (written around the form) means any codec."""
+    try:
+        return tuple(parse_codecs(value))
+    except ValueError:
+        logger.warning("ignoring the codec list %r: it does not read", value)
+        return ()
 
 
 def _zone(name: str, zones: dict[str, tzinfo]) -> tzinfo:

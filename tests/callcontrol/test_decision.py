@@ -103,6 +103,8 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "routes",
         "redirect",
         "record",
+        "recording",
+        "capture",
         "limits",
     }
     assert response["routes"][0] == {
@@ -117,6 +119,8 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "stop_hunting": False,
         "aor": None,
         "ring": None,
+        "record": True,
+        "codecs": None,
     }
     assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (

@@ -73,6 +73,8 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
             "stop_hunting": False,
             "aor": None,
             "ring": None,
+            "record": False,
+            "codecs": None,
         }
         for name, host in (
             ("Bravo", "192.0.2.2"),
@@ -96,6 +98,8 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
         "routes": routes,
         "redirect": None,
         "record": False,
+        "recording": None,
+        "capture": False,
         "limits": {"max_calls": 10, "cps": 2, "cps_node": 1},
     }
     assert (held.call_id, held.amount, held.node_id) == (

@@ -1,0 +1,74 @@
+"""Call control's answer says which calls need FreeSWITCH: recording, codecs, capture."""
+
+from apps.peers.models import Peer
+from apps.routing.models import Route
+from tests.switching import BERLIN, update_peer
+
+
+def _route_answers(response: dict) -> dict[int, dict]:
+    return {route["supplier_id"]: route for route in response["routes"]}
+
+
+def test_a_plain_call_needs_no_media(world):
+    response = world.call(BERLIN).as_response()
+
+    assert (response["recording"], response["capture"]) == (None, False)
+    assert all(route["record"] is False and route["codecs"] is None for route in response["routes"])
+
+
+def test_a_recorded_customer_records_on_every_route_to_a_file_named_after_its_call(world):
+    update_peer(world.customer, record_calls=True)
+    decision = world.call(BERLIN, call_id="a84b4c76e66710@pc33.example.com")
+    response = decision.as_response()
+
+    assert all(route["record"] for route in response["routes"])
+    day = decision.at.strftime("%Y/%m/%d")
+    assert response["recording"] == {
+        "path": f"node1/{day}/a84b4c76e66710_pc33.example.com-{decision.reservation}.wav",
+        "stereo": True,
+    }
+
+
+def test_a_recorded_route_records_only_there(world):
+    Route.objects.filter(pk=world.routes["Delta"].pk).update(record_calls=True)
+    response = world.call(BERLIN).as_response()
+
+    routes = _route_answers(response)
+    assert routes[world.suppliers["Delta"].pk]["record"] is True
+    assert [r["record"] for r in response["routes"]].count(True) == 1
+    assert response["recording"]["path"].endswith(".wav")
+
+
+def test_a_rejected_call_has_no_recording(world):
+    update_peer(world.customer, record_calls=True)
+    response = world.call("81312345678").as_response()
+
+    assert (response["action"], response["recording"], response["capture"]) == ("reject", None, False)
+
+
+def test_codecs_come_from_the_route_else_from_the_supplier(world):
+    Peer.objects.filter(pk=world.suppliers["Bravo"].pk).update(codecs="PCMA,G722")
+    Peer.objects.filter(pk=world.suppliers["Delta"].pk).update(codecs="PCMA")
+    Route.objects.filter(pk=world.routes["Delta"].pk).update(codecs="opus,PCMU")
+    routes = _route_answers(world.call(BERLIN).as_response())
+
+    assert routes[world.suppliers["Bravo"].pk]["codecs"] == "PCMA|G722"
+    assert routes[world.suppliers["Delta"].pk]["codecs"] == "opus|PCMU"
+    assert routes[world.suppliers["Alpha"].pk]["codecs"] is None
+
+
+def test_a_codec_list_that_does_not_read_means_any_codec(world):
+    # Written around the form's validation (a bulk update): call control goes on.
+    Peer.objects.filter(pk=world.suppliers["Bravo"].pk).update(codecs="PCMA,G729")
+    routes = _route_answers(world.call(BERLIN).as_response())
+
+    assert routes[world.suppliers["Bravo"].pk]["codecs"] is None
+
+
+def test_capture_is_asked_for_by_the_customer_the_route_or_the_supplier(world):
+    assert world.call(BERLIN, call_id="c1").as_response()["capture"] is False
+    Peer.objects.filter(pk=world.suppliers["Charlie"].pk).update(capture_calls=True)
+    assert world.call(BERLIN, call_id="c2").as_response()["capture"] is True
+    Peer.objects.filter(pk=world.suppliers["Charlie"].pk).update(capture_calls=False)
+    update_peer(world.customer, capture_calls=True)
+    assert world.call(BERLIN, call_id="c3").as_response()["capture"] is True
