@@ -20,16 +20,20 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, F, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.cdr.models import Cdr
 from apps.cluster.topology import try_send_to_node
 from apps.core.db import retry_on_conflict
 from apps.core.errors import Conflict, DomainError
 from apps.core.services import ensure_manages, save_object
 from apps.files.models import FileCopy, NodeStorage, StoredFile
 from apps.nodes.models import Node
+from apps.peers.models import Peer
+from apps.tenancy.models import Reseller
 from apps.tenancy.scope import Scope
 from engines.rsync import Target, check_relative_path, sha256_of
 
@@ -37,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 PUSH_TASK = "apps.files.tasks.push_file"
 SWEEP_BATCH = 500
+RETENTION_BATCH = 200
+# A retention of 0 days keeps recordings forever; ranked as this many days.
+FOREVER = 10**6
 # The directory of each kind below a node's sync target.
 KIND_DIRS = {StoredFile.Kind.RECORDING: "recordings", StoredFile.Kind.CAPTURE: "captures"}
 
@@ -288,29 +295,147 @@ def delete_file(stored: StoredFile, *, actor: Scope, reason: str) -> StoredFile:
 
 
 def retention_cutoffs(now: datetime) -> dict[str, datetime]:
-    """{kind: files created before this are expired}; a kind kept forever is absent."""
-    days = {
-        StoredFile.Kind.RECORDING: settings.RECORDING_RETENTION_DAYS,
-        StoredFile.Kind.CAPTURE: settings.CAPTURE_RETENTION_DAYS,
+    """{kind: files created before this are expired} for kinds kept alike cluster-wide.
+
+    Captures only: recordings are kept per customer (`recording_cutoffs`). A kind kept
+    forever is absent.
+    """
+    days = settings.CAPTURE_RETENTION_DAYS
+    return {StoredFile.Kind.CAPTURE: now - timedelta(days=days)} if days > 0 else {}
+
+
+def recording_cutoffs(now: datetime) -> dict[int, datetime]:
+    """{days: before} for every retention some recording may be kept under; forever is absent.
+
+    A handful of distinct values (the cluster's, and those a reseller or customer sets),
+    so retention runs one query per value, never one per file.
+    """
+    peers = Peer.objects.filter(recording_retention_days__isnull=False)
+    resellers = Reseller.objects.filter(recording_retention_days__isnull=False)
+    values = {
+        settings.RECORDING_RETENTION_DAYS,
+        *peers.values_list("recording_retention_days", flat=True).distinct(),
+        *resellers.values_list("recording_retention_days", flat=True).distinct(),
     }
-    return {kind: now - timedelta(days=count) for kind, count in days.items() if count > 0}
+    return {days: now - timedelta(days=days) for days in sorted(values) if days > 0}
+
+
+def _kept_days(days):
+    # 0 days reads "kept forever" everywhere (as RECORDING_RETENTION_DAYS=0 does): ranked
+    # above every finite retention when the longest of several is taken.
+    return Case(When(**{days: 0}, then=Value(FOREVER)), default=F(days), output_field=IntegerField())
+
+
+def recording_kept_days():
+    """Per recording: the days its call's customer keeps recordings.
+
+    The customer's own retention, else its reseller's, else the cluster's; a recording
+    whose CDR is not in yet (or has no customer) follows the cluster's. Should two
+    customers' CDRs claim one file, the longer retention wins: deleting early is the
+    mistake that cannot be undone.
+    """
+    default = settings.RECORDING_RETENTION_DAYS
+    owners = (
+        cdrs_of_file()
+        .annotate(
+            owner_days=Coalesce(
+                "customer__recording_retention_days",
+                "customer__reseller__recording_retention_days",
+                Value(default),
+                output_field=IntegerField(),
+            )
+        )
+        .annotate(kept=_kept_days("owner_days"))
+        .order_by("-kept")
+        .values("kept")[:1]
+    )
+    return Coalesce(Subquery(owners), Value(default or FOREVER), output_field=IntegerField())
+
+
+def expired_recordings(now: datetime) -> dict[int, "QuerySet[StoredFile]"]:
+    """{days: the live recordings kept `days` whose time is over}."""
+    recordings = StoredFile.objects.live().filter(kind=StoredFile.Kind.RECORDING)
+    return {
+        days: recordings.filter(created_at__lt=before).alias(kept=recording_kept_days()).filter(kept=days)
+        for days, before in recording_cutoffs(now).items()
+    }
 
 
 def apply_retention(*, now: datetime | None = None, actor: Scope | None = None) -> int:
-    """Delete every file older than its kind's retention, on every node; returns how many."""
+    """Delete every file older than its retention, on every node; returns how many.
+
+    Captures follow CAPTURE_RETENTION_DAYS; recordings their customer's retention
+    (`recording_kept_days`).
+    """
     now = now or timezone.now()
     actor = actor or Scope.system()
     deleted = 0
     for kind, before in retention_cutoffs(now).items():
-        # One transaction per file: a long backlog never becomes one huge Galera write set.
-        # Batches rather than a streaming cursor, which PostgreSQL closes at those commits;
-        # a deleted file leaves expired(), so each batch starts afresh.
-        expired = StoredFile.objects.expired(kind, before=before).order_by("pk")
-        while batch := list(expired[:200]):
-            for stored in batch:
-                delete_file(stored, actor=actor, reason=f"retention: older than {before:%Y-%m-%d}")
-                deleted += 1
+        expired = StoredFile.objects.expired(kind, before=before)
+        deleted += _delete_all(expired, actor=actor, reason=f"retention: older than {before:%Y-%m-%d}")
+    for days, expired in expired_recordings(now).items():
+        deleted += _delete_all(expired, actor=actor, reason=f"retention: older than {days} days")
     return deleted
+
+
+def _delete_all(expired, *, actor: Scope, reason: str) -> int:
+    # One transaction per file: a long backlog never becomes one huge Galera write set.
+    # Batches rather than a streaming cursor, which PostgreSQL closes at those commits;
+    # a deleted file leaves the query, so each batch starts afresh.
+    deleted = 0
+    expired = expired.order_by("pk")
+    while batch := list(expired[:RETENTION_BATCH]):
+        for stored in batch:
+            delete_file(stored, actor=actor, reason=reason)
+            deleted += 1
+    return deleted
+
+
+# --- the call a file belongs to ----------------------------------------------------------
+
+# A file is registered when its call is over (RECORD_STOP, the capture's last message):
+# how long after the CDR's end that may still be, a listener catching up included.
+CALL_LINK_SLACK = timedelta(hours=1)
+
+
+def files_of_call(*, call_id, node, started, ended) -> "QuerySet[StoredFile]":
+    """The live files of one call: its Call-ID, made on its node, during it (or just after).
+
+    A Call-ID is chosen by the caller's phone and a callee sees it, so it alone would let a
+    customer who reuses another's Call-ID claim that call's recording; the node and the
+    time of the call pin the file to the CDR. Arguments are values or OuterRef expressions.
+    """
+    return StoredFile.objects.live().filter(
+        call_id=call_id, origin=node, created_at__gte=started, created_at__lte=ended + CALL_LINK_SLACK
+    )
+
+
+def files_of_cdr(cdr) -> "QuerySet[StoredFile]":
+    """The live files (recordings, captures) of `cdr`, by `files_of_call`."""
+    if not cdr.call_id or cdr.node_id is None:
+        return StoredFile.objects.none()
+    return files_of_call(
+        call_id=cdr.call_id, node=cdr.node_id, started=cdr.created_at, ended=cdr.ended_at or cdr.created_at
+    )
+
+
+def files_of_outer_cdr() -> "QuerySet[StoredFile]":
+    """`files_of_call` for the CDR of an outer query (Exists, Subquery)."""
+    return files_of_call(
+        call_id=OuterRef("call_id"),
+        node=OuterRef("node"),
+        started=OuterRef("created_at"),
+        ended=Coalesce(OuterRef("ended_at"), OuterRef("created_at")),
+    )
+
+
+def cdrs_of_file():
+    """The CDRs of the file of an outer query: `files_of_call` read the other way round."""
+    return (
+        Cdr.objects.alias(ended=Coalesce("ended_at", "created_at"))
+        .filter(call_id=OuterRef("call_id"), node=OuterRef("origin"), created_at__lte=OuterRef("created_at"))
+        .filter(ended__gte=OuterRef("created_at") - CALL_LINK_SLACK)
+    )
 
 
 # --- node storage ------------------------------------------------------------------------

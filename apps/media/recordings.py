@@ -1,0 +1,128 @@
+"""Call recordings: registered when FreeSWITCH closes one, found again from their CDR.
+
+FreeSWITCH writes a recording below `RECORDINGS_DIR/<node>/` (the path call control put in
+X-SS-Record) and says so with RECORD_STOP; the node's ESL listener calls
+`register_recording`, which hands the file to apps.files so every node gets a copy.
+
+An empty file is registered like any other: it says the call was meant to be recorded and
+nothing was (FreeSWITCH opened the file, no audio came), the CDR page says so instead of
+offering a player, and retention removes it in its time. Refusing it would leave a file
+on disk that nothing ever deletes.
+"""
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Exists, QuerySet
+from django.http import HttpResponse
+
+from apps.core.errors import DomainError
+from apps.files import services as files
+from apps.files.models import FileCopy, StoredFile
+from apps.files.serving import serve_file
+from apps.nodes.models import Node
+
+logger = logging.getLogger(__name__)
+
+# A WAV file with nothing after its header: the call recorded no audio.
+WAV_HEADER_BYTES = 44
+CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
+
+
+class RecordingRefused(DomainError):
+    """A RECORD_STOP names a file this node must not register."""
+
+
+def register_recording(node: Node, *, call_id: str, path: str | Path) -> StoredFile:
+    """Register the finished recording at `path` of the call `call_id`, made on `node`.
+
+    `path` must lie below RECORDINGS_DIR/<node name>/ (a relative one is read from
+    RECORDINGS_DIR); anything else is refused, symbolic links and `..` included, since a
+    registered file is copied to every node and served to the call's customer. A second
+    RECORD_STOP for the same file returns the row of the first and reads nothing.
+    """
+    relative = recording_relative_path(node, path)
+    existing = StoredFile.objects.filter(kind=StoredFile.Kind.RECORDING, relative_path=relative).first()
+    if existing is not None:
+        return existing
+    stored = files.register_file(
+        kind=StoredFile.Kind.RECORDING, relative_path=relative, origin=node, call_id=call_id[:255]
+    )
+    if stored.size == 0:
+        logger.warning("recording %s of call %s is empty", relative, call_id)
+    return stored
+
+
+def recording_relative_path(node: Node, path: str | Path) -> str:
+    """`path` relative to RECORDINGS_DIR, checked to be a file of `node`'s tree."""
+    root = Path(settings.RECORDINGS_DIR).resolve()
+    # resolve() follows links and folds "..": what is checked is where the bytes are.
+    absolute = (root / path).resolve()
+    own = root / node.name
+    if not absolute.is_relative_to(own) or absolute == own:
+        raise RecordingRefused(f"{path} is not below {own}/: not registered.", field="path")
+    return absolute.relative_to(root).as_posix()
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def files_for_cdr(cdr) -> QuerySet[StoredFile]:
+    """The recordings and captures of `cdr`, oldest first (see files.files_of_call)."""
+    return files.files_of_cdr(cdr).select_related("origin").order_by("created_at", "pk")
+
+
+def recordings_for_cdr(cdr) -> list[StoredFile]:
+    """The recordings of `cdr`, each told whether this node has its copy (`here`)."""
+    recordings = [f for f in files_for_cdr(cdr) if f.kind == StoredFile.Kind.RECORDING]
+    for stored in recordings:
+        stored.here = local_path(stored).is_file()
+        stored.is_empty = stored.size <= WAV_HEADER_BYTES
+    return recordings
+
+
+def with_recording(cdrs: QuerySet) -> QuerySet:
+    """`cdrs` annotated `has_recording`, in the same query (call lists)."""
+    recordings = files.files_of_outer_cdr().filter(kind=StoredFile.Kind.RECORDING)
+    return cdrs.annotate(has_recording=Exists(recordings))
+
+
+def local_path(stored: StoredFile) -> Path:
+    """Where this node keeps its copy of `stored`."""
+    return files.kind_root(stored.kind) / stored.relative_path
+
+
+def content_type(stored: StoredFile) -> str:
+    return CONTENT_TYPES.get(Path(stored.relative_path).suffix.lower(), "application/octet-stream")
+
+
+def serve_recording(request, stored: StoredFile, *, download: bool) -> HttpResponse:
+    """Play or download `stored` from this node's copy; say why when there is none yet.
+
+    The caller has checked the user may hear it. Any node serves it: the copy sync puts
+    every recording on every node, so which node a user's browser reaches does not matter
+    once the copy is there.
+    """
+    path = local_path(stored)
+    if stored.is_deleted or not path.is_file():
+        status, message = absence(stored)
+        return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    return serve_file(request, path, content_type=content_type(stored), filename=path.name, download=download)
+
+
+def absence(stored: StoredFile) -> tuple[int, str]:
+    """(HTTP status, why) this node cannot serve `stored` now, said to whoever asked."""
+    if stored.is_deleted:
+        return 404, "This recording was deleted."
+    here = FileCopy.objects.filter(file=stored, node__name=settings.NODE_NAME).first()
+    if here is None or here.state != FileCopy.State.PRESENT:
+        # 409, not 404: the recording exists and this node will have it shortly.
+        return 409, (
+            f"This recording is still being copied from {stored.origin.name} to this node "
+            f"({settings.NODE_NAME}); try again in a minute."
+        )
+    return 404, (
+        f"This node's copy of the recording is missing (the copy sync repairs it); "
+        f"{stored.origin.name} has it."
+    )
