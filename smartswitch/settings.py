@@ -329,6 +329,9 @@ OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")
 # and seconds between the in-dialog OPTIONS that end a call whose party no longer knows it
 # (answers 481, or nothing: its BYE was lost). Both rendered into opensips.cfg.
 OPENSIPS_ACK_TIMEOUT = env_int("OPENSIPS_ACK_TIMEOUT", 10, minimum=1)
+# Seconds OpenSIPS waits for the node's FreeSWITCH to take a call that needs media (it answers
+# 100 Trying at once) before it refuses the call with 503 "Media unavailable".
+OPENSIPS_MEDIA_TIMEOUT = env_int("OPENSIPS_MEDIA_TIMEOUT", 2, minimum=1)
 OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
 # keeps them. With a number of seconds, also that often while it runs, so that a crash loses

@@ -197,9 +197,10 @@ class Decision:
                     "aor": target.aor or None,
                     "ring": list(target.ring) or None,
                     "record": self.records(target),
-                    # A POSIX regular expression alternation of the codec names, for
-                    # OpenSIPS's codec_exists_re on the caller's offer.
-                    "codecs": "|".join(target.codecs) or None,
+                    # The codecs as FreeSWITCH offers them to the route, and as a POSIX
+                    # regular expression for OpenSIPS's codec_exists_re on the caller's offer.
+                    "codecs": ",".join(target.codecs) or None,
+                    "codecs_re": f"^({'|'.join(target.codecs)})$" if target.codecs else None,
                 }
                 for target in self.targets
             ],
@@ -746,6 +747,12 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     peer, first = decision.peer, decision.targets[0]
     if peer.account_id is None:
         return decision.reject(402, "No account", "money")
+    node = snapshot.nodes[decision.request.node]
+    if not node.media_enabled and any(decision.records(target) for target in decision.targets):
+        decision.targets = []
+        return decision.reject(
+            503, "Media unavailable", "media", f"{node.name} runs no FreeSWITCH to record on"
+        )
     hold = reservations.Hold(
         account_id=peer.account_id,
         customer_id=peer.id,

@@ -162,6 +162,7 @@ class NodeInfo:
     sip_address: str
     sip_port: int
     secret: str
+    media_enabled: bool = True  # the node runs FreeSWITCH
 
 
 @dataclass(slots=True)
@@ -324,7 +325,13 @@ def build() -> Snapshot:
     settings = ClusterSettings.load()
     nodes = {
         node.name: NodeInfo(
-            node.pk, node.name, node.enabled, node.sip_address, node.sip_port, node.call_control_secret
+            node.pk,
+            node.name,
+            node.enabled,
+            node.sip_address,
+            node.sip_port,
+            node.call_control_secret,
+            node.media_enabled,
         )
         for node in Node.objects.all()
     }

@@ -119,6 +119,21 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "bin_address": _host(node.management_address),
         "bin_port": CLUSTER_BIN_PORT,
         "neighbours": neighbours,
+        "media": _media(node, advertise if advertise and listen != advertise else "")
+        if node.media_enabled
+        else None,
+    }
+
+
+def _media(node: Node, forced: str) -> dict:
+    """Where this node's FreeSWITCH takes the calls that need media (docs/MEDIA.md)."""
+    return {
+        "address": node.sip_address,  # as $si shows it
+        "host": _host(node.sip_address),
+        "port": node.media_port,
+        # Its second leg leaves from the socket a direct call is made to (dedicated IP).
+        "socket": f"udp:{_host(forced)}:{node.sip_port}" if forced else "",
+        "timeout": settings.OPENSIPS_MEDIA_TIMEOUT,
     }
 
 

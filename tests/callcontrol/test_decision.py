@@ -121,6 +121,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "ring": None,
         "record": True,
         "codecs": None,
+        "codecs_re": None,
     }
     assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (

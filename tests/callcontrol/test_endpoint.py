@@ -75,6 +75,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
             "ring": None,
             "record": False,
             "codecs": None,
+            "codecs_re": None,
         }
         for name, host in (
             ("Bravo", "192.0.2.2"),

@@ -1,5 +1,7 @@
 """Call control's answer says which calls need FreeSWITCH: recording, codecs, capture."""
 
+from apps.billing.models import Reservation
+from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.routing.models import Route
 from tests.switching import BERLIN, update_peer
@@ -14,6 +16,7 @@ def test_a_plain_call_needs_no_media(world):
 
     assert (response["recording"], response["capture"]) == (None, False)
     assert all(route["record"] is False and route["codecs"] is None for route in response["routes"])
+    assert all(route["codecs_re"] is None for route in response["routes"])
 
 
 def test_a_recorded_customer_records_on_every_route_to_a_file_named_after_its_call(world):
@@ -52,9 +55,11 @@ def test_codecs_come_from_the_route_else_from_the_supplier(world):
     Route.objects.filter(pk=world.routes["Delta"].pk).update(codecs="opus,PCMU")
     routes = _route_answers(world.call(BERLIN).as_response())
 
-    assert routes[world.suppliers["Bravo"].pk]["codecs"] == "PCMA|G722"
-    assert routes[world.suppliers["Delta"].pk]["codecs"] == "opus|PCMU"
-    assert routes[world.suppliers["Alpha"].pk]["codecs"] is None
+    bravo, delta = routes[world.suppliers["Bravo"].pk], routes[world.suppliers["Delta"].pk]
+    assert (bravo["codecs"], bravo["codecs_re"]) == ("PCMA,G722", "^(PCMA|G722)$")
+    assert (delta["codecs"], delta["codecs_re"]) == ("opus,PCMU", "^(opus|PCMU)$")
+    alpha = routes[world.suppliers["Alpha"].pk]
+    assert (alpha["codecs"], alpha["codecs_re"]) == (None, None)
 
 
 def test_a_codec_list_that_does_not_read_means_any_codec(world):
@@ -72,3 +77,18 @@ def test_capture_is_asked_for_by_the_customer_the_route_or_the_supplier(world):
     Peer.objects.filter(pk=world.suppliers["Charlie"].pk).update(capture_calls=False)
     update_peer(world.customer, capture_calls=True)
     assert world.call(BERLIN, call_id="c3").as_response()["capture"] is True
+
+
+def test_a_call_to_record_on_a_node_without_freeswitch_is_refused_before_any_money_is_held(world):
+    Node.objects.filter(name="node1").update(media_enabled=False)
+    update_peer(world.customer, record_calls=True)
+    decision = world.call(BERLIN)
+
+    assert (decision.action, decision.code, decision.reason) == ("reject", 503, "Media unavailable")
+    assert decision.as_response()["routes"] == []
+    assert not Reservation.objects.exists()
+
+
+def test_a_node_without_freeswitch_still_routes_calls_that_need_no_recording(world):
+    Node.objects.filter(name="node1").update(media_enabled=False)
+    assert world.call(BERLIN).routed
