@@ -12,6 +12,7 @@ and checked against a running 1.10.12 (the live tests in tests/engines):
   too: "-ERR ..." or "-USAGE: ..." (an unknown command: "-ERR <cmd> Command not found!").
 - `uuid_kill` answers "+OK" or "-ERR No such channel!"; `uuid_record` "+OK Success" or
   "-ERR Cannot locate session!" for a uuid it does not know.
+- `uuid_buglist` of a uuid it does not know writes nothing, and `api` answers "-ERR no reply".
 - `reloadxml` always answers "+OK [<message>]": the message is "Success" or why the XML
   could not be read (the old configuration stays in force).
 - `show channels` has no offset or limit: it always sends every channel, so a page is cut
@@ -46,6 +47,7 @@ from engines.freeswitch.state import (
 )
 
 DEFAULT_PORT = 8021
+NO_REPLY = "-ERR no reply"
 
 
 class CallEnd(StrEnum):
@@ -112,9 +114,12 @@ class ESLClient:
 
     def _exchange(self, line: str) -> str:
         if self._connection is not None:
+            # A session is one connection: once lost (or given up on) every later command
+            # fails at once, so a dead FreeSWITCH costs a page one timeout, not one each.
             if not self._connection.alive:
-                self.close()
-                raise ESLUnavailable(f"FreeSWITCH at {self.host}:{self.port} closed the connection")
+                raise ESLUnavailable(
+                    f"ESL connection to {self._connection.address} is closed (lost or given up on)"
+                )
             return self._send(self._connection, line)
         # One deadline for the whole exchange: connect, auth, command and reply.
         address = f"{self.host}:{self.port}"
@@ -136,10 +141,8 @@ class ESLClient:
         try:
             return within(self.timeout, command_name(line), connection.address, send) if deadline else send()
         except ESLUnavailable:
-            # A reply may still be on its way: it would answer the next command. Start over.
+            # A reply may still be on its way: it would answer the next command. Never reuse.
             connection.close()
-            if connection is self._connection:
-                self._connection = None
             raise
 
     # --- Commands -----------------------------------------------------------------------
@@ -180,7 +183,13 @@ class ESLClient:
 
     def recordings(self, uuid: str) -> list[str]:
         """The files channel `uuid` is being recorded to now (none when it is gone)."""
-        return self._read(f"uuid_buglist {_no_spaces(uuid, 'uuid')}", read_recordings)
+        try:
+            return self._read(f"uuid_buglist {_no_spaces(uuid, 'uuid')}", read_recordings)
+        except ESLError as exc:
+            # uuid_buglist writes nothing for a uuid it cannot find, and `api` then answers this.
+            if exc.reply == NO_REPLY:
+                return []
+            raise
 
     def reload_xml(self) -> None:
         """Make FreeSWITCH read its XML configuration again; ESLError when it cannot."""
