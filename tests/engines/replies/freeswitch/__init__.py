@@ -69,7 +69,7 @@ class RecordedESL:
     connection, as a FreeSWITCH that stops does.
     """
 
-    def __init__(self, password: str = "ClueCon", host: str = "127.0.0.1") -> None:
+    def __init__(self, password: str = "ClueCon", host: str = "127.0.0.1", port: int = 0) -> None:
         self.password = password
         self.replies: dict[str, Reply] = {}
         self.commands: list[str] = []
@@ -79,7 +79,7 @@ class RecordedESL:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._server = socket.socket(family, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((host, 0))
+        self._server.bind((host, port))
         self._server.listen(16)
         self.host = host
         self.port = self._server.getsockname()[1]
@@ -94,6 +94,9 @@ class RecordedESL:
 
     def close(self) -> None:
         self._closed.set()
+        # A thread blocked in accept() keeps a closed socket listening: shut it down first.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self.drop()
 
