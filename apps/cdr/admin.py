@@ -1,14 +1,24 @@
-"""Call records in the admin: read-only, scoped to the customer's owner, cheap on big tables."""
+"""Call records in the admin: read-only, scoped to the customer's owner, cheap on big tables.
+
+A CDR's page also plays and offers its recordings, and links to its capture (pcap, SIP
+ladder); whoever may see the CDR may hear it, nobody else.
+"""
 
 import operator
 from functools import reduce
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import Http404
+from django.urls import path, reverse
 
 from apps.billing.services import rating
 from apps.cdr.models import Cdr, RatingError
 from apps.core.admin import VIEW, ReadOnlyModelAdmin, ScopedRelatedFilter
+from apps.files.models import StoredFile
+from apps.media import recordings
 
 # What apps.billing.services.rating writes when it cannot price a call, by kind: label, how the
 # text reads, and whether it is about the supplier leg, which names the operator's
@@ -175,10 +185,56 @@ class CdrAdmin(TenantRatingReason, ReadOnlyModelAdmin):
     )
     readonly_fields = ("margin", "rating_reason")
 
+    change_form_template = "admin/cdr/cdr/change_form.html"
+
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, cdr):
         seconds = -(-cdr.duration_ms // 1000)
         return f"{seconds // 60}:{seconds % 60:02d}"
+
+    # -- the call's files --
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_recording"
+        recording = path(
+            "<path:object_id>/recordings/<int:file_id>/",
+            self.admin_site.admin_view(self.recording_view),
+            name=name,
+        )
+        return [recording, *super().get_urls()]
+
+    def recording_view(self, request, object_id, file_id):
+        """Play (or, with ?download=1, download) a recording of a CDR this user may see."""
+        cdr = self.get_object(request, unquote(object_id))
+        if cdr is None:
+            raise Http404  # someone else's call reads as absent
+        if not self.has_view_permission(request, cdr):
+            raise PermissionDenied
+        stored = recordings.files_for_cdr(cdr).filter(kind=StoredFile.Kind.RECORDING, pk=file_id).first()
+        if stored is None:
+            raise Http404
+        return recordings.serve_recording(request, stored, download=request.GET.get("download") == "1")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        cdr = self.get_object(request, unquote(object_id))
+        if cdr is not None:
+            extra_context = {**(extra_context or {}), **self.files_context(cdr)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def files_context(self, cdr) -> dict:
+        """The recordings of `cdr` with their URLs, and the links to its capture pages."""
+        files = list(recordings.files_for_cdr(cdr))
+        name = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_recording"
+        played = []
+        for stored in recordings.with_presence(f for f in files if f.kind == StoredFile.Kind.RECORDING):
+            stored.url = reverse(name, args=[cdr.pk, stored.pk])
+            played.append(stored)
+        captured = any(f.kind == StoredFile.Kind.CAPTURE for f in files)
+        return {
+            "recordings": played,
+            "capture_links": recordings.capture_links(cdr, "admin") if captured else [],
+            "files_panel": bool(files),
+        }
 
     @admin.display(description="SIP", ordering="sip_code")
     def sip_status(self, cdr):

@@ -11,11 +11,13 @@ on disk that nothing ever deletes.
 """
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Exists, QuerySet
 from django.http import HttpResponse
+from django.urls import NoReverseMatch, reverse
 
 from apps.core.errors import DomainError
 from apps.files import services as files
@@ -74,12 +76,33 @@ def files_for_cdr(cdr) -> QuerySet[StoredFile]:
 
 
 def recordings_for_cdr(cdr) -> list[StoredFile]:
-    """The recordings of `cdr`, each told whether this node has its copy (`here`)."""
-    recordings = [f for f in files_for_cdr(cdr) if f.kind == StoredFile.Kind.RECORDING]
-    for stored in recordings:
+    """The recordings of `cdr`, as `with_presence` tells them."""
+    return with_presence(f for f in files_for_cdr(cdr) if f.kind == StoredFile.Kind.RECORDING)
+
+
+def with_presence(recordings: Iterable[StoredFile]) -> list[StoredFile]:
+    """`recordings`, each told whether this node has its copy (`here`, else `absence`: why
+    not) and whether it holds any audio (`is_empty`), for a page to show a player or not."""
+    listed = list(recordings)
+    for stored in listed:
         stored.here = local_path(stored).is_file()
+        stored.absence = "" if stored.here else absence(stored)[1]
         stored.is_empty = stored.size <= WAV_HEADER_BYTES
-    return recordings
+    return listed
+
+
+def capture_links(cdr, where: str) -> list[tuple[str, str]]:
+    """[(label, url)] of the capture pages of `cdr` in `where` ("admin", "portal").
+
+    apps.capture names them; until it does, or where it has no such page, there is no link.
+    """
+    links = []
+    for view, label in (("ladder", "SIP ladder"), ("pcap", "Download pcap")):
+        try:
+            links.append((label, reverse(f"capture:{where}-{view}", args=[cdr.pk])))
+        except NoReverseMatch:
+            continue
+    return links
 
 
 def with_recording(cdrs: QuerySet) -> QuerySet:
