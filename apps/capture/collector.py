@@ -21,7 +21,7 @@ when one more arrives) and `max_messages` per call (the rest are counted, not ke
 """
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apps.capture.hep import HepPacket
 from apps.capture.sip import SipSummary, summarize
@@ -192,3 +192,46 @@ class Collector:
                 del self._by_alias[alias]
         messages = sorted(call.messages, key=lambda m: m.timestamp_us)
         return FinishedCall(call.call_id, messages, reason, call.dropped)
+
+
+def in_causal_order(packets: list[HepPacket]) -> list[HepPacket]:
+    """`packets` by time, each request before the replies to it.
+
+    OpenSIPS stamps a request it relays when the tracer's transaction callback runs, which
+    can be after the next hop's reply has come in (seen: the relayed INVITE 0.1 ms after
+    its 180). A request found after a reply to it (same top-Via branch and CSeq, opposite
+    direction) is moved before that reply and stamped 1 us earlier, so the pcap, tshark
+    and the ladder agree on an order that could have happened.
+    """
+    ordered = sorted(packets, key=lambda p: p.timestamp_us)
+    summaries = [summarize(p.payload) if p.is_sip else None for p in ordered]
+    index = 0
+    while index < len(ordered):
+        reply = summaries[index]
+        if reply is not None and not reply.is_request and reply.branch:
+            later = _request_after(ordered, summaries, index)
+            if later is not None:
+                stamp = ordered[index].timestamp_us - 1
+                if index:
+                    stamp = max(stamp, ordered[index - 1].timestamp_us)
+                ordered.insert(index, replace(ordered.pop(later), timestamp_us=stamp))
+                summaries.insert(index, summaries.pop(later))
+                index += 1
+        index += 1
+    return ordered
+
+
+def _request_after(ordered: list[HepPacket], summaries: list, index: int) -> int | None:
+    reply, packet = summaries[index], ordered[index]
+    for later in range(index + 1, len(ordered)):
+        request, candidate = summaries[later], ordered[later]
+        if (
+            request is not None
+            and request.is_request
+            and (request.branch, request.cseq, request.cseq_method)
+            == (reply.branch, reply.cseq, reply.cseq_method)
+            and (candidate.src_ip, candidate.src_port) == (packet.dst_ip, packet.dst_port)
+            and (candidate.dst_ip, candidate.dst_port) == (packet.src_ip, packet.src_port)
+        ):
+            return later
+    return None

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apps.capture import pcap
-from apps.capture.collector import FinishedCall
+from apps.capture.collector import FinishedCall, in_causal_order
 from apps.capture.models import CaptureSettings
 from apps.core.changes import announce
 from apps.core.db import retry_on_conflict
@@ -48,7 +48,7 @@ def write_pcap(call: FinishedCall, origin: Node) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.part")
     with open(partial, "wb") as out:
-        pcap.write(out, (_message(packet) for packet in call.messages))
+        pcap.write(out, (_message(packet) for packet in in_causal_order(call.messages)))
     Path(partial).replace(path)
     return relative
 

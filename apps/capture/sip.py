@@ -4,11 +4,12 @@ import re
 from dataclasses import dataclass
 
 # Compact header forms (RFC 3261 7.3.3) that matter here.
-COMPACT = {"i": "call-id"}
+COMPACT = {"i": "call-id", "v": "via"}
 # The B leg through FreeSWITCH carries its A leg's Call-ID here when the dialplan sets it
 # (docs/CAPTURE.md): the message itself then says which call it belongs to.
 LINK_HEADER = "x-ss-call-id"
 _STATUS = re.compile(r"^SIP/2\.0\s+(\d{3})\s*(.*)$")
+_BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
 _REQUEST = re.compile(r"^([A-Z]+)\s+(\S+)\s+SIP/2\.0$")
 
 
@@ -23,6 +24,7 @@ class SipSummary:
     cseq_method: str
     link: str  # another Call-ID this message says it belongs with, or ""
     cseq: int = 0
+    branch: str = ""  # the top Via's branch: a response carries its request's
 
     @property
     def is_request(self) -> bool:
@@ -52,13 +54,14 @@ def summarize(payload: bytes) -> SipSummary | None:
     cseq = headers.get("cseq", "").split()
     cseq_method = cseq[1].upper() if len(cseq) > 1 else ""
     number = int(cseq[0]) if cseq and cseq[0].isdigit() else 0
+    branch = _branch(headers.get("via", ""))
     call_id = headers.get("call-id", "")
     if match := _STATUS.match(first):
         return SipSummary(
             call_id, cseq_method, int(match[1]), match[2].strip(), cseq_method, _link(headers), number
         )
     if match := _REQUEST.match(first):
-        return SipSummary(call_id, match[1], 0, "", cseq_method or match[1], _link(headers), number)
+        return SipSummary(call_id, match[1], 0, "", cseq_method or match[1], _link(headers), number, branch)
     return None
 
 
@@ -82,3 +85,9 @@ def _headers(lines: list[str]) -> dict[str, str]:
 
 def _link(headers: dict[str, str]) -> str:
     return headers.get(LINK_HEADER, "")
+
+
+def _branch(via: str) -> str:
+    """The branch of the first Via value (a header may list several, comma-separated)."""
+    match = _BRANCH.search(via.split(",", 1)[0])
+    return match[1] if match else ""
