@@ -57,12 +57,12 @@ def summarize(payload: bytes) -> SipSummary | None:
     branch = _branch(headers.get("via", ""))
     call_id = headers.get("call-id", "")
     if match := _STATUS.match(first):
-        return SipSummary(
-            call_id, cseq_method, int(match[1]), match[2].strip(), cseq_method, _link(headers), number
-        )
-    if match := _REQUEST.match(first):
-        return SipSummary(call_id, match[1], 0, "", cseq_method or match[1], _link(headers), number, branch)
-    return None
+        status, reason, method = int(match[1]), match[2].strip(), cseq_method
+    elif match := _REQUEST.match(first):
+        status, reason, method = 0, "", match[1]
+    else:
+        return None
+    return SipSummary(call_id, method, status, reason, cseq_method or method, _link(headers), number, branch)
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
