@@ -16,7 +16,7 @@ from apps.nodes.models import Node
 from apps.tenancy.scope import Scope
 
 CAPTURE_SETTINGS = ("sample_percent",)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # what apps.files takes in a path segment
 
 
 @retry_on_conflict
