@@ -135,17 +135,16 @@ def serve_recording(request, stored: StoredFile, *, download: bool) -> HttpRespo
 
 
 def absence(stored: StoredFile) -> tuple[int, str]:
-    """(HTTP status, why) this node cannot serve `stored` now, said to whoever asked."""
+    """(HTTP status, why) this node cannot serve `stored` now, said to whoever asked.
+
+    No node names: reseller staff and customers read this too.
+    """
     if stored.is_deleted:
         return 404, "This recording was deleted."
     here = FileCopy.objects.filter(file=stored, node__name=settings.NODE_NAME).first()
     if here is None or here.state != FileCopy.State.PRESENT:
         # 409, not 404: the recording exists and this node will have it shortly.
-        return 409, (
-            f"This recording is still being copied from {stored.origin.name} to this node "
-            f"({settings.NODE_NAME}); try again in a minute."
-        )
+        return 409, ("This recording is still being copied to the server you reached; try again in a minute.")
     return 404, (
-        f"This node's copy of the recording is missing (the copy sync repairs it); "
-        f"{stored.origin.name} has it."
+        "This server's copy of the recording is missing; the file sync is repairing it, try again later."
     )

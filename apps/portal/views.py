@@ -11,13 +11,17 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Page, Paginator
 from django.db.models import Prefetch, Q
+from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from apps.cdr.models import Cdr
 from apps.core.money import MAX_CREDIT_LIMIT, amount_in_range, balance_in_range
 from apps.dids.models import Did, DidTarget
+from apps.files.models import StoredFile
+from apps.media import recordings
 from apps.opensips.models import Location
 from apps.peers.models import Peer
 from apps.portal.forms import CdrFilterForm, CustomerLoginForm
@@ -40,6 +44,16 @@ CUSTOMER_CDR_FIELDS = (
     "sip_reason",
     "sell_cost",
     "rating_state",
+)
+# A call's own page adds when it was answered and ended, and what finds its files (its
+# Call-ID, which the customer's phone chose, and its node, used and never shown).
+CUSTOMER_CALL_FIELDS = (
+    *CUSTOMER_CDR_FIELDS,
+    "call_id",
+    "answered_at",
+    "ended_at",
+    "billable_seconds",
+    "node",
 )
 
 # A customer sees what it pays for a number and where its calls go; what the number costs
@@ -92,12 +106,9 @@ def _customer(scope: Scope) -> Peer:
 
 
 def _cdr_page(request, scope: Scope, *, start=None, end=None) -> Page:
-    cdrs = (
-        Cdr.objects.visible_to(scope)
-        .between(start, end)
-        .only(*CUSTOMER_CDR_FIELDS)
-        .order_by("-created_at", "-id")
-    )
+    cdrs = recordings.with_recording(
+        Cdr.objects.visible_to(scope).between(start, end).only(*CUSTOMER_CDR_FIELDS)
+    ).order_by("-created_at", "-id")
     # get_page() answers a page past the end with the last page and junk with the first.
     return Paginator(cdrs, CDRS_PER_PAGE).get_page(request.GET.get("page"))
 
@@ -199,3 +210,38 @@ def number(request, scope: Scope, pk: int):
     return render(
         request, "portal/number.html", _context(peer, nav="numbers", did=did, registered=_registered([did]))
     )
+
+
+def _call(scope: Scope, pk: int) -> Cdr:
+    return access(Cdr.objects.only(*CUSTOMER_CALL_FIELDS), scope, pk)
+
+
+@never_cache
+@customer_required
+def call(request, scope: Scope, pk: int):
+    """One of the customer's calls with its recordings and capture; anyone else's is a 404."""
+    peer = _customer(scope)
+    cdr = _call(scope, pk)
+    files = list(recordings.files_for_cdr(cdr))
+    played = recordings.with_presence(f for f in files if f.kind == StoredFile.Kind.RECORDING)
+    for stored in played:
+        stored.url = reverse("portal:call-recording", args=[cdr.pk, stored.pk])
+    captured = any(f.kind == StoredFile.Kind.CAPTURE for f in files)
+    context = _context(
+        peer,
+        nav="cdrs",
+        cdr=cdr,
+        recordings=played,
+        capture_links=recordings.capture_links(cdr, "portal") if captured else [],
+    )
+    return render(request, "portal/call.html", context)
+
+
+@customer_required
+def call_recording(request, scope: Scope, pk: int, file_id: int):
+    """Play (or, with ?download=1, download) a recording of one of the customer's calls."""
+    cdr = _call(scope, pk)
+    stored = recordings.files_for_cdr(cdr).filter(kind=StoredFile.Kind.RECORDING, pk=file_id).first()
+    if stored is None:
+        raise Http404
+    return recordings.serve_recording(request, stored, download=request.GET.get("download") == "1")

@@ -221,11 +221,11 @@ def test_a_recording_not_yet_copied_here_is_a_409_that_says_so(rf, rec_dir, sett
     response = recordings.serve_recording(rf.get("/"), stored, download=False)
 
     assert response.status_code == 409
-    assert "still being copied from node1 to this node (node2)" in response.content.decode()
+    assert "still being copied to the server you reached" in response.content.decode()
     assert node2.pk
 
 
-def test_a_copy_marked_present_but_missing_is_a_404_naming_the_origin(rf, rec_dir, node1):
+def test_a_copy_marked_present_but_missing_is_a_404_that_says_so(rf, rec_dir, node1):
     path = write(rec_dir, "node1/2026/03/02/lost.wav")
     stored = register_recording(node1, call_id="lost", path=path)
     (rec_dir / stored.relative_path).unlink()
@@ -233,7 +233,7 @@ def test_a_copy_marked_present_but_missing_is_a_404_naming_the_origin(rf, rec_di
     response = recordings.serve_recording(rf.get("/"), stored, download=False)
 
     assert response.status_code == 404
-    assert "node1 has it" in response.content.decode()
+    assert "copy of the recording is missing" in response.content.decode()
 
 
 def test_a_recording_is_served_as_wav_with_ranges(rf, rec_dir, node1):
