@@ -6,11 +6,13 @@ first. Only single ranges are answered: no browser player asks for several at on
 RFC 9110 lets a server answer such a request (or a malformed Range) with the whole file.
 """
 
+import asyncio
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
@@ -60,6 +62,23 @@ def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
+async def _aread(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
+    # Under ASGI Django reads a synchronous body whole into memory before sending it (an
+    # hour's recording is 100 MB): an async body is sent chunk by chunk, each read in a
+    # thread so the event loop never waits on the disk.
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        await asyncio.to_thread(handle.seek, start)
+        while length > 0:
+            chunk = await asyncio.to_thread(handle.read, min(CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
 def _range_applies(request, etag: str, mtime: float) -> bool:
     """If-Range: the range holds only while the file is the one the client started on."""
     condition = request.headers.get("If-Range")
@@ -95,7 +114,12 @@ def serve_file(request, path: Path, *, content_type: str, filename: str, downloa
         wanted = None
     start, end = wanted if wanted is not None else (0, size - 1)
     length = max(end - start + 1, 0)
-    body = [] if request.method == "HEAD" else _read(path, start, length)
+    if request.method == "HEAD":
+        body = []
+    elif isinstance(request, ASGIRequest):
+        body = _aread(path, start, length)
+    else:
+        body = _read(path, start, length)
     response = StreamingHttpResponse(body, status=206 if wanted else 200, content_type=content_type)
     response["Content-Length"] = str(length)
     if wanted is not None:

@@ -1,7 +1,8 @@
 """Serving a file with HTTP ranges: what a browser's player needs to seek."""
 
 import pytest
-from django.test import RequestFactory
+from asgiref.sync import async_to_sync
+from django.test import AsyncRequestFactory, RequestFactory
 from django.utils.http import http_date
 
 from apps.files.serving import RangeNotSatisfiable, parse_range, serve_file
@@ -161,3 +162,21 @@ def test_an_empty_file_is_served_empty(tmp_path):
     assert response.status_code == 200
     assert response["Content-Length"] == "0"
     assert body(response) == b""
+
+
+def test_under_asgi_the_body_is_streamed_in_chunks_not_read_whole(tmp_path):
+    path = tmp_path / "long.wav"
+    content = bytes(range(256)) * 1024  # 256 KiB: several chunks
+    path.write_bytes(content)
+    request = AsyncRequestFactory().get("/x", headers={"Range": "bytes=10-"})
+
+    response = serve_file(request, path, content_type="audio/wav", filename="long.wav", download=False)
+
+    async def chunks():
+        return [chunk async for chunk in response.streaming_content]
+
+    assert response.is_async
+    received = async_to_sync(chunks)()
+    assert len(received) > 1
+    assert b"".join(received) == content[10:]
+    assert response.status_code == 206
