@@ -13,6 +13,8 @@ import pytest
 
 from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
 
+__all__ = ["call", "require_opensips", "require_sipp", "start_relay", "stop"]
+
 CFG = """\
 log_level=3
 stderror_enabled=yes
