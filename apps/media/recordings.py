@@ -58,13 +58,14 @@ def register_recording(node: Node, *, call_id: str, path: str | Path) -> StoredF
 
 def recording_relative_path(node: Node, path: str | Path) -> str:
     """`path` relative to RECORDINGS_DIR, checked to be a file of `node`'s tree."""
-    root = Path(settings.RECORDINGS_DIR).resolve()
-    # resolve() follows links and folds "..": what is checked is where the bytes are.
+    root = Path(settings.RECORDINGS_DIR)
+    # resolve() follows links and folds "..": what is checked is where the bytes are. The
+    # node's directory is resolved too, so it may itself be a link to another disk.
+    own = (root / node.name).resolve()
     absolute = (root / path).resolve()
-    own = root / node.name
     if not absolute.is_relative_to(own) or absolute == own:
-        raise RecordingRefused(f"{path} is not below {own}/: not registered.", field="path")
-    return absolute.relative_to(root).as_posix()
+        raise RecordingRefused(f"{path} is not below {root / node.name}/: not registered.", field="path")
+    return f"{node.name}/{absolute.relative_to(own).as_posix()}"
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -112,6 +112,17 @@ def test_a_link_out_of_the_tree_is_refused(rec_dir, node1, tmp_path):
         register_recording(node1, call_id="x", path=link)
 
 
+def test_the_nodes_directory_may_be_a_link_to_another_disk(rec_dir, node1, tmp_path):
+    disk = tmp_path / "disk2"
+    write(disk, "2026/03/02/big.wav")
+    rec_dir.mkdir()
+    (rec_dir / "node1").symlink_to(disk)
+
+    stored = register_recording(node1, call_id="big", path=rec_dir / "node1/2026/03/02/big.wav")
+
+    assert stored.relative_path == "node1/2026/03/02/big.wav"
+
+
 def test_a_missing_file_is_refused_with_a_reason(rec_dir, node1):
     with pytest.raises(DomainError, match="is not a file on this node"):
         register_recording(node1, call_id="x", path=rec_dir / "node1/2026/03/02/none.wav")
