@@ -295,14 +295,19 @@ class PeerAdmin(ScopedModelAdmin):
             "buy_rate_table",
             "routing_plan",
             "profit_control",
-            "record_calls",
+            ("record_calls", "recording_retention_days"),
+            ("capture_calls", "codecs"),
             "time_zone",
             "nodes",
             "blocklists",
         )
         if obj is not None and not obj.is_customer:
             # How a peer's own calls are routed and recorded: suppliers send us none.
-            routing = tuple(n for n in routing if n not in ("routing_plan", "profit_control", "record_calls"))
+            routing = tuple(
+                n
+                for n in routing
+                if n not in ("routing_plan", "profit_control", ("record_calls", "recording_retention_days"))
+            )
         if obj is None:
             return [
                 (None, {"fields": ("name", "company", "role", "reseller")}),

@@ -38,6 +38,9 @@ PEER_SETTINGS = (
     "routing_plan_id",
     "profit_control",
     "record_calls",
+    "capture_calls",
+    "codecs",
+    "recording_retention_days",
     "time_zone",
     "notes",
 )

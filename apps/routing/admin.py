@@ -188,6 +188,9 @@ ROUTE_FIELDS = (
     "max_calls",
     "setup_timeout",
     "stop_hunting",
+    "record_calls",
+    "capture_calls",
+    "codecs",
     "enabled",
 )
 

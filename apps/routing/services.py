@@ -37,6 +37,9 @@ ROUTE_SETTINGS = (
     "max_calls",
     "setup_timeout",
     "stop_hunting",
+    "record_calls",
+    "capture_calls",
+    "codecs",
     "enabled",
 )
 # Plan users named in a refusal to delete; a plan can be given to thousands of customers.

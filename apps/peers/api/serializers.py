@@ -111,6 +111,9 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "routing_plan",
             "profit_control",
             "record_calls",
+            "capture_calls",
+            "codecs",
+            "recording_retention_days",
             "time_zone",
             "nodes",
             "notes",
@@ -126,6 +129,10 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
                 "routed at, against its sell price."
             },
             "record_calls": {"help_text": "Record this customer's calls."},
+            "codecs": {
+                "help_text": "Audio codecs this peer takes, comma-separated, of PCMU, PCMA, G722, opus, "
+                "GSM; empty: any. A supplier's call that takes none of the caller's is transcoded."
+            },
             "time_zone": {
                 "help_text": "IANA name (Europe/Berlin): the clock its routing windows and time-of-week "
                 "prices are read on; a supplier's, its buy prices'. Default: the installation's TIME_ZONE."

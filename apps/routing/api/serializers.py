@@ -81,6 +81,9 @@ class RouteSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "max_calls",
             "setup_timeout",
             "stop_hunting",
+            "record_calls",
+            "capture_calls",
+            "codecs",
             "enabled",
         ]
         create_only = ["rule"]
