@@ -45,6 +45,7 @@ class Call:
     callers: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
     over_since: float | None = None
+    traced: bool = False  # a message came with a correlation id (OpenSIPS's trace())
     dropped: int = 0
     _seen: dict[tuple, tuple[int, int]] = field(default_factory=dict)
 
@@ -71,12 +72,22 @@ class Collector:
     """Calls being captured on this node, keyed by every id they are known under."""
 
     def __init__(
-        self, *, linger: float = 3.0, idle: float = 7200.0, max_calls: int = 5000, max_messages: int = 500
+        self,
+        *,
+        linger: float = 3.0,
+        idle: float = 7200.0,
+        max_calls: int = 5000,
+        max_messages: int = 500,
+        only_traced: bool = False,
     ) -> None:
         self.linger = linger
         self.idle = idle
         self.max_calls = max_calls
         self.max_messages = max_messages
+        # FreeSWITCH's sofia captures every call of its profile, OpenSIPS only those call
+        # control chose (trace()), and only OpenSIPS's tracer sends a correlation chunk: a
+        # call none of whose messages has one was not chosen and is let go unwritten.
+        self.only_traced = only_traced
         self._calls: OrderedDict[int, Call] = OrderedDict()  # by id(), least recently active first
         self._by_alias: dict[str, Call] = {}
         self.ignored = 0  # not SIP, or no Call-ID
@@ -93,6 +104,7 @@ class Collector:
         ids = [i for i in (packet.correlation_id, summary.link, summary.call_id) if i]
         call, evicted = self._call_for(ids, now)
         call.last_seen = now
+        call.traced = call.traced or bool(packet.correlation_id)
         self._calls.move_to_end(id(call))
         self._keep(call, packet)
         self._follow(call, packet, summary, now)
@@ -148,6 +160,7 @@ class Collector:
         for call_id, caller in other.callers.items():
             into.callers.setdefault(call_id, caller)
         into.ended |= other.ended
+        into.traced = into.traced or other.traced
         into._seen.update(other._seen)
         into.over_since = None
         for alias in other.aliases:
@@ -190,6 +203,8 @@ class Collector:
         for alias in call.aliases:
             if self._by_alias.get(alias) is call:
                 del self._by_alias[alias]
+        if self.only_traced and not call.traced:
+            return FinishedCall(call.call_id, [], "not traced", call.dropped)
         messages = sorted(call.messages, key=lambda m: m.timestamp_us)
         return FinishedCall(call.call_id, messages, reason, call.dropped)
 

@@ -40,6 +40,7 @@ class ListenerSettings:
     max_calls: int = 5000
     max_messages: int = 500
     queue_size: int = 1000
+    only_traced: bool = True
 
     @classmethod
     def from_django(cls) -> "ListenerSettings":

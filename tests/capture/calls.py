@@ -50,18 +50,19 @@ def hep(src, dst, payload: bytes, ms: int, *, correlation: str = "", capture_id:
 
 
 def answered_call(call_id: str = "a-leg@test") -> list[HepPacket]:
-    """A signalling-only call customer → switch → supplier, answered and hung up by the customer."""
+    """A signalling-only call customer → switch → supplier, answered and hung up by the customer,
+    as OpenSIPS's tracer sends it (the Call-ID as correlation id)."""
     return [
-        hep(CUSTOMER, SWITCH, request("INVITE", call_id), 0),
-        hep(SWITCH, SUPPLIER, request("INVITE", call_id), 2),
-        hep(SUPPLIER, SWITCH, response(180, "Ringing", call_id), 20),
-        hep(SWITCH, CUSTOMER, response(180, "Ringing", call_id), 21),
-        hep(SUPPLIER, SWITCH, response(200, "OK", call_id), 500),
-        hep(SWITCH, CUSTOMER, response(200, "OK", call_id), 501),
-        hep(CUSTOMER, SWITCH, request("ACK", call_id), 510),
-        hep(SWITCH, SUPPLIER, request("ACK", call_id), 511),
-        hep(CUSTOMER, SWITCH, request("BYE", call_id, cseq=2), 5000),
-        hep(SWITCH, SUPPLIER, request("BYE", call_id, cseq=2), 5001),
-        hep(SUPPLIER, SWITCH, response(200, "OK", call_id, "BYE", cseq=2), 5010),
-        hep(SWITCH, CUSTOMER, response(200, "OK", call_id, "BYE", cseq=2), 5011),
+        hep(CUSTOMER, SWITCH, request("INVITE", call_id), 0, correlation=call_id),
+        hep(SWITCH, SUPPLIER, request("INVITE", call_id), 2, correlation=call_id),
+        hep(SUPPLIER, SWITCH, response(180, "Ringing", call_id), 20, correlation=call_id),
+        hep(SWITCH, CUSTOMER, response(180, "Ringing", call_id), 21, correlation=call_id),
+        hep(SUPPLIER, SWITCH, response(200, "OK", call_id), 500, correlation=call_id),
+        hep(SWITCH, CUSTOMER, response(200, "OK", call_id), 501, correlation=call_id),
+        hep(CUSTOMER, SWITCH, request("ACK", call_id), 510, correlation=call_id),
+        hep(SWITCH, SUPPLIER, request("ACK", call_id), 511, correlation=call_id),
+        hep(CUSTOMER, SWITCH, request("BYE", call_id, cseq=2), 5000, correlation=call_id),
+        hep(SWITCH, SUPPLIER, request("BYE", call_id, cseq=2), 5001, correlation=call_id),
+        hep(SUPPLIER, SWITCH, response(200, "OK", call_id, "BYE", cseq=2), 5010, correlation=call_id),
+        hep(SWITCH, CUSTOMER, response(200, "OK", call_id, "BYE", cseq=2), 5011, correlation=call_id),
     ]

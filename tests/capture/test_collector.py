@@ -176,3 +176,13 @@ def test_a_relayed_request_stamped_after_its_reply_is_put_before_it():
 
     assert [p.payload for p in ordered] == [packets[0].payload, invite, ringing, packets[3].payload]
     assert [p.timestamp_us for p in ordered] == sorted(p.timestamp_us for p in ordered)
+
+
+def test_a_call_no_opensips_trace_chose_is_let_go_unwritten():
+    collector = Collector(linger=0, only_traced=True)
+    untraced = [p.__class__(**{**p.__dict__, "correlation_id": ""}) for p in answered_call("fs-only@x")]
+    feed(collector, untraced + answered_call("chosen@x"))
+
+    finished = {call.call_id: call for call in collector.due(now=1)}
+    assert (finished["fs-only@x"].reason, finished["fs-only@x"].messages) == ("not traced", [])
+    assert len(finished["chosen@x"].messages) == 12
