@@ -98,10 +98,7 @@ def _ladder_response(request, scope: Scope, cdr: Cdr, template: str, context: di
     try:
         paths = local_paths(stored)
     except NotHere as missing:
-        context["error"] = (
-            f"The capture of this call is still being copied to this node from {', '.join(missing.origins)}: "
-            "try again in a minute."
-        )
+        context["error"] = f"{_not_here(scope, missing)} Try again in a minute."
         return render(request, template, context, status=409)
     messages = visible_messages(scope, cdr, paths)
     context["ladder"] = ladder.build(messages, host_names(cdr))
@@ -117,7 +114,7 @@ def _pcap_response(request, scope: Scope, cdr: Cdr) -> HttpResponse:
         paths = local_paths(stored)
     except NotHere as missing:
         return HttpResponse(
-            f"The capture of this call is still being copied to this node from {', '.join(missing.origins)}.",
+            _not_here(scope, missing),
             status=409,
             content_type="text/plain; charset=utf-8",
         )
@@ -131,6 +128,13 @@ def _pcap_response(request, scope: Scope, cdr: Cdr) -> HttpResponse:
     response["Content-Disposition"] = content_disposition_header(True, filename)
     response["Cache-Control"] = "private, max-age=0"
     return response
+
+
+def _not_here(scope: Scope, missing: NotHere) -> str:
+    """Why the capture cannot be read here; node names are for staff, not customers."""
+    if scope.is_customer:
+        return "The capture of this call is still being copied to this server."
+    return f"The capture of this call is still being copied to this node from {', '.join(missing.origins)}."
 
 
 def _staff_scope(request) -> Scope:

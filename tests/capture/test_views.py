@@ -147,3 +147,13 @@ def test_a_call_written_in_two_parts_is_shown_and_downloaded_whole(captured, cas
 
     assert len(arrows(client.get(reverse("capture:admin-ladder", args=[cdr.pk])))) == 16
     assert len(pcap_messages(client.get(reverse("capture:admin-pcap", args=[cdr.pk])))) == 16
+
+
+def test_a_customer_is_told_the_capture_is_on_its_way_without_node_names(captured, cast, login, settings):
+    cdr, stored = captured
+    (settings.CAPTURES_DIR / stored.relative_path).unlink()
+
+    page = login(cast.a.customer_user).get(reverse("capture:portal-ladder", args=[cdr.pk]))
+
+    assert page.status_code == 409
+    assert "still being copied" in page.content.decode() and "node1" not in page.content.decode()
