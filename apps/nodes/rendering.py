@@ -11,6 +11,7 @@ from apps.nodes.models import ClusterSettings, Node
 
 RENDERERS = (
     "apps.opensips.config.render",
+    "apps.media.config.render",
     "apps.cluster.galera.render",
 )
 
