@@ -1,5 +1,6 @@
 """Cluster nodes and the cluster-wide settings: the operator's, invisible to resellers."""
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -9,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.core.admin import (
     ADD,
     CHANGE,
@@ -19,11 +21,18 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
+from apps.core.services import ensure_manages
 from apps.nodes import services, sync
 from apps.nodes.models import ClusterSettings, EngineSync, Node
 from apps.nodes.status import engine_status
+from apps.tenancy.scope import Scope
 from engines import EngineError
+from engines.freeswitch import CallEnd, ESLClient, SwitchState, read_switch
 from engines.opensips import DialogEnd
+
+# Each question the node page asks FreeSWITCH gets at most this long; the first unanswered
+# stops the rest, so a dead FreeSWITCH costs the page one timeout.
+FREESWITCH_PAGE_TIMEOUT = 1.0
 
 
 def rotate_secret(admin_, request, node, data):
@@ -43,6 +52,34 @@ def reload_opensips(admin_, request, node, data):
         )
         return None
     return f"OpenSIPS on {node} reloaded {', '.join(outcome.reloaded)}."
+
+
+def esl_client_for(node: Node, *, timeout: float | None = None) -> ESLClient:
+    """The ESL client of `node`'s FreeSWITCH: its management address, ESL port and password."""
+    return ESLClient(
+        node.management_address,
+        node.esl_port,
+        node.esl_password,
+        timeout=timeout or getattr(settings, "FREESWITCH_ESL_TIMEOUT", 2.0),
+    )
+
+
+def freeswitch_status(node: Node) -> SwitchState:
+    """What `node`'s FreeSWITCH says now: status, channels with their recordings, SIP profiles."""
+    return read_switch(esl_client_for(node, timeout=FREESWITCH_PAGE_TIMEOUT))
+
+
+def hang_up_channel(node: Node, uuid: str, *, actor: Scope) -> CallEnd:
+    """Hang up channel `uuid` on `node`'s FreeSWITCH (uuid_kill; operator only), and audit it.
+
+    FreeSWITCH hangs up the channel and, through hangup_after_bridge, its other leg: both
+    sides get a BYE and OpenSIPS writes the CDR as for any hangup.
+    """
+    ensure_manages(actor, None)
+    outcome = esl_client_for(node).hang_up(uuid)
+    # Audited once FreeSWITCH answered: an unreachable engine ended nothing.
+    audit.record(actor, "call.hung_up", node, uuid=uuid, engine="freeswitch", result=str(outcome))
+    return outcome
 
 
 def sync_row(node) -> EngineSync | None:
@@ -79,6 +116,9 @@ class NodeAdmin(ScopedModelAdmin):
         "sip_port",
         "public_hostname",
         "enabled",
+        "media_enabled",
+        "media_port",
+        "esl_port",
         "last_heartbeat",
     )
     object_tools = (
@@ -137,7 +177,10 @@ class NodeAdmin(ScopedModelAdmin):
             # Only when looking: a refused POST re-rendering the form does not ask the engine.
             if request.method == "GET":
                 context["engine"] = engine_status(obj)
+                if obj.media_enabled:
+                    context["freeswitch"] = freeswitch_status(obj)
             context["hang_up_url"] = reverse(self._url_name("hang_up"), args=[obj.pk])
+            context["hang_up_media_url"] = reverse(self._url_name("hang_up_media"), args=[obj.pk])
             context["now"] = timezone.now()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -147,7 +190,12 @@ class NodeAdmin(ScopedModelAdmin):
             self.admin_site.admin_view(self.hang_up_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_hang_up",
         )
-        return [hang_up, *super().get_urls()]
+        hang_up_media = path(
+            "<path:object_id>/hang-up-media/",
+            self.admin_site.admin_view(self.hang_up_media_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_hang_up_media",
+        )
+        return [hang_up, hang_up_media, *super().get_urls()]
 
     def hang_up_view(self, request, object_id):
         """Confirm, then end one live call on this node's OpenSIPS (operator only)."""
@@ -174,12 +222,46 @@ class NodeAdmin(ScopedModelAdmin):
                 else:
                     self.message_user(request, f"Call {call_id} on {node} was hung up.", messages.SUCCESS)
             return HttpResponseRedirect(change_url)
+        return self._confirm_hang_up(request, node, change_url, field="call_id", value=call_id)
+
+    def hang_up_media_view(self, request, object_id):
+        """Confirm, then hang up one channel of this node's FreeSWITCH (operator only)."""
+        node = self.get_object(request, unquote(object_id))
+        if node is None:
+            raise Http404  # someone else's object reads as absent
+        if not self.allows(request, CHANGE):
+            raise PermissionDenied
+        uuid = (request.POST.get("uuid") or request.GET.get("uuid") or "").strip()
+        change_url = reverse(self._url_name("change"), args=[node.pk])
+        if not uuid:
+            self.message_user(request, "Say which channel to hang up: uuid is missing.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                outcome = hang_up_channel(node, uuid, actor=self.scope(request))
+            except (EngineError, ValueError) as exc:
+                self.message_user(
+                    request, f"FreeSWITCH on {node} did not hang up {uuid}: {exc}", messages.ERROR
+                )
+            else:
+                if outcome is CallEnd.GONE:
+                    self.message_user(
+                        request, f"Channel {uuid} had already ended on {node}.", messages.WARNING
+                    )
+                else:
+                    self.message_user(request, f"Channel {uuid} on {node} was hung up.", messages.SUCCESS)
+            return HttpResponseRedirect(change_url + "#freeswitch-channels")
+        return self._confirm_hang_up(request, node, change_url, field="uuid", value=uuid)
+
+    def _confirm_hang_up(self, request, node, change_url, *, field: str, value: str):
         context = {
             **self.admin_site.each_context(request),
             "title": f"Hang up a call on {node}",
             "subtitle": None,
             "object": node,
-            "call_id": call_id,
+            "field": field,
+            "value": value,
+            "engine": "FreeSWITCH" if field == "uuid" else "OpenSIPS",
             "opts": self.opts,
             "app_label": self.opts.app_label,
             "change_url": change_url,

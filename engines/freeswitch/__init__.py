@@ -13,6 +13,7 @@ from engines.freeswitch.events import (
     EventQueue,
     read_event,
 )
+from engines.freeswitch.snapshot import SwitchState, read_switch
 from engines.freeswitch.state import (
     Channel,
     ChannelPage,
@@ -40,5 +41,7 @@ __all__ = [
     "SofiaGateway",
     "SofiaProfile",
     "Status",
+    "SwitchState",
     "read_event",
+    "read_switch",
 ]
