@@ -332,6 +332,16 @@ OPENSIPS_ACK_TIMEOUT = env_int("OPENSIPS_ACK_TIMEOUT", 10, minimum=1)
 # Seconds OpenSIPS waits for the node's FreeSWITCH to take a call that needs media (it answers
 # 100 Trying at once) before it refuses the call with 503 "Media unavailable".
 OPENSIPS_MEDIA_TIMEOUT = env_int("OPENSIPS_MEDIA_TIMEOUT", 2, minimum=1)
+# Seconds an ESL exchange with a node's FreeSWITCH may take (engines.freeswitch).
+FREESWITCH_ESL_TIMEOUT = env_float("FREESWITCH_ESL_TIMEOUT", 2.0, minimum=0.1)
+# Call capture (apps.capture, docs/CAPTURE.md): where each node's capture listener takes HEP
+# from its OpenSIPS and FreeSWITCH, and how long it holds a call's messages.
+CAPTURE_HEP_ADDRESS = env_str("CAPTURE_HEP_ADDRESS", "127.0.0.1")
+CAPTURE_HEP_PORT = env_int("CAPTURE_HEP_PORT", 9060, minimum=1)
+CAPTURE_LINGER_SECONDS = env_int("CAPTURE_LINGER_SECONDS", 3, minimum=0)
+CAPTURE_IDLE_SECONDS = env_int("CAPTURE_IDLE_SECONDS", 7200, minimum=1)
+CAPTURE_MAX_CALLS = env_int("CAPTURE_MAX_CALLS", 5000, minimum=1)
+CAPTURE_MAX_MESSAGES = env_int("CAPTURE_MAX_MESSAGES", 500, minimum=1)
 OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
 # keeps them. With a number of seconds, also that often while it runs, so that a crash loses

@@ -262,6 +262,10 @@ SERIAL_GROUPS = {
     "tests/opensips/test_live": "engines",
     "tests/nodes/test_sync_live.py": "engines",
     "tests/engines/test_opensips_mi.py": "engines",
+    "tests/media/test_live": "engines",
+    "tests/engines/test_freeswitch_esl_live.py": "engines",
+    "tests/media/test_listener_live.py": "engines",
+    "tests/capture/test_live": "engines",
 }
 
 

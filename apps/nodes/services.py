@@ -15,7 +15,16 @@ from apps.opensips import dialogs
 from apps.tenancy.scope import Scope
 from engines.opensips import DialogEnd
 
-NODE_SETTINGS = ("management_address", "sip_address", "sip_port", "public_hostname", "enabled")
+NODE_SETTINGS = (
+    "management_address",
+    "sip_address",
+    "sip_port",
+    "public_hostname",
+    "enabled",
+    "media_enabled",
+    "media_port",
+    "esl_port",
+)
 CLUSTER_SETTINGS = (
     "origination_mode",
     "shared_ip",
