@@ -209,8 +209,10 @@ def freeswitch(tmp_path_factory, django_db_setup, django_db_blocker):
 # --- SIPp --------------------------------------------------------------------------------
 
 
-def sipp_command(scenario: str, port: int, trace: Path, keys: dict[str, str], *extra: str) -> list[str]:
-    command = ["sipp", "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port)]
+def sipp_command(
+    scenario: str, port: int, trace: Path, keys: dict[str, str], *extra: str, address: str = "127.0.0.1"
+) -> list[str]:
+    command = ["sipp", "-sf", str(SCENARIOS / scenario), "-i", address, "-p", str(port)]
     command += ["-m", "1", "-nostdin", "-timeout", "30", "-timeout_error", "-max_recv_loops", "1000"]
     command += ["-trace_msg", "-message_file", str(trace), "-trace_err", "-error_file", f"{trace}.err"]
     for name, value in keys.items():
@@ -236,10 +238,12 @@ def opensips_stand_in(freeswitch: FreeSwitch, scenario: str, tmp_path: Path):
             process.wait()
 
 
-def call(freeswitch: FreeSwitch, scenario: str, tmp_path: Path, keys: dict, *extra: str) -> Path:
-    """Run the caller's scenario against FreeSWITCH's profile; its message trace."""
+def call(
+    freeswitch: FreeSwitch, scenario: str, tmp_path: Path, keys: dict, *extra: str, address: str = "127.0.0.1"
+) -> Path:
+    """Run the caller's scenario from `address` against FreeSWITCH's profile; its message trace."""
     trace = tmp_path / f"{scenario}.log"
-    command = sipp_command(scenario, free_port(), trace, keys, *extra)
+    command = sipp_command(scenario, free_port(), trace, keys, *extra, address=address)
     command.append(f"127.0.0.1:{freeswitch.node.media_port}")
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=45, check=False)  # noqa: S603
     assert result.returncode == 0, _sipp_failure(trace)
@@ -317,6 +321,13 @@ def test_the_rendered_configuration_loads_without_an_error(freeswitch):
     assert freeswitch.errors() == []
 
 
+def test_only_the_nodes_opensips_may_send_calls(freeswitch, tmp_path):
+    target = f"sip:4930123456@127.0.0.1:{freeswitch.node.sip_port}"
+    keys = {"target": target, "rtp_port": str(free_port())}
+    trace = call(freeswitch, "uac_stranger.xml", tmp_path, keys, address="127.0.0.2")
+    assert received(trace, "SIP/2.0 403")
+
+
 def test_esl_answers_the_nodes_password_only(freeswitch):
     assert esl(freeswitch.node.esl_port, ESL_PASSWORD)[0] == "+OK accepted"
     assert esl(freeswitch.node.esl_port, "wrong")[0] == "-ERR invalid"
@@ -352,8 +363,11 @@ def test_a_call_is_bridged_back_to_opensips_with_only_the_socket_and_leg_headers
     # The B leg offers what X-SS-Codecs says; the caller keeps its PCMU: FreeSWITCH transcodes.
     offer = next(line for line in invite.splitlines() if line.startswith("m=audio"))
     assert offer.split()[3:] in (["8"], ["8", "101"])
+    # The B leg's ringing reaches the caller; its answer answers the A leg, with the caller's codec.
+    assert received(trace, "SIP/2.0 180")
     (answer,) = [message for message in received(trace, "SIP/2.0 200") if "m=audio" in message]
     assert "RTP/AVP 0" in answer
+    # The caller's BYE ended the B leg too: uas_answer.xml waits for it, or SIPp fails.
 
 
 def test_the_b_legs_refusal_is_the_a_legs_answer(freeswitch, tmp_path):
