@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
+
 from apps.billing.services import reservations
 from apps.callcontrol.snapshot import (
     MIN_QUALITY_ATTEMPTS,
     DidInfo,
     GatewayInfo,
+    NodeInfo,
     PeerInfo,
     RouteInfo,
     RuleInfo,
@@ -130,6 +133,8 @@ class Decision:
     buy: dict | None = None
     cps_node: int | None = None  # the asking node's share of the peer's calls per second
     recording_stereo: bool = True  # caller and callee on a channel each (cluster setting)
+    node: NodeInfo | None = None  # the node asking, once known
+    ringing_timeout: int = 60  # seconds a call may ring (OPENSIPS_RINGING_TIMEOUT)
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, detail: str, *, ok: bool = True) -> None:
@@ -168,6 +173,34 @@ class Decision:
             "stereo": self.recording_stereo,
         }
 
+    def media_leg(self, target: Target) -> str | None:
+        """FreeSWITCH's dial string for `target` when the call goes through it (docs/MEDIA.md).
+
+        A call that needs media reaches FreeSWITCH once, with the legs of every target left
+        (OpenSIPS joins them with "|"): FreeSWITCH tries them in turn, each sent back through
+        this node's OpenSIPS, so that hunting never offers FreeSWITCH the same INVITE twice
+        (it would answer 482 Request merged). Each leg carries the route's setup timeout
+        (leg_progress_timeout: until it rings), the ringing time, the route's codecs and,
+        in X-SS-Route, whom OpenSIPS must name in the CDR when it answers. A SIP account of
+        ours (`aor`, `ring`) is looked up by OpenSIPS and never gets a leg.
+        """
+        if not target.uri or target.aor or target.ring or self.node is None:
+            return None
+        variables = [f"leg_timeout={self.ringing_timeout}"]
+        if target.setup_timeout:
+            variables.append(f"leg_progress_timeout={target.setup_timeout}")
+        if target.codecs:
+            variables.append(f"absolute_codec_string='{','.join(target.codecs)}'")
+        variables.append(
+            f"sip_h_X-SS-Route={target.supplier_id or 0}:{target.gateway_id or 0}:{target.callee}"
+        )
+        host = target.uri.removeprefix("sip:")
+        opensips = f"[{self.node.sip_address}]" if ":" in self.node.sip_address else self.node.sip_address
+        return (
+            f"[{','.join(variables)}]sofia/smartswitch/{target.callee}@{host}"
+            f";fs_path=sip:{opensips}:{self.node.sip_port}"
+        )
+
     def as_response(self) -> dict:
         """The JSON body OpenSIPS reads (docs/CALL_CONTROL.md)."""
         peer = self.peer
@@ -201,6 +234,7 @@ class Decision:
                     # regular expression for OpenSIPS's codec_exists_re on the caller's offer.
                     "codecs": ",".join(target.codecs) or None,
                     "codecs_re": f"^({'|'.join(target.codecs)})$" if target.codecs else None,
+                    "leg": self.media_leg(target),
                 }
                 for target in self.targets
             ],
@@ -223,6 +257,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     if node is None:
         return decision.reject(403, f"Unknown node {request.node}", "node")
     decision.node_id = node.id
+    decision.node = node
+    decision.ringing_timeout = settings.OPENSIPS_RINGING_TIMEOUT
     if not node.enabled:
         return decision.reject(503, f"Node {node.name} is disabled", "node")
 

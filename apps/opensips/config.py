@@ -125,6 +125,11 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
     }
 
 
+# Seconds OpenSIPS lets FreeSWITCH's hunt take before it gives up on the first leg (each leg
+# is bounded by FreeSWITCH: its setup and ringing timeouts).
+MEDIA_INVITE_TIMEOUT = 300
+
+
 def _media(node: Node, forced: str) -> dict:
     """Where this node's FreeSWITCH takes the calls that need media (docs/MEDIA.md)."""
     return {
@@ -134,6 +139,8 @@ def _media(node: Node, forced: str) -> dict:
         # Its second leg leaves from the socket a direct call is made to (dedicated IP).
         "socket": f"udp:{_host(forced)}:{node.sip_port}" if forced else "",
         "timeout": settings.OPENSIPS_MEDIA_TIMEOUT,
+        # The whole hunt FreeSWITCH makes through the legs call control listed.
+        "invite_timeout": MEDIA_INVITE_TIMEOUT,
     }
 
 

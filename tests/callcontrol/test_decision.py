@@ -87,6 +87,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
     update_peer(world.customer, record_calls=True, max_calls=5, max_cps=3)
     decision = world.call(BERLIN)
     response = decision.as_response()
+    node = world.node
 
     assert set(response) == {
         "action",
@@ -122,6 +123,8 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "record": True,
         "codecs": None,
         "codecs_re": None,
+        "leg": f"[leg_timeout=60,sip_h_X-SS-Route={world.suppliers['Bravo'].pk}:{world.gateways['Bravo'].pk}:"
+        f"{BERLIN}]sofia/smartswitch/{BERLIN}@192.0.2.2:5060;fs_path=sip:{node.sip_address}:{node.sip_port}",
     }
     assert response["kind"] == "off-net"
     assert (response["record"], response["limits"], response["redirect"]) == (

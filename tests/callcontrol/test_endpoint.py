@@ -60,6 +60,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
     assert response["Content-Type"] == "application/json"
     answer = response.json()
     held = Reservation.objects.get()
+    node = world.node
     routes = [
         {
             "route_id": world.routes[name].pk,
@@ -76,6 +77,8 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
             "record": False,
             "codecs": None,
             "codecs_re": None,
+            "leg": f"[leg_timeout=60,sip_h_X-SS-Route={world.suppliers[name].pk}:{world.gateways[name].pk}:"
+            f"{BERLIN}]sofia/smartswitch/{BERLIN}@{host}:5060;fs_path=sip:{node.sip_address}:{node.sip_port}",
         }
         for name, host in (
             ("Bravo", "192.0.2.2"),

@@ -92,3 +92,20 @@ def test_a_call_to_record_on_a_node_without_freeswitch_is_refused_before_any_mon
 def test_a_node_without_freeswitch_still_routes_calls_that_need_no_recording(world):
     Node.objects.filter(name="node1").update(media_enabled=False)
     assert world.call(BERLIN).routed
+
+
+def test_each_route_gives_freeswitch_a_leg_back_through_this_nodes_opensips(world, settings):
+    settings.OPENSIPS_RINGING_TIMEOUT = 45
+    Route.objects.filter(pk=world.routes["Delta"].pk).update(setup_timeout=3, codecs="PCMA,G722")
+    routes = _route_answers(world.call(BERLIN).as_response())
+
+    delta = world.suppliers["Delta"].pk
+    assert routes[delta]["leg"] == (
+        f"[leg_timeout=45,leg_progress_timeout=3,absolute_codec_string='PCMA,G722',"
+        f"sip_h_X-SS-Route={delta}:{world.gateways['Delta'].pk}:{BERLIN}]"
+        f"sofia/smartswitch/{BERLIN}@192.0.2.4:5060;fs_path=sip:{world.node.sip_address}:{world.node.sip_port}"
+    )
+
+
+def test_a_rejected_call_has_no_legs(world):
+    assert world.call("81312345678").as_response()["routes"] == []
