@@ -5,6 +5,7 @@ SIPp plays the caller (OpenSIPS's A leg, with its X-SS-* headers) and, on the no
 port, OpenSIPS receiving the B leg. Skips, saying why, without FreeSWITCH or SIPp.
 """
 
+import io
 import math
 import os
 import shutil
@@ -21,12 +22,14 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from apps.media import announcements
+from apps.media.announcements import write_announcements
 from apps.media.config import render
 from apps.nodes.models import ClusterSettings, Node
+from apps.tenancy.scope import Scope
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ESL_PASSWORD = "live-test-secret"
-ANNOUNCEMENT = "no-money.wav"
 ANNOUNCEMENT_SECONDS = 1.5
 START_TIMEOUT = 40
 SIPP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")  # Debian's sip-tester
@@ -167,17 +170,16 @@ class FreeSwitch:
         return [line for line in self.log.read_text().splitlines() if "[ERR]" in line or "[CRIT]" in line]
 
 
-def write_tone(path: Path, seconds: float, *, rate: int = 8000) -> None:
+def tone(seconds: float, *, rate: int) -> bytes:
     """A 440 Hz mono 16-bit WAV: the announcement the caller must hear."""
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
-        for n in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as out:
+    samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(frames)
+        out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +203,6 @@ def freeswitch(tmp_path_factory, django_db_setup, django_db_blocker):
         except BaseException:
             engine.stop()
             raise
-    write_tone(engine.announcements / ANNOUNCEMENT, ANNOUNCEMENT_SECONDS)
     yield engine
     engine.stop()
 
@@ -319,6 +320,9 @@ def test_the_rendered_configuration_loads_without_an_error(freeswitch):
     names = {line.split(",")[1].upper() for line in freeswitch.api("show codec").splitlines() if "," in line}
     assert {"G.711 ULAW", "G.711 ALAW", "G.722", "OPUS (STANDARD)", "GSM"} <= names, names
     assert freeswitch.errors() == []
+    # How a change is applied: the rendered files read again, without a restart.
+    assert freeswitch.api("reloadxml").startswith("+OK")
+    assert freeswitch.api("reloadacl").startswith("+OK")
 
 
 def test_only_the_nodes_opensips_may_send_calls(freeswitch, tmp_path):
@@ -333,11 +337,17 @@ def test_esl_answers_the_nodes_password_only(freeswitch):
     assert esl(freeswitch.node.esl_port, "wrong")[0] == "-ERR invalid"
 
 
-def test_an_announcement_is_played_as_early_media_before_the_refusal(freeswitch, tmp_path):
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_an_uploaded_announcement_is_played_as_early_media_before_the_refusal(freeswitch, tmp_path, rate):
+    # As in production: uploaded (validated), written into the node's directory, named by
+    # call control from announcement_map().
+    announcement = announcements.create_announcement(
+        name="No money", audio=tone(ANNOUNCEMENT_SECONDS, rate=rate), actor=Scope.system()
+    )
+    write_announcements(freeswitch.announcements)
     with RtpCounter() as phone:
-        trace = call(
-            freeswitch, "uac_announce.xml", tmp_path, {"announce": ANNOUNCEMENT, "rtp_port": str(phone.port)}
-        )
+        keys = {"announce": announcement.file_name, "rtp_port": str(phone.port)}
+        trace = call(freeswitch, "uac_announce.xml", tmp_path, keys)
 
     (early,) = received(trace, "SIP/2.0 183")
     assert "m=audio" in early
