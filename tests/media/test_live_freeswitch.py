@@ -394,9 +394,14 @@ def test_a_recorded_call_leaves_a_stereo_wav_where_x_ss_record_says(freeswitch, 
     target = f"sip:4930123456@127.0.0.1:{freeswitch.node.sip_port}"
     relative = "edge1/2026/01/02/call-7.wav"
     shutil.copy(SIPP_PCAP, tmp_path / "caller.pcap")
-    with opensips_stand_in(freeswitch, "uas_answer.xml", tmp_path):
+    with opensips_stand_in(freeswitch, "uas_answer.xml", tmp_path) as b_leg:
         keys = {"target": target, "record": relative, "stereo": "true"}
         call(freeswitch, "uac_record.xml", tmp_path, keys, "-d", "3000", "-mp", str(free_port()))
+
+    # Without X-SS-Codecs the B leg offers what the caller offered (PCMA), nothing more.
+    (invite,) = received(b_leg, "INVITE")
+    offer = next(line for line in invite.splitlines() if line.startswith("m=audio"))
+    assert offer.split()[3:] in (["8"], ["8", "101"])
 
     path = freeswitch.recordings / relative
     deadline = time.monotonic() + 5  # written out as the channel is torn down
