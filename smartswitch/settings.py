@@ -342,6 +342,9 @@ CAPTURE_LINGER_SECONDS = env_int("CAPTURE_LINGER_SECONDS", 3, minimum=0)
 CAPTURE_IDLE_SECONDS = env_int("CAPTURE_IDLE_SECONDS", 7200, minimum=1)
 CAPTURE_MAX_CALLS = env_int("CAPTURE_MAX_CALLS", 5000, minimum=1)
 CAPTURE_MAX_MESSAGES = env_int("CAPTURE_MAX_MESSAGES", 500, minimum=1)
+# The UDP port on its management address each node's OpenSIPS sends captured SIP from (HEP);
+# 0 leaves capture out of its opensips.cfg.
+OPENSIPS_HEP_PORT = env_int("OPENSIPS_HEP_PORT", 9061, minimum=0)
 OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
 # keeps them. With a number of seconds, also that often while it runs, so that a crash loses

@@ -27,6 +27,8 @@ from apps.callcontrol.snapshot import (
     RuleInfo,
     Snapshot,
 )
+from apps.capture.policy import sampled
+from apps.media.announcements import announcement_for, refusal_kind
 from apps.peers.models import Blocklist, ProfitControl
 from apps.rates.lookup import rate_for
 from apps.rates.prefix_index import Match
@@ -133,6 +135,9 @@ class Decision:
     buy: dict | None = None
     cps_node: int | None = None  # the asking node's share of the peer's calls per second
     recording_stereo: bool = True  # caller and callee on a channel each (cluster setting)
+    capture: bool = False  # keep the call's SIP messages (settled by `settle`)
+    # (peer id or None, refusal kind) -> file: what a refusal plays first (apps.media.announcements)
+    announcements: dict = field(default_factory=dict)
     node: NodeInfo | None = None  # the node asking, once known
     ringing_timeout: int = 60  # seconds a call may ring (OPENSIPS_RINGING_TIMEOUT)
     steps: list[Step] = field(default_factory=list)
@@ -201,6 +206,16 @@ class Decision:
             f";fs_path=sip:{opensips}:{self.node.sip_port}"
         )
 
+    def announcement(self) -> dict | None:
+        """What FreeSWITCH plays before this refusal (183 with audio, then the code), if anything."""
+        if self.action != "reject" or not self.steps or self.node is None or not self.node.media_enabled:
+            return None
+        kind = refusal_kind(self.steps[-1].name, self.code)
+        name = announcement_for(self.announcements, self.peer.id if self.peer else None, kind)
+        if name is None:
+            return None
+        return {"file": name, "code": self.code, "reason": self.reason}
+
     def as_response(self) -> dict:
         """The JSON body OpenSIPS reads (docs/CALL_CONTROL.md)."""
         peer = self.peer
@@ -241,7 +256,8 @@ class Decision:
             "redirect": self.redirect_uri or None,
             "record": bool(peer and peer.record and self.routed),
             "recording": self.recording(),
-            "capture": self.routed and (bool(peer and peer.capture) or any(t.capture for t in self.targets)),
+            "capture": self.capture,
+            "announce": self.announcement(),
             "limits": {
                 "max_calls": peer.max_calls if peer else None,
                 "cps": peer.max_cps if peer else None,
@@ -258,6 +274,7 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
         return decision.reject(403, f"Unknown node {request.node}", "node")
     decision.node_id = node.id
     decision.node = node
+    decision.announcements = snapshot.announcements
     decision.ringing_timeout = settings.OPENSIPS_RINGING_TIMEOUT
     if not node.enabled:
         return decision.reject(503, f"Node {node.name} is disabled", "node")
@@ -821,6 +838,11 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     except reservations.InsufficientFunds as exc:
         decision.targets = []
         return decision.reject(402, "Insufficient funds", "money", str(exc))
+    decision.capture = (
+        peer.capture
+        or any(target.capture for target in decision.targets)
+        or sampled(decision.request.call_id, snapshot.capture_percent)
+    )
     decision.max_duration, decision.amount = grant.seconds, grant.amount
     decision.available, decision.reservation = grant.available, grant.reservation_id
     held = "reserved" if reserve else "would be reserved"

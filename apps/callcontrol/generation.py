@@ -38,6 +38,9 @@ SNAPSHOT_KINDS = frozenset(
         "routing.Route",
         "dids.Did",
         "dids.DidTarget",
+        "media.Announcement",
+        "media.AnnouncementRule",
+        "capture.CaptureSettings",
     }
 )
 

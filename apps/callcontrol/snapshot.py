@@ -27,7 +27,9 @@ from django.db.models import Count, F
 
 from apps.billing.models import Account, Reservation
 from apps.callcontrol.generation import current_generation
+from apps.capture.models import CaptureSettings
 from apps.dids.models import Did, DidTarget
+from apps.media.announcements import announcement_map
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers.models import (
     Blocklist,
@@ -309,6 +311,9 @@ class Snapshot:
     live_nodes_checked: float = 0.0
     suppliers_without_money: frozenset = frozenset()
     quality: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
+    # (peer id or None, refusal kind) -> announcement file (apps.media.announcements)
+    announcements: dict = field(default_factory=dict)
+    capture_percent: int = 0  # the sampled share of calls captured (apps.capture)
     live_checked: float = 0.0
     money_checked: float = 0.0
     quality_checked: float = 0.0
@@ -535,6 +540,8 @@ def build() -> Snapshot:
         max_call_duration=settings.max_call_duration,
         reservation_grace=settings.reservation_grace,
         quality_window=settings.quality_window,
+        announcements=announcement_map(),
+        capture_percent=CaptureSettings.load().sample_percent,
     )
     refresh_live_calls(snapshot)
     refresh_live_nodes(snapshot)

@@ -119,6 +119,12 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "bin_address": _host(node.management_address),
         "bin_port": CLUSTER_BIN_PORT,
         "neighbours": neighbours,
+        "capture": {
+            "socket": f"{_host(node.management_address)}:{settings.OPENSIPS_HEP_PORT}",
+            "listener": f"{_host(settings.CAPTURE_HEP_ADDRESS)}:{settings.CAPTURE_HEP_PORT}",
+        }
+        if settings.OPENSIPS_HEP_PORT
+        else None,
         "media": _media(node, advertise if advertise and listen != advertise else "")
         if node.media_enabled
         else None,

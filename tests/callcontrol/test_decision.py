@@ -106,6 +106,7 @@ def test_the_response_carries_every_field_opensips_reads(world):
         "record",
         "recording",
         "capture",
+        "announce",
         "limits",
     }
     assert response["routes"][0] == {

@@ -104,6 +104,7 @@ def test_authorize_answers_a_routed_call_with_every_field(client, world):
         "record": False,
         "recording": None,
         "capture": False,
+        "announce": None,
         "limits": {"max_calls": 10, "cps": 2, "cps_node": 1},
     }
     assert (held.call_id, held.amount, held.node_id) == (

@@ -1,10 +1,17 @@
 """Call control's answer says which calls need FreeSWITCH: recording, codecs, capture."""
 
 from apps.billing.models import Reservation
+from apps.capture.models import CaptureSettings
+from apps.capture.policy import sampled
+from apps.media import announcements
+from apps.media.models import RefusalKind
 from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.routing.models import Route
-from tests.switching import BERLIN, update_peer
+from tests.media.test_announcements import wav
+from tests.switching import BERLIN, SYSTEM, rate, update_peer
+
+POOR_IP = "203.0.113.40"
 
 
 def _route_answers(response: dict) -> dict[int, dict]:
@@ -109,3 +116,40 @@ def test_each_route_gives_freeswitch_a_leg_back_through_this_nodes_opensips(worl
 
 def test_a_rejected_call_has_no_legs(world):
     assert world.call("81312345678").as_response()["routes"] == []
+
+
+def test_a_refusal_with_an_announcement_tells_opensips_which_file_to_play_first(world):
+    no_money = announcements.create_announcement(name="no-money", audio=wav(), actor=SYSTEM)
+    announcements.set_rule(RefusalKind.INSUFFICIENT_FUNDS, no_money, actor=SYSTEM)
+    world.add_customer("Poor", POOR_IP, rates=[rate("49", "0.60")], balance="0")
+
+    response = world.call(source_ip=POOR_IP).as_response()
+
+    assert (response["action"], response["code"]) == ("reject", 402)
+    assert response["announce"] == {
+        "file": announcements.announcement_map()[(None, RefusalKind.INSUFFICIENT_FUNDS)],
+        "code": 402,
+        "reason": "Insufficient funds",
+    }
+
+
+def test_a_peer_may_silence_the_announcement_and_a_node_without_freeswitch_plays_none(world):
+    no_money = announcements.create_announcement(name="no-money", audio=wav(), actor=SYSTEM)
+    announcements.set_rule(RefusalKind.INSUFFICIENT_FUNDS, no_money, actor=SYSTEM)
+    poor = world.add_customer("Poor", POOR_IP, rates=[rate("49", "0.60")], balance="0")
+    Node.objects.filter(name="node1").update(media_enabled=False)
+    assert world.call(source_ip=POOR_IP).as_response()["announce"] is None
+
+    Node.objects.filter(name="node1").update(media_enabled=True)
+    assert world.call(source_ip=POOR_IP).as_response()["announce"] is not None
+    announcements.set_rule(RefusalKind.INSUFFICIENT_FUNDS, None, peer=poor, actor=SYSTEM)
+    assert world.call(source_ip=POOR_IP).as_response()["announce"] is None
+
+
+def test_a_sampled_share_of_calls_is_captured_the_same_way_on_every_try(world):
+    CaptureSettings.objects.update_or_create(pk=CaptureSettings.load().pk, defaults={"sample_percent": 50})
+    calls = {f"s{n}": world.call(BERLIN, call_id=f"s{n}", reserve=False) for n in range(40)}
+    captured = {call_id: decision.as_response()["capture"] for call_id, decision in calls.items()}
+
+    assert 5 < sum(captured.values()) < 35
+    assert all(captured[call] == sampled(call, 50) for call in captured)

@@ -405,7 +405,9 @@ def _answers_mi(url: str) -> bool:
 def _start_opensips(
     binary: Path, node: Node, directory: Path, mi_port: int, common: dict, cluster=None
 ) -> subprocess.Popen:
-    with override_settings(OPENSIPS_MI_URL=f"http://{{address}}:{mi_port}/mi", **common):
+    # Several nodes share 127.0.0.1 here: each sends its capture from a port of its own.
+    hep = {"OPENSIPS_HEP_PORT": free_port(), **common}
+    with override_settings(OPENSIPS_MI_URL=f"http://{{address}}:{mi_port}/mi", **hep):
         text = render(node, cluster or ClusterSettings.load())["opensips/opensips.cfg"]
     cfg = directory / f"{node.name}.cfg"
     cfg.write_text(text)
