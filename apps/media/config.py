@@ -50,6 +50,30 @@ CONFIG_FILES = (
 )
 DIALPLAN_FILES = ("smartswitch.xml",)
 LOG_LEVELS = ("debug", "info", "notice", "warning", "err", "crit", "alert")
+# The B legs' answers after which FreeSWITCH tries no further leg of X-SS-Dial, as
+# OpenSIPS's failure_route[hunt] stops at 486, 603 and every 4xx but 408: FreeSWITCH's
+# causes for 486, 603/4xx rejections, 404, 480, 484, 410, 485, 488, 405, 406/415, 482/483,
+# 413-423. (Causes are coarser than codes: 600, 604, 606, 608 and 501 share theirs with a
+# 4xx and stop too, where OpenSIPS would go on.) 408 and 5xx go on to the next leg.
+STOP_HUNTING_CAUSES = (
+    "USER_BUSY",
+    "CALL_REJECTED",
+    "UNALLOCATED_NUMBER",
+    "NO_USER_RESPONSE",
+    "INVALID_NUMBER_FORMAT",
+    "NUMBER_CHANGED",
+    "NO_ROUTE_DESTINATION",
+    "INCOMPATIBLE_DESTINATION",
+    "SERVICE_UNAVAILABLE",
+    "SERVICE_NOT_IMPLEMENTED",
+    "EXCHANGE_ROUTING_ERROR",
+    "INTERWORKING",
+    "ORIGINATOR_CANCEL",
+)
+# One leg of X-SS-Dial: optional [variables], then a destination of this profile only (an
+# IPv6 fs_path has brackets).
+# No "$", "{" or "}": nothing in a header is ever expanded as a FreeSWITCH variable.
+LEG_PATTERN = r"(\[[^\]{}\x24]*\])?sofia/smartswitch/[^|\s{}\x24]+"
 
 
 def announcements_dir() -> Path:
@@ -122,6 +146,8 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "opensips_hostport": f"{_host(opensips)}:{node.sip_port}",
         # Longer than OpenSIPS hunting a few routes: OpenSIPS, not FreeSWITCH, gives up first.
         "answer_timeout": int(getattr(settings, "FREESWITCH_ANSWER_TIMEOUT", 300)),
+        "stop_hunting": ",".join(STOP_HUNTING_CAUSES),
+        "leg_pattern": LEG_PATTERN,
     }
 
 

@@ -210,15 +210,37 @@ def actions(extension: ET.Element, kind: str = "action") -> list[tuple[str, str]
 
 def test_the_dialplan_hunts_announce_then_bridge_with_nothing_copied_by_default(node, cluster):
     found = extensions(node, cluster)
-    assert list(found) == ["defaults", "announce", "b-leg-codecs", "record", "bridge", "no-instructions"]
+    assert list(found) == [
+        "defaults",
+        "announce",
+        "b-leg",
+        "b-leg-codecs",
+        "record",
+        "bridge-legs",
+        "bridge",
+        "no-instructions",
+    ]
     assert ("set", "sip_copy_custom_headers=false") in actions(found["defaults"])
     assert ("set", "hangup_after_bridge=true") in actions(found["defaults"])
     # Only the extensions that add to the call go on hunting.
     assert [name for name, item in found.items() if item.get("continue") == "true"] == [
         "defaults",
+        "b-leg",
         "b-leg-codecs",
         "record",
     ]
+
+
+def test_legs_are_tried_in_turn_until_an_answer_opensips_would_not_fail_over_on(node, cluster):
+    defaults = actions(extensions(node, cluster)["defaults"])
+    assert {app for app, _ in defaults} == {"set"}
+    settings = dict(data.split("=", 1) for _, data in defaults)
+    stop = settings["fail_on_single_reject"].split(",")
+    assert {"USER_BUSY", "CALL_REJECTED", "UNALLOCATED_NUMBER", "NO_USER_RESPONSE"} <= set(stop)
+    # 503 (and 500, 400) and 408 go on to the next route, as in OpenSIPS.
+    assert "NORMAL_TEMPORARY_FAILURE" not in stop
+    assert "RECOVERY_ON_TIMER_EXPIRE" not in stop
+    assert settings["originate_continue_on_timeout"] == "true"
 
 
 def test_an_announcement_is_early_media_then_the_code(node, cluster):
@@ -228,17 +250,35 @@ def test_an_announcement_is_early_media_then_the_code(node, cluster):
     assert actions(announce)[2][1] == "${sip_h_X-SS-Code} ${sip_h_X-SS-Reason}"
 
 
-def test_the_bridge_goes_to_opensips_with_the_socket_and_leg_headers(node, cluster):
-    bridge = dict(actions(extensions(node, cluster)["bridge"]))
-    assert bridge["bridge"] == "sofia/smartswitch/${sip_h_X-SS-Target};fs_path=sip:198.51.100.1:5060"
-    exported = [data for app, data in actions(extensions(node, cluster)["bridge"]) if app == "export"]
-    assert exported == ["nolocal:sip_h_X-SS-Socket=${sip_h_X-SS-Socket}", "nolocal:sip_h_X-SS-Leg=b"]
+def test_every_b_leg_carries_the_socket_the_leg_mark_and_the_calls_call_id(node, cluster):
+    exported = [data for app, data in actions(extensions(node, cluster)["b-leg"]) if app == "export"]
+    assert exported[:3] == [
+        "nolocal:sip_h_X-SS-Socket=${sip_h_X-SS-Socket}",
+        "nolocal:sip_h_X-SS-Leg=b",
+        "nolocal:sip_h_X-SS-Call-ID=${sip_call_id}",
+    ]
 
 
-def test_the_b_leg_offers_x_ss_codecs_else_what_the_caller_offered(node, cluster):
+def test_the_legs_of_x_ss_dial_are_bridged_else_x_ss_target_through_opensips(node, cluster):
+    # The default offer in {}, with the legs' own [] winning over it (local_var_clobber).
+    default = "{local_var_clobber=true,absolute_codec_string='${ss_b_codecs}'}"
+    assert actions(extensions(node, cluster)["bridge-legs"]) == [("bridge", f"{default}${{sip_h_X-SS-Dial}}")]
+    (bridge,) = actions(extensions(node, cluster)["bridge"])
+    assert bridge == (
+        "bridge",
+        "{absolute_codec_string='${ss_b_codecs}'}"
+        "sofia/smartswitch/${sip_h_X-SS-Target};fs_path=sip:198.51.100.1:5060",
+    )
+
+
+def test_the_b_leg_offers_x_ss_codecs_else_what_the_caller_offered_else_ours(node, cluster):
     codecs = extensions(node, cluster)["b-leg-codecs"]
-    assert actions(codecs) == [("export", "nolocal:absolute_codec_string=${sip_h_X-SS-Codecs}")]
-    assert actions(codecs, "anti-action") == [("export", "nolocal:absolute_codec_string=${ep_codec_string}")]
+    assert actions(codecs) == [
+        ("set", "ss_b_codecs=${sip_h_X-SS-Codecs}"),
+        ("set", "ss_b_codecs=${ep_codec_string}"),
+    ]
+    assert actions(codecs, "anti-action") == [("set", "ss_b_codecs=$${codecs}")]
+    assert not [app for app, _ in actions(codecs) if app == "export"]  # it would beat the legs'
 
 
 def test_recording_starts_on_answer_below_the_recordings_directory(node, cluster):
@@ -248,6 +288,17 @@ def test_recording_starts_on_answer_below_the_recordings_directory(node, cluster
     assert ("record_session", target) in actions(record)
     assert ("record_session", target) in actions(record, "anti-action")
 
+
+# Legs as call control writes them (apps.callcontrol.decision.Decision.media_leg).
+LEG_ONE = (
+    "[leg_timeout=60,leg_progress_timeout=5,absolute_codec_string='PCMA,G722',"
+    "sip_h_X-SS-Route=3:4:4930123456]sofia/smartswitch/4930123456@192.0.2.7:5060"
+    ";fs_path=sip:198.51.100.1:5060"
+)
+LEG_TWO = (
+    "[leg_timeout=60,sip_h_X-SS-Route=5:0:4930123456]sofia/smartswitch/4930123456@192.0.2.8"
+    ";fs_path=sip:[2001:db8::1]:5060"
+)
 
 # What each header pattern lets through: a header that fails its pattern is ignored (no
 # recording, no announcement), so a path can never leave its directory.
@@ -272,6 +323,14 @@ HEADER_CASES = [
     ("bridge", "X-SS-Target", "sip:4930123456@192.0.2.7;user=phone", True),
     ("bridge", "X-SS-Target", "sip:a@b,sofia/other/x", False),
     ("bridge", "X-SS-Target", "tel:+4930123456", False),
+    ("bridge", "X-SS-Target", "sip:${system(id)}@h", False),
+    ("bridge-legs", "X-SS-Dial", LEG_ONE, True),
+    ("bridge-legs", "X-SS-Dial", f"{LEG_ONE}|{LEG_TWO}", True),
+    ("bridge-legs", "X-SS-Dial", "sofia/smartswitch/4930123456@192.0.2.7", True),
+    ("bridge-legs", "X-SS-Dial", "sofia/external/4930123456@192.0.2.7", False),
+    ("bridge-legs", "X-SS-Dial", f"{LEG_ONE}|loopback/4930123456", False),
+    ("bridge-legs", "X-SS-Dial", "[x=${system(id)}]sofia/smartswitch/1@192.0.2.7", False),
+    ("bridge-legs", "X-SS-Dial", "sofia/smartswitch/${system(id)}", False),
 ]
 
 

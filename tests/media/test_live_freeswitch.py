@@ -222,13 +222,17 @@ def sipp_command(
 
 
 @contextmanager
-def opensips_stand_in(freeswitch: FreeSwitch, scenario: str, tmp_path: Path):
-    """SIPp on the node's SIP port, where FreeSWITCH sends B legs (fs_path): yields its trace."""
-    trace = tmp_path / f"{scenario}.log"
-    command = sipp_command(scenario, freeswitch.node.sip_port, trace, {"rtp_port": str(free_port())})
+def opensips_stand_in(
+    freeswitch: FreeSwitch, scenario: str, tmp_path: Path, *, port: int | None = None, **keys: str
+):
+    """SIPp where FreeSWITCH sends B legs (fs_path): the node's SIP port unless `port` says
+    otherwise (a leg of X-SS-Dial names its own). Yields its message trace."""
+    port = port or freeswitch.node.sip_port
+    trace = tmp_path / f"{scenario}-{port}.log"
+    command = sipp_command(scenario, port, trace, {"rtp_port": str(free_port()), **keys})
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603
     deadline = time.monotonic() + 5
-    while not udp_port_taken(freeswitch.node.sip_port) and time.monotonic() < deadline:
+    while not udp_port_taken(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
         yield trace
@@ -256,23 +260,35 @@ def _sipp_failure(trace: Path) -> str:
     return (errors.read_text() if errors.exists() else "") + (trace.read_text() if trace.exists() else "")
 
 
-def received(trace: Path, first_line: str) -> list[str]:
-    """The messages of a SIPp trace that were received and start with `first_line`."""
+def received(trace: Path, first_line: str, *, direction: str = "received") -> list[str]:
+    """The messages of a SIPp trace that were received (or sent) and start with `first_line`."""
     blocks = trace.read_text().split("----------------------------------------------- ")
     messages = []
     for block in blocks:
-        header, _, message = block.partition("\n\n")
-        if "message received" in header and message.lstrip().startswith(first_line):
+        heading, _, message = block.partition("\n\n")
+        if f"message {direction}" in heading and message.lstrip().startswith(first_line):
             messages.append(message.lstrip())
     return messages
+
+
+def header(message: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in message.splitlines() if line.startswith(f"{name}:"))
+
+
+def x_ss_headers(message: str) -> dict[str, str]:
+    return {
+        line.split(":", 1)[0]: line.split(":", 1)[1].strip()
+        for line in message.splitlines()
+        if line.lower().startswith("x-ss-")
+    }
 
 
 def received_at(trace: Path, first_line: str) -> float:
     """When the first received message starting with `first_line` came (seconds, SIPp's clock)."""
     for block in trace.read_text().split("----------------------------------------------- ")[1:]:
-        header, _, message = block.partition("\n\n")
-        if "message received" in header and message.lstrip().startswith(first_line):
-            clock = header.split()[1]
+        heading, _, message = block.partition("\n\n")
+        if "message received" in heading and message.lstrip().startswith(first_line):
+            clock = heading.split()[1]
             hours, minutes, seconds = clock.split(":")
             return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     raise AssertionError(f"no {first_line!r} in {trace}")
@@ -359,20 +375,30 @@ def test_an_uploaded_announcement_is_played_as_early_media_before_the_refusal(fr
     assert phone.packets >= ANNOUNCEMENT_SECONDS * 50 * 0.8
 
 
-def test_a_call_is_bridged_back_to_opensips_with_only_the_socket_and_leg_headers(freeswitch, tmp_path):
+def test_a_call_is_bridged_back_to_opensips_with_only_the_b_leg_headers(freeswitch, tmp_path):
     # The supplier's address: nothing listens there, the B leg goes to OpenSIPS (fs_path).
     target = f"sip:4930123456@127.0.0.1:{free_port()};user=phone"
     with opensips_stand_in(freeswitch, "uas_answer.xml", tmp_path) as b_leg, RtpCounter() as phone:
-        keys = {"target": target, "codecs": "PCMA", "record": "", "stereo": "", "rtp_port": str(phone.port)}
+        keys = {
+            "target": target,
+            "dial": "",
+            "codecs": "PCMA",
+            "record": "",
+            "stereo": "",
+            "rtp_port": str(phone.port),
+        }
         trace = call(freeswitch, "uac_bridge.xml", tmp_path, keys, "-d", "1000")
 
     (invite,) = received(b_leg, "INVITE")
     assert invite.startswith(f"INVITE {target} SIP/2.0")
-    headers = [line for line in invite.splitlines() if line.lower().startswith("x-ss-")]
-    assert sorted(headers) == ["X-SS-Leg: b", "X-SS-Socket: udp:127.0.0.1:5060"]
+    (a_leg,) = received(trace, "INVITE", direction="sent")
+    assert x_ss_headers(invite) == {
+        "X-SS-Socket": "udp:127.0.0.1:5060",
+        "X-SS-Leg": "b",
+        "X-SS-Call-ID": header(a_leg, "Call-ID"),
+    }
     # The B leg offers what X-SS-Codecs says; the caller keeps its PCMU: FreeSWITCH transcodes.
-    offer = next(line for line in invite.splitlines() if line.startswith("m=audio"))
-    assert offer.split()[3:] in (["8"], ["8", "101"])
+    assert audio_formats(invite) in (["8"], ["8", "101"])
     # The B leg's ringing reaches the caller; its answer answers the A leg, with the caller's codec.
     assert received(trace, "SIP/2.0 180")
     (answer,) = [message for message in received(trace, "SIP/2.0 200") if "m=audio" in message]
@@ -380,10 +406,73 @@ def test_a_call_is_bridged_back_to_opensips_with_only_the_socket_and_leg_headers
     # The caller's BYE ended the B leg too: uas_answer.xml waits for it, or SIPp fails.
 
 
+def audio_formats(message: str) -> list[str]:
+    """The payload types of an SDP's audio line."""
+    return next(line for line in message.splitlines() if line.startswith("m=audio")).split()[3:]
+
+
+def leg(route: str, port: int, **variables: str) -> str:
+    """One leg of X-SS-Dial as call control writes it, to OpenSIPS stood in for on `port`."""
+    names = ",".join(f"{name}={value}" for name, value in {"leg_timeout": "20", **variables}.items())
+    return (
+        f"[{names},sip_h_X-SS-Route={route}]sofia/smartswitch/4930123456@192.0.2.{route[0]}"
+        f";fs_path=sip:127.0.0.1:{port}"
+    )
+
+
+def test_freeswitch_hunts_from_a_503_leg_to_the_next_with_each_legs_route_and_codecs(freeswitch, tmp_path):
+    first, second = free_port(), free_port()
+    dial = "|".join(
+        [leg("1:11:4930123456", first), leg("2:22:4930123456", second, absolute_codec_string="'PCMA'")]
+    )
+    with (
+        opensips_stand_in(freeswitch, "uas_unavailable.xml", tmp_path, port=first) as refused,
+        opensips_stand_in(freeswitch, "uas_answer.xml", tmp_path, port=second) as answered,
+        RtpCounter() as phone,
+    ):
+        target = "sip:4930123456@192.0.2.1"
+        keys = {
+            "target": target,
+            "dial": dial,
+            "codecs": "",
+            "record": "",
+            "stereo": "",
+            "rtp_port": str(phone.port),
+        }
+        trace = call(freeswitch, "uac_bridge.xml", tmp_path, keys, "-d", "500")
+
+    (a_leg,) = received(trace, "INVITE", direction="sent")
+    (one,), (two,) = received(refused, "INVITE"), received(answered, "INVITE")
+    assert x_ss_headers(one)["X-SS-Route"] == "1:11:4930123456"
+    assert x_ss_headers(two)["X-SS-Route"] == "2:22:4930123456"
+    assert {x_ss_headers(one)["X-SS-Call-ID"], x_ss_headers(two)["X-SS-Call-ID"]} == {
+        header(a_leg, "Call-ID")
+    }
+    # The caller offered PCMU only; the second route takes PCMA only, its leg says so.
+    assert audio_formats(one)[0] == "0"
+    assert audio_formats(two) in (["8"], ["8", "101"])
+    assert [message for message in received(trace, "SIP/2.0 200") if "m=audio" in message]
+
+
+def test_a_busy_leg_ends_the_hunt_as_in_opensips(freeswitch, tmp_path):
+    busy = free_port()
+    # Nothing listens for the second leg: trying it would end in another code than 486.
+    dial = "|".join([leg("1:11:4930123456", busy), leg("2:22:4930123456", free_port())])
+    with (
+        opensips_stand_in(freeswitch, "uas_busy.xml", tmp_path, port=busy),
+        RtpCounter() as phone,
+    ):
+        keys = {"target": "sip:4930123456@192.0.2.1", "dial": dial, "rtp_port": str(phone.port)}
+        trace = call(freeswitch, "uac_refused.xml", tmp_path, keys)
+
+    assert received(trace, "SIP/2.0 486")
+
+
 def test_the_b_legs_refusal_is_the_a_legs_answer(freeswitch, tmp_path):
     target = f"sip:4930123456@127.0.0.1:{freeswitch.node.sip_port}"
-    with opensips_stand_in(freeswitch, "uas_refuse.xml", tmp_path), RtpCounter() as phone:
-        trace = call(freeswitch, "uac_refused.xml", tmp_path, {"target": target, "rtp_port": str(phone.port)})
+    with opensips_stand_in(freeswitch, "uas_unavailable.xml", tmp_path), RtpCounter() as phone:
+        keys = {"target": target, "dial": "", "rtp_port": str(phone.port)}
+        trace = call(freeswitch, "uac_refused.xml", tmp_path, keys)
 
     assert received(trace, "SIP/2.0 503")
     assert not received(trace, "SIP/2.0 200")
