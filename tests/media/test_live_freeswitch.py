@@ -297,9 +297,10 @@ def received_at(trace: Path, first_line: str) -> float:
 class RtpCounter:
     """A UDP port standing for the caller's phone: counts the RTP packets sent to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        # The address the caller's SDP names (SIPp's -i): FreeSWITCH sends the audio there.
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket.bind((address, 0))
         self.socket.settimeout(0.2)
         self.port = self.socket.getsockname()[1]
         self.packets = 0
