@@ -3,12 +3,15 @@ and takes FreeSWITCH's second leg back to the route call control chose; every ot
 signalling-only. Real OpenSIPS, FreeSWITCH, call control under uvicorn and SIPp with RTP, on
 loopback and the test database (MariaDB: OpenSIPS reads its tables there).
 
-World: node "media1" (OpenSIPS and FreeSWITCH on 127.0.0.1). Customers: Recorded (127.0.0.50,
-its calls recorded), Plain (127.0.0.51). Suppliers: Pcma (takes PCMA only; SIPp echoing the
-caller's audio), Any (takes any codec), Failing (answers 503). Routing: 49 → Pcma; 33 → Failing,
-then Pcma; 44 → Any.
+World: node "media1" (OpenSIPS and FreeSWITCH on 127.0.0.1, its FreeSWITCH events listener and
+capture listener running), node "media2" (only a file tree, reached by rsync). Customers:
+Recorded (127.0.0.50, its calls recorded and captured), Plain (127.0.0.51), Poor (127.0.0.52,
+prepaid without money: refused 402 after the "no money" announcement). Suppliers: Pcma
+(takes PCMA only; SIPp echoing the caller's audio), Any (takes any codec), Failing (answers
+503). Routing: 49 → Pcma; 33 → Failing, then Pcma; 44 → Any.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,12 +30,20 @@ from django.test.utils import setup_databases, teardown_databases
 from apps.billing.models import Reservation
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
+from apps.files import tasks as file_tasks
+from apps.files.models import NodeStorage, StoredFile
+from apps.media import announcements
+from apps.media.models import RefusalKind
 from apps.nodes.models import ClusterSettings, Node
 from apps.opensips import dialogs, provisioning
 from apps.opensips.config import mysql_url
 from apps.peers.models import Peer
 from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
-from tests.media.test_live_freeswitch import ESL_PASSWORD, FreeSwitch, freeswitch_binary
+from apps.tenancy import services as tenancy_services
+from apps.tenancy.scope import Scope
+from tests.conftest import PASSWORD
+from tests.media.test_announcements import wav as tone_wav
+from tests.media.test_live_freeswitch import ESL_PASSWORD, FreeSwitch, RtpCounter, freeswitch_binary
 from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
 from tests.opensips.switch import (
     DESTINATIONS,
@@ -55,10 +66,12 @@ from tests.opensips.switch import (
 
 RECORDED_IP = "127.0.0.50"
 PLAIN_IP = "127.0.0.51"
+POOR_IP = "127.0.0.52"
 BERLIN = "4930123456"
 PARIS = "33123456789"
 LONDON = "442071234567"
 HOLD_MS = 3000
+SYSTEM = Scope.system()
 
 
 def require_freeswitch() -> str:
@@ -68,12 +81,22 @@ def require_freeswitch() -> str:
     return binary
 
 
-def _world(ports: dict[str, int]) -> dict:
+def _world(ports: dict[str, int], media2_tree: Path) -> dict:
     retail = _price_list("Retail", [_rate(prefix, "0.0200", name) for prefix, name in DESTINATIONS])
     postpaid = {"account_mode": "postpaid", "credit_limit": Decimal("100")}
     recorded = _customer("Recorded", RECORDED_IP, retail, **postpaid)
     Peer.objects.filter(pk=recorded.pk).update(record_calls=True)
+    Peer.objects.filter(pk=recorded.pk).update(capture_calls=True)
     plain = _customer("Plain", PLAIN_IP, retail, **postpaid)
+    poor = _customer("Poor", POOR_IP, retail)
+    no_money = announcements.create_announcement(name="no-money", audio=tone_wav(2.0), actor=SYSTEM)
+    announcements.set_rule(RefusalKind.INSUFFICIENT_FUNDS, no_money, actor=SYSTEM)
+    logins = {
+        customer.name: tenancy_services.add_customer_login(
+            customer, actor=SYSTEM, username=customer.name.lower(), password=PASSWORD
+        ).user
+        for customer in (recorded, plain)
+    }
     pcma, _ = _supplier("Pcma", ports["pcma"])
     Peer.objects.filter(pk=pcma.pk).update(codecs="PCMA")
     failing, _ = _supplier("Failing", ports["failing"])
@@ -96,9 +119,17 @@ def _world(ports: dict[str, int]) -> dict:
         esl_port=ports["esl"],
     )
     Node.objects.filter(pk=node.pk).update(esl_password=ESL_PASSWORD)
+    media2 = Node.objects.create(
+        name="media2", management_address="127.0.0.2", sip_address="127.0.0.2", media_enabled=False
+    )
+    NodeStorage.objects.create(node=media2, sync_target=str(media2_tree))
+    (media2_tree / "recordings").mkdir(parents=True)
     with transaction.atomic():
         provisioning.sync_tables()
     return {
+        "logins": logins,
+        "media2": media2,
+        "poor": poor,
         "node": Node.objects.get(pk=node.pk),
         "recorded": recorded,
         "plain": plain,
@@ -142,7 +173,10 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
         pytest.skip(f"OpenSIPS reads MariaDB: run with DATABASE_URL=mysql://… (not {connection.vendor}).")
     directory = tmp_path_factory.mktemp("media-path")
     _sipp_directory.append(directory / "sipp")
-    ports = {name: free_port() for name in ("node", "media", "esl", "pcma", "failing", "any", "cc", "mi")}
+    ports = {
+        name: free_port() for name in ("node", "media", "esl", "pcma", "failing", "any", "cc", "mi", "hep")
+    }
+
     recordings = directory / "freeswitch" / "recordings"
     processes: list[subprocess.Popen] = []
     freeswitch = None
@@ -151,7 +185,7 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
         if not connection.settings_dict["NAME"].startswith("test_"):
             created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
         try:
-            world = _world(ports)
+            world = _world(ports, directory / "media2")
             database = connection.settings_dict
             environment = {
                 **os.environ,
@@ -159,6 +193,10 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 "SMARTSWITCH_VAR_DIR": str(directory / "var"),
                 "PREFIX_INDEX_DIR": str(directory / "prefix-index"),
                 "CALL_CONTROL_THREADS": "4",
+                "NODE_NAME": "media1",
+                "RECORDINGS_DIR": str(recordings),
+                "CAPTURES_DIR": str(directory / "captures"),
+                "CAPTURE_HEP_PORT": str(ports["hep"]),
             }
             cc_log = directory / "uvicorn.log"
             uvicorn = _start(
@@ -198,10 +236,21 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
                 "CALL_CONTROL_URL": cc_url,
                 "OPENSIPS_DB_URL": mysql_url(database),
                 "OPENSIPS_MODULES_DIR": modules_dir(opensips),
+                "CAPTURE_HEP_PORT": ports["hep"],
             }
             processes.append(_start_opensips(opensips, node, directory, ports["mi"], common))
             freeswitch = FreeSwitch(node, directory / "freeswitch")
+            announcements.write_announcements(freeswitch.announcements)
             freeswitch.start()
+            for command in ("freeswitch_events", "capture_listener"):
+                processes.append(
+                    _start(
+                        [sys.executable, "manage.py", command],
+                        directory / f"{command}.log",
+                        env=environment,
+                        cwd=settings.BASE_DIR,
+                    )
+                )
             yield MediaSwitch(directory, ports["node"], freeswitch, world)
         finally:
             if freeswitch is not None:
@@ -257,13 +306,14 @@ def cdr_of(call_id: str) -> Cdr:
     return Cdr.objects.get(call_id=call_id)
 
 
-def test_a_recorded_call_goes_through_freeswitch_and_leaves_a_wav_as_long_as_the_call(media, orm):
+def test_a_recorded_call_goes_through_freeswitch_and_leaves_a_wav_as_long_as_the_call(media, orm, client):
     call = media.call(RECORDED_IP, BERLIN)
 
     assert call.returncode == 0, call.log
     reservation = Reservation.objects.get(call_id=call.call_id)
     day = reservation.created_at.strftime("%Y/%m/%d")
-    path = media.freeswitch.recordings / "media1" / day / f"{call.call_id}-{reservation.pk}.wav"
+    relative = f"media1/{day}/{call.call_id}-{reservation.pk}.wav"
+    path = media.freeswitch.recordings / relative
     wait_for(lambda: path.exists(), what=f"the recording {path}")
     stat = wait_for(lambda: (s := sox_stat(path)).get("Length (seconds)", 0) > 0 and s, what="a whole WAV")
     assert abs(stat["Length (seconds)"] - HOLD_MS / 1000) <= 1.0, stat
@@ -272,6 +322,63 @@ def test_a_recorded_call_goes_through_freeswitch_and_leaves_a_wav_as_long_as_the
     cdr = cdr_of(call.call_id)
     assert (cdr.customer_id, cdr.supplier_id, cdr.sip_code) == (media.recorded.pk, media.pcma.pk, 200)
     assert Cdr.objects.filter(call_id=call.call_id).count() == 1
+
+    # The node's FreeSWITCH listener registered it for file sync (RECORD_STOP) ...
+    stored = wait_for(
+        lambda: StoredFile.objects.filter(kind="recording", call_id=call.call_id).first(),
+        what="the recording registered by freeswitch_events",
+    )
+    assert (stored.relative_path, stored.size) == (relative, path.stat().st_size)
+    # ... so that rsync copies it to the other node ...
+    with override_settings(RECORDINGS_DIR=media.freeswitch.recordings):
+        file_tasks.sync_copy(stored, media.media2)
+    assert (media.directory / "media2" / "recordings" / relative).read_bytes() == path.read_bytes()
+    # ... and its customer, and nobody else, downloads it from the portal.
+    url = f"/portal/calls/{cdr.pk}/recordings/{stored.pk}/"
+    with override_settings(RECORDINGS_DIR=media.freeswitch.recordings):
+        client.force_login(media.logins["Plain"])
+        assert client.get(url).status_code == 404
+        client.force_login(media.logins["Recorded"])
+        response = client.get(url, HTTP_RANGE="bytes=0-43")
+        assert (response.status_code, b"".join(response.streaming_content)[:4]) == (206, b"RIFF")
+
+
+def test_a_captured_call_through_freeswitch_leaves_a_pcap_with_both_legs(media, orm):
+    call = media.call(RECORDED_IP, BERLIN)
+
+    assert call.returncode == 0, call.log
+    stored = wait_for(
+        lambda: StoredFile.objects.filter(kind="capture", call_id=call.call_id).first(),
+        what="the capture written by capture_listener",
+    )
+    pcap = media.directory / "captures" / stored.relative_path
+    result = subprocess.run(  # noqa: S603
+        [shutil.which("tshark") or "tshark", "-r", str(pcap), "-Y", "sip", "-T", "fields",
+         "-e", "sip.Call-ID", "-e", "sip.Method", "-e", "sip.Status-Code"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    call_ids = {row[0] for row in rows}
+    assert call.call_id in call_ids and len(call_ids) == 2, rows  # the customer's leg and FreeSWITCH's
+    for leg in call_ids:
+        methods = [row[1] for row in rows if row[0] == leg]
+        assert "INVITE" in methods and "BYE" in methods, (leg, rows)
+
+
+def test_a_refused_caller_hears_the_announcement_before_the_402(media, orm):
+    with RtpCounter(address=POOR_IP) as phone:
+        call = sipp(
+            media.node_port,
+            source=POOR_IP,
+            callee=BERLIN,
+            scenario="uac_announced.xml",
+            extra=["-key", "rtp_port", str(phone.port)],
+        )
+
+    assert call.returncode == 0, call.log
+    assert "SIP/2.0 402 Insufficient funds" in call.messages, call.log
+    assert phone.packets > 50  # 2 s of audio are 100 packets of 20 ms
+    assert not Reservation.objects.filter(call_id=call.call_id).exists()
 
 
 def test_a_pcmu_caller_reaches_a_pcma_only_supplier_through_freeswitch(media, orm):
@@ -296,12 +403,6 @@ def test_a_call_whose_supplier_takes_the_callers_codec_stays_signalling_only(med
     assert cdr_of(call.call_id).supplier_id == media.any.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap (docs/MEDIA.md): FreeSWITCH's SIP stack answers OpenSIPS's second branch of one "
-    "INVITE 482 Request merged (sofia-sip's nua sets NTATAG_MERGE_482); failover must move to the "
-    "second leg (route[media_leg]) so that FreeSWITCH sees one INVITE per call.",
-)
 def test_hunting_fails_over_from_a_503_supplier_to_the_next_through_freeswitch(media, orm):
     call = media.call(RECORDED_IP, PARIS)
 
@@ -312,8 +413,10 @@ def test_hunting_fails_over_from_a_503_supplier_to_the_next_through_freeswitch(m
 def test_killing_the_channel_in_freeswitch_ends_both_sides_and_leaves_the_cdr(media, orm):
     call = media.call(RECORDED_IP, BERLIN, hold_ms=20000, background=True)
     wait_for(lambda: channels(media) >= 2, what="the call's channels in FreeSWITCH")
-    uuid = media.freeswitch.api("show channels as delim |").splitlines()[1].split("|")[0]
-    media.freeswitch.api(f"uuid_kill {uuid}")
+    # The newest channel: FreeSWITCH's list can still hold a channel of a call just ended.
+    rows = json.loads(media.freeswitch.api("show channels as json"))["rows"]
+    newest = max(rows, key=lambda row: int(row["created_epoch"]))
+    assert media.freeswitch.api(f"uuid_kill {newest['uuid']}").startswith("+OK")
     call.wait()
 
     # The caller got the BYE (its scenario then fails on its own BYE's answer, or ends).
