@@ -334,6 +334,19 @@ OPENSIPS_ACK_TIMEOUT = env_int("OPENSIPS_ACK_TIMEOUT", 10, minimum=1)
 OPENSIPS_MEDIA_TIMEOUT = env_int("OPENSIPS_MEDIA_TIMEOUT", 2, minimum=1)
 # Seconds an ESL exchange with a node's FreeSWITCH may take (engines.freeswitch).
 FREESWITCH_ESL_TIMEOUT = env_float("FREESWITCH_ESL_TIMEOUT", 2.0, minimum=0.1)
+# Rendered into each node's FreeSWITCH configuration (apps.media.config, docs/MEDIA.md).
+FREESWITCH_RTP_START_PORT = env_int("FREESWITCH_RTP_START_PORT", 16384, minimum=1024)
+FREESWITCH_RTP_END_PORT = env_int("FREESWITCH_RTP_END_PORT", 32767, minimum=1024)
+FREESWITCH_MAX_SESSIONS = env_int("FREESWITCH_MAX_SESSIONS", 2000, minimum=1)
+FREESWITCH_SESSIONS_PER_SECOND = env_int("FREESWITCH_SESSIONS_PER_SECOND", 200, minimum=1)
+FREESWITCH_LOG_LEVEL = env_str("FREESWITCH_LOG_LEVEL", "info")
+# Seconds FreeSWITCH lets a call through it ring in all before it gives up.
+FREESWITCH_ANSWER_TIMEOUT = env_int("FREESWITCH_ANSWER_TIMEOUT", 300, minimum=10)
+# Where each node keeps the announcement files its FreeSWITCH plays (apps.media.announcements),
+# and what an uploaded announcement may be.
+ANNOUNCEMENTS_DIR = env_path("ANNOUNCEMENTS_DIR", VAR_DIR / "announcements")
+ANNOUNCEMENT_MAX_SECONDS = env_int("ANNOUNCEMENT_MAX_SECONDS", 60, minimum=1)
+ANNOUNCEMENT_MAX_BYTES = env_int("ANNOUNCEMENT_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
 # Call capture (apps.capture, docs/CAPTURE.md): where each node's capture listener takes HEP
 # from its OpenSIPS and FreeSWITCH, and how long it holds a call's messages.
 CAPTURE_HEP_ADDRESS = env_str("CAPTURE_HEP_ADDRESS", "127.0.0.1")

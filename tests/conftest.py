@@ -276,7 +276,7 @@ def worker_files(tmp_path_factory):
     from django.conf import settings
 
     root = tmp_path_factory.mktemp("var")
-    names = ("PREFIX_INDEX_DIR", "PRICE_IMPORT_DIR", "RECORDINGS_DIR", "CAPTURES_DIR")
+    names = ("PREFIX_INDEX_DIR", "PRICE_IMPORT_DIR", "RECORDINGS_DIR", "CAPTURES_DIR", "ANNOUNCEMENTS_DIR")
     before = {name: getattr(settings, name) for name in names}
     for name in names:
         setattr(settings, name, root / name.removesuffix("_DIR").lower().replace("_", "-"))

@@ -46,10 +46,14 @@ def test_a_node_is_added_and_changed_through_the_services(cast, login):
             "sip_port": "5060",
             "public_hostname": "",
             "enabled": "on",
+            "media_enabled": "on",
+            "media_port": "5080",
+            "esl_port": "8021",
         },
     )
     assert response.status_code == 302
     node = Node.objects.get(name="node2")
+    assert (node.media_enabled, node.media_port, node.esl_port) == (True, 5080, 8021)
     payload = form_payload(client.get(admin_url(node)))
     payload.pop("enabled")
     assert client.post(admin_url(node), payload).status_code == 302
