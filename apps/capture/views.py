@@ -41,8 +41,9 @@ class NotHere(Exception):
 
 def capture_files(cdr: Cdr) -> list[StoredFile]:
     """The live capture files of `cdr`'s call, oldest first (a call silent past the idle
-    bound is two files)."""
-    stored = StoredFile.objects.live().filter(kind=StoredFile.Kind.CAPTURE, call_id=cdr.call_id)
+    bound is two files). By the call's Call-ID, node and time (apps.files.services.files_of_cdr):
+    a caller reusing another call's Call-ID does not see that call's capture."""
+    stored = files.files_of_cdr(cdr).filter(kind=StoredFile.Kind.CAPTURE)
     return list(stored.select_related("origin").order_by("created_at", "pk"))
 
 

@@ -2,6 +2,7 @@
 
 import io
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -134,6 +135,22 @@ def test_a_call_without_capture_is_a_404(cast, login):
 
     assert response.status_code == 404
     assert "No capture was made of this call." in response.content.decode()
+
+
+def test_a_later_call_reusing_the_call_id_does_not_see_the_earlier_calls_capture(captured, cast, login):
+    # The callee of the first call saw its Call-ID and places its own call with it, days later.
+    cdr, _ = captured
+    later = CdrFactory(
+        customer=cast.b.customer,
+        call_id=CALL_ID,
+        node=cast.node,
+        created_at=cdr.created_at + timedelta(days=3),
+        ended_at=cdr.created_at + timedelta(days=3, minutes=1),
+    )
+
+    response = login(cast.b.customer_user).get(reverse("capture:portal-ladder", args=[later.pk]))
+
+    assert response.status_code == 404
 
 
 def test_a_call_written_in_two_parts_is_shown_and_downloaded_whole(captured, cast, login):
