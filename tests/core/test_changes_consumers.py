@@ -309,8 +309,8 @@ def create_node(w):
 
 def update_node(w):
     assert seen(lambda s: s.nodes["node1"].sip_port) == 5060
-    node_services.update_node(w.node, actor=SYSTEM, changes={"sip_port": 5080})
-    assert seen(lambda s: s.nodes["node1"].sip_port) == 5080
+    node_services.update_node(w.node, actor=SYSTEM, changes={"sip_port": 5070})
+    assert seen(lambda s: s.nodes["node1"].sip_port) == 5070
 
 
 def rotate_call_control_secret(w):
