@@ -12,7 +12,6 @@ prepaid without money: refused 402 after the "no money" announcement). Suppliers
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -49,7 +48,6 @@ from tests.opensips.switch import (
     DESTINATIONS,
     LOOPBACK,
     SCENARIOS,
-    _answers_http,
     _customer,
     _price_list,
     _rate,
@@ -59,10 +57,13 @@ from tests.opensips.switch import (
     _stop,
     _supplier,
     _uas,
-    _wait_ready,
     orm_fixture,  # noqa: F401  (the fixture "orm")
+    product_environment,
     sipp,
+    start_call_control,
+    wait_for_call_control,
 )
+from tests.opensips.test_live_calls import wait_for
 
 RECORDED_IP = "127.0.0.50"
 PLAIN_IP = "127.0.0.51"
@@ -187,23 +188,14 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
         try:
             world = _world(ports, directory / "media2")
             database = connection.settings_dict
-            environment = {
-                **os.environ,
-                "DATABASE_URL": mysql_url(database),
-                "SMARTSWITCH_VAR_DIR": str(directory / "var"),
-                "PREFIX_INDEX_DIR": str(directory / "prefix-index"),
-                "CALL_CONTROL_THREADS": "4",
-                "NODE_NAME": "media1",
-                "RECORDINGS_DIR": str(recordings),
-                "CAPTURES_DIR": str(directory / "captures"),
-                "CAPTURE_HEP_PORT": str(ports["hep"]),
-            }
-            cc_log = directory / "uvicorn.log"
-            uvicorn = _start(
-                [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application",
-                 "--host", LOOPBACK, "--port", str(ports["cc"]), "--log-level", "warning"],
-                cc_log, env=environment, cwd=settings.BASE_DIR,
-            )  # fmt: skip
+            environment = product_environment(
+                directory,
+                NODE_NAME="media1",
+                RECORDINGS_DIR=str(recordings),
+                CAPTURES_DIR=str(directory / "captures"),
+                CAPTURE_HEP_PORT=str(ports["hep"]),
+            )
+            uvicorn = start_call_control(ports["cc"], directory, environment)
             processes.append(uvicorn)
             processes.append(
                 _start(
@@ -228,8 +220,7 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             )
             processes.append(_uas(ports["failing"], directory / "failing.log", scenario="uas_busy_503.xml"))
             processes.append(_uas(ports["any"], directory / "any.log"))
-            cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
-            _wait_ready(lambda: _answers_http(f"{cc_url}/authorize"), uvicorn, cc_log, "call control", 60)
+            cc_url = wait_for_call_control(uvicorn, ports["cc"], directory)
             node = world["node"]
             dialogs.ensure_table(node.pk)
             common = {
@@ -260,17 +251,6 @@ def media_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             call_command("flush", interactive=False, verbosity=0)
             if created is not None:
                 teardown_databases(created, verbosity=0)
-
-
-def wait_for(condition, *, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def sox_stat(path: Path) -> dict[str, float]:

@@ -469,27 +469,14 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
         try:
             world = build_world(ports, password)
             database = connection.settings_dict
-            environment = {
-                **os.environ,
-                "DATABASE_URL": mysql_url(database),
-                "SMARTSWITCH_VAR_DIR": str(directory / "var"),
-                "PREFIX_INDEX_DIR": str(directory / "prefix-index"),
-                "CALL_CONTROL_THREADS": "4",
-            }
-            cc_log = directory / "uvicorn.log"
-            uvicorn = _start(
-                [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application",
-                 "--host", LOOPBACK, "--port", str(cc_port), "--log-level", "warning"],
-                cc_log, env=environment, cwd=settings.BASE_DIR,
-            )  # fmt: skip
+            uvicorn = start_call_control(cc_port, directory, product_environment(directory))
             processes.append(uvicorn)
             for name in ("alpha", "bravo"):
                 processes.append(_uas(ports[name], directory / f"{name}.log"))
             processes.append(_uas(ports["failing"], directory / "failing.log", scenario="uas_busy_503.xml"))
             processes.append(_uas(ports["late"], directory / "late.log", scenario="uas_answer_then_ring.xml"))
             processes.append(_uas(ports["stuck"], directory / "stuck.log", scenario="uas_trying_only.xml"))
-            cc_url = f"http://{LOOPBACK}:{cc_port}/call-control/v1"
-            _wait_ready(lambda: _answers_http(f"{cc_url}/authorize"), uvicorn, cc_log, "call control", 60)
+            cc_url = wait_for_call_control(uvicorn, cc_port, directory)
             common = {
                 "CALL_CONTROL_URL": cc_url,
                 "OPENSIPS_DB_URL": mysql_url(database),
@@ -543,6 +530,38 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             call_command("flush", interactive=False, verbosity=0)
             if created is not None:
                 teardown_databases(created, verbosity=0)
+
+
+def product_environment(directory: Path, **extra: str) -> dict[str, str]:
+    """The environment of a product process (uvicorn, a management command) on the test
+    database, its files below `directory`."""
+    return {
+        **os.environ,
+        "DATABASE_URL": mysql_url(connection.settings_dict),
+        "SMARTSWITCH_VAR_DIR": str(directory / "var"),
+        "PREFIX_INDEX_DIR": str(directory / "prefix-index"),
+        "CALL_CONTROL_THREADS": "4",
+        **extra,
+    }
+
+
+def start_call_control(port: int, directory: Path, environment: dict[str, str]) -> subprocess.Popen:
+    """uvicorn serving the product on 127.0.0.1:`port` as the node's web unit does; not
+    waited for (wait_for_call_control), so that other processes start meanwhile."""
+    return _start(
+        [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application",
+         "--host", LOOPBACK, "--port", str(port), "--log-level", "warning"],
+        directory / "uvicorn.log", env=environment, cwd=settings.BASE_DIR,
+    )  # fmt: skip
+
+
+def wait_for_call_control(process: subprocess.Popen, port: int, directory: Path) -> str:
+    """The call-control URL of `start_call_control`'s server, once it answers."""
+    url = f"http://{LOOPBACK}:{port}/call-control/v1"
+    _wait_ready(
+        lambda: _answers_http(f"{url}/authorize"), process, directory / "uvicorn.log", "call control", 60
+    )
+    return url
 
 
 def _restart(processes: list, index: int, start, log: Path) -> None:
