@@ -134,7 +134,7 @@ class Decision:
     # The buy tariffs the reservation carries when they do not come from `candidates`.
     buy: dict | None = None
     cps_node: int | None = None  # the asking node's share of the peer's calls per second
-    recording_stereo: bool = True  # caller and callee on a channel each (cluster setting)
+    recording_stereo: bool = True  # caller and callee on a channel each (ClusterSettings)
     capture: bool = False  # keep the call's SIP messages (settled by `settle`)
     # (peer id or None, refusal kind) -> file: what a refusal plays first (apps.media.announcements)
     announcements: dict = field(default_factory=dict)
@@ -275,6 +275,7 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     decision.node_id = node.id
     decision.node = node
     decision.announcements = snapshot.announcements
+    decision.recording_stereo = snapshot.recording_stereo
     decision.ringing_timeout = settings.OPENSIPS_RINGING_TIMEOUT
     if not node.enabled:
         return decision.reject(503, f"Node {node.name} is disabled", "node")

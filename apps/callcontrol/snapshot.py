@@ -314,6 +314,7 @@ class Snapshot:
     # (peer id or None, refusal kind) -> announcement file (apps.media.announcements)
     announcements: dict = field(default_factory=dict)
     capture_percent: int = 0  # the sampled share of calls captured (apps.capture)
+    recording_stereo: bool = True
     live_checked: float = 0.0
     money_checked: float = 0.0
     quality_checked: float = 0.0
@@ -542,6 +543,7 @@ def build() -> Snapshot:
         quality_window=settings.quality_window,
         announcements=announcement_map(),
         capture_percent=CaptureSettings.load().sample_percent,
+        recording_stereo=settings.recording_stereo,
     )
     refresh_live_calls(snapshot)
     refresh_live_nodes(snapshot)

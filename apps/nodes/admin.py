@@ -287,6 +287,7 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
         ),
         ("Routing", {"fields": ("default_routing_plan", "quality_window")}),
         ("Call limits", {"fields": ("max_call_duration", "reservation_grace")}),
+        ("Media", {"fields": ("recording_stereo",)}),
         (None, {"fields": ("updated_at",)}),
     )
     readonly_fields = ("updated_at",)

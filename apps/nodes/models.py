@@ -133,6 +133,11 @@ class ClusterSettings(models.Model):
     quality_window = models.PositiveIntegerField(
         default=60, help_text="Minutes of CDRs behind each supplier's ASR and ACD."
     )
+    recording_stereo = models.BooleanField(
+        default=True,
+        help_text="Record calls in stereo (the caller on the left channel, the callee on the right); "
+        "off: both mixed into one channel, half the disk.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -34,6 +34,7 @@ CLUSTER_SETTINGS = (
     "max_call_duration",
     "reservation_grace",
     "quality_window",
+    "recording_stereo",
 )
 
 

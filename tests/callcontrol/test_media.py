@@ -9,7 +9,7 @@ from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.routing.models import Route
 from tests.media.test_announcements import wav
-from tests.switching import BERLIN, SYSTEM, rate, update_peer
+from tests.switching import BERLIN, SYSTEM, cluster, rate, update_peer
 
 POOR_IP = "203.0.113.40"
 
@@ -153,3 +153,11 @@ def test_a_sampled_share_of_calls_is_captured_the_same_way_on_every_try(world):
 
     assert 5 < sum(captured.values()) < 35
     assert all(captured[call] == sampled(call, 50) for call in captured)
+
+
+def test_recordings_are_mixed_to_one_channel_when_the_cluster_says_so(world):
+    update_peer(world.customer, record_calls=True)
+    assert world.call(BERLIN).as_response()["recording"]["stereo"] is True
+
+    cluster(recording_stereo=False)
+    assert world.call(BERLIN).as_response()["recording"]["stereo"] is False
