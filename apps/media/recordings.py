@@ -4,6 +4,10 @@ FreeSWITCH writes a recording below `RECORDINGS_DIR/<node>/` (the path call cont
 X-SS-Record) and says so with RECORD_STOP; the node's ESL listener calls
 `register_recording`, which hands the file to apps.files so every node gets a copy.
 
+A RECORD_STOP can be missed (the listener was reconnecting after a FreeSWITCH restart):
+`register_missed` finds the finished recordings of the last days that nobody registered,
+every few minutes on each node (apps.media.tasks), so no recording is left uncopied.
+
 An empty file is registered like any other: it says the call was meant to be recorded and
 nothing was (FreeSWITCH opened the file, no audio came), the CDR page says so instead of
 offering a player, and retention removes it in its time. Refusing it would leave a file
@@ -11,14 +15,18 @@ on disk that nothing ever deletes.
 """
 
 import logging
+import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Exists, QuerySet
 from django.http import HttpResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
+from apps.billing.models import Reservation
 from apps.core.errors import DomainError
 from apps.files import services as files
 from apps.files.models import FileCopy, StoredFile
@@ -54,6 +62,51 @@ def register_recording(node: Node, *, call_id: str, path: str | Path) -> StoredF
     if stored.size == 0:
         logger.warning("recording %s of call %s is empty", relative, call_id)
     return stored
+
+
+# A recording is finished when FreeSWITCH has not written to it for this long; the sweep
+# looks this many days back (the directories of those days only).
+SETTLED = timedelta(minutes=1)
+SWEEP_DAYS = 2
+# Call control names a recording "<Call-ID, made safe>-<reservation id>.wav".
+RESERVATION_IN_NAME = re.compile(r"-(\d+)\.wav$")
+
+
+def register_missed(node: Node, *, now: datetime | None = None) -> list[StoredFile]:
+    """Register `node`'s finished recordings of the last SWEEP_DAYS days that no RECORD_STOP
+    registered; each as made when it was last written (so its CDR finds it), its Call-ID
+    from the reservation its name carries."""
+    now = now or timezone.now()
+    root = Path(settings.RECORDINGS_DIR)
+    days = {f"{node.name}/{(now - timedelta(days=back)):%Y/%m/%d}" for back in range(SWEEP_DAYS)}
+    found = {}
+    for day in days:
+        for path in sorted((root / day).glob("*.wav")):
+            finished = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.get_current_timezone())
+            if finished <= now - SETTLED:
+                found[f"{day}/{path.name}"] = finished
+    known = set(
+        StoredFile.objects.filter(kind=StoredFile.Kind.RECORDING, relative_path__in=found).values_list(
+            "relative_path", flat=True
+        )
+    )
+    missed = {relative: finished for relative, finished in found.items() if relative not in known}
+    reservations = {
+        int(match[1]): relative for relative in missed if (match := RESERVATION_IN_NAME.search(relative))
+    }
+    call_ids = {
+        reservations[pk]: call_id
+        for pk, call_id in Reservation.objects.filter(pk__in=reservations).values_list("pk", "call_id")
+    }
+    registered = []
+    for relative, finished in missed.items():
+        stored = register_recording(node, call_id=call_ids.get(relative, ""), path=relative)
+        StoredFile.objects.filter(pk=stored.pk).update(created_at=finished)
+        logger.warning(
+            "recording %s had not been registered (a RECORD_STOP missed): registered now", relative
+        )
+        registered.append(stored)
+    return registered
 
 
 def recording_relative_path(node: Node, path: str | Path) -> str:

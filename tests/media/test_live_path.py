@@ -6,7 +6,8 @@ loopback and the test database (MariaDB: OpenSIPS reads its tables there).
 World: node "media1" (OpenSIPS and FreeSWITCH on 127.0.0.1, its FreeSWITCH events listener and
 capture listener running), node "media2" (only a file tree, reached by rsync). Customers:
 Recorded (127.0.0.50, its calls recorded and captured), Plain (127.0.0.51), Poor (127.0.0.52,
-prepaid without money: refused 402 after the "no money" announcement). Suppliers: Pcma
+prepaid without money: refused 402 after the "no money" announcement), Prepaid (127.0.0.53,
+recorded, money for three seconds). Suppliers: Pcma
 (takes PCMA only; SIPp echoing the caller's audio), Any (takes any codec), Failing (answers
 503). Routing: 49 → Pcma; 33 → Failing, then Pcma; 44 → Any.
 """
@@ -26,6 +27,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import setup_databases, teardown_databases
 
+from apps.billing import services as billing
 from apps.billing.models import Reservation
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
@@ -68,6 +70,7 @@ from tests.opensips.test_live_calls import wait_for
 RECORDED_IP = "127.0.0.50"
 PLAIN_IP = "127.0.0.51"
 POOR_IP = "127.0.0.52"
+PREPAID_IP = "127.0.0.53"
 BERLIN = "4930123456"
 PARIS = "33123456789"
 LONDON = "442071234567"
@@ -90,6 +93,10 @@ def _world(ports: dict[str, int], media2_tree: Path) -> dict:
     Peer.objects.filter(pk=recorded.pk).update(capture_calls=True)
     plain = _customer("Plain", PLAIN_IP, retail, **postpaid)
     poor = _customer("Poor", POOR_IP, retail)
+    # Three seconds of money: 0.03 at 0.60 a minute.
+    prepaid = _customer("Prepaid", PREPAID_IP, _price_list("Per second", [_rate("49", "0.6000", "Germany")]))
+    Peer.objects.filter(pk=prepaid.pk).update(record_calls=True)
+    billing.post_payment(prepaid.account, actor=SYSTEM, amount=Decimal("0.03"))
     no_money = announcements.create_announcement(name="no-money", audio=tone_wav(2.0), actor=SYSTEM)
     announcements.set_rule(RefusalKind.INSUFFICIENT_FUNDS, no_money, actor=SYSTEM)
     logins = {
@@ -151,16 +158,29 @@ class MediaSwitch:
             check=True,
         )  # fmt: skip
 
-    def call(self, source: str, callee: str, *, hold_ms: int = HOLD_MS, background: bool = False):
+    def call(
+        self,
+        source: str,
+        callee: str,
+        *,
+        hold_ms: int = HOLD_MS,
+        background: bool = False,
+        scenario_name: str = "uac_rtp.xml",
+    ):
         # SIPp reads no keyword inside an action's attributes: the tone and the hold time
         # are written into a copy of the scenario.
-        scenario = self.directory / f"uac_rtp_{hold_ms}.xml"
+        scenario = self.directory / f"{hold_ms}-{scenario_name}"
         if not scenario.exists():
-            text = (SCENARIOS / "uac_rtp.xml").read_text()
+            text = (SCENARIOS / scenario_name).read_text()
             scenario.write_text(text.replace("[tone]", str(self.tone)).replace("[hold]", str(hold_ms)))
         return sipp(
             self.node_port, source=source, callee=callee, scenario=str(scenario), background=background
         )
+
+    def listener_connections(self) -> int:
+        """How many times the node's freeswitch_events has connected to FreeSWITCH."""
+        log = (self.directory / "freeswitch_events.log").read_text(errors="replace")
+        return log.count("INFO engines.freeswitch.events: listening to FreeSWITCH")
 
 
 @pytest.fixture(scope="module", name="media")
@@ -393,10 +413,13 @@ def test_hunting_fails_over_from_a_503_supplier_to_the_next_through_freeswitch(m
 def test_killing_the_channel_in_freeswitch_ends_both_sides_and_leaves_the_cdr(media, orm):
     call = media.call(RECORDED_IP, BERLIN, hold_ms=20000, background=True)
     wait_for(lambda: channels(media) >= 2, what="the call's channels in FreeSWITCH")
-    # The newest channel: FreeSWITCH's list can still hold a channel of a call just ended.
+    # The caller's leg (FreeSWITCH's list may still hold channels of calls just ended).
     rows = json.loads(media.freeswitch.api("show channels as json"))["rows"]
-    newest = max(rows, key=lambda row: int(row["created_epoch"]))
-    assert media.freeswitch.api(f"uuid_kill {newest['uuid']}").startswith("+OK")
+    uuids = [row["uuid"] for row in rows]
+    caller_leg = next(
+        u for u in uuids if media.freeswitch.api(f"uuid_getvar {u} sip_call_id") == call.call_id
+    )
+    assert media.freeswitch.api(f"uuid_kill {caller_leg}").startswith("+OK")
     call.wait()
 
     # The caller got the BYE (its scenario then fails on its own BYE's answer, or ends).
@@ -413,7 +436,26 @@ def test_with_freeswitch_down_a_call_to_record_is_refused_and_a_plain_one_connec
         plain = media.call(PLAIN_IP, LONDON)
     finally:
         media.freeswitch.start()
+        # The node's events listener is back too before the next call (it retries with backoff).
+        wait_for(lambda: media.listener_connections() >= 2, what="freeswitch_events to reconnect", timeout=40)
 
     assert "SIP/2.0 503 Media unavailable" in refused.messages, refused.log
     assert not Reservation.objects.filter(call_id=refused.call_id, released_at__isnull=True).exists()
     assert plain.returncode == 0, plain.log
+
+
+def test_a_recorded_prepaid_call_is_cut_at_its_granted_duration_on_both_sides(media, orm):
+    call = media.call(PREPAID_IP, BERLIN, scenario_name="uac_rtp_held.xml")
+
+    assert call.returncode == 0, call.log  # the switch sent the caller its BYE
+    cdr = cdr_of(call.call_id)
+    assert cdr.sip_code == 200 and 2500 <= cdr.duration_ms <= 4500, cdr.duration_ms
+    wait_for(lambda: channels(media) == 0, what="FreeSWITCH to drop both legs")
+    reservation = Reservation.objects.get(call_id=call.call_id)
+    assert reservation.max_duration == 3
+    stored = wait_for(
+        lambda: StoredFile.objects.filter(kind="recording", call_id=call.call_id).first(),
+        what="the recording",
+    )
+    length = sox_stat(media.freeswitch.recordings / stored.relative_path)["Length (seconds)"]
+    assert abs(length - 3) <= 1.0, length

@@ -1,10 +1,13 @@
 """Registering a finished recording (RECORD_STOP) and finding it again from its CDR."""
 
 import hashlib
+import os
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from apps.billing.models import Reservation
 from apps.cdr.models import Cdr
 from apps.core.errors import DomainError
 from apps.files import services as files
@@ -12,7 +15,7 @@ from apps.files.models import FileCopy, StoredFile
 from apps.media import recordings
 from apps.media.recordings import RecordingRefused, register_recording
 from apps.tenancy.scope import Scope
-from tests.factories import CdrFactory, NodeFactory
+from tests.factories import CdrFactory, NodeFactory, make_peer
 
 CALL_START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -257,3 +260,53 @@ def test_a_recording_is_served_as_wav_with_ranges(rf, rec_dir, node1):
     assert b"".join(response.streaming_content) == b"RIFF"
     assert response["Content-Type"] == "audio/wav"
     assert response["Content-Disposition"] == 'attachment; filename="play.wav"'
+
+
+# --- recordings whose RECORD_STOP was missed ----------------------------------------------
+
+
+def finished_at(path: str, when: datetime) -> None:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def test_the_sweep_registers_a_finished_recording_nobody_registered_with_its_calls_id(rec_dir, node1):
+    now = CALL_START + timedelta(minutes=10)
+    customer = make_peer("Recorded")
+    reservation = Reservation.objects.create(
+        account=customer.account,
+        customer=customer,
+        node=node1,
+        call_id="a84b4c76e66710@pc33",
+        amount=Decimal("0.10"),
+        max_duration=600,
+        created_at=CALL_START,
+        expires_at=CALL_START + timedelta(hours=1),
+    )
+    name = f"node1/2026/03/02/a84b4c76e66710_pc33-{reservation.pk}.wav"
+    missed = write(rec_dir, name)
+    finished_at(missed, CALL_START + timedelta(minutes=2))
+    registered = write(rec_dir, "node1/2026/03/02/other-999.wav")
+    register_recording(node1, call_id="other", path=registered)
+
+    found = recordings.register_missed(node1, now=now)
+
+    assert [stored.relative_path for stored in found] == [
+        f"node1/2026/03/02/a84b4c76e66710_pc33-{reservation.pk}.wav"
+    ]
+    stored = StoredFile.objects.get(relative_path=found[0].relative_path)
+    # As made when last written: the CDR of the call finds it (files_of_call's time window).
+    assert (stored.call_id, stored.created_at) == ("a84b4c76e66710@pc33", CALL_START + timedelta(minutes=2))
+    assert recordings.register_missed(node1, now=now) == []
+
+
+def test_the_sweep_leaves_a_recording_still_being_written_and_old_days_alone(rec_dir, node1):
+    now = CALL_START + timedelta(minutes=10)
+    writing = write(rec_dir, "node1/2026/03/02/live-1.wav")
+    finished_at(writing, now - timedelta(seconds=20))
+    old = write(rec_dir, "node1/2026/02/20/old-2.wav")
+    finished_at(old, CALL_START - timedelta(days=10))
+
+    assert recordings.register_missed(node1, now=now) == []
+    # A minute later the first one is finished; a name without a known reservation has no Call-ID.
+    (stored,) = recordings.register_missed(node1, now=now + timedelta(minutes=1))
+    assert (stored.relative_path, stored.call_id) == ("node1/2026/03/02/live-1.wav", "")
