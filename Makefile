@@ -44,11 +44,12 @@ test: venv
 	exit $$status
 
 # The suite with the clock moved to FAKE_DATE: no test may depend on today's date. The
-# Galera tests are left out (their mariadbd processes keep the real clock).
+# Galera tests are left out (their mariadbd processes keep the real clock), and so are the
+# gevent ones (real_clock: see tests/conftest.py).
 test-dates: venv
 	@command -v faketime >/dev/null || { echo "test-dates needs faketime (apt-get install faketime)" >&2; exit 1; }
 	@echo "pytest with the clock at $(FAKE_DATE)"
-	faketime '$(FAKE_DATE)' $(PY) -m pytest --create-db -n $(PYTEST_WORKERS) --dist loadgroup -m "not galera" $(PYTEST_ARGS)
+	faketime '$(FAKE_DATE)' $(PY) -m pytest --create-db -n $(PYTEST_WORKERS) --dist loadgroup -m "not galera and not real_clock" $(PYTEST_ARGS)
 
 # schemathesis over the whole API against a served demo (about 2 minutes; docs/API.md).
 fuzz-api: venv

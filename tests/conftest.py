@@ -285,8 +285,20 @@ def worker_files(tmp_path_factory):
         setattr(settings, name, value)
 
 
+# Tests of the FreeSWITCH ESL driver and listener run gevent, whose loop (libev) reads the
+# clock by a system call that faketime cannot move while Python's clock moves: under
+# `make test-dates` their deadlines never come. They read no calendar date.
+REAL_CLOCK = (
+    "tests/engines/test_freeswitch_esl",
+    "tests/engines/test_freeswitch_events.py",
+    "tests/media/test_listener",
+)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
+        if item.nodeid.startswith(REAL_CLOCK):
+            item.add_marker(pytest.mark.real_clock)
         group = "galera" if item.get_closest_marker("galera") else None
         for prefix, name in SERIAL_GROUPS.items():
             if item.nodeid.startswith(prefix):
