@@ -801,7 +801,7 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     peer, first = decision.peer, decision.targets[0]
     if peer.account_id is None:
         return decision.reject(402, "No account", "money")
-    node = snapshot.nodes[decision.request.node]
+    node = decision.node
     if not node.media_enabled and any(decision.records(target) for target in decision.targets):
         decision.targets = []
         return decision.reject(
