@@ -301,6 +301,16 @@ def channels(media: "MediaSwitch") -> int:
     return int(reply.split()[0]) if reply.split() and reply.split()[0].isdigit() else 0
 
 
+def caller_channel(media: "MediaSwitch", call_id: str) -> str | None:
+    """The uuid of FreeSWITCH's channel of the caller's leg of `call_id`, once it is up (the
+    list may still hold channels of calls just ended)."""
+    rows = json.loads(media.freeswitch.api("show channels as json")).get("rows", [])
+    for row in rows:
+        if media.freeswitch.api(f"uuid_getvar {row['uuid']} sip_call_id").strip() == call_id:
+            return row["uuid"]
+    return None
+
+
 def cdr_of(call_id: str) -> Cdr:
     wait_for(lambda: ingest.ingest_batch() or Cdr.objects.filter(call_id=call_id).exists(), what="the CDR")
     return Cdr.objects.get(call_id=call_id)
@@ -412,12 +422,8 @@ def test_hunting_fails_over_from_a_503_supplier_to_the_next_through_freeswitch(m
 
 def test_killing_the_channel_in_freeswitch_ends_both_sides_and_leaves_the_cdr(media, orm):
     call = media.call(RECORDED_IP, BERLIN, hold_ms=20000, background=True)
-    wait_for(lambda: channels(media) >= 2, what="the call's channels in FreeSWITCH")
-    # The caller's leg (FreeSWITCH's list may still hold channels of calls just ended).
-    rows = json.loads(media.freeswitch.api("show channels as json"))["rows"]
-    uuids = [row["uuid"] for row in rows]
-    caller_leg = next(
-        u for u in uuids if media.freeswitch.api(f"uuid_getvar {u} sip_call_id") == call.call_id
+    caller_leg = wait_for(
+        lambda: caller_channel(media, call.call_id), what="the caller's channel in FreeSWITCH"
     )
     assert media.freeswitch.api(f"uuid_kill {caller_leg}").startswith("+OK")
     call.wait()
