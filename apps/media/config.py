@@ -19,7 +19,7 @@ from apps.opensips.config import RenderError
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 OUT_DIR = "freeswitch"
 
-# What the media path uses, all of it in the build docs/MEDIA.md describes: no mod_xml_curl
+# What the media path uses (deploy/freeswitch/README.md lists them for an install): no mod_xml_curl
 # (it refuses to load without a binding), no mod_loopback or mod_hash (nothing uses them).
 MODULES = (
     "mod_console",

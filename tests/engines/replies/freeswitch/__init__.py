@@ -24,7 +24,7 @@ from urllib.parse import quote
 REPLIES = Path(__file__).parent
 RECORDED_UUID = "4f8a7c1e-0d5b-4a39-9e2f-rec000000001"
 RECORDED_CALL_ID = "rec-call-1@test"
-RECORDED_FILE = "/tmp/fsA/rec/2026/rec-call-1.wav"
+RECORDED_FILE = "/var/lib/smartswitch/recordings/node1/2026/12/06/rec-call-1.wav"
 
 # Replies FreeSWITCH 1.10.12 gave to commands it refused or could not find a channel for.
 NO_SUCH_CHANNEL = "-ERR No such channel!\n"  # uuid_kill
