@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.cluster",
     "apps.media",
     "apps.capture",
+    "apps.fraud",
 ]
 
 MIDDLEWARE = [

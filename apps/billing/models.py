@@ -35,6 +35,19 @@ class Account(TimestampedModel):
     # Set when the balance fell below the threshold and the warning was sent; cleared when
     # the balance is back at or above it, so that each crossing warns once.
     low_balance_warned = models.BooleanField(default=False, editable=False)
+    daily_spend_limit = MoneyField(
+        null=True, blank=True, help_text="Most the customer may spend on calls in a day (its own time zone)."
+    )
+    monthly_spend_limit = MoneyField(
+        null=True, blank=True, help_text="Most the customer may spend on calls in a calendar month."
+    )
+    # What calls cost this day and month on the customer's clock (docs/FRAUD.md, spend
+    # limits), changed only in the transaction that posts the charge; `spent_day_of` and
+    # `spent_month_of` name the day and month (its first day) the sums are of.
+    spent_day = MoneyField(default=0, editable=False)
+    spent_day_of = models.DateField(null=True, blank=True, editable=False)
+    spent_month = MoneyField(default=0, editable=False)
+    spent_month_of = models.DateField(null=True, blank=True, editable=False)
     # A cache of sum(ledger.amount), changed only in the transaction that adds ledger rows.
     balance = MoneyField(default=0, editable=False)
     # A cache of the money held by the account's live calls: sum(reservations.amount) of the

@@ -214,7 +214,26 @@ def answered(data, authorization: str | None) -> tuple[int, dict]:
     return 200, {"answered": int(done)}
 
 
-HANDLERS = {"authorize": authorize, "release": release, "answered": answered}
+def auth_failed(data, authorization: str | None) -> tuple[int, dict]:
+    """OpenSIPS's notice of a failed digest authentication (the SIP brute-force controller)."""
+    from apps.fraud import bruteforce
+
+    if not isinstance(data, dict):
+        raise BadRequest({"non_field_errors": "Send a JSON object."})
+    node = _text(data, "node", limit=31)
+    source_ip = _text(data, "source_ip", limit=45)
+    try:
+        ipaddress.ip_address(source_ip)
+    except ValueError:
+        raise BadRequest({"source_ip": "Not an IP address."}) from None
+    username = _text(data, "username", required=False, limit=64) or ""
+    snapshot = snapshots.current()
+    _check_secret(snapshot, node, authorization)
+    banned = bruteforce.sip_failure(source_ip, username, node_id=snapshot.nodes[node].id)
+    return 200, {"banned": int(banned)}
+
+
+HANDLERS = {"authorize": authorize, "release": release, "answered": answered, "auth-failed": auth_failed}
 
 
 def handle(operation: str, body: bytes, authorization: str | None) -> tuple[int, dict]:

@@ -117,6 +117,14 @@ class Peer(TimestampedModel):
     max_cps = models.PositiveIntegerField(
         null=True, blank=True, help_text="New calls per second; empty for no limit."
     )
+    max_price = models.DecimalField(
+        "maximum price",
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Customer: the highest sell price per minute a call may reach; dearer calls are refused.",
+    )
     tech_prefix = models.CharField(
         max_length=16,
         blank=True,
@@ -337,6 +345,9 @@ class SipAccount(TimestampedModel):
     ha1 = models.CharField(max_length=32, editable=False, help_text="MD5(username:domain:password)")
     ha1_sha256 = models.CharField(max_length=64, editable=False)
     enabled = models.BooleanField(default=True)
+    # Set by the SIP brute-force controller (apps.fraud); a locked account does not
+    # authenticate until a person unlocks it (undoing the alert).
+    locked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = PeerChildQuerySet.as_manager()
 

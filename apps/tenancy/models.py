@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from apps.core.models import CurrencyField, TimestampedModel
+from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 from apps.tenancy.querysets import ApiKeyQuerySet, ResellerQuerySet
 
 
@@ -26,6 +26,16 @@ class Reseller(TimestampedModel):
         on_delete=models.PROTECT,
         related_name="resellers",
         help_text="Routing of this reseller's customers that have no plan of their own.",
+    )
+    daily_spend_limit = MoneyField(
+        null=True,
+        blank=True,
+        help_text="Most all its customers together may spend on calls in a day (in the reseller's currency).",
+    )
+    monthly_spend_limit = MoneyField(
+        null=True,
+        blank=True,
+        help_text="Most all its customers together may spend on calls in a calendar month.",
     )
     recording_retention_days = models.PositiveIntegerField(
         null=True,
