@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from apps.billing.api.urls import routes as billing_routes
 from apps.cdr.api.urls import routes as cdr_routes
 from apps.dids.api.urls import routes as did_routes
+from apps.fraud.api.urls import routes as fraud_routes
 from apps.nodes.api.urls import routes as node_routes
 from apps.peers.api.urls import routes as peer_routes
 from apps.rates.api.urls import routes as rate_routes
@@ -21,6 +22,7 @@ for prefix, viewset, basename in [
     *cdr_routes,
     *node_routes,
     *routing_routes,
+    *fraud_routes,
 ]:
     router.register(prefix, viewset, basename=basename)
 

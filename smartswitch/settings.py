@@ -124,6 +124,12 @@ GALERA_GCACHE_SIZE = env_str("GALERA_GCACHE_SIZE", "1G")
 GALERA_SYNC_WAIT = env_int("GALERA_SYNC_WAIT", 1, minimum=0)
 GALERA_APPLIER_THREADS = env_int("GALERA_APPLIER_THREADS", 4, minimum=1)
 
+# The first backend refuses a user locked out after repeated failed logins (apps.fraud.login).
+AUTHENTICATION_BACKENDS = [
+    "apps.fraud.login.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -359,6 +365,9 @@ CAPTURE_MAX_MESSAGES = env_int("CAPTURE_MAX_MESSAGES", 500, minimum=1)
 # The UDP port on its management address each node's OpenSIPS sends captured SIP from (HEP);
 # 0 leaves capture out of its opensips.cfg.
 OPENSIPS_HEP_PORT = env_int("OPENSIPS_HEP_PORT", 9061, minimum=0)
+# The permissions group of the addresses the SIP brute-force controller bans (apps.fraud):
+# every node's OpenSIPS refuses requests from them before anything else.
+OPENSIPS_BAN_GROUP = env_int("OPENSIPS_BAN_GROUP", 90, minimum=1)
 OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # OpenSIPS writes its live calls to the node's dialog table at shutdown, so that a restart
 # keeps them. With a number of seconds, also that often while it runs, so that a crash loses
