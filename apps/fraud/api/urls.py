@@ -1,2 +1,7 @@
-# (prefix, viewset, basename) of the fraud app's API, registered by smartswitch.api_urls.
-routes: list = []
+from apps.fraud.api import views
+
+# (prefix, viewset, basename), registered into the one router in smartswitch/api_urls.py.
+routes = [
+    ("controllers", views.ControllerViewSet, "controller"),
+    ("alerts", views.AlertViewSet, "alert"),
+]
