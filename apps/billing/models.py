@@ -177,6 +177,9 @@ class Reservation(models.Model):
     # no row ids, and a carried price outlives any later import or edit of the list.
     # NULL on reservations made before these columns: the rater then looks prices up.
     callee = models.CharField(max_length=64, null=True, blank=True, help_text="The number priced.")
+    # The caller as call control settled it: the repeated-number controller counts calls
+    # from one caller (docs/FRAUD.md). NULL on reservations made before the column.
+    caller = models.CharField(max_length=64, null=True, blank=True)
     sell_tariff = models.JSONField(null=True, blank=True)
     buy_tariffs = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -200,6 +203,9 @@ class Reservation(models.Model):
             models.Index(fields=["account", "released_at", "call_id"], name="reservation_live_idx"),
             models.Index(fields=["released_at", "expires_at"], name="reservation_expiry_idx"),
             models.Index(fields=["call_id"], name="reservation_call_idx"),
+            # Repeated numbers: the recent calls to one callee, or from one caller.
+            models.Index(fields=["callee", "created_at"], name="reservation_callee_idx"),
+            models.Index(fields=["caller", "created_at"], name="reservation_caller_idx"),
         ]
 
     def __str__(self) -> str:

@@ -7,11 +7,12 @@ Every step is written down as it is taken; the explanation costs a few small obj
 per call, which is cheaper than a second code path that could disagree.
 """
 
+import ipaddress
 import random
 import re
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.conf import settings
 from apps.billing.services import reservations
 from apps.callcontrol.snapshot import (
     MIN_QUALITY_ATTEMPTS,
+    AlertInfo,
     DidInfo,
     GatewayInfo,
     NodeInfo,
@@ -28,6 +30,7 @@ from apps.callcontrol.snapshot import (
     Snapshot,
 )
 from apps.capture.policy import sampled
+from apps.fraud.models import Alert
 from apps.media.announcements import announcement_for, refusal_kind
 from apps.peers.models import Blocklist, ProfitControl
 from apps.rates.lookup import rate_for
@@ -79,6 +82,7 @@ class Candidate:
     quality: float | None = None  # ASR % or ACD s, None when too few attempts
     rank: float | None = None  # quality rounded to the rule's tolerance
     excluded: str = ""  # why it is out; empty when it is in
+    alert_id: int | None = None  # the fraud alert that excludes it (or admitted it on trial)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,9 @@ class Decision:
     announcements: dict = field(default_factory=dict)
     node: NodeInfo | None = None  # the node asking, once known
     ringing_timeout: int = 60  # seconds a call may ring (OPENSIPS_RINGING_TIMEOUT)
+    # Repeated-number controllers whose alert for this call's number is already open: not
+    # counted again (the alert refuses, or has warned, until it ends).
+    alerted: set = field(default_factory=set)
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, detail: str, *, ok: bool = True) -> None:
@@ -279,6 +286,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
     decision.ringing_timeout = settings.OPENSIPS_RINGING_TIMEOUT
     if not node.enabled:
         return decision.reject(503, f"Node {node.name} is disabled", "node")
+    if snapshot.banned and request.source_ip and _banned(snapshot, request.source_ip, decision):
+        return decision
 
     peer = _identify(snapshot, request, decision)
     if peer is None:
@@ -296,6 +305,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
         f"callee {decision.callee_before} → {decision.callee}",
     )
     if _blocked(snapshot, peer, request, decision):
+        return decision
+    if snapshot.numbers and _refused_number(snapshot, peer, decision):
         return decision
 
     did = snapshot.dids.get(decision.callee)
@@ -318,6 +329,8 @@ def decide(snapshot: Snapshot, request: CallRequest, *, at: datetime) -> Decisio
         f"/{sell.tariff.free_seconds}"
         + (f", period {sell.period} at {decision.local_time}" if sell.period else ""),
     )
+    if _too_dear(peer, sell.tariff.price, decision):
+        return decision
 
     rule = _find_rule(snapshot, peer, decision)
     if rule is None:
@@ -453,6 +466,8 @@ def _on_net(snapshot: Snapshot, peer: PeerInfo, did: DidInfo | None, decision: D
     price = snapshot.on_net_prices.get(peer.sell_table_id) if peer.sell_table_id else None
     if price is None:
         return decision.reject(404, "No sell price list", "on-net")
+    if _too_dear(peer, price, decision):
+        return decision
     decision.sell = Match("", Tariff(price), ON_NET, decision.at, None)
     decision.buy = {}
     decision.targets = targets
@@ -705,6 +720,10 @@ def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
         return "supplier disabled"
     if supplier.suspended_reason is not None:
         return f"supplier suspended: {supplier.suspended_reason}"
+    if snapshot.excluded_routes:
+        why = _excluded_by_alert(snapshot, peer, supplier, candidate, decision)
+        if why:
+            return why
     if supplier.id == peer.id:
         return "loop: the call came from this peer"
     for blocklist_id in (*supplier.blocklist_ids, *snapshot.global_blocklist_ids):
@@ -732,6 +751,96 @@ def _exclusion(snapshot, peer, supplier, route, candidate, decision) -> str:
     if not _gateways(snapshot, route, decision.request.source_ip):
         return f"loop: its gateway is the call's source address {decision.request.source_ip}"
     return ""
+
+
+def _until(info: AlertInfo, moment: datetime | None, peer: PeerInfo) -> str:
+    """ " until 14:05" on the customer's clock."""
+    if moment is None:
+        return " until a person ends it"
+    return f" until {moment.astimezone(peer.zone):%H:%M}"
+
+
+def _excluded_by_alert(snapshot, peer, supplier, candidate, decision) -> str:
+    """A termination alert in force on the supplier (for this destination, or all of them).
+
+    After the block, during the trial, the route takes `trial_share` % of calls: which
+    ones is a stable hash of the Call-ID and the alert, so every process and check routing
+    admit the same calls, and a retried request gets the same answer.
+    """
+    destination = decision.sell.destination.lower()
+    for key in ((supplier.id, destination), (supplier.id, "")):
+        info = snapshot.excluded_routes.get(key)
+        if info is None:
+            continue
+        if info.blocks(decision.at):
+            candidate.alert_id = info.id
+            return f"fraud control: {info.text} (alert #{info.id}){_until(info, info.ends_at, peer)}"
+        if info.in_trial(decision.at):
+            candidate.alert_id = info.id
+            draw = zlib.crc32(f"{decision.request.call_id}:{info.id}".encode()) % 100
+            if draw >= info.trial_share:
+                return (
+                    f"fraud control: in trial ({info.trial_share} % of calls"
+                    f"{_until(info, info.trial_until, peer)}, alert #{info.id}): not this call"
+                )
+    return ""
+
+
+def _banned(snapshot: Snapshot, source_ip: str, decision: Decision) -> bool:
+    """The source address is banned by the SIP brute-force controller (OpenSIPS bans it at
+    the edge too; this is the second line, for a request that got past it)."""
+    info = snapshot.banned.get(source_ip)
+    if info is None:
+        try:
+            address = ipaddress.ip_address(source_ip)
+        except ValueError:
+            return False
+        mapped = address.ipv4_mapped if address.version == 6 else None
+        info = snapshot.banned.get(str(mapped or address))
+    if info is None or not info.blocks(decision.at):
+        return False
+    until = "" if info.ends_at is None else f" until {info.ends_at:%Y-%m-%d %H:%M} UTC"
+    decision.reject(403, "Banned", "fraud", f"fraud control: {source_ip} banned (alert #{info.id}){until}")
+    return True
+
+
+def _refused_number(snapshot: Snapshot, peer: PeerInfo, decision: Decision) -> bool:
+    """A repeated-number alert in force on the callee or the caller of this customer's call."""
+    for number, caller_side in ((decision.callee, False), (decision.caller, True)):
+        for info in snapshot.numbers.get(number, ()) if number else ():
+            if info.caller_side != caller_side or not info.covers(peer) or not info.blocks(decision.at):
+                continue
+            decision.alerted.add(info.controller_id)
+            if info.effect == Alert.Effect.BLOCK_NUMBER:
+                side = "caller" if caller_side else "callee"
+                decision.reject(
+                    403,
+                    "Repeated number",
+                    "fraud",
+                    f"fraud control: {side} {number} refused, {info.text} (alert #{info.id})"
+                    f"{_until(info, info.ends_at, peer)}",
+                )
+                return True
+    return False
+
+
+def _too_dear(peer: PeerInfo, price: Decimal, decision: Decision) -> bool:
+    """The sell price per minute is above the customer's maximum price (Peer.max_price)."""
+    if peer.max_price is None or price <= peer.max_price:
+        return False
+    decision.reject(
+        403,
+        f"Price {_amount(price)}/min above the customer's maximum {_amount(peer.max_price)}",
+        "price limit",
+    )
+    return True
+
+
+def _amount(value: Decimal) -> str:
+    """0.450000 as "0.45", 0.123400 as "0.1234": at least two places, no trailing zeros."""
+    text = f"{value.normalize():f}"
+    whole, _, places = text.partition(".")
+    return f"{whole}.{places.ljust(2, '0')}"
 
 
 def _sort(chosen: list[Candidate], rule: RuleInfo, call_id: str) -> list[Candidate]:
@@ -807,6 +916,17 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         return decision.reject(
             503, "Media unavailable", "media", f"{node.name} runs no FreeSWITCH to record on"
         )
+    if decision.kind != "did" and snapshot.repeat_rules and _repeated(snapshot, decision, reserve=reserve):
+        decision.targets = []
+        return decision
+    spend_day = spend_month = None
+    reseller_limits = None
+    if peer.spend_limited:
+        spend_day = decision.at.astimezone(peer.zone).date()
+        spend_month = spend_day.replace(day=1)
+        limits = snapshot.reseller_limits.get(peer.reseller_id)
+        if limits is not None:
+            reseller_limits = (limits.daily, limits.monthly, limits.account_ids)
     hold = reservations.Hold(
         account_id=peer.account_id,
         customer_id=peer.id,
@@ -822,6 +942,10 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         supplier_id=first.supplier_id,
         # What the rater will charge, whichever of the offered suppliers answers.
         callee=decision.callee,
+        caller=decision.caller or None,
+        spend_day=spend_day,
+        spend_month=spend_month,
+        reseller_limits=reseller_limits,
         sell_tariff=decision.sell.tariff,
         buy_tariffs=decision.buy
         if decision.buy is not None
@@ -836,6 +960,9 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     except reservations.TooManyCalls as exc:
         decision.targets = []
         return decision.reject(486, "Too many calls", "money", str(exc))
+    except reservations.SpendLimitReached as exc:
+        decision.targets = []
+        return decision.reject(402, "Spend limit reached", "money", str(exc))
     except reservations.InsufficientFunds as exc:
         decision.targets = []
         return decision.reject(402, "Insufficient funds", "money", str(exc))
@@ -851,5 +978,73 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         before = "money for the maximum duration"
     else:
         before = f"available {grant.available} {peer.currency}, {grant.live_calls} live calls"
-    decision.step("money", f"{before}: {grant.seconds} s granted, {grant.amount} {held}")
+    capped = f" (capped by the {grant.limited_by})" if grant.limited_by else ""
+    decision.step("money", f"{before}: {grant.seconds} s granted{capped}, {grant.amount} {held}")
     return decision
+
+
+def _repeated(snapshot: Snapshot, decision: Decision, *, reserve: bool) -> bool:
+    """Count the customer's recent calls to this number for each repeated-number controller
+    that watches it; past the controller's count, open its alert and refuse (or warn).
+
+    A database query per controller that applies, none when no controller applies. Once the
+    alert is open the snapshot refuses the number (`_refused_number`) without counting,
+    until the alert ends. Check routing (`reserve=False`) counts but opens no alert.
+    """
+    peer = decision.peer
+    for rule in snapshot.repeat_rules:
+        if rule.id in decision.alerted or not rule.applies_to(peer):
+            continue
+        number = decision.caller if rule.caller_side else decision.callee
+        if not number:
+            continue
+        count = reservations.recent_calls(
+            number,
+            caller=rule.caller_side,
+            since=decision.at - timedelta(minutes=rule.window_minutes),
+            customer_id=None if rule.cluster_wide else peer.id,
+            reseller_id=rule.reseller_id if rule.cluster_wide else None,
+            call_id=decision.request.call_id,
+        )
+        side = "caller" if rule.caller_side else "callee"
+        if count < rule.min_count:
+            continue
+        detail = (
+            f"fraud control: {count} calls with {side} {number} in {rule.window_minutes} min"
+            f"{' (all customers)' if rule.cluster_wide else ''}, {rule.min_count} allowed"
+        )
+        alert = _raise_repeated(rule, peer, number, side, count, decision) if reserve else None
+        if alert is not None:
+            detail += f" (alert #{alert.pk})"
+        if rule.acts:
+            decision.reject(403, "Repeated number", "fraud", detail)
+            return True
+        decision.step("fraud", f"{detail}: warned")
+    return False
+
+
+def _raise_repeated(rule, peer: PeerInfo, number: str, side: str, count: int, decision: Decision):
+    from apps.fraud.models import Controller
+    from apps.fraud.services import Subject, raise_alert
+
+    whose = "every customer" if rule.cluster_wide else peer.name
+    subject = Subject(
+        text=f"{side} {number} ({whose})",
+        peer_id=None if rule.cluster_wide else peer.id,
+        reseller_id=rule.reseller_id if rule.cluster_wide else peer.reseller_id,
+        number=number,
+    )
+    controller = Controller.objects.filter(pk=rule.id).first()
+    if controller is None:
+        return None  # deleted since the snapshot was built
+    alert, _created = raise_alert(
+        controller,
+        subject,
+        effect=Alert.Effect.BLOCK_NUMBER,
+        measured=count + 1,
+        threshold=rule.min_count,
+        attempts=count + 1,
+        detail=f"{count + 1} calls with {side} {number} within {rule.window_minutes} min",
+        now=decision.at,
+    )
+    return alert

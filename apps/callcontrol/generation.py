@@ -41,6 +41,10 @@ SNAPSHOT_KINDS = frozenset(
         "media.Announcement",
         "media.AnnouncementRule",
         "capture.CaptureSettings",
+        # Fraud control (docs/FRAUD.md): in-force alerts exclude routes, refuse numbers and
+        # ban addresses; repeated-number controllers say which customers' calls are counted.
+        "fraud.Alert",
+        "fraud.Controller",
     }
 )
 

@@ -6,6 +6,9 @@ current (one tiny query on the generation counter, apps.callcontrol.generation, 
 committed transaction that announced a change to what is read here has bumped: see
 apps.core.changes) and rebuilds it when not; meanwhile other threads keep answering from
 the previous one.
+In-force fraud alerts (apps.fraud) are configuration too: raising, ending or undoing one
+announces it. They also end by time alone, so each carries its end and the decision compares
+it with the call's moment rather than waiting for the rebuild at the end.
 Things that move without a configuration change, the live calls per route and the money
 of prepaid suppliers, are refreshed on their own short clocks; prices come from the
 rate tables' memory-mapped indexes (apps.rates.lookup).
@@ -21,14 +24,16 @@ import time
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
+from decimal import Decimal
 
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 
 from apps.billing.models import Account, Reservation
 from apps.callcontrol.generation import current_generation
 from apps.capture.models import CaptureSettings
 from apps.dids.models import Did, DidTarget
+from apps.fraud.models import Action, Alert, Controller, Kind, Metric
 from apps.media.announcements import announcement_map
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers.models import (
@@ -45,6 +50,7 @@ from apps.rates.models import RateTable, TimeProfile
 from apps.rates.tariffs import Tariff
 from apps.rates.time_windows import TimeProfiles, Windows
 from apps.routing.models import QualityStat, Route, RoutingPlan, RoutingRule
+from apps.tenancy.models import Reseller
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +99,10 @@ class PeerInfo:
     rewrites: dict = field(default_factory=dict)  # (direction, field) -> [Rewrite]
     # Its clock: routing windows and its price list's time periods are read on it.
     zone: tzinfo = UTC_ZONE
+    max_price: Decimal | None = None  # the dearest sell price per minute it may call at
+    # Its account or its reseller has a daily or monthly spend limit: the reservation reads
+    # what was spent (docs/FRAUD.md, spend limits).
+    spend_limited: bool = False
 
     def rewrite(self, direction: str, what: str, value: str) -> str:
         for rule in self.rewrites.get((direction, what), ()):
@@ -281,6 +291,69 @@ class AddressIndex:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """An open fraud alert as call control applies it (apps.fraud.models.Alert)."""
+
+    id: int
+    text: str  # what was measured: "ASR 10 % < 30 %"
+    ends_at: datetime | None  # None: until a person ends it
+    trial_until: datetime | None = None
+    trial_share: int = 100
+    effect: str = Alert.Effect.BLOCK_NUMBER
+    controller_id: int | None = None
+    peer_id: int | None = None  # a number's customer; None: every customer's calls
+    caller_side: bool = False  # a number refused as the caller, not the callee
+    reseller_id: int | None = None  # a number refused for every customer: of this reseller
+
+    def covers(self, peer: "PeerInfo") -> bool:
+        """A refused number applies to this customer's calls."""
+        if self.peer_id is not None:
+            return self.peer_id == peer.id
+        return self.reseller_id is None or self.reseller_id == peer.reseller_id
+
+    def blocks(self, at: datetime) -> bool:
+        """The action holds in full at `at`."""
+        return self.ends_at is None or at < self.ends_at
+
+    def in_trial(self, at: datetime) -> bool:
+        """Past the block, in the trial that re-admits part of the calls."""
+        return (
+            self.ends_at is not None
+            and self.ends_at <= at
+            and self.trial_until is not None
+            and at < self.trial_until
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatRule:
+    """An enabled repeated-number controller (apps.fraud, kind repeated_number)."""
+
+    id: int
+    reseller_id: int | None  # the owner: None is the operator, for every customer
+    peer_id: int | None  # one customer only
+    caller_side: bool
+    min_count: int
+    window_minutes: int
+    cluster_wide: bool
+    acts: bool  # refuses (action block) rather than only warns
+
+    def applies_to(self, peer: "PeerInfo") -> bool:
+        if self.peer_id is not None:
+            return self.peer_id == peer.id
+        return self.reseller_id is None or self.reseller_id == peer.reseller_id
+
+
+@dataclass(frozen=True, slots=True)
+class ResellerLimits:
+    """A reseller's spend limits and its customers' accounts, whose spending they sum."""
+
+    daily: Decimal | None
+    monthly: Decimal | None
+    account_ids: tuple
+
+
 @dataclass
 class Snapshot:
     generation: int
@@ -313,6 +386,12 @@ class Snapshot:
     quality: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
     # (peer id or None, refusal kind) -> announcement file (apps.media.announcements)
     announcements: dict = field(default_factory=dict)
+    # Fraud control: open alerts (each checked against the call's moment) and rules.
+    excluded_routes: dict = field(default_factory=dict)  # (supplier id, destination or "") -> AlertInfo
+    numbers: dict = field(default_factory=dict)  # number -> [AlertInfo] of repeated-number alerts
+    banned: dict = field(default_factory=dict)  # source address -> AlertInfo
+    repeat_rules: tuple = ()  # RepeatRule
+    reseller_limits: dict = field(default_factory=dict)  # reseller id -> ResellerLimits
     capture_percent: int = 0  # the sampled share of calls captured (apps.capture)
     recording_stereo: bool = True
     live_checked: float = 0.0
@@ -342,7 +421,19 @@ def build() -> Snapshot:
         for node in Node.objects.all()
     }
     currencies = dict(RateTable.objects.values_list("pk", "currency"))
-    accounts = dict(Account.objects.values_list("peer_id", "pk"))
+    accounts, limited = {}, set()
+    for peer_id, account_id, daily, monthly in Account.objects.values_list(
+        "peer_id", "pk", "daily_spend_limit", "monthly_spend_limit"
+    ):
+        accounts[peer_id] = account_id
+        if daily is not None or monthly is not None:
+            limited.add(peer_id)
+    limited_resellers = {
+        pk: (daily, monthly)
+        for pk, daily, monthly in Reseller.objects.filter(
+            Q(daily_spend_limit__isnull=False) | Q(monthly_spend_limit__isnull=False)
+        ).values_list("pk", "daily_spend_limit", "monthly_spend_limit")
+    }
     node_ids: dict[int, set] = defaultdict(set)
     for peer_id, node_id in Peer.nodes.through.objects.values_list("peer_id", "node_id"):
         node_ids[peer_id].add(node_id)
@@ -375,6 +466,7 @@ def build() -> Snapshot:
         "capture_calls",
         "codecs",
         "time_zone",
+        "max_price",
         reseller_active=F("reseller__is_active"),
         reseller_plan_id=F("reseller__routing_plan_id"),
     ):
@@ -409,7 +501,13 @@ def build() -> Snapshot:
             blocklist_ids=tuple(peer_blocklists.get(row["pk"], ())),
             rewrites={key: list(rules) for key, rules in rewrites.get(row["pk"], {}).items()},
             zone=_zone(row["time_zone"], zones),
+            max_price=row["max_price"],
+            spend_limited=row["pk"] in limited or row["reseller_id"] in limited_resellers,
         )
+    reseller_accounts: dict[int, list] = defaultdict(list)
+    for peer in peers.values():
+        if peer.reseller_id in limited_resellers and peer.account_id is not None:
+            reseller_accounts[peer.reseller_id].append(peer.account_id)
 
     addresses = AddressIndex()
     for ip, mask, port, transport, peer_id in Endpoint.objects.filter(enabled=True).values_list(
@@ -544,7 +642,13 @@ def build() -> Snapshot:
         announcements=announcement_map(),
         capture_percent=CaptureSettings.load().sample_percent,
         recording_stereo=settings.recording_stereo,
+        repeat_rules=_repeat_rules(),
+        reseller_limits={
+            pk: ResellerLimits(daily, monthly, tuple(sorted(reseller_accounts.get(pk, ()))))
+            for pk, (daily, monthly) in limited_resellers.items()
+        },
     )
+    _load_alerts(snapshot)
     refresh_live_calls(snapshot)
     refresh_live_nodes(snapshot)
     refresh_supplier_money(snapshot)
@@ -557,6 +661,101 @@ def build() -> Snapshot:
         time.monotonic() - started,
     )
     return snapshot
+
+
+def _repeat_rules() -> tuple:
+    return tuple(
+        RepeatRule(
+            c.pk,
+            c.reseller_id,
+            c.peer_id,
+            c.metric == Metric.CALLER,
+            c.min_count,
+            c.window_minutes,
+            c.cluster_wide,
+            c.action == Action.BLOCK,
+        )
+        for c in Controller.objects.enabled().filter(kind=Kind.REPEATED_NUMBER).order_by("pk")
+    )
+
+
+ALERT_UNITS = {Metric.ASR: " %", Metric.FAS: " %", Metric.ACD: " s"}
+
+
+def alert_text(metric: str, measured: Decimal, threshold: Decimal | None) -> str:
+    """What an alert measured, in words: "ASR 10 % < 30 %", "FAS 40 % > 20 %", "6 calls"."""
+    unit = ALERT_UNITS.get(metric, "")
+    value = f"{measured.normalize():f}{unit}"
+    if metric in ALERT_UNITS and threshold is not None:
+        below = "<" if metric != Metric.FAS else ">"
+        return f"{metric.upper()} {value} {below} {threshold.normalize():f}{unit}"
+    if metric in (Metric.CALLEE, Metric.CALLER):
+        return f"{value} calls to one {'caller' if metric == Metric.CALLER else 'callee'}"
+    return value
+
+
+def _load_alerts(snapshot: Snapshot) -> None:
+    """The open alerts whose action call control applies: excluded routes, refused numbers,
+    banned addresses. Open, not "in force now": one still open past its end is ignored by
+    the decision (the sweep closes it within a minute)."""
+    effects = (Alert.Effect.EXCLUDE_ROUTE, Alert.Effect.BAN_ADDRESS, Alert.Effect.BLOCK_NUMBER)
+    rows = (
+        Alert.objects.open()
+        .filter(Q(effect__in=effects) | Q(kind=Kind.REPEATED_NUMBER))
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "kind",
+            "effect",
+            "peer_id",
+            "destination",
+            "number",
+            "source_ip",
+            "measured",
+            "threshold",
+            "ends_at",
+            "trial_until",
+            "trial_share",
+            "controller_id",
+            "controller__metric",
+            "reseller_id",
+        )
+    )
+    for (
+        pk,
+        kind,
+        effect,
+        peer_id,
+        destination,
+        number,
+        source_ip,
+        measured,
+        threshold,
+        ends_at,
+        trial_until,
+        share,
+        controller_id,
+        metric,
+        reseller_id,
+    ) in rows:
+        info = AlertInfo(
+            pk,
+            alert_text(metric or "", measured, threshold),
+            ends_at,
+            trial_until,
+            share,
+            effect,
+            controller_id,
+            peer_id,
+            metric == Metric.CALLER,
+            reseller_id,
+        )
+        if effect == Alert.Effect.EXCLUDE_ROUTE and peer_id is not None:
+            snapshot.excluded_routes.setdefault((peer_id, destination.lower()), info)
+        elif effect == Alert.Effect.BAN_ADDRESS and source_ip:
+            snapshot.banned.setdefault(source_ip, info)
+        elif kind == Kind.REPEATED_NUMBER and number:
+            snapshot.numbers.setdefault(number, []).append(info)
 
 
 def _codecs(value: str) -> tuple:

@@ -20,7 +20,7 @@ it unless OpenSIPS reports the answer (`mark_answered`).
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -38,6 +38,7 @@ from apps.rates.tariffs import Tariff, affordable_duration
 _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
 _MARKER = ReleaseMarker._meta.db_table
+_PEER = Reservation._meta.get_field("customer").related_model._meta.db_table
 
 # LOCK ORDER. Reservations (by id) before accounts (by id), and each account row held for
 # as short a time as possible: it is the one row every call of a busy customer writes, so
@@ -57,6 +58,10 @@ class InsufficientFunds(DomainError):
     """The account's available money does not pay for the first billable period."""
 
 
+class SpendLimitReached(InsufficientFunds):
+    """A daily or monthly spend limit (the customer's or its reseller's) leaves nothing for a call."""
+
+
 class TooManyCalls(DomainError):
     """The customer already has as many live calls as its limit allows."""
 
@@ -74,6 +79,7 @@ class Grant:
     # account had the money for the maximum duration and no limit of live calls).
     available: Decimal | None
     live_calls: int | None
+    limited_by: str = ""  # the spend limit that capped the call ("" when its money did)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,13 @@ class Hold:
     # Seconds the call has to be answered (`answer_within`); None: no deadline before the
     # maximum duration. Only for nodes whose OpenSIPS reports the answer (`mark_answered`).
     answer_within: int | None = None
+    caller: str | None = None
+    # Spend limits (docs/FRAUD.md): the customer's day and month (its first day) on its own
+    # clock when its account or its reseller has a limit, else None (no limit is read); the
+    # reseller's (daily, monthly, its customers' account ids) when the reseller has one.
+    spend_day: date | None = None
+    spend_month: date | None = None
+    reseller_limits: tuple | None = None
 
 
 def answer_within(setup_timeouts: list[int | None], *, ringing: int, margin: int) -> int:
@@ -169,33 +182,120 @@ def _available(mode: str, balance: Decimal, credit_limit: Decimal, reserved: Dec
     return spendable - reserved
 
 
-def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int | None]:
-    """(available, live calls, id of an active reservation of this Call-ID) of the account."""
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What a spend limit leaves for new calls: the limit less what was spent and is held."""
+
+    left: Decimal
+    name: str  # "daily spend limit", "reseller's monthly spend limit"
+    detail: str
+
+
+def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int | None, Headroom | None]:
+    """(available, live calls, id of an active reservation of this Call-ID, the tightest
+    spend limit's headroom or None) of the account."""
     lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    spend, params = "", [hold.call_id]
+    if hold.spend_day is not None:
+        # Counters of an earlier day or month are worth nothing today (docs/FRAUD.md).
+        spend = (
+            ", a.daily_spend_limit, a.monthly_spend_limit,"
+            " CASE WHEN a.spent_day_of = %s THEN a.spent_day ELSE 0 END,"
+            " CASE WHEN a.spent_month_of = %s THEN a.spent_month ELSE 0 END"
+        )
+        params += [_date_param(hold.spend_day), _date_param(hold.spend_month)]
     cursor.execute(
         f"SELECT a.mode, a.balance, a.credit_limit, a.reserved,"
         f" (SELECT COUNT(*) FROM {_RESERVATION} r"
         f"   WHERE r.account_id = a.id AND r.released_at IS NULL),"
         f" (SELECT MIN(r.id) FROM {_RESERVATION} r"
-        f"   WHERE r.account_id = a.id AND r.released_at IS NULL AND r.call_id = %s)"
+        f"   WHERE r.account_id = a.id AND r.released_at IS NULL AND r.call_id = %s){spend}"
         f" FROM {_ACCOUNT} a WHERE a.id = %s{lock_clause}",
-        [hold.call_id, hold.account_id],
+        [*params, hold.account_id],
     )
     row = cursor.fetchone()
     if row is None:
         raise InsufficientFunds("The customer has no account.")
-    mode, balance, credit_limit, reserved, live_calls, existing = row
-    available = _available(mode, _decimal(balance), _decimal(credit_limit), _decimal(reserved))
-    return available, live_calls, existing
+    mode, balance, credit_limit, reserved, live_calls, existing, *limits = row
+    reserved = _decimal(reserved)
+    available = _available(mode, _decimal(balance), _decimal(credit_limit), reserved)
+    headroom = None
+    if limits:
+        daily, monthly, spent_day, spent_month = limits
+        headroom = _tightest(
+            [
+                _headroom("daily spend limit", daily, spent_day, reserved, "today"),
+                _headroom("monthly spend limit", monthly, spent_month, reserved, "this month"),
+                *_reseller_headroom(cursor, hold),
+            ]
+        )
+    return available, live_calls, existing, headroom
 
 
-def _decide(hold: Hold, available: Decimal, live_calls: int) -> tuple[int, Decimal]:
+def _headroom(name: str, limit, spent, reserved: Decimal, when: str) -> Headroom | None:
+    if limit is None:
+        return None
+    limit, spent = _decimal(limit), _decimal(spent)
+    return Headroom(
+        limit - spent - reserved,
+        name,
+        f"{name} {limit}: {spent} spent {when}, {reserved} held by live calls",
+    )
+
+
+def _reseller_headroom(cursor, hold: Hold) -> list[Headroom | None]:
+    """The reseller's limits against all its customers' spending (one query, only when it has one).
+
+    The sums add amounts of the customers' accounts as they are: one currency is assumed
+    (the reseller's), and each customer's day is its own.
+    """
+    if not hold.reseller_limits:
+        return []
+    daily, monthly, account_ids = hold.reseller_limits
+    if not account_ids:
+        return []
+    cursor.execute(
+        f"SELECT SUM(CASE WHEN spent_day_of = %s THEN spent_day ELSE 0 END),"
+        f" SUM(CASE WHEN spent_month_of = %s THEN spent_month ELSE 0 END), SUM(reserved)"
+        f" FROM {_ACCOUNT} WHERE id IN ({', '.join(['%s'] * len(account_ids))})",
+        [_date_param(hold.spend_day), _date_param(hold.spend_month), *account_ids],
+    )
+    spent_day, spent_month, reserved = (value or 0 for value in cursor.fetchone())
+    reserved = _decimal(reserved)
+    return [
+        _headroom("reseller's daily spend limit", daily, spent_day, reserved, "today"),
+        _headroom("reseller's monthly spend limit", monthly, spent_month, reserved, "this month"),
+    ]
+
+
+def _tightest(headrooms: list[Headroom | None]) -> Headroom | None:
+    found = [h for h in headrooms if h is not None]
+    return min(found, key=lambda h: h.left) if found else None
+
+
+def _date_param(value: date):
+    return connection.ops.adapt_datefield_value(value)
+
+
+def _decide(
+    hold: Hold, available: Decimal, live_calls: int, headroom: Headroom | None = None
+) -> tuple[int, Decimal, str]:
+    """(seconds, amount, the spend limit that capped them or "")."""
     if hold.max_calls is not None and live_calls >= hold.max_calls:
         raise TooManyCalls(f"{live_calls} live calls, the limit is {hold.max_calls}.")
+    limited_by = ""
+    if headroom is not None and headroom.left < available:
+        granted = affordable_duration(hold.tariff, max(headroom.left, Decimal(0)), ceiling=hold.ceiling)
+        if granted is None:
+            raise SpendLimitReached(f"The {headroom.detail}.")
+        whole = affordable_duration(hold.tariff, available, ceiling=hold.ceiling)
+        if whole is not None and whole[0] > granted[0]:
+            limited_by = headroom.name
+        return (*granted, limited_by)
     granted = affordable_duration(hold.tariff, available, ceiling=hold.ceiling)
     if granted is None:
         raise InsufficientFunds(f"Available {available} does not pay for the first billable period.")
-    return granted
+    return (*granted, limited_by)
 
 
 def _call_control_budget() -> float:
@@ -226,8 +326,9 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
 
 def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     """The short way: the maximum duration, if the account pays for it. None: take the long way."""
-    if hold.max_calls is not None:
-        # A live-call limit is counted exactly under the lock, on the long way.
+    if hold.max_calls is not None or hold.spend_day is not None:
+        # A live-call limit is counted exactly under the lock, on the long way; so is what
+        # a spend limit leaves.
         return None
     whole = affordable_duration(hold.tariff, Decimal(MAX_BALANCE), ceiling=hold.ceiling)
     if whole is None or whole[0] != hold.ceiling:
@@ -250,12 +351,12 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
 
 def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
     """The long way: read the account under its lock and grant what its money pays for."""
-    available, live_calls, existing = _read_account(cursor, hold, lock=True)
+    available, live_calls, existing, headroom = _read_account(cursor, hold, lock=True)
     if existing is not None:
         cursor.execute(f"SELECT amount, max_duration FROM {_RESERVATION} WHERE id = %s", [existing])
         amount, seconds = cursor.fetchone()
         return Grant(existing, seconds, _decimal(amount), available + _decimal(amount), live_calls - 1)
-    seconds, amount = _decide(hold, available, live_calls)
+    seconds, amount, limited_by = _decide(hold, available, live_calls, headroom)
     cursor.execute(
         f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
         [_money_param(amount), hold.account_id],
@@ -264,7 +365,12 @@ def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
     if reservation_id is None:
         # Raising rolls back the account's update too: nothing was ever held.
         raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
-    return Grant(reservation_id, seconds, amount, available, live_calls)
+    return Grant(reservation_id, seconds, amount, _shown(available, headroom), live_calls, limited_by)
+
+
+def _shown(available: Decimal, headroom: Headroom | None) -> Decimal:
+    """What the call could spend: the money, or less when a spend limit leaves less."""
+    return available if headroom is None else min(available, max(headroom.left, Decimal(0)))
 
 
 def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *, short: bool) -> int | None:
@@ -292,15 +398,16 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *,
         hold.route_id,
         hold.supplier_id,
         *_decided_params(hold),
+        None if hold.caller is None else hold.caller[:64],
         _datetime_param(now),
         _datetime_param(expires_at),
     ]
     columns = (
         f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
         " max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
-        " created_at, expires_at, outcome, cut_result)"
+        " caller, created_at, expires_at, outcome, cut_result)"
     )
-    placeholders = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', ''"
+    placeholders = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', ''"
     conditions, params = [], []
     if hold.node_id is not None:
         conditions.append(
@@ -328,9 +435,38 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *,
 def estimate(hold: Hold) -> Grant:
     """What `reserve` would grant now, without holding anything (check routing)."""
     with connection.cursor() as cursor:
-        available, live_calls, _existing = _read_account(cursor, hold, lock=False)
-    seconds, amount = _decide(hold, available, live_calls)
-    return Grant(None, seconds, amount, available, live_calls)
+        available, live_calls, _existing, headroom = _read_account(cursor, hold, lock=False)
+    seconds, amount, limited_by = _decide(hold, available, live_calls, headroom)
+    return Grant(None, seconds, amount, _shown(available, headroom), live_calls, limited_by)
+
+
+def recent_calls(
+    number: str,
+    *,
+    caller: bool,
+    since: datetime,
+    customer_id: int | None = None,
+    reseller_id: int | None = None,
+    call_id: str = "",
+) -> int:
+    """Calls reserved since `since` to this callee (or from this caller, `caller`): of one
+    customer, of a reseller's customers, or of everyone (the repeated-number controller).
+
+    One probe of the (callee or caller, created_at) index; the call asking is left out, so
+    that a retried request does not count itself.
+    """
+    column = "caller" if caller else "callee"
+    sql = f"SELECT COUNT(*) FROM {_RESERVATION} WHERE {column} = %s AND created_at >= %s AND call_id <> %s"
+    params = [number[:64], _datetime_param(since), call_id]
+    if customer_id is not None:
+        sql += " AND customer_id = %s"
+        params.append(customer_id)
+    elif reseller_id is not None:
+        sql += f" AND customer_id IN (SELECT id FROM {_PEER} WHERE reseller_id = %s)"
+        params.append(reseller_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
 
 
 @retry_on_conflict(statements=True, budget=_call_control_budget)
