@@ -215,7 +215,12 @@ def answered(data, authorization: str | None) -> tuple[int, dict]:
 
 
 def auth_failed(data, authorization: str | None) -> tuple[int, dict]:
-    """OpenSIPS's notice of a failed digest authentication (the SIP brute-force controller)."""
+    """OpenSIPS's notice of a failed digest authentication (the SIP brute-force controller).
+
+    Sent fire and forget for each request whose credentials failed (wrong password, unknown
+    user): `username` and `domain` are the credentials' user and realm. The answer says
+    whether the address is banned; OpenSIPS does not wait for it.
+    """
     from apps.fraud import bruteforce
 
     if not isinstance(data, dict):
@@ -223,13 +228,16 @@ def auth_failed(data, authorization: str | None) -> tuple[int, dict]:
     node = _text(data, "node", limit=31)
     source_ip = _text(data, "source_ip", limit=45)
     try:
-        ipaddress.ip_address(source_ip)
+        source_ip = str(ipaddress.ip_address(source_ip))
     except ValueError:
         raise BadRequest({"source_ip": "Not an IP address."}) from None
-    username = _text(data, "username", required=False, limit=64) or ""
+    # Whatever the client sent is counted: a long made-up user must not slip past the count
+    # of its address (the stored name is cut to length).
+    username = _text(data, "username", required=False, limit=1024) or ""
+    domain = _text(data, "domain", required=False, limit=1024) or ""
     snapshot = snapshots.current()
     _check_secret(snapshot, node, authorization)
-    banned = bruteforce.sip_failure(source_ip, username, node_id=snapshot.nodes[node].id)
+    banned = bruteforce.sip_failure(source_ip, username, domain=domain, node_id=snapshot.nodes[node].id)
     return 200, {"banned": int(banned)}
 
 

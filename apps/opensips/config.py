@@ -109,6 +109,8 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "db_url": database_url(),
         "call_control_url": settings.CALL_CONTROL_URL.rstrip("/"),
         "secret": node.call_control_secret,
+        # The `address` group of sources banned for SIP brute force (apps.fraud.bruteforce).
+        "ban_group": settings.OPENSIPS_BAN_GROUP,
         "modules_dir": modules_dir(),
         "max_call_duration": cluster.max_call_duration,
         "ack_timeout": settings.OPENSIPS_ACK_TIMEOUT,

@@ -8,6 +8,10 @@ runs READ COMMITTED). On Galera row locks are not shared between nodes; two node
 at the same instant can both insert a row, and the next sync (or
 `sync_opensips_tables`) deletes the duplicate.
 
+The `address` table also holds the sources banned for SIP brute force (group
+settings.OPENSIPS_BAN_GROUP, one row per open BAN_ADDRESS alert's address, apps.fraud):
+written when the alert opens, in its transaction, and deleted when it ends or is undone.
+
 Which OpenSIPS module reads which table decides what a node must reload:
 address -> permissions ("address"), dr_gateways -> drouting ("drouting"),
 registrant -> uac_registrant ("registrant"). subscriber (auth_db) is read per request.
@@ -18,10 +22,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Model
 
 from apps.core.changes import Change
+from apps.fraud.models import Alert
 from apps.nodes.models import ClusterSettings, Node
 from apps.opensips import dialogs
 from apps.opensips.models import TABLE_VERSIONS, Address, DrGateway, Registrant, Subscriber, Version
@@ -29,6 +35,8 @@ from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount,
 
 logger = logging.getLogger(__name__)
 
+# context_info of a ban row: its key, distinct from a customer's or a supplier's (a peer id).
+BAN_CONTEXT = "ban"
 # Rows per statement: under every backend's parameter limit (SQLite: 999).
 BATCH = 500
 GATEWAY_TYPE = 1
@@ -139,11 +147,32 @@ def address_rows() -> dict[tuple, dict]:
             continue
         key = (str(address), address.max_prefixlen, 0, "any", str(peer_id))
         rows.setdefault(key, {"grp": Address.SUPPLIER_GROUP, "pattern": None})
+    rows.update(ban_rows())
+    return rows
+
+
+def ban_rows() -> dict[tuple, dict]:
+    """permissions rows of group OPENSIPS_BAN_GROUP: every address an open alert bans.
+
+    Open, not only in force: the row goes when the alert ends (the sweep's end_alert, or a
+    person's undo), which announces it; an alert past its end is ended within a minute.
+    """
+    addresses = (
+        Alert.objects.open()
+        .filter(effect=Alert.Effect.BAN_ADDRESS, source_ip__isnull=False)
+        .values_list("source_ip", flat=True)
+        .distinct()
+    )
+    rows = {}
+    for source_ip in addresses:
+        address = ipaddress.ip_address(source_ip)
+        key = (str(address), address.max_prefixlen, 0, "any", BAN_CONTEXT)
+        rows[key] = {"grp": settings.OPENSIPS_BAN_GROUP, "pattern": None}
     return rows
 
 
 def sync_addresses(*, dry_run: bool = False) -> SyncResult:
-    """Write the `address` table from customers' endpoints and suppliers' gateways."""
+    """Write the `address` table from customers' endpoints, suppliers' gateways and bans."""
     return _diff(
         Address,
         ("ip", "mask", "port", "proto", "context_info"),
@@ -154,11 +183,15 @@ def sync_addresses(*, dry_run: bool = False) -> SyncResult:
 
 
 def subscriber_rows(refused: list[str]) -> dict[tuple, dict]:
-    """auth_db rows: every enabled SIP account of every enabled customer, digests only."""
+    """auth_db rows: every enabled SIP account of every enabled customer, digests only.
+
+    A locked account (SIP brute force, apps.fraud) has no row: its next digest fails as an
+    unknown user's until the lock ends.
+    """
     rows = {}
-    accounts = SipAccount.objects.filter(enabled=True, peer__enabled=True).values_list(
-        "username", "domain", "ha1", "ha1_sha256"
-    )
+    accounts = SipAccount.objects.filter(
+        enabled=True, locked_at__isnull=True, peer__enabled=True
+    ).values_list("username", "domain", "ha1", "ha1_sha256")
     for username, domain, ha1, ha1_sha256 in accounts:
         if len(domain) > SUBSCRIBER_DOMAIN_LENGTH:
             refused.append(
@@ -335,6 +368,9 @@ TABLE_SOURCES: dict[str, dict[str | None, tuple[str, ...]]] = {
     # Registrations leave from a node's socket or from the shared IP.
     "nodes.Node": {"enabled": ("registrant",), "sip_address": ("registrant",), "sip_port": ("registrant",)},
     "nodes.ClusterSettings": {"origination_mode": ("registrant",), "shared_ip": ("registrant",)},
+    # A ban opening, ending or undone (a refreshed episode only moves last_seen_at and its
+    # end: no row changes). Alerts of other effects are left out below.
+    "fraud.Alert": {"ended_at": ("address",), "effect": ("address",)},
 }
 # A peer's rows are its children's: a peer without any in a table cannot change that table.
 PEER_ROWS: dict[str, tuple[type[Model], ...]] = {
@@ -358,6 +394,10 @@ def tables_for(change: Change) -> list[str]:
             for table in wanted
             if any(model.objects.filter(peer_id__in=change.ids).exists() for model in PEER_ROWS[table])
         }
+    if change.kind == "fraud.Alert" and wanted and change.ids:
+        bans = Alert.objects.filter(pk__in=list(change.ids)[:BATCH], effect=Alert.Effect.BAN_ADDRESS)
+        if len(change.ids) <= BATCH and not bans.exists():
+            wanted = set()
     return [table for table in TABLES if table in wanted]
 
 
