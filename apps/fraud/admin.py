@@ -187,7 +187,11 @@ class AlertAdmin(ReadOnlyModelAdmin):
         return [name for name in _flat(self.fieldsets) if name not in self.hidden_fields(request)]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("controller", "peer", "sip_account", "undone_by")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("reseller", "controller", "peer", "sip_account", "undone_by")
+        )
 
     @admin.display(description="controller")
     def controller_name(self, alert):
