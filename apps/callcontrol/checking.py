@@ -6,6 +6,7 @@ Used by `manage.py check_routing` and the admin page; both print `report_lines`.
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.callcontrol import snapshot as snapshots
@@ -68,10 +69,22 @@ def candidate_rows(decision: Decision) -> list[dict]:
                 "quality": "" if candidate.quality is None else f"{candidate.quality:.1f}",
                 "position": order.get(candidate.route.id),
                 "verdict": candidate.excluded or f"#{order.get(candidate.route.id)}",
+                # The fraud alert that excludes the route (or admitted it in its trial).
+                "alert_id": candidate.alert_id,
+                "alert_url": _alert_url(candidate.alert_id),
             }
         )
     rows.sort(key=lambda row: (row["position"] is None, row["position"] or 0))
     return rows
+
+
+def _alert_url(alert_id: int | None) -> str:
+    if alert_id is None:
+        return ""
+    try:
+        return reverse("admin:fraud_alert_change", args=[alert_id])
+    except NoReverseMatch:  # the alerts' admin is not installed
+        return ""
 
 
 def report_lines(decision: Decision) -> list[str]:
