@@ -27,6 +27,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError
+from django.db.models import Max
 from django.utils import timezone
 
 from apps.fraud.models import Alert, AuthFailure, Controller, Kind
@@ -75,8 +76,20 @@ def is_banned(source_ip: str) -> bool:
     return Alert.objects.open().filter(effect=Alert.Effect.BAN_ADDRESS, source_ip=source_ip).exists()
 
 
-def _since(controller: Controller, now: datetime) -> datetime:
-    return now - timedelta(minutes=controller.window_minutes)
+def _failures(controller: Controller, now: datetime, match: dict, *, limit: int) -> int:
+    """Failures matching `match` in the controller's window, counted after the subject's last
+    episode ended: a ban a person undid (or one that ran out) starts the count again, rather
+    than the failures it was raised for banning the address again at its next failure."""
+    since = now - timedelta(minutes=controller.window_minutes)
+    failures = AuthFailure.objects.filter(realm=AuthFailure.Realm.SIP, created_at__gt=since, **match)
+    count = failures.count()
+    if count < limit:
+        return count
+    subject = {"source_ip": match["source_ip"]} if "source_ip" in match else {"username": match["username"]}
+    ended = Alert.objects.filter(controller=controller, ended_at__gt=since, **subject).aggregate(
+        last=Max("ended_at")
+    )["last"]
+    return count if ended is None else failures.filter(created_at__gt=ended).count()
 
 
 def _is_open(controller: Controller, subject: Subject) -> bool:
@@ -88,9 +101,7 @@ def _judge_address(controller: Controller, source_ip: str, now: datetime) -> boo
     subject = Subject(text=f"Source address {source_ip}", source_ip=source_ip)
     if _is_open(controller, subject):
         return False  # already a warning (a ban returned earlier): nothing new to say
-    failures = AuthFailure.objects.filter(
-        realm=AuthFailure.Realm.SIP, source_ip=source_ip, created_at__gt=_since(controller, now)
-    ).count()
+    failures = _failures(controller, now, {"source_ip": source_ip}, limit=controller.min_count)
     if failures < controller.min_count:
         return False
     effect = Alert.Effect.BAN_ADDRESS
@@ -122,9 +133,7 @@ def _judge_account(controller: Controller, username: str, domain: str, name: str
     )
     if _is_open(controller, subject):
         return
-    failures = AuthFailure.objects.filter(
-        realm=AuthFailure.Realm.SIP, username=name, created_at__gt=_since(controller, now)
-    ).count()
+    failures = _failures(controller, now, {"username": name}, limit=controller.account_limit)
     if failures < controller.account_limit:
         return
     detail = f"{failures} failed SIP authentications in {controller.window_minutes} min."
@@ -170,9 +179,3 @@ def is_trusted_address(source_ip: str) -> bool:
         if address.version == network.version and address in network:
             return True
     return False
-
-
-def purge(*, before: datetime) -> int:
-    """Delete failures older than `before` (the longest window): how many."""
-    deleted, _ = AuthFailure.objects.filter(created_at__lt=before).delete()
-    return deleted

@@ -145,7 +145,8 @@ def test_the_ban_row_goes_when_a_person_undoes_the_ban(controller, now, system, 
 
     assert ban_rows() == []
     assert reloads == [("address",), ("address",)]
-    # Counted again from nothing: the old failures still in the window ban it at once.
+    # Counted again from the undo: the failures it was banned for do not ban it again.
+    assert fail(4, username="nobody", at=now + timedelta(minutes=2)) is False
     assert fail(1, username="nobody", at=now + timedelta(minutes=2)) is True
 
 
@@ -205,6 +206,9 @@ def test_unlocking_the_account_provisions_it_again(cast, controller, account, no
 
     assert SipAccount.objects.get(pk=account.pk).locked_at is None
     assert Subscriber.objects.filter(username="pbx1", domain="sip.example.com").exists()
+    # The count starts again from the unlock.
+    fail(1, source_ip=OTHER, at=now + timedelta(minutes=1))
+    assert SipAccount.objects.get(pk=account.pk).locked_at is None
 
 
 def test_an_account_of_another_domain_is_not_locked(cast, controller, account, now):
