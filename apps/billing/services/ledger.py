@@ -2,10 +2,12 @@
 
 # ruff: noqa: S608 - table and column names come from the models; every value is a parameter.
 
+import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q, Sum
@@ -31,7 +33,14 @@ from apps.core.money import (
 from apps.core.services import apply_changes, ensure_manages, save_object
 from apps.tenancy.scope import Scope
 
-ACCOUNT_SETTINGS = ("mode", "credit_limit", "low_balance_threshold", "notification_email")
+ACCOUNT_SETTINGS = (
+    "mode",
+    "credit_limit",
+    "low_balance_threshold",
+    "notification_email",
+    "daily_spend_limit",
+    "monthly_spend_limit",
+)
 # What one ledger row can hold at all (DECIMAL(20, 6)); the balance bound does the rest.
 STORABLE = STORAGE_LIMIT - MONEY_QUANTUM
 
@@ -106,6 +115,9 @@ def _bounded_settings(changes: dict) -> dict:
         )
     if "low_balance_threshold" in changes:
         changes["low_balance_threshold"] = _threshold(changes["low_balance_threshold"])
+    for name in ("daily_spend_limit", "monthly_spend_limit"):
+        if changes.get(name) is not None:
+            changes[name] = check_amount(changes[name], field=name, maximum=MAX_BALANCE)
     return changes
 
 
@@ -178,6 +190,7 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     elif fresh:
         _insert(fresh, now)
     _add_to_balances(totals)
+    _add_to_spent(fresh)
     _track_low_balances(sorted(totals))
     return results
 
@@ -295,6 +308,51 @@ def _add_to_balances(totals: dict[int, Decimal]) -> None:
             f" WHERE id IN ({', '.join(['%s'] * len(ids))})",
             params + ids,
         )
+
+
+def _add_to_spent(entries: list[LedgerEntry]) -> None:
+    """Add call charges to their accounts' spending of the day and the month (spend limits).
+
+    The day is the call's (`occurred_at`) on the customer's clock (its peer's time zone). A
+    charge of a later day than the counter's starts the counter again; one of an earlier
+    day (a call rated after midnight) is left out of today's. Runs in the posting's
+    transaction on accounts it has locked, so the counters move with the balance: call
+    control reads them with the account under its lock. One read and one write per batch.
+    """
+    spend: dict[int, list] = defaultdict(list)
+    for entry in entries:
+        if entry.kind == LedgerEntry.Kind.CHARGE and entry.cdr_id is not None:
+            spend[entry.account_id].append((entry.occurred_at, -entry.amount))
+    if not spend:
+        return
+    changed = []
+    for pk, zone, day, day_of, month, month_of in Account.objects.filter(pk__in=spend).values_list(
+        "pk", "peer__time_zone", "spent_day", "spent_day_of", "spent_month", "spent_month_of"
+    ):
+        clock = _zone(zone or "UTC")
+        for occurred_at, amount in sorted(spend[pk], key=lambda item: item[0]):
+            local = timezone.localtime(occurred_at, clock).date()
+            if day_of is None or local > day_of:
+                day, day_of = amount, local
+            elif local == day_of:
+                day += amount
+            first = local.replace(day=1)
+            if month_of is None or first > month_of:
+                month, month_of = amount, first
+            elif first == month_of:
+                month += amount
+        changed.append(
+            Account(pk=pk, spent_day=day, spent_day_of=day_of, spent_month=month, spent_month_of=month_of)
+        )
+    Account.objects.bulk_update(changed, ["spent_day", "spent_day_of", "spent_month", "spent_month_of"])
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return zoneinfo.ZoneInfo("UTC")  # validated when saved; a host without it reads UTC
 
 
 def _track_low_balances(account_ids: list[int]) -> None:

@@ -221,7 +221,7 @@ def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int 
     available = _available(mode, _decimal(balance), _decimal(credit_limit), reserved)
     headroom = None
     if limits:
-        daily, monthly, spent_day, spent_month = limits
+        daily, monthly, spent_day, spent_month = (None if v is None else _decimal(v) for v in limits)
         headroom = _tightest(
             [
                 _headroom("daily spend limit", daily, spent_day, reserved, "today"),
@@ -232,10 +232,11 @@ def _read_account(cursor, hold: Hold, *, lock: bool) -> tuple[Decimal, int, int 
     return available, live_calls, existing, headroom
 
 
-def _headroom(name: str, limit, spent, reserved: Decimal, when: str) -> Headroom | None:
+def _headroom(
+    name: str, limit: Decimal | None, spent: Decimal, reserved: Decimal, when: str
+) -> Headroom | None:
     if limit is None:
         return None
-    limit, spent = _decimal(limit), _decimal(spent)
     return Headroom(
         limit - spent - reserved,
         name,
@@ -260,8 +261,8 @@ def _reseller_headroom(cursor, hold: Hold) -> list[Headroom | None]:
         f" FROM {_ACCOUNT} WHERE id IN ({', '.join(['%s'] * len(account_ids))})",
         [_date_param(hold.spend_day), _date_param(hold.spend_month), *account_ids],
     )
-    spent_day, spent_month, reserved = (value or 0 for value in cursor.fetchone())
-    reserved = _decimal(reserved)
+    # The limits come from the snapshot (the ORM); the sums are raw column values.
+    spent_day, spent_month, reserved = (_decimal(value or 0) for value in cursor.fetchone())
     return [
         _headroom("reseller's daily spend limit", daily, spent_day, reserved, "today"),
         _headroom("reseller's monthly spend limit", monthly, spent_month, reserved, "this month"),
