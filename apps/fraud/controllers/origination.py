@@ -90,11 +90,14 @@ def _live(controller: Controller, start: datetime, end: datetime, customer_id: i
         .values(
             "customer_id", "call_id", "amount", "max_duration", "created_at", "destination", "sell_tariff"
         )
+        .order_by()
     )
     if not live:
         return []
     written = dict(
-        Cdr.objects.filter(call_id__in=[row["call_id"] for row in live]).values_list("call_id", "sell_cost")
+        Cdr.objects.filter(call_id__in=[row["call_id"] for row in live])
+        .values_list("call_id", "sell_cost")
+        .order_by()
     )
     unrated = []
     for row in live:
@@ -210,9 +213,8 @@ def analyse_new_destination(
     # The price the customer pays per minute: the sell tariff its call carried (one call of
     # each destination, by the Call-ID index), or what its rated calls cost per minute.
     wanted = [call_id for call_id, key in samples.items() if key in candidates and key not in prices]
-    for call_id, tariff in Reservation.objects.filter(call_id__in=wanted).values_list(
-        "call_id", "sell_tariff"
-    ):
+    tariffs = Reservation.objects.filter(call_id__in=wanted).values_list("call_id", "sell_tariff").order_by()
+    for call_id, tariff in tariffs:
         price = _price(tariff)
         if price is not None:
             key = samples[call_id]
@@ -285,6 +287,7 @@ def analyse_sequential(
         )
         .filter(_scope(controller, customer_id))
         .values_list("customer_id", "callee")
+        .order_by()
     )
     numbers: dict[int, list[str]] = defaultdict(list)
     for customer, callee in rows:
