@@ -1,6 +1,7 @@
 """Issue 16, test (c), through real OpenSIPS nodes (the switch of tests/opensips/switch.py):
 20 wrong passwords from one address on node1, and that address's next INVITE with the right
-password is refused on node2 too, until the ban ends (a person's undo, or its expiry).
+password is refused on node2 too, until the ban ends (a person's undo, or its expiry); and a
+SIP account locked after its own limit fails with the right password until it is unlocked.
 
 The nodes report each failed digest to call control under uvicorn, which bans the address;
 the nodes reload the `address` table as the reload task the ban queued does
@@ -27,38 +28,45 @@ from tests.opensips.switch import (
 )
 from tests.opensips.test_live_calls import wait_for
 
-ATTACKER_IP = "127.0.0.51"  # nobody else in the switch calls from it
+ATTACKER_IP = "127.0.0.51"  # nobody else in the switch calls from these
+GUESSER_IP = "127.0.0.52"
 ATTEMPTS = 20
 
 
-@pytest.fixture
-def controller(orm):
-    controller = Controller.objects.create(
-        name="SIP brute force (live)",
-        kind=Kind.SIP_AUTH,
-        action=Action.BLOCK,
-        window_minutes=10,
-        min_count=ATTEMPTS,
-        account_limit=None,  # the right password must still work once the ban ends
-        block_minutes=30,
+def make_controller(**fields) -> Controller:
+    values = {"window_minutes": 10, "block_minutes": 30, **fields}
+    return Controller.objects.create(
+        name="SIP brute force (live)", kind=Kind.SIP_AUTH, action=Action.BLOCK, **values
     )
-    yield controller
+
+
+@pytest.fixture
+def cleanup(orm):
+    yield
     for alert in Alert.objects.open():
         services.end_alert(alert)
     AuthFailure.objects.all().delete()
-    controller.delete()
+    Controller.objects.all().delete()
 
 
-def digest_call(switch: Switch, port: int, password: str, *, calls: int = 1):
-    """alice@sip.test calling Berlin from ATTACKER_IP with `password`."""
+@pytest.fixture
+def controller(cleanup):
+    # No account limit: the right password must still work once the ban ends.
+    return make_controller(min_count=ATTEMPTS, account_limit=None)
+
+
+def digest_call(
+    switch: Switch, port: int, password: str, *, calls: int = 1, user: str = "alice", source=ATTACKER_IP
+):
+    """`user`@sip.test calling Berlin from `source` with `password`."""
     return sipp(
         port,
-        source=ATTACKER_IP,
+        source=source,
         callee=BERLIN,
         scenario="uac_digest.xml",
         hold_ms=500,
         calls=calls,
-        extra=["-key", "caller", "alice", "-key", "domain", "sip.test", "-au", "alice", "-ap", password],
+        extra=["-key", "caller", user, "-key", "domain", "sip.test", "-au", user, "-ap", password],
     )
 
 
@@ -118,3 +126,24 @@ def test_a_brute_forced_address_is_refused_on_every_node_until_the_ban_ends(swit
     reload_nodes(switch)
     call = digest_call(switch, switch.node2_port, switch.phone_password)
     assert call.returncode == 0, call.log
+
+
+def test_a_locked_sip_account_fails_with_the_right_password_until_it_is_unlocked(switch: Switch, cleanup):
+    make_controller(min_count=1000, account_limit=3)
+    digest_call(switch, switch.node1_port, "wrong", calls=3, user="bob", source=GUESSER_IP)
+    alert = wait_for(
+        lambda: Alert.objects.open().filter(effect=Alert.Effect.LOCK_ACCOUNT).first(),
+        what="the lock of bob@sip.test",
+    )
+    assert alert.sip_account.username == "bob" and alert.sip_account.locked_at is not None
+
+    # The right password, on the other node: challenged again (the scenario's "refused"
+    # ending), never routed. The subscriber table is read per request: no reload.
+    refused = digest_call(switch, switch.node2_port, switch.phone_password, user="bob", source=GUESSER_IP)
+    assert refused.messages.count("SIP/2.0 407") == 2, refused.log
+    assert "SIP/2.0 200" not in refused.messages, refused.log
+
+    services.undo_alert(alert, actor=Scope.system(), reason="live test")
+    call = digest_call(switch, switch.node2_port, switch.phone_password, user="bob", source=GUESSER_IP)
+    assert call.returncode == 0, call.log
+    assert "SIP/2.0 200" in call.messages, call.log
