@@ -76,7 +76,10 @@ def raise_alert(
     if controller.action == Action.WARN:
         effect = Alert.Effect.WARNING
     key = subject.key(controller)[:255]
-    ends_at = now + timedelta(minutes=controller.block_minutes) if controller.block_minutes else None
+    # A locked SIP account stays locked until a person unlocks it (its owner must hear of
+    # it and change the password); every other action lasts `block_minutes` (0: until undone).
+    lasts = controller.block_minutes if effect != Alert.Effect.LOCK_ACCOUNT else 0
+    ends_at = now + timedelta(minutes=lasts) if lasts else None
     trial_until = (
         ends_at + timedelta(minutes=controller.trial_minutes)
         if ends_at is not None and controller.trial_minutes and controller.trial_share < 100

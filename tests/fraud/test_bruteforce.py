@@ -197,6 +197,10 @@ def test_an_account_is_locked_after_its_own_limit_and_leaves_the_subscriber_tabl
     assert not Subscriber.objects.filter(username="pbx1").exists()
     # The subscriber table is read per request: nothing to reload.
     assert reloads == []
+    # Unlike a ban, a lock does not run out: a person unlocks it.
+    assert alert.ends_at is None
+    assert services.end_expired(now=now + timedelta(days=30)) == 0
+    assert SipAccount.objects.get(pk=account.pk).locked_at == now
 
 
 def test_unlocking_the_account_provisions_it_again(cast, controller, account, now, system):
