@@ -243,6 +243,25 @@ def test_window_quality_counts_like_the_quality_statistics(customer, now):
     assert (quality.asr, quality.acd, quality.fas) == (Decimal(50), Decimal("19.20"), Decimal(40))
 
 
+def test_a_failing_controller_is_logged_and_the_others_still_run(customer, now, monkeypatch, caplog):
+    carrier = supplier("Carrier")
+    broken = controller(name="Broken")
+    controller(name="Working")
+    calls(carrier, customer, at=now - timedelta(minutes=5), attempts=50, answered=5)
+    judge = termination.judge
+
+    def fails_for_broken(rule, quality):
+        if rule.pk == broken.pk:
+            raise RuntimeError("a bad row")
+        return judge(rule, quality)
+
+    monkeypatch.setattr(termination, "judge", fails_for_broken)
+    result = run_all(now=now)
+
+    assert result["failed"] == [broken.pk] and len(result["raised"]) == 1
+    assert f"controller {broken.pk} (Broken) failed" in caplog.text
+
+
 # --- The schedules and the sweep ------------------------------------------------------------
 
 
