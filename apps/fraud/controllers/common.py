@@ -14,7 +14,9 @@ from apps.fraud.models import Alert, Controller
 
 @dataclass
 class Tally:
-    """What one controller's round did: subjects judged, alerts opened and refreshed."""
+    """What one controller's round did: subjects judged (termination: every supplier with
+    calls in the window; origination: the customers found offending), alerts opened and
+    alerts refreshed."""
 
     judged: int = 0
     raised: list[int] = field(default_factory=list)
