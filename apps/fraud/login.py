@@ -49,8 +49,8 @@ class LockoutBackend:
             raise PermissionDenied
         return None
 
-    def get_user(self, user_id):
-        return None
+    # No get_user: sessions name the backend that authenticated the user (ModelBackend), and
+    # Client.force_login picks the first backend that has one.
 
 
 def locked_out(username: str, source_ip: str, *, now: datetime | None = None) -> bool:
