@@ -251,3 +251,16 @@ def test_the_alert_list_costs_the_same_queries_for_many_alerts(cast, login):
         return len(queries)
 
     assert queries_for_list_of(2) == queries_for_list_of(12)
+
+
+def test_node_and_cluster_pages_show_the_alerts_in_force(alerts, cast, login):
+    from apps.cluster.models import NodeStatus
+
+    services.undo_alert(alerts["b"], actor=SYSTEM)
+    client = login(cast.operator)
+    for url in (admin_url(cast.node), admin_url(NodeStatus, "changelist")):
+        page = client.get(url).content.decode()
+        assert 'id="fraud-alerts"' in page
+        assert '<span id="fraud-alert-count">2</span>' in page
+        assert admin_url(alerts["a"]) in page and admin_url(alerts["op"]) in page
+        assert admin_url(alerts["b"]) not in page  # over: not in force

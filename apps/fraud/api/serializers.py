@@ -82,6 +82,8 @@ class AlertSerializer(ModelSerializer):
         default=None,
         help_text="Empty once the controller is deleted.",
     )
+    # Not an enum here: the schema has one enum component per choice set, the controller's.
+    kind = serializers.CharField(read_only=True, help_text="The kind of its controller (see controllers).")
     in_force = serializers.SerializerMethodField(help_text="Its action holds now (blocked or in its trial).")
 
     class Meta:
