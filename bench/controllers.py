@@ -8,8 +8,8 @@ sequence engine (seq_1_to_N), one million rows per statement. About 60 % are ans
 (1 s to 5 min), across 60 destinations, every customer and supplier; --released
 reservations of ended calls (default 1,000,000) lie beside 500 calls up now. On top of
 that traffic, three offenders are planted in the last minutes: a supplier answering 5 %
-of 200 attempts, a customer sending 400 calls in the last hour against a usual few, and
-a customer calling a 5.00/min destination it never called.
+of 200 attempts, a customer sending 15 times its usual hour's calls in the last 50
+minutes, and a customer calling a 5.00/min destination it never called.
 
 Then the controllers of one round are created (termination ASR per supplier and
 destination over 15 minutes; burst of calls over 60 minutes against the same hour of 7
@@ -175,7 +175,7 @@ def fill_released(args, world: dict, now: datetime) -> float:
     return time.perf_counter() - started
 
 
-def plant(world: dict, now: datetime) -> None:
+def plant(args, world: dict, now: datetime) -> None:
     """The offenders the round must find, and 500 calls up now."""
     from apps.billing.models import Account, Reservation
     from apps.cdr.models import Cdr
@@ -214,8 +214,11 @@ def plant(world: dict, now: datetime) -> None:
             answered=n % 20 == 0,
             destination="Germany",
         )
-    for n in range(400):
-        cdr(burst, world["suppliers"][1], now - timedelta(seconds=3000 - 7 * n))
+    # Fifteen times the customer's usual hour (at least 400 calls), in the last 50 minutes.
+    usual = args.cdrs / (args.days * 24) / len(customers)
+    calls = max(400, int(15 * usual))
+    for n in range(calls):
+        cdr(burst, world["suppliers"][1], now - timedelta(seconds=3000 - n * 2800 / calls))
     for n in range(5):
         cdr(premium, world["suppliers"][2], now - timedelta(minutes=30 - n), destination=PREMIUM, cost="5.00")
     Cdr.objects.bulk_create(rows, batch_size=1000)
@@ -381,7 +384,7 @@ def main() -> None:
         print(f"{args.cdrs:,} CDRs written in {took:.0f} s ({args.cdrs / took:,.0f}/s)", flush=True)
         took = fill_released(args, world, now)
         print(f"{args.released:,} released reservations written in {took:.0f} s", flush=True)
-        plant(world, now)
+        plant(args, world, now)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT data_length + index_length FROM information_schema.TABLES"

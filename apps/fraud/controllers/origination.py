@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import reduce
-from operator import or_
 
 from django.db.models import Count, Max, Q, Sum
 
@@ -77,10 +75,6 @@ def _scope(controller: Controller, customer_id: int | None, field: str = "custom
     return Q(**{f"{field}__isnull": False})
 
 
-def _ranges(ranges: list[tuple[datetime, datetime]]) -> Q:
-    return reduce(or_, (Q(created_at__gte=start, created_at__lt=end) for start, end in ranges))
-
-
 def _live(controller: Controller, start: datetime, end: datetime, customer_id: int | None) -> list[dict]:
     """The live calls set up in [start, end) whose CDR is not rated yet, each with `cdr`
     (whether its CDR exists). Read through the live-reservation index (released_at NULL)."""
@@ -112,16 +106,25 @@ def _live(controller: Controller, start: datetime, end: datetime, customer_id: i
 
 
 def _traffic(controller: Controller, ranges, customer_id: int | None) -> dict[int, Decimal]:
-    """Calls (or rated spend) per customer over the CDRs of `ranges`."""
+    """Calls (or rated spend) per customer over the CDRs of `ranges`, one query per range.
+
+    One query with the ranges OR-ed together reads the same rows, but MariaDB's planner
+    then prefers scanning (customer, created_at) as a covering index from end to end: 8.5 s
+    on 10 M CDRs, against 0.2 s per range on created_at (docs/BENCHMARKS.md).
+    """
     value = Sum("sell_cost") if controller.metric == Metric.SPEND else Count("id")
-    rows = (
-        Cdr.objects.filter(_ranges(ranges))
-        .filter(_scope(controller, customer_id))
-        .values("customer_id")
-        .annotate(value=value)
-        .order_by()
-    )
-    return {row["customer_id"]: Decimal(row["value"] or 0) for row in rows}
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for start, end in ranges:
+        rows = (
+            Cdr.objects.filter(created_at__gte=start, created_at__lt=end)
+            .filter(_scope(controller, customer_id))
+            .values("customer_id")
+            .annotate(value=value)
+            .order_by()
+        )
+        for row in rows:
+            totals[row["customer_id"]] += Decimal(row["value"] or 0)
+    return dict(totals)
 
 
 def analyse_burst(controller: Controller, start: datetime, end: datetime, customer_id: int | None) -> dict:
