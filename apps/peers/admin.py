@@ -290,6 +290,7 @@ class PeerAdmin(ScopedModelAdmin):
         routing = (
             "enabled",
             ("max_calls", "max_cps"),
+            "max_price",
             "tech_prefix",
             "sell_rate_table",
             "buy_rate_table",
@@ -306,9 +307,17 @@ class PeerAdmin(ScopedModelAdmin):
             routing = tuple(
                 n
                 for n in routing
-                if n not in ("routing_plan", "profit_control", ("record_calls", "recording_retention_days"))
+                if n
+                not in (
+                    "routing_plan",
+                    "profit_control",
+                    "max_price",
+                    ("record_calls", "recording_retention_days"),
+                )
             )
         if obj is None:
+            if "max_price" not in services.PEER_SETTINGS:
+                routing = tuple(n for n in routing if n != "max_price")
             return [
                 (None, {"fields": ("name", "company", "role", "reseller")}),
                 ("Routing and limits", {"fields": routing}),
@@ -324,8 +333,10 @@ class PeerAdmin(ScopedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        # Owner and role are fixed at creation (update_peer refuses them).
-        return ("role", "reseller", "status_detail", "account_link")
+        # Owner and role are fixed at creation (update_peer refuses them); a setting the
+        # peer services do not take (yet) is shown, not edited.
+        shown = ("max_price",) if "max_price" not in services.PEER_SETTINGS else ()
+        return ("role", "reseller", "status_detail", "account_link", *shown)
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "role" and not self.scope(request).is_operator:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from apps.billing.spending import spent
 from apps.cdr.models import Cdr
 from apps.core.money import MAX_CREDIT_LIMIT, amount_in_range, balance_in_range
 from apps.dids.models import Did, DidTarget
@@ -135,6 +136,9 @@ def dashboard(request, scope: Scope):
         and account.low_balance_threshold is not None
         and account.balance < account.low_balance_threshold
     )
+    # Spend limits (docs/FRAUD.md): what was spent today and this month on the customer's
+    # clock against its limits, and the dearest price per minute it may call at.
+    context["spent"] = spent(account) if account else None
     # A balance past the product's bounds can only have been written around its services
     # (an older version's bug): it is shown as stored, and said to be wrong.
     context["money_out_of_range"] = bool(

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from apps.billing.spending import reseller_spent
 from apps.core.admin import (
     ADD,
     CHANGE,
@@ -88,10 +89,29 @@ class ResellerAdmin(ScopedModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "company", "currency", "email", "routing_plan"]
-        return ["name", "company", "currency", "email", "routing_plan", "is_active", "created_at"]
+        return [
+            "name",
+            "company",
+            "currency",
+            "email",
+            "routing_plan",
+            "is_active",
+            ("daily_spend_limit", "spent_today"),
+            ("monthly_spend_limit", "spent_this_month"),
+            "created_at",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
-        return ("created_at",)
+        # Spend limits are shown; they are set where the reseller services take them.
+        return ("created_at", "daily_spend_limit", "monthly_spend_limit", "spent_today", "spent_this_month")
+
+    @admin.display(description="spent today (all its customers)")
+    def spent_today(self, reseller):
+        return reseller_spent(reseller.pk).today
+
+    @admin.display(description="spent this month (all its customers)")
+    def spent_this_month(self, reseller):
+        return reseller_spent(reseller.pk).this_month
 
     def _tool_applies(self, request, tool, obj):
         # Staff add colleagues to their own reseller, the one they can see.

@@ -127,3 +127,55 @@ def test_a_resellers_daily_limit_sums_its_customers(world, unrated_call, noon):
     refused = call(world, one, noon + timedelta(minutes=3))
     assert (refused.code, refused.reason) == (402, "Spend limit reached")
     assert "reseller's daily spend limit 1.000000: 1.000000 spent today" in refused.steps[-1].detail
+
+
+# --- Where they are seen ---------------------------------------------------------------------
+
+
+def test_the_customer_sees_its_limits_spent_and_maximum_price_in_the_portal(cast, login, unrated_call):
+    customer = cast.a.customer
+    limit(customer, daily_spend_limit=Decimal("5.00"))
+    update_peer(customer, max_price=Decimal("0.30"))
+    spend(unrated_call, customer, "1.25", timezone.now())
+    page = login(cast.a.customer_user).get("/portal/").content.decode()
+    assert 'id="spent-today">1.25 USD' in page
+    assert "Daily limit 5.00 USD" in page
+    assert "No monthly limit" in page
+    assert 'id="max-price">0.3000 USD/min' in page
+
+
+def test_the_api_shows_an_accounts_limits_and_spending(cast, api, unrated_call):
+    customer = cast.a.customer
+    limit(customer, monthly_spend_limit=Decimal("20.00"))
+    spend(unrated_call, customer, "0.50", timezone.now())
+    data = api(cast.a.customer_key).get(f"/api/v1/accounts/{customer.account.pk}/").json()
+    assert (data["daily_spend_limit"], data["monthly_spend_limit"]) == (None, "20.000000")
+    assert (data["spent_today"], data["spent_this_month"]) == ("0.500000", "0.500000")
+
+
+def test_yesterdays_spending_shows_as_nothing_today(world, spender, unrated_call, noon):
+    from apps.billing.spending import spent
+
+    spend(unrated_call, spender, "0.50", noon)
+    account = Account.objects.select_related("peer").get(peer=spender)
+    assert spent(account, now=noon).today == Decimal("0.50")
+    assert spent(account, now=noon + timedelta(days=1)).today == 0
+
+
+def test_the_operator_sets_an_accounts_limits_in_the_admin(cast, login):
+    account = cast.a.customer.account
+    client = login(cast.operator)
+    url = f"/admin/billing/account/{account.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="daily_spend_limit"' in page and "Spent today:" in page
+    form = {
+        "mode": account.mode,
+        "credit_limit": account.credit_limit,
+        "low_balance_threshold": "",
+        "notification_email": "",
+        "daily_spend_limit": "3.50",
+        "monthly_spend_limit": "",
+    }
+    assert client.post(url, form).status_code == 302
+    account.refresh_from_db()
+    assert (account.daily_spend_limit, account.monthly_spend_limit) == (Decimal("3.50"), None)

@@ -21,6 +21,7 @@ from apps.billing.admin.ledger import LedgerFilterForm, ledger_csv
 from apps.billing.forms import AdjustmentForm, PaymentForm
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services.ledger import STORABLE, ledger_total
+from apps.billing.spending import spent
 from apps.core.admin import (
     CHANGE,
     VIEW,
@@ -96,6 +97,11 @@ LIMITS = {
 }
 
 
+def _against(amount, limit) -> str:
+    """Spending, and the limit it counts against if there is one: "0.700000 of 1.000000"."""
+    return f"{amount} of {limit}" if limit is not None else f"{amount} (no limit)"
+
+
 def out_of_range(account) -> list[str]:
     """Names of the account's amounts past the product's bounds (written around the services)."""
     return [name for name, limit in LIMITS.items() if not amount_in_range(getattr(account, name), limit)]
@@ -126,8 +132,17 @@ def _posted(admin_, request, account, entry, created, what):
 
 # --- accounts --------------------------------------------------------------------------------
 
-SETTINGS = ("peer", "currency", "mode", "credit_limit", "low_balance_threshold", "notification_email")
-MONEY = ("balance", "reserved", "available", "range_check")
+SETTINGS = (
+    "peer",
+    "currency",
+    "mode",
+    "credit_limit",
+    "low_balance_threshold",
+    "notification_email",
+    "daily_spend_limit",
+    "monthly_spend_limit",
+)
+MONEY = ("balance", "reserved", "available", "spent_today", "spent_this_month", "range_check")
 
 
 @admin.register(Account)
@@ -190,6 +205,14 @@ class AccountAdmin(ScopedModelAdmin):
     def available(self, account):
         return account.available
 
+    @admin.display(description="spent today")
+    def spent_today(self, account):
+        return _against(spent(account).today, account.daily_spend_limit)
+
+    @admin.display(description="spent this month")
+    def spent_this_month(self, account):
+        return _against(spent(account).this_month, account.monthly_spend_limit)
+
     @admin.display(description="range")
     def range_check(self, account):
         names = out_of_range(account)
@@ -202,7 +225,12 @@ class AccountAdmin(ScopedModelAdmin):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # The service's bounds, on the form's fields: a number past them is refused at once.
-        limits = {"credit_limit": (0, MAX_CREDIT_LIMIT), "low_balance_threshold": (-MAX_AMOUNT, MAX_AMOUNT)}
+        limits = {
+            "credit_limit": (0, MAX_CREDIT_LIMIT),
+            "low_balance_threshold": (-MAX_AMOUNT, MAX_AMOUNT),
+            "daily_spend_limit": (0, MAX_BALANCE),
+            "monthly_spend_limit": (0, MAX_BALANCE),
+        }
         if db_field.name in limits:
             kwargs["min_value"], kwargs["max_value"] = limits[db_field.name]
         return super().formfield_for_dbfield(db_field, request, **kwargs)

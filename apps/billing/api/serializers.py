@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services.ledger import STORABLE
+from apps.billing.spending import spent
 from apps.core.api import ModelSerializer
 from apps.core.models import MoneyField
 from apps.core.money import (
@@ -82,6 +83,24 @@ class AccountSerializer(_FlagsOutOfRange, ModelSerializer):
         read_only=True,
         help_text="What a new call may use: spendable minus what live calls hold (reserved).",
     )
+    spent_today = serializers.SerializerMethodField(
+        help_text="Calls charged today on the customer's clock (its time zone), as a string."
+    )
+    spent_this_month = serializers.SerializerMethodField(
+        help_text="Calls charged this calendar month on the customer's clock, as a string."
+    )
+
+    @extend_schema_field(serializers.CharField())
+    def get_spent_today(self, account) -> str:
+        return MoneyReadField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES).to_representation(
+            spent(account).today
+        )
+
+    @extend_schema_field(serializers.CharField())
+    def get_spent_this_month(self, account) -> str:
+        return MoneyReadField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES).to_representation(
+            spent(account).this_month
+        )
 
     class Meta:
         model = Account
@@ -93,16 +112,26 @@ class AccountSerializer(_FlagsOutOfRange, ModelSerializer):
             "credit_limit",
             "low_balance_threshold",
             "notification_email",
+            "daily_spend_limit",
+            "monthly_spend_limit",
             "balance",
             "reserved",
             "spendable",
             "available",
+            "spent_today",
+            "spent_this_month",
             "out_of_range",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
-        extra_kwargs = {"reserved": {"help_text": "Money held by the account's live calls."}}
+        extra_kwargs = {
+            "reserved": {"help_text": "Money held by the account's live calls."},
+            "daily_spend_limit": {
+                "help_text": "Most its calls may cost in a day (its time zone); null: none."
+            },
+            "monthly_spend_limit": {"help_text": "Most its calls may cost in a calendar month; null: none."},
+        }
 
 
 class LedgerEntrySerializer(_FlagsOutOfRange, ModelSerializer):

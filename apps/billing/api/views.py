@@ -53,7 +53,7 @@ def _posting_schema(request, *, summary: str, description: str, example: dict):
 class AccountViewSet(ScopedReadOnlyViewSet):
     """The one account of each peer, with its balance (the cached sum of its ledger)."""
 
-    queryset = Account.objects.all()
+    queryset = Account.objects.select_related("peer")  # its clock: spent today and this month
     serializer_class = serializers.AccountSerializer
     filterset_class = filters.AccountFilter
     ordering_fields = ("balance", "created_at")
