@@ -2,6 +2,8 @@
 malformed bodies and filters refused with the field named."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
@@ -215,3 +217,17 @@ def test_kind_and_owner_are_fixed_once_created(cast, api):
     assert made.status_code == 201 and made.json()["reseller"] == cast.b.reseller.pk
     same_name = client.post(CONTROLLERS, BURST | {"reseller": cast.b.reseller.pk}, format="json")
     assert same_name.status_code == 400
+
+
+def test_the_alert_list_costs_the_same_queries_for_many_alerts(cast, api):
+    client = api(cast.operator_key)
+    client.get(ALERTS)  # the key's first use of the minute is written once
+
+    def queries_for_list_of(count: int) -> int:
+        while Alert.objects.count() < count:
+            services.end_alert(suspend(cast.a.customer))
+        with CaptureQueriesContext(connection) as queries:
+            assert len(ids(client.get(ALERTS))) == count
+        return len(queries)
+
+    assert queries_for_list_of(2) == queries_for_list_of(12)
