@@ -93,6 +93,7 @@ def test_undo_resumes_a_suspended_customer_and_is_audited(alerts, cast, login):
     client = login(cast.a.staff)
     page = client.get(admin_url(alert)).content.decode()
     assert tool_url(alert, "undo") in page
+    assert 'name="reason"' in client.get(tool_url(alert, "undo")).content.decode()
     response = client.post(tool_url(alert, "undo"), {"reason": "known campaign"}, follow=True)
     assert "is over" in " ".join(messages_of(response))
     alert.refresh_from_db()
