@@ -67,6 +67,8 @@ class Cdr(models.Model):
         indexes = [
             # "This customer's calls in a date range" (portal, API, reseller reports).
             models.Index(fields=["customer", "created_at"], name="cdr_customer_time_idx"),
+            # Fraud control's "a destination the customer never called" (apps.fraud.controllers).
+            models.Index(fields=["customer", "destination", "created_at"], name="cdr_customer_dest_idx"),
             models.Index(fields=["supplier", "created_at"], name="cdr_supplier_time_idx"),
             models.Index(fields=["created_at"], name="cdr_time_idx"),
             # The rater's batches: oldest unrated first.

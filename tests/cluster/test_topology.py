@@ -17,6 +17,7 @@ from apps.cluster.broker import NodeRedis
 from apps.cluster.tasks import run_singleton
 from apps.cluster.topology import send_to_node
 from apps.files import tasks as files_tasks
+from apps.fraud import tasks as fraud_tasks
 from apps.media import tasks as media_tasks
 from apps.nodes import services as nodes
 from apps.nodes import tasks as nodes_tasks
@@ -29,6 +30,7 @@ ALL = {
     **billing_tasks.SCHEDULES,
     **callcontrol_tasks.SCHEDULES,
     **files_tasks.SCHEDULES,
+    **fraud_tasks.SCHEDULES,
     **media_tasks.SCHEDULES,
     **nodes_tasks.SCHEDULES,
     **opensips_tasks.SCHEDULES,

@@ -230,7 +230,7 @@ def analyse_new_destination(
     since = start - timedelta(days=controller.baseline_days)
     found: dict[int, list[tuple[str, int, Decimal]]] = defaultdict(list)
     for (customer, destination), price in sorted(costly.items()):
-        # Customer's own index, a few days of its calls: only for the rare candidates.
+        # One probe of the (customer, destination, created_at) index per candidate.
         known = Cdr.objects.filter(
             customer_id=customer, created_at__gte=since, created_at__lt=start, destination=destination
         ).exists()
