@@ -272,6 +272,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Names of enum components that two choice sets would otherwise share, kept stable for
+    # generated clients: call control's answer keeps "ActionEnum".
+    "ENUM_NAME_OVERRIDES": {"ActionEnum": ["route", "reject", "redirect"]},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

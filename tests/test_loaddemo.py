@@ -26,7 +26,7 @@ from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import ledger_differences
 from apps.cdr.models import Cdr
 from apps.core.demo import DEMO_PASSWORD
-from apps.core.demo.cast import CUSTOMERS, ROUTING_PLANS, SUPPLIERS
+from apps.core.demo.cast import CONTROLLERS, CUSTOMERS, ROUTING_PLANS, SUPPLIERS
 from apps.core.demo.prices import DESTINATIONS_CSV, PriceBook, RateIndex, load_destinations
 from apps.nodes.models import ClusterSettings
 from apps.peers.models import Peer
@@ -97,6 +97,7 @@ def test_a_second_run_changes_no_row_count(demo):
     assert counts["routing.RoutingPlan"] == len(ROUTING_PLANS)
     assert counts["routing.RoutingRule"] == sum(len(p.rules) for p in ROUTING_PLANS)
     assert counts["routing.Route"] == sum(len(r.routes) for p in ROUTING_PLANS for r in p.rules)
+    assert counts["fraud.Controller"] == len(CONTROLLERS)
 
 
 def test_the_second_run_finds_everything_and_issues_no_new_key(demo):

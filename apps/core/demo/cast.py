@@ -462,3 +462,84 @@ FAILURES = (
     (403, "Forbidden", 7),
 )
 ANSWERED_SHARE = 0.6
+
+
+# Fraud and quality controllers (docs/FRAUD.md): a starting set an operator would keep,
+# most of them warning only, so that a person decides what acts on its own. The owner is a
+# reseller's name, or None for the operator.
+@dataclass(frozen=True)
+class ControllerSpec:
+    name: str
+    kind: str
+    settings: dict
+    owner: str | None = None
+
+
+CONTROLLERS = (
+    ControllerSpec(
+        "Supplier ASR under 15 %",
+        "termination",
+        {
+            "metric": "asr",
+            "threshold": Decimal(15),
+            "min_count": 100,
+            "window_minutes": 30,
+            "action": "block",
+            "block_minutes": 30,
+            "trial_share": 20,
+            "trial_minutes": 30,
+        },
+    ),
+    ControllerSpec(
+        "False answer supervision",
+        "termination",
+        {
+            "metric": "fas",
+            "threshold": Decimal(30),
+            "min_count": 50,
+            "window_minutes": 60,
+            "short_seconds": 6,
+        },
+    ),
+    ControllerSpec(
+        "Calls ten times the usual",
+        "burst",
+        {"metric": "calls", "threshold": Decimal(10), "floor": Decimal(100), "window_minutes": 5},
+    ),
+    ControllerSpec(
+        "Spend ten times the usual",
+        "burst",
+        {"metric": "spend", "threshold": Decimal(10), "floor": Decimal(50), "window_minutes": 60},
+    ),
+    ControllerSpec(
+        "New destination at 1.00/min or more",
+        "new_destination",
+        {"threshold": Decimal(1), "min_count": 5, "window_minutes": 60, "baseline_days": 30},
+    ),
+    ControllerSpec(
+        "Sequential short calls",
+        "sequential",
+        {"min_count": 20, "short_seconds": 6, "window_minutes": 10},
+    ),
+    ControllerSpec(
+        "Same number 30 times in 10 minutes",
+        "repeated_number",
+        {"metric": "callee", "min_count": 30, "window_minutes": 10, "action": "block", "block_minutes": 60},
+    ),
+    ControllerSpec(
+        "SIP brute force",
+        "sip_auth",
+        {"min_count": 20, "window_minutes": 10, "account_limit": 50, "action": "block", "block_minutes": 60},
+    ),
+    ControllerSpec(
+        "Login lockout",
+        "login",
+        {"min_count": 10, "window_minutes": 15, "action": "block", "block_minutes": 15},
+    ),
+    ControllerSpec(
+        "Alpha: calls ten times the usual",
+        "burst",
+        {"metric": "calls", "threshold": Decimal(10), "floor": Decimal(50), "window_minutes": 5},
+        owner="Alpha Telecom",
+    ),
+)

@@ -18,6 +18,7 @@ from apps.core.demo.calls import CallMaker
 from apps.core.demo.cast import (
     API_KEY_NAME,
     CALL_ID_PREFIX,
+    CONTROLLERS,
     CUSTOMERS,
     DEFAULT_CDRS,
     DEMO_PASSWORD,
@@ -33,6 +34,8 @@ from apps.core.demo.cast import (
 from apps.core.demo.prices import PriceBook, load_destinations
 from apps.dids import services as did_services
 from apps.dids.models import Did
+from apps.fraud import rules as fraud_rules
+from apps.fraud.models import Controller
 from apps.nodes import services as node_services
 from apps.nodes.models import ClusterSettings, Node
 from apps.peers import services as peer_services
@@ -97,6 +100,7 @@ class DemoLoader:
             ("suppliers", self.load_suppliers),
             ("customers", self.load_customers),
             ("routing", self.load_routing),
+            ("fraud controllers", self.load_controllers),
             ("numbers", self.load_dids),
             ("payments", self.load_payments),
             ("calls", self.load_calls),
@@ -320,6 +324,20 @@ class DemoLoader:
                     tenancy_services.update_reseller(
                         reseller, actor=self.operator, changes={"routing_plan_id": plan.pk}
                     )
+
+    def load_controllers(self) -> None:
+        for spec in CONTROLLERS:
+            owner_id = self._owner_id(spec.owner)
+            exists = Controller.objects.filter(reseller_id=owner_id, name=spec.name).exists()
+            self.report.note("fraud controllers", not exists)
+            if not exists:
+                fraud_rules.create_controller(
+                    actor=self._actor_for(spec.owner),
+                    reseller_id=owner_id,
+                    name=spec.name,
+                    kind=spec.kind,
+                    **spec.settings,
+                )
 
     def _create_plan(self, spec: PlanSpec) -> RoutingPlan:
         plan = routing_services.create_plan(
