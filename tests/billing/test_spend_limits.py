@@ -179,3 +179,18 @@ def test_the_operator_sets_an_accounts_limits_in_the_admin(cast, login):
     assert client.post(url, form).status_code == 302
     account.refresh_from_db()
     assert (account.daily_spend_limit, account.monthly_spend_limit) == (Decimal("3.50"), None)
+
+
+def test_the_resellers_page_shows_its_limits_and_its_customers_spending(cast, login, unrated_call):
+    reseller = cast.a.reseller
+    Reseller.objects.filter(pk=reseller.pk).update(daily_spend_limit=Decimal("50.00"))
+    spend(unrated_call, cast.a.customer, "2.50", timezone.now())
+    page = login(cast.operator).get(f"/admin/tenancy/reseller/{reseller.pk}/change/").content.decode()
+    assert "Daily spend limit:" in page and "50.00" in page
+    assert "Spent today (all its customers):" in page and "2.500000" in page
+
+
+def test_the_peer_page_shows_the_customers_maximum_price(cast, login):
+    update_peer(cast.a.customer, max_price=Decimal("0.25"))
+    page = login(cast.operator).get(f"/admin/peers/peer/{cast.a.customer.pk}/change/").content.decode()
+    assert "Maximum price" in page and "0.25" in page
