@@ -69,6 +69,9 @@ class Account(TimestampedModel):
             raise ValidationError({"credit_limit": "A credit limit is zero or more."})
         if self.mode == self.Mode.PREPAID and self.credit_limit:
             raise ValidationError({"credit_limit": "A prepaid account has no credit limit."})
+        for name in ("daily_spend_limit", "monthly_spend_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValidationError({name: "A spend limit is zero or more."})
 
     @property
     def spendable(self):

@@ -6,7 +6,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from apps.core.models import TimestampedModel, digits_validator, name_taken
@@ -123,6 +123,7 @@ class Peer(TimestampedModel):
         decimal_places=6,
         null=True,
         blank=True,
+        validators=[MinValueValidator(0)],
         help_text="Customer: the highest sell price per minute a call may reach; dearer calls are refused.",
     )
     tech_prefix = models.CharField(

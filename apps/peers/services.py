@@ -32,6 +32,7 @@ PEER_SETTINGS = (
     "enabled",
     "max_calls",
     "max_cps",
+    "max_price",
     "tech_prefix",
     "sell_rate_table_id",
     "buy_rate_table_id",

@@ -102,8 +102,8 @@ class ResellerAdmin(ScopedModelAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
-        # Spend limits are shown; they are set where the reseller services take them.
-        return ("created_at", "daily_spend_limit", "monthly_spend_limit", "spent_today", "spent_this_month")
+        # The operator sets a reseller's spend limits; its staff see them (read-only page).
+        return ("created_at", "spent_today", "spent_this_month")
 
     @admin.display(description="spent today (all its customers)")
     def spent_today(self, reseller):

@@ -52,6 +52,11 @@ class Reseller(TimestampedModel):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        for name in ("daily_spend_limit", "monthly_spend_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValidationError({name: "A spend limit is zero or more."})
+
 
 class Membership(models.Model):
     """Ties a login to the tenant it acts for: a reseller's staff, or a customer peer.

@@ -35,7 +35,18 @@ def update_reseller(reseller: Reseller, *, actor: Scope, changes: dict) -> Resel
     ensure_manages(actor, None)
     current = Reseller.objects.select_for_update().get(pk=reseller.pk)
     apply_changes(
-        current, changes, allowed=("name", "company", "currency", "email", "is_active", "routing_plan_id")
+        current,
+        changes,
+        allowed=(
+            "name",
+            "company",
+            "currency",
+            "email",
+            "is_active",
+            "routing_plan_id",
+            "daily_spend_limit",
+            "monthly_spend_limit",
+        ),
     )
     save_object(current, actor=actor, action="reseller.changed")
     announce("tenancy.Reseller", [current.pk], fields=changes)

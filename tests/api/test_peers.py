@@ -1,5 +1,7 @@
 """Peers through the API: created with an account and an audit entry, validated by the model."""
 
+from decimal import Decimal
+
 import pytest
 
 from apps.audit.models import AuditEntry
@@ -132,6 +134,16 @@ def test_patch_changes_settings_through_the_service(api, cast):
     assert (peer.max_calls, peer.notes) == (30, "VIP")
     entry = AuditEntry.objects.get(action="peer.changed", object_id=str(peer.pk))
     assert entry.data["changes"]["max_calls"] == [None, 30]
+
+
+def test_a_reseller_sets_its_customers_maximum_price(api, cast):
+    url = f"{PEERS}{cast.a.customer.pk}/"
+    response = api(cast.a.staff_key).patch(url, {"max_price": "0.25"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Peer.objects.get(pk=cast.a.customer.pk).max_price == Decimal("0.25")
+    assert api(cast.a.staff_key).patch(url, {"max_price": "-1"}, format="json").status_code == 400
+    # Another reseller's staff cannot reach it.
+    assert api(cast.b.staff_key).patch(url, {"max_price": "9"}, format="json").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,9 @@
 """Who a login or a key acts for, and what deactivating a reseller does."""
 
+from decimal import Decimal
+
 import pytest
+from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
@@ -32,6 +35,19 @@ def test_only_the_operator_changes_resellers(cast):
         )
     cast.a.reseller.refresh_from_db()
     assert cast.a.reseller.is_active
+
+
+def test_the_operator_sets_a_resellers_spend_limits_audited(cast, system):
+    limits = {"daily_spend_limit": Decimal("100"), "monthly_spend_limit": Decimal("2000")}
+    services.update_reseller(cast.a.reseller, actor=system, changes=limits)
+    cast.a.reseller.refresh_from_db()
+    assert (cast.a.reseller.daily_spend_limit, cast.a.reseller.monthly_spend_limit) == (100, 2000)
+    entry = AuditEntry.objects.filter(action="reseller.changed").latest("pk")
+    assert set(entry.data["changes"]) == set(limits)
+    with pytest.raises(NotAllowed):  # not the reseller's own to raise
+        services.update_reseller(cast.a.reseller, actor=Scope.of_user(cast.a.staff), changes=limits)
+    with pytest.raises(ValidationError):
+        services.update_reseller(cast.a.reseller, actor=system, changes={"daily_spend_limit": Decimal(-1)})
 
 
 def test_reseller_staff_see_the_keys_of_their_customers_but_not_others(cast):
