@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.billing.models import Reservation
-from apps.billing.services.online import ERROR_PREFIX, _claim, _record, _unclaim
+from apps.billing.services.online import ERROR_PREFIX, claim_cut, record_cut, unclaim_cut
 from engines import EngineError
 from engines.opensips.mi import DialogEnd, MIClient, MIUnavailable, url_for
 
@@ -88,7 +88,7 @@ def end_live_calls(
         if node.pk in unreachable:
             report.left += 1
             continue
-        if not _claim(call.pk, now):
+        if not claim_cut(call.pk, now):
             continue  # released, or being cut by another run, since it was read
         client = MIClient(
             url_for(settings.OPENSIPS_MI_URL, node.management_address), settings.OPENSIPS_MI_TIMEOUT
@@ -96,7 +96,7 @@ def end_live_calls(
         try:
             outcome = _end(client, call.call_id)
         except MIUnavailable as exc:
-            _unclaim(call.pk)
+            unclaim_cut(call.pk)
             unreachable[node.pk] = str(exc)
             report.left += 1
             report.notes.append(f"node {node.name} unreachable ({exc}): its calls are tried again next round")
@@ -105,15 +105,15 @@ def end_live_calls(
             )
             continue
         except EngineError as exc:
-            _record(call, f"{ERROR_PREFIX}{exc}")
+            record_cut(call, f"{ERROR_PREFIX}{exc}")
             report.failed += 1
             report.notes.append(f"{call.call_id} on {node.name}: {exc}")
             logger.warning("fraud hang-up: node %s refused to end call %s: %s", node.name, call.call_id, exc)
             continue
         except Exception:
-            _unclaim(call.pk)
+            unclaim_cut(call.pk)
             raise
-        _record(call, outcome.value)
+        record_cut(call, outcome.value)
         if outcome is DialogEnd.ENDED:
             report.ended += 1
         else:

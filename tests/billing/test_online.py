@@ -289,7 +289,7 @@ def test_a_call_released_after_it_was_chosen_is_not_cut(node, mi, now):
     [chosen] = calls_to_cut(now)
     reservations.release(chosen.pk, outcome=Reservation.Outcome.RATED)  # its CDR was rated meanwhile
 
-    assert online._claim(chosen.pk, now) is False
+    assert online.claim_cut(chosen.pk, now) is False
 
 
 # --- The arithmetic ---------------------------------------------------------------------------

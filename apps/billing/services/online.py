@@ -149,7 +149,8 @@ def calls_to_cut(now: datetime | None = None) -> list[Reservation]:
 
 
 @retry_on_conflict
-def _claim(reservation_id: int, now: datetime) -> bool:
+def claim_cut(reservation_id: int, now: datetime) -> bool:
+    """Take a live call to end it; False when another run (or fraud control) already has it."""
     return (
         Reservation.objects.filter(pk=reservation_id, cut_at__isnull=True, released_at__isnull=True).update(
             cut_at=now, cut_result=""
@@ -159,12 +160,14 @@ def _claim(reservation_id: int, now: datetime) -> bool:
 
 
 @retry_on_conflict
-def _unclaim(reservation_id: int) -> None:
+def unclaim_cut(reservation_id: int) -> None:
+    """Give a claimed call back (its node could not be asked): a later run tries again."""
     Reservation.objects.filter(pk=reservation_id, cut_result="").update(cut_at=None)
 
 
 @retry_on_conflict
-def _record(call: Reservation, result: str) -> None:
+def record_cut(call: Reservation, result: str) -> None:
+    """Write what ending the call gave (the node's answer or the error), audited."""
     call.cut_result = result[:RESULT_LENGTH]
     Reservation.objects.filter(pk=call.pk).update(cut_result=call.cut_result)
     audit.record(
@@ -194,7 +197,7 @@ def cut_overruns(now: datetime | None = None) -> CutReport:
         # attempt is on record before the BYEs go out, so a run that dies in between
         # leaves the call marked as tried rather than forgotten. Asking the engine first
         # and writing the row after would lose both guarantees.
-        if not _claim(call.pk, now):
+        if not claim_cut(call.pk, now):
             continue  # rated or claimed by another run since we read it
         try:
             outcome = client.end_dialog(call.call_id)
@@ -202,7 +205,7 @@ def cut_overruns(now: datetime | None = None) -> CutReport:
             # Nothing is known to have happened: give the claim back so the next run tries
             # again. If the request did reach OpenSIPS and only its answer was lost, that
             # next try hears 404 and records the call as gone.
-            _unclaim(call.pk)
+            unclaim_cut(call.pk)
             unreachable.add(node.pk)
             failed += 1
             logger.warning(
@@ -214,7 +217,7 @@ def cut_overruns(now: datetime | None = None) -> CutReport:
             )
             continue
         except EngineError as exc:
-            _record(call, f"{ERROR_PREFIX}{exc}")
+            record_cut(call, f"{ERROR_PREFIX}{exc}")
             failed += 1
             logger.warning(
                 "online billing: node %s refused to end call %s of %s: %s",
@@ -225,9 +228,9 @@ def cut_overruns(now: datetime | None = None) -> CutReport:
             )
             continue
         except Exception:
-            _unclaim(call.pk)
+            unclaim_cut(call.pk)
             raise
-        _record(call, outcome.value)
+        record_cut(call, outcome.value)
         if outcome is DialogEnd.ENDED:
             cut += 1
         else:
