@@ -169,8 +169,14 @@ def configure(url: str, workdir: Path, mi_port: int) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def build_world(ports: dict[str, int]) -> dict:
-    """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes."""
+def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
+    """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes.
+
+    With `fraud`, what issue 16 adds to a call's path, set so that it never refuses: daily
+    and monthly spend limits on the customer's account (its calls take the reservation's
+    long way and the rater moves its spend counters) and a repeated-number controller of 30
+    calls a minute (one count per call; each call goes to a number of its own).
+    """
     from django.db import transaction
     from django.utils import timezone
 
@@ -213,6 +219,21 @@ def build_world(ports: dict[str, int]) -> dict:
     )
     peer_services.add_endpoint(customer, actor=system, ip=CUSTOMER_IP)
     post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
+    if fraud:
+        from apps.billing.models import Account
+        from apps.fraud.models import Action, Controller, Kind, Metric
+
+        Account.objects.filter(pk=customer.account.pk).update(
+            daily_spend_limit=BALANCE, monthly_spend_limit=BALANCE
+        )
+        Controller.objects.create(
+            name="Bench repeated numbers",
+            kind=Kind.REPEATED_NUMBER,
+            metric=Metric.CALLEE,
+            min_count=30,
+            window_minutes=1,
+            action=Action.BLOCK,
+        )
     supplier = peer_services.create_peer(
         actor=system, name="Bench carrier", role=Peer.Role.SUPPLIER, buy_rate_table_id=buy.pk
     )
@@ -410,7 +431,11 @@ def run_worker() -> None:
 def run_customer(args, sipp: str, rate: int, step_dir: Path, prefix: str, sip_port: int) -> dict:
     """SIPp at `rate` calls/s for --duration s; returns its counts, set-up times and rusage."""
     step_dir.mkdir(parents=True)
-    shutil.copy(SCENARIOS / "uac_call.xml", step_dir / "uac_call.xml")
+    scenario = (SCENARIOS / "uac_call.xml").read_text()
+    if args.fraud:
+        # Each call to a number of its own (the repeated-number controller counts them).
+        scenario = scenario.replace("sip:[service]@", "sip:[service][call_number]@")
+    (step_dir / "uac_call.xml").write_text(scenario)
     calls = rate * args.duration
     limit = rate * (args.hold + 10) + 100  # never the bound: SIPp would delay calls silently
     bound = args.duration + args.hold + 60
@@ -648,6 +673,16 @@ def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) 
         }
     )
     result["ok"] = books_ok and open_reservations == 0 and reserved == 0 and result["dialogs"] == 0
+    account = Account.objects.get(pk=world["customer_account"])
+    if account.monthly_spend_limit is not None:
+        # --fraud: the month's spend counter is every call charge of the run (one month).
+        from apps.billing.models import LedgerEntry
+
+        charged = LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CHARGE).aggregate(
+            total=Sum("amount")
+        )["total"] or Decimal(0)
+        result["spend_counter_matches"] = account.spent_month == -charged
+        result["ok"] = result["ok"] and result["spend_counter_matches"]
     return result
 
 
@@ -775,6 +810,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="CALL_CONTROL_THREADS")
     parser.add_argument("--shm", type=int, default=1024, help="OpenSIPS shared memory, MB")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
+    parser.add_argument(
+        "--fraud", action="store_true", help="spend limits and a repeated-number controller that never refuse"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -801,7 +839,7 @@ def main() -> None:
 
         create_database(args.database_url)
         call_command("migrate", verbosity=0)
-        world = build_world(ports)
+        world = build_world(ports, fraud=args.fraud)
         print(f"database {name} created and built", flush=True)
         cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
         roots = {}

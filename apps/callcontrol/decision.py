@@ -1005,6 +1005,7 @@ def _repeated(snapshot: Snapshot, decision: Decision, *, reserve: bool) -> bool:
             customer_id=None if rule.cluster_wide else peer.id,
             reseller_id=rule.reseller_id if rule.cluster_wide else None,
             call_id=decision.request.call_id,
+            up_to=rule.min_count,
         )
         side = "caller" if rule.caller_side else "callee"
         if count < rule.min_count:

@@ -6,6 +6,7 @@ it does (tests/switching.py builds the world)."""
 
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from django.test import Client
@@ -13,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing.models import Reservation
+from apps.billing.services.reservations import recent_calls
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.checking import CheckInput, candidate_rows, check_routing
 from apps.callcontrol.decision import decide, settle
@@ -212,6 +214,16 @@ def test_the_sixth_call_to_one_number_within_a_minute_is_refused_when_five_are_a
     # After the block it passes again.
     assert call_at(world, alert.ends_at).routed
     assert Alert.objects.count() == 1
+
+
+def test_the_count_stops_at_the_threshold(client, world):
+    # A number everyone calls must not cost each call a read of the whole window.
+    calls(client, world, 7)
+    since = timezone.now() - timedelta(minutes=1)
+    count = partial(recent_calls, BERLIN, caller=False, since=since, customer_id=world.customer.pk)
+    assert count(up_to=100) == 7
+    assert count(up_to=3) == 3
+    assert count(up_to=100, call_id=Reservation.objects.latest("pk").call_id) == 6  # not itself
 
 
 def test_a_cluster_wide_count_takes_every_customers_calls(client, world):
