@@ -109,6 +109,20 @@ def test_without_a_limit_the_short_way_holds_the_whole_call(world):
     assert decision.routed and decision.available is None  # the account was not read
 
 
+def test_far_from_its_limits_a_call_takes_the_short_way_and_the_limit_still_holds(world, spender, noon):
+    # The longest call (2 hours) at 0.60/min is 72.00: limits of 200.00 leave it whole, in one statement.
+    limit(spender, daily_spend_limit=Decimal("200"), monthly_spend_limit=Decimal("200"))
+    world.pay(spender, "1000")
+    first = call(world, spender, noon)
+    assert (first.routed, first.available, first.max_duration) == (True, None, 7200)
+    second = call(world, spender, noon)
+    assert (second.routed, second.available, second.max_duration) == (True, None, 7200)
+    # 144.00 held: what is left (56.00) does not pay for a whole call: the long way cuts it.
+    third = call(world, spender, noon)
+    assert third.max_duration == 5600 and "capped by the daily spend limit" in third.steps[-1].detail
+    assert Account.objects.get(peer=spender).reserved == Decimal("200")
+
+
 def test_a_resellers_daily_limit_sums_its_customers(world, unrated_call, noon):
     reseller = make_reseller("Wholesale")
     Reseller.objects.filter(pk=reseller.pk).update(daily_spend_limit=Decimal("1.00"))

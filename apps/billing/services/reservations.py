@@ -327,9 +327,9 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
 
 def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     """The short way: the maximum duration, if the account pays for it. None: take the long way."""
-    if hold.max_calls is not None or hold.spend_day is not None:
+    if hold.max_calls is not None or hold.reseller_limits:
         # A live-call limit is counted exactly under the lock, on the long way; so is what
-        # a spend limit leaves.
+        # a reseller's spend limit leaves (a sum over its customers' accounts).
         return None
     whole = affordable_duration(hold.tariff, Decimal(MAX_BALANCE), ceiling=hold.ceiling)
     if whole is None or whole[0] != hold.ceiling:
@@ -338,13 +338,26 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     reservation_id = _insert(cursor, hold, now, seconds, amount, short=True)
     if reservation_id is None:
         return None  # a retried Call-ID, or a release marker: the long way tells which
+    money = _money_param(amount)
+    limits, params = "", []
+    if hold.spend_day is not None:
+        # The account's own spend limits, checked by the same statement: what each leaves
+        # (the limit less today's or this month's spending and what live calls hold) pays
+        # for the whole call. Near a limit the long way cuts the call to what is left.
+        limits = (
+            " AND (daily_spend_limit IS NULL"
+            "  OR daily_spend_limit - CASE WHEN spent_day_of = %s THEN spent_day ELSE 0 END - reserved >= %s)"
+            " AND (monthly_spend_limit IS NULL OR monthly_spend_limit"
+            "  - CASE WHEN spent_month_of = %s THEN spent_month ELSE 0 END - reserved >= %s)"
+        )
+        params = [_date_param(hold.spend_day), money, _date_param(hold.spend_month), money]
     cursor.execute(
-        f"UPDATE {_ACCOUNT} SET reserved = reserved + %s"
-        f" WHERE id = %s AND balance + CASE WHEN mode = %s THEN credit_limit ELSE 0 END - reserved >= %s",
-        [_money_param(amount), hold.account_id, Account.Mode.POSTPAID, _money_param(amount)],
+        f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s"
+        f" AND balance + CASE WHEN mode = %s THEN credit_limit ELSE 0 END - reserved >= %s{limits}",
+        [money, hold.account_id, Account.Mode.POSTPAID, money, *params],
     )
     if cursor.rowcount != 1:
-        # Less money than that (or no account): undo the insert, then the long way.
+        # Less money or spend limit than that (or no account): undo the insert, then the long way.
         cursor.execute(f"DELETE FROM {_RESERVATION} WHERE id = %s", [reservation_id])
         return None
     return Grant(reservation_id, seconds, amount, None, None)
