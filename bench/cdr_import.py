@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402 - after the repository is on sys.path
+    configure_django,
     create_database,
     describe_machine,
     drop_database,
@@ -62,19 +63,7 @@ COLUMNS = (
 
 
 def configure(url: str) -> None:
-    os.environ.update(
-        {
-            "DATABASE_URL": url,
-            "DJANGO_SETTINGS_MODULE": "smartswitch.settings",
-            "DEBUG": "0",
-            "NODE_NAME": NODE,
-        }
-    )
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+    configure_django(url, NODE)
 
 
 # --- the world ------------------------------------------------------------------------------

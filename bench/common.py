@@ -124,3 +124,14 @@ def drop_database(url: str) -> None:
         _on_server(url, f"DROP DATABASE IF EXISTS `{name}`")
     else:
         _on_server(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def configure_django(url: str, node: str) -> None:
+    """Set up Django on the database at `url` as node `node`, quiet, for a benchmark."""
+    os.environ.update({"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "smartswitch.settings"})
+    os.environ.update({"DEBUG": "0", "NODE_NAME": node})
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()

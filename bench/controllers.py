@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import create_database, describe_machine, drop_database  # noqa: E402
+from bench.common import configure_django, create_database, describe_machine, drop_database  # noqa: E402
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/bench_controllers"
 NODE = "bench1"
@@ -45,19 +45,7 @@ PREMIUM = "Satellite (premium)"
 
 
 def configure(url: str) -> None:
-    os.environ.update(
-        {
-            "DATABASE_URL": url,
-            "DJANGO_SETTINGS_MODULE": "smartswitch.settings",
-            "DEBUG": "0",
-            "NODE_NAME": NODE,
-        }
-    )
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+    configure_django(url, NODE)
 
 
 def destinations(count: int) -> list[str]:
