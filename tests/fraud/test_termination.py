@@ -21,6 +21,7 @@ from apps.fraud.controllers import run_all, termination
 from apps.fraud.models import Action, Alert, AuthFailure, Controller, Kind, Metric
 from apps.fraud.tasks import SCHEDULES, purge_auth_failures
 from apps.peers.models import Peer
+from apps.routing.quality import window_quality
 from apps.tenancy.scope import Scope
 from tests.factories import NodeFactory, make_peer
 
@@ -230,14 +231,12 @@ def test_one_round_reads_the_window_in_one_grouped_query(customer, now, django_a
     assert tally.judged == 3 and not tally.raised
 
 
-def test_window_quality_counts_like_the_quality_statistics(customer, now):
+def test_the_window_counts_attempts_answers_and_short_answers(customer, now):
     carrier = supplier("Carrier")
     calls(carrier, customer, at=now - timedelta(minutes=5), attempts=10, answered=4, seconds=3)
     calls(carrier, customer, at=now - timedelta(minutes=4), attempts=10, answered=6, seconds=30)
 
-    (quality,) = termination.window_quality(
-        now - timedelta(minutes=15), now, per_destination=True, short_seconds=6
-    )
+    (quality,) = window_quality(now - timedelta(minutes=15), now, per_destination=True, short_seconds=6)
 
     assert (quality.attempts, quality.answered, quality.short) == (20, 10, 4)
     assert (quality.asr, quality.acd, quality.fas) == (Decimal(50), Decimal("19.20"), Decimal(40))

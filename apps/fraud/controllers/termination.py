@@ -9,93 +9,21 @@ of the calls until `trial_until`. A subject still bad round after round keeps it
 alert (its block runs on); a healthy one is left alone and its alert runs out
 (services.end_expired).
 
-`window_quality` is the same count as the routing quality statistics
-(apps.routing.quality), plus the short answered calls that FAS needs.
+The counts are the routing quality statistics' (apps.routing.quality.window_quality), with
+the short answered calls that FAS needs.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
-
-from apps.cdr.models import Cdr
 from apps.fraud.controllers.common import Tally, undone_since, window
 from apps.fraud.models import Alert, Controller, Metric
 from apps.fraud.services import Subject, raise_alert
 from apps.peers.models import Peer
+from apps.routing.quality import Quality, window_quality
 
 HUNDRED = Decimal(100)
 PLACES = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class Quality:
-    """One supplier's (or supplier and destination's) calls in a window."""
-
-    supplier_id: int
-    destination: str  # "": the supplier as a whole
-    attempts: int
-    answered: int
-    answered_ms: int
-    short: int  # answered calls shorter than the controller's short-call seconds
-
-    @property
-    def asr(self) -> Decimal:
-        """Answered attempts, %."""
-        return (HUNDRED * self.answered / self.attempts).quantize(PLACES) if self.attempts else Decimal(0)
-
-    @property
-    def acd(self) -> Decimal:
-        """Average answered call, seconds (0 when nothing was answered: nothing to average)."""
-        if not self.answered:
-            return Decimal(0)
-        return (Decimal(self.answered_ms) / 1000 / self.answered).quantize(PLACES)
-
-    @property
-    def fas(self) -> Decimal:
-        """Answered calls that were short, % of the answered ones."""
-        return (HUNDRED * self.short / self.answered).quantize(PLACES) if self.answered else Decimal(0)
-
-
-def window_quality(
-    start: datetime,
-    end: datetime,
-    *,
-    per_destination: bool,
-    short_seconds: int = 0,
-    supplier_id: int | None = None,
-) -> list[Quality]:
-    """Attempts, answers, answered time and short answers per supplier (and destination)."""
-    answered = Q(answered_at__isnull=False)
-    rows = Cdr.objects.filter(created_at__gte=start, created_at__lt=end, supplier__isnull=False)
-    if supplier_id is not None:
-        rows = rows.filter(supplier_id=supplier_id)
-    keys = ["supplier_id"]
-    if per_destination:
-        rows = rows.exclude(destination="")
-        keys.append("destination")
-    counted = (
-        rows.values(*keys)
-        .annotate(
-            attempts=Count("id"),
-            answered=Count("id", filter=answered),
-            answered_ms=Sum("duration_ms", filter=answered),
-            short=Count("id", filter=answered & Q(duration_ms__lt=short_seconds * 1000)),
-        )
-        .order_by()
-    )
-    return [
-        Quality(
-            supplier_id=row["supplier_id"],
-            destination=row.get("destination", ""),
-            attempts=row["attempts"],
-            answered=row["answered"],
-            answered_ms=int(row["answered_ms"] or 0),
-            short=row["short"],
-        )
-        for row in counted
-    ]
 
 
 def judge(controller: Controller, quality: Quality) -> Decimal | None:
