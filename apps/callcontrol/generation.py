@@ -64,7 +64,17 @@ def current_generation() -> int:
     return next(iter(value), 0)
 
 
+# Changes of these fields alone leave the snapshot as it was: a controller round that sees
+# an alert's subject again only moves its `last_seen_at` (a rebuild every round otherwise).
+UNREAD_FIELDS = {"fraud.Alert": frozenset({"last_seen_at"})}
+
+
 def changes_committed(changes: Sequence[Change]) -> None:
     """After-commit consumer of apps.core.changes: one bump if the snapshot holds any of it."""
-    if any(change.kind in SNAPSHOT_KINDS for change in changes):
+    if any(change.kind in SNAPSHOT_KINDS and not _unread(change) for change in changes):
         bump_generation()
+
+
+def _unread(change: Change) -> bool:
+    unread = UNREAD_FIELDS.get(change.kind)
+    return unread is not None and bool(change.fields) and change.fields <= unread

@@ -95,12 +95,14 @@ def raise_alert(
     }
     alert = Alert.objects.select_for_update().filter(open_key=key).first()
     if alert is not None:
+        changed = ["last_seen_at"]
         if alert.ends_at is not None and ends_at is not None and alert.ends_at > now:
             # Still offending while blocked: the block runs on from now.
             values["ends_at"], values["trial_until"] = ends_at, trial_until
+            changed += ["ends_at", "trial_until"]
         Alert.objects.filter(pk=alert.pk).update(**values)
         alert.refresh_from_db()
-        announce(ALERT, [alert.pk], fields=["last_seen_at"])
+        announce(ALERT, [alert.pk], fields=changed)
         return alert, False
     alert = Alert.objects.create(
         controller=controller,
