@@ -316,8 +316,6 @@ class PeerAdmin(ScopedModelAdmin):
                 )
             )
         if obj is None:
-            if "max_price" not in services.PEER_SETTINGS:
-                routing = tuple(n for n in routing if n != "max_price")
             return [
                 (None, {"fields": ("name", "company", "role", "reseller")}),
                 ("Routing and limits", {"fields": routing}),
@@ -333,10 +331,8 @@ class PeerAdmin(ScopedModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        # Owner and role are fixed at creation (update_peer refuses them); a setting the
-        # peer services do not take (yet) is shown, not edited.
-        shown = ("max_price",) if "max_price" not in services.PEER_SETTINGS else ()
-        return ("role", "reseller", "status_detail", "account_link", *shown)
+        # Owner and role are fixed at creation (update_peer refuses them).
+        return ("role", "reseller", "status_detail", "account_link")
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "role" and not self.scope(request).is_operator:

@@ -8,7 +8,6 @@ from apps.core.models import currency_validator
 from apps.core.money import MONEY_DIGITS, MONEY_PLACES
 from apps.nodes.models import Node
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, SipAccount
-from apps.peers.services import PEER_SETTINGS
 from apps.rates.models import RateTable
 from apps.routing.models import RoutingPlan
 from apps.tenancy.models import Reseller
@@ -123,14 +122,7 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "updated_at",
             "account",
         ]
-        # The maximum price is shown; it is set where the peer services take it (PEER_SETTINGS).
-        read_only_fields = [
-            "suspended_at",
-            "suspended_reason",
-            "created_at",
-            "updated_at",
-            *(() if "max_price" in PEER_SETTINGS else ("max_price",)),
-        ]
+        read_only_fields = ["suspended_at", "suspended_reason", "created_at", "updated_at"]
         create_only = ["role", "reseller", "nodes", "account"]
         extra_kwargs = {
             "profit_control": {
