@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from apps.callcontrol import endpoint
 from apps.fraud import bruteforce, services
@@ -21,11 +20,6 @@ pytestmark = pytest.mark.django_db
 
 ATTACKER = "203.0.113.7"
 OTHER = "203.0.113.8"
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
 
 
 @pytest.fixture

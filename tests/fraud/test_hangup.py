@@ -9,33 +9,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from apps.audit.models import AuditEntry
 from apps.billing.models import Reservation
 from apps.fraud import hangup
 from apps.peers.models import Peer
-from tests.engines import DIALOG_NOT_FOUND, OPERATION_FAILED, Raw, RecordedMI
+from tests.engines import DIALOG_NOT_FOUND, OPERATION_FAILED, Raw
 from tests.factories import NodeFactory, make_peer
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
-
-
-@pytest.fixture
-def mi(settings, monkeypatch):
-    monkeypatch.setattr(hangup, "PAUSES", (0, 0))
-    with RecordedMI() as server:
-        settings.OPENSIPS_MI_URL = server.template
-        settings.OPENSIPS_MI_TIMEOUT = 0.5
-        yield server
-
-
-@pytest.fixture
-def node(db):
-    return NodeFactory(name="node1", management_address="127.0.0.1")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 from django_q.models import OrmQ
 
 from apps.billing.models import Reservation
@@ -21,28 +20,9 @@ from apps.fraud.controllers import origination, run_all
 from apps.fraud.models import Action, Alert, Controller, Kind, Metric
 from apps.peers.models import Peer
 from apps.tenancy.scope import Scope
-from tests.engines import RecordedMI
-from tests.factories import NodeFactory, make_peer, make_reseller
+from tests.factories import make_peer, make_reseller
 
 SEQUENCE = itertools.count(1)
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
-
-
-@pytest.fixture
-def mi(settings):
-    with RecordedMI() as server:
-        settings.OPENSIPS_MI_URL = server.template
-        settings.OPENSIPS_MI_TIMEOUT = 0.5
-        yield server
-
-
-@pytest.fixture
-def node(db):
-    return NodeFactory(name="node1", management_address="127.0.0.1")
 
 
 def cdr(customer: Peer, at, *, callee="33612345678", seconds=60, destination="France", cost="0.0120") -> Cdr:

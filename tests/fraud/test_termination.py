@@ -11,7 +11,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from apps.cdr.models import Cdr
@@ -26,11 +25,6 @@ from apps.tenancy.scope import Scope
 from tests.factories import NodeFactory, make_peer
 
 SEQUENCE = itertools.count(1)
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
 
 
 @pytest.fixture
