@@ -26,7 +26,6 @@ import ipaddress
 import logging
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError
 from django.db.models import Max
 from django.utils import timezone
 
@@ -143,23 +142,18 @@ def _judge_account(controller: Controller, username: str, domain: str, name: str
 def _raise(
     controller: Controller, subject: Subject, *, effect: str, measured: int, detail: str, now: datetime
 ):
-    """raise_alert, where another node opening the same episode at once is no error."""
+    """raise_alert with the threshold of the effect (the address's or the account's)."""
     threshold = controller.min_count if effect != Alert.Effect.LOCK_ACCOUNT else controller.account_limit
-    try:
-        alert, _ = raise_alert(
-            controller,
-            subject,
-            effect=effect,
-            measured=measured,
-            threshold=threshold,
-            attempts=measured,
-            detail=detail,
-            now=now,
-        )
-    except IntegrityError:
-        # Two call-control processes crossed the threshold together: the other one's alert
-        # (the open episode's unique key) is the one.
-        return Alert.objects.filter(open_key=subject.key(controller)[:255]).first()
+    alert, _ = raise_alert(
+        controller,
+        subject,
+        effect=effect,
+        measured=measured,
+        threshold=threshold,
+        attempts=measured,
+        detail=detail,
+        now=now,
+    )
     return alert
 
 

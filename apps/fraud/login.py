@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
 from django.db.models import Max
 from django.utils import timezone
 
@@ -70,11 +69,7 @@ def login_failed(sender, credentials, request=None, **kwargs) -> None:
     username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
     if not username:
         return
-    try:
-        record_failure(str(username), client_ip(request))
-    except IntegrityError:
-        # Another request opened the same episode at the same moment: the user is locked.
-        logger.info("login lockout of %s already opened by a concurrent failure", username)
+    record_failure(str(username), client_ip(request))
 
 
 def record_failure(username: str, source_ip: str, *, now: datetime | None = None) -> Alert | None:

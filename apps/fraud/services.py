@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -93,7 +93,7 @@ def raise_alert(
         "detail": detail,
         "last_seen_at": now,
     }
-    alert = Alert.objects.select_for_update().filter(open_key=key).first()
+    alert = _open_episode(key)
     if alert is not None:
         changed = ["last_seen_at"]
         if alert.ends_at is not None and ends_at is not None and alert.ends_at > now:
@@ -104,25 +104,34 @@ def raise_alert(
         alert.refresh_from_db()
         announce(ALERT, [alert.pk], fields=changed)
         return alert, False
-    alert = Alert.objects.create(
-        controller=controller,
-        kind=controller.kind,
-        effect=effect,
-        reseller_id=subject.reseller_id,
-        peer_id=subject.peer_id,
-        destination=subject.destination[:100],
-        number=subject.number[:64],
-        source_ip=subject.source_ip,
-        username=subject.username[:150],
-        sip_account_id=subject.sip_account_id,
-        subject=subject.text[:200],
-        open_key=key,
-        started_at=now,
-        ends_at=ends_at,
-        trial_until=trial_until,
-        trial_share=controller.trial_share,
-        **values,
-    )
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                controller=controller,
+                kind=controller.kind,
+                effect=effect,
+                reseller_id=subject.reseller_id,
+                peer_id=subject.peer_id,
+                destination=subject.destination[:100],
+                number=subject.number[:64],
+                source_ip=subject.source_ip,
+                username=subject.username[:150],
+                sip_account_id=subject.sip_account_id,
+                subject=subject.text[:200],
+                open_key=key,
+                started_at=now,
+                ends_at=ends_at,
+                trial_until=trial_until,
+                trial_share=controller.trial_share,
+                **values,
+            )
+    except IntegrityError:
+        # Another process (another node's call control, a concurrent login) opened this
+        # episode between the look above and this insert: its alert is the one.
+        alert = _open_episode(key)
+        if alert is None:
+            raise
+        return alert, False
     _apply(alert, now)
     audit.record(Scope.system(), "alert.raised", alert, effect=effect, measured=alert.measured)
     announce(ALERT, [alert.pk])
@@ -158,6 +167,10 @@ def undo_alert(alert: Alert, *, actor: Scope, reason: str = "", now: datetime | 
     audit.record(actor, "alert.undone", alert, effect=alert.effect, reason=reason)
     announce(ALERT, [alert.pk], fields=["ended_at"])
     return alert
+
+
+def _open_episode(key: str) -> Alert | None:
+    return Alert.objects.select_for_update().filter(open_key=key).first()
 
 
 def end_expired(*, now: datetime | None = None) -> int:

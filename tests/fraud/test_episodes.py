@@ -1,4 +1,5 @@
-"""Which alert changes make call control rebuild its snapshot (apps.callcontrol.generation).
+"""Alert episodes: which changes make call control rebuild its snapshot
+(apps.callcontrol.generation), and two processes opening one episode at once.
 
 A new, ended or extended episode changes what call control applies; a controller round that
 only sees the same subject again (its `last_seen_at`) does not, and must not cost every node a
@@ -51,3 +52,25 @@ def test_only_changes_call_control_reads_bump_the_generation():
     before = current_generation()
     services.end_alert(alert, now=now + timedelta(minutes=41))
     assert current_generation() == before + 1
+
+
+@pytest.mark.django_db
+def test_an_episode_opened_by_another_process_meanwhile_is_the_one(monkeypatch):
+    # Two nodes cross one threshold together: both look, find no open episode, and insert;
+    # the second insert meets the first's open key and takes its alert, not an error.
+    controller = Controller.objects.create(name="SIP", kind=Kind.SIP_AUTH, min_count=5, action=Action.BLOCK)
+    subject = Subject("198.51.100.7", source_ip="198.51.100.7")
+    first, created = services.raise_alert(
+        controller, subject, effect=Alert.Effect.BAN_ADDRESS, measured=5, threshold=5
+    )
+    assert created
+    looks = iter([None])  # the second process's look came before the first one's commit
+    real = services._open_episode
+    monkeypatch.setattr(services, "_open_episode", lambda key: next(looks, None) or real(key))
+
+    second, created = services.raise_alert(
+        controller, subject, effect=Alert.Effect.BAN_ADDRESS, measured=6, threshold=5
+    )
+
+    assert (second.pk, created) == (first.pk, False)
+    assert Alert.objects.count() == 1
