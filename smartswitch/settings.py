@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_htmx",
     "django_q",
     "apps.core",
     "apps.tenancy",
@@ -70,6 +71,8 @@ INSTALLED_APPS = [
     "apps.media",
     "apps.capture",
     "apps.fraud",
+    "apps.reports",
+    "apps.live",
 ]
 
 MIDDLEWARE = [
@@ -77,11 +80,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The portal's language: the customer's choice (a cookie set by the account page), else
+    # the browser's Accept-Language, else LANGUAGE_CODE.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "smartswitch.urls"
@@ -143,6 +150,8 @@ LOGOUT_REDIRECT_URL = "portal:login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
+# The languages the portal is translated into (each app's locale/; `make messages` updates them).
+LANGUAGES = [("en", "English"), ("es", "Español")]
 USE_TZ = True
 
 STATIC_URL = "static/"

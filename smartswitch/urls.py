@@ -55,6 +55,9 @@ handler500 = server_error
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:dashboard", permanent=False)),
     path("admin/check-routing/", admin.site.admin_view(check_routing_view), name="check-routing"),
+    # Reports and the live dashboard are admin pages (admin_view inside each app's urls).
+    path("admin/reports/", include("apps.reports.urls")),
+    path("admin/live/", include("apps.live.urls")),
     path("admin/", admin.site.urls),
     path("portal/", include("apps.portal.urls")),
     path("capture/", include("apps.capture.urls")),

@@ -25,7 +25,9 @@ from apps.files import services as files
 from apps.files.models import StoredFile
 from apps.files.serving import serve_file
 from apps.nodes.models import Node
-from apps.portal.views import _context, _customer, customer_required
+from apps.portal.views.common import context as _context
+from apps.portal.views.common import customer as _customer
+from apps.portal.views.common import customer_required
 from apps.tenancy.scope import Scope, access, request_scope
 
 PCAP_TYPE = "application/vnd.tcpdump.pcap"

@@ -40,6 +40,9 @@ class Cdr(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveBigIntegerField(default=0, help_text="Answered time, exact.")
+    # Post-dial delay: from the INVITE to the first ringing (180/183) or the answer; empty
+    # when the call got neither, or OpenSIPS did not report it.
+    pdd_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Post-dial delay.")
     billable_seconds = models.PositiveIntegerField(default=0, help_text="Customer side.")
     supplier_billable_seconds = models.PositiveIntegerField(default=0)
     sip_code = models.PositiveSmallIntegerField()

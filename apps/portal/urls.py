@@ -1,16 +1,11 @@
-from django.urls import path
+"""The portal's URLs: each section's module brings its own `urlpatterns`."""
 
-from apps.portal import views
+from importlib import import_module
+
+from apps.portal.nav import SECTIONS
 
 app_name = "portal"
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("calls/", views.cdrs, name="cdrs"),
-    path("calls/<int:pk>/", views.call, name="call"),
-    path("calls/<int:pk>/recordings/<int:file_id>/", views.call_recording, name="call-recording"),
-    path("numbers/", views.numbers, name="numbers"),
-    path("numbers/<int:pk>/", views.number, name="number"),
-    path("login/", views.PortalLoginView.as_view(), name="login"),
-    path("logout/", views.PortalLogoutView.as_view(), name="logout"),
+    pattern for module in SECTIONS for pattern in import_module(f"apps.portal.views.{module}").urlpatterns
 ]

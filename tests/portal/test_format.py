@@ -11,8 +11,12 @@ from apps.portal.templatetags.portal_format import cost, duration, money, sip_cl
     ("amount", "currency", "text"),
     [
         (Decimal("42.500000"), "USD", "42.50 USD"),
-        (Decimal("0.012000"), "EUR", "0.012 EUR"),
-        (Decimal("0.000450"), "USD", "0.00045 USD"),
+        (Decimal("0.012000"), "EUR", "0.01 EUR"),
+        (Decimal("0.000450"), "USD", "0.00 USD"),
+        (Decimal("1234.5"), "JPY", "1,234 JPY"),
+        (Decimal("1234.5"), "BHD", "1,234.500 BHD"),
+        (Decimal("0.005"), "USD", "0.00 USD"),
+        (Decimal("0.015"), "USD", "0.02 USD"),
         (Decimal("0.0000004"), "USD", "0.00 USD"),
         (Decimal("-20.250000"), "USD", "-20.25 USD"),
         (Decimal("1234567.8"), "GBP", "1,234,567.80 GBP"),
@@ -22,7 +26,7 @@ from apps.portal.templatetags.portal_format import cost, duration, money, sip_cl
         (None, "USD", "—"),
     ],
 )
-def test_money(amount, currency, text):
+def test_totals_in_minor_units(amount, currency, text):
     assert money(amount, currency) == text
 
 

@@ -1,48 +1,24 @@
-"""How the portal writes amounts, durations and SIP codes."""
-
-from decimal import Decimal, InvalidOperation
+"""How the portal writes amounts (apps.core.formatting's rule), durations and SIP codes."""
 
 from django import template
+from django.urls import NoReverseMatch, reverse
 
-from apps.core.money import MONEY_PLACES, MONEY_QUANTUM
+from apps.core.formatting import format_price, format_total
+from apps.portal.nav import MENU
 
 register = template.Library()
 
 
-def format_amount(value, *, min_places: int = 2) -> str:
-    """Write `value` with thousands separators and `min_places` to 6 decimals.
-
-    Call costs are often fractions of a cent (0.00045); rounding them to cents would show
-    0.00 for a call that was charged, so digits past `min_places` stay while they count.
-    """
-    try:
-        amount = Decimal(value).quantize(MONEY_QUANTUM)
-    except (InvalidOperation, TypeError, ValueError):
-        return ""
-    significant = -amount.normalize().as_tuple().exponent
-    places = min(max(min_places, significant), MONEY_PLACES)
-    amount = amount.quantize(Decimal(1).scaleb(-places))
-    if amount == 0:
-        amount = abs(amount)  # never "-0.00"
-    return f"{amount:,.{places}f}"
-
-
 @register.filter
 def money(value, currency: str = "") -> str:
-    """`{{ amount|money:currency }}` → "1,234.50 USD"; empty amounts print an em dash."""
-    if value is None or value == "":
-        return "—"
-    text = format_amount(value)
-    return f"{text} {currency}" if currency else text
+    """A total (balance, limit, sum): `{{ amount|money:currency }}` → "1,234.50 USD"; none → "—"."""
+    return format_total(value, currency)
 
 
 @register.filter
 def cost(value, currency: str = "") -> str:
-    """`{{ cdr.sell_cost|cost:currency }}` → "0.0120 USD": four decimals at least, so a column lines up."""
-    if value is None or value == "":
-        return "—"
-    text = format_amount(value, min_places=4)
-    return f"{text} {currency}" if currency else text
+    """A price or one call's cost at its own precision, four places at least: "0.0120 USD"."""
+    return format_price(value, currency)
 
 
 @register.filter
@@ -69,3 +45,15 @@ def sip_class(code) -> str:
     if code in (486, 480, 487, 600, 603):
         return "sip-unanswered"
     return "sip-failed"
+
+
+@register.inclusion_tag("portal/_nav.html")
+def portal_nav(current: str = ""):
+    """The main menu, `current` marked: `{% portal_nav nav %}`."""
+    items = []
+    for key, name, label in MENU:
+        try:
+            items.append({"key": key, "url": reverse(name), "label": label, "current": key == current})
+        except NoReverseMatch:  # a section not built yet (issue 17 in progress)
+            continue
+    return {"items": items}

@@ -1,0 +1,3 @@
+"""Placeholder until its section is built (issue 17)."""
+
+urlpatterns: list = []
