@@ -138,7 +138,7 @@ class ResellerAdmin(ScopedModelAdmin):
 class ApiKeyForm(ScopedModelForm):
     class Meta:
         model = ApiKey
-        fields = ("name", "scope", "reseller", "peer")
+        fields = ("name", "scope", "access", "reseller", "peer")
 
     def clean(self):
         data = super().clean()
@@ -159,8 +159,18 @@ class ApiKeyAdmin(ScopedModelAdmin):
     reseller_can = frozenset({VIEW, ADD, "revoke"})
     operator_only_fields = ("reseller",)
     add_form = ApiKeyForm
-    list_display = ("name", "lookup", "scope", "reseller", "peer", "status", "created_by", "last_used_at")
-    list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter))
+    list_display = (
+        "name",
+        "lookup",
+        "scope",
+        "access",
+        "reseller",
+        "peer",
+        "status",
+        "created_by",
+        "last_used_at",
+    )
+    list_filter = ("scope", "access", ("revoked_at", admin.EmptyFieldListFilter))
     list_select_related = ("reseller", "peer", "created_by")
     search_fields = ("name", "=lookup")
     choice_filters = {"peer": lambda peers: peers.customers()}
@@ -179,11 +189,12 @@ class ApiKeyAdmin(ScopedModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "scope", "reseller", "peer"]
+            return ["name", "scope", "access", "reseller", "peer"]
         return [
             "name",
             "lookup",
             "scope",
+            "access",
             "reseller",
             "peer",
             "created_by",
@@ -211,7 +222,12 @@ class ApiKeyAdmin(ScopedModelAdmin):
         reseller = Reseller.objects.get(pk=key.reseller_id) if key.reseller_id else None
         peer = Peer.objects.get(pk=key.peer_id) if key.peer_id else None
         key, token = services.create_api_key(
-            actor=self.scope(request), name=key.name, scope=key.scope, reseller=reseller, peer=peer
+            actor=self.scope(request),
+            name=key.name,
+            scope=key.scope,
+            access=key.access,
+            reseller=reseller,
+            peer=peer,
         )
         # The token is stored only as a digest: this message is the one time it is shown.
         self.message_user(

@@ -71,6 +71,10 @@ class Membership(models.Model):
     peer = models.ForeignKey(
         "peers.Peer", null=True, blank=True, on_delete=models.CASCADE, related_name="logins"
     )
+    # The portal's language for this login, applied when it signs in (the language cookie
+    # then carries it); empty: the browser's Accept-Language. A code of settings.LANGUAGES,
+    # checked by the service rather than as choices, so a new language needs no migration.
+    language = models.CharField(max_length=10, blank=True)
 
     class Meta:
         constraints = [
@@ -105,10 +109,17 @@ class ApiKey(TimestampedModel):
         RESELLER = "reseller", "Reseller"
         CUSTOMER = "customer", "Customer"
 
+    class Access(models.TextChoices):
+        READ = "read", "Read"
+        READ_WRITE = "read_write", "Read and write"
+
     PREFIX = "ssk_"
 
     name = models.CharField(max_length=100)
     scope = models.CharField(max_length=10, choices=Scope.choices)
+    # A read key may only GET, HEAD and OPTIONS (apps.tenancy.api.permissions.HasScope); keys
+    # issued before access levels existed wrote, and still do.
+    access = models.CharField(max_length=10, choices=Access.choices, default=Access.READ_WRITE)
     reseller = models.ForeignKey(
         Reseller, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
     )

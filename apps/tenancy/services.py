@@ -1,5 +1,6 @@
 """The only write path for resellers, their staff, customer logins and API keys."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -90,22 +91,38 @@ def add_customer_login(peer, *, actor: Scope, username: str, password: str, emai
     return membership
 
 
-@retry_on_conflict
-def create_api_key(
-    *, actor: Scope, name: str, scope: str, reseller: Reseller | None = None, peer=None
-) -> tuple[ApiKey, str]:
-    """Issue an API key; returns the key and its token, which is shown once and never stored."""
+def _ensure_issues(actor: Scope, *, scope: str, reseller: Reseller | None, peer) -> None:
+    """Refuse a key `actor` may not issue: a customer issues only its own customer keys."""
     if actor.is_customer:
-        raise NotAllowed("Customers cannot issue API keys.")
+        if scope != ApiKey.Scope.CUSTOMER or reseller is not None or peer is None or peer.pk != actor.peer_id:
+            raise NotAllowed("A customer issues API keys for itself only.")
+        return
     if scope == ApiKey.Scope.OPERATOR and not actor.is_operator:
         raise NotAllowed("Only the operator issues operator keys.")
     owner = reseller.pk if reseller else (peer.reseller_id if peer else None)
     if scope != ApiKey.Scope.OPERATOR:
         ensure_manages(actor, owner)
+
+
+@retry_on_conflict
+def create_api_key(
+    *,
+    actor: Scope,
+    name: str,
+    scope: str,
+    reseller: Reseller | None = None,
+    peer=None,
+    access: str = ApiKey.Access.READ_WRITE,
+) -> tuple[ApiKey, str]:
+    """Issue an API key; returns the key and its token, which is shown once and never stored.
+
+    `access` "read" makes a key that can only read (the API refuses it any write)."""
+    _ensure_issues(actor, scope=scope, reseller=reseller, peer=peer)
     token = ApiKey.new_token()
     key = ApiKey(
         name=name,
         scope=scope,
+        access=access,
         reseller=reseller,
         peer=peer,
         lookup=token[len(ApiKey.PREFIX) :][:8],
@@ -119,12 +136,26 @@ def create_api_key(
 @retry_on_conflict
 def revoke_api_key(key: ApiKey, *, actor: Scope) -> ApiKey:
     """Stop a key from authenticating, at once and for good."""
-    owner = key.reseller_id or (key.peer.reseller_id if key.peer_id else None)
-    ensure_manages(actor, owner)
+    # A customer revokes its own keys (the portal); anyone else's owner decides for theirs.
+    if not (actor.is_customer and key.peer_id is not None and key.peer_id == actor.peer_id):
+        owner = key.reseller_id or (key.peer.reseller_id if key.peer_id else None)
+        ensure_manages(actor, owner)
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     audit.record(actor, "apikey.revoked", key)
     return key
+
+
+def set_login_language(membership: Membership, *, actor: Scope, language: str) -> Membership:
+    """Remember the portal language of a login (a code of settings.LANGUAGES, or "" for the browser's)."""
+    if language and language not in dict(settings.LANGUAGES):
+        raise DomainError("Choose one of the portal's languages.", field="language")
+    if actor.user is None or actor.user.pk != membership.user_id:
+        ensure_manages(actor, membership.reseller_id or membership.peer.reseller_id)
+    Membership.objects.filter(pk=membership.pk).update(language=language)
+    membership.language = language
+    audit.record(actor, "login.language_changed", membership, language=language)
+    return membership
 
 
 def authenticate_api_key(token: str) -> ApiKey | None:
