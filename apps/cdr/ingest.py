@@ -78,6 +78,9 @@ SECOND = timedelta(seconds=1)
 # How far an exact time may lie from the row's whole-second `time` (a long ringing, a chain
 # of failovers): further, the value is not this call's epoch milliseconds.
 EXACT_TIME_REACH = timedelta(days=1)
+# A ring later than this after the INVITE is a clock or config fault, not a delay (tm gives
+# up an unanswered INVITE far sooner): such a CDR gets no post-dial delay.
+MAX_POST_DIAL_DELAY_MS = 10 * 60 * 1000
 
 
 @dataclass
@@ -151,6 +154,17 @@ def _exact_time(row: AccountingRow, column: str, near: datetime, problems: list[
         problems.append(f"{column} {value!r} is not epoch milliseconds near the row's time")
         return None
     return EPOCH + ms * MILLISECOND
+
+
+def _post_dial_delay(row: AccountingRow) -> int | None:
+    """Milliseconds from the INVITE to its first ringing or answer; None when not known.
+
+    Only a statistic (reports' PDD): a missing or odd ring time never makes a rating error.
+    """
+    setup, ring = row.setup_ms, getattr(row, "ring_ms", None)
+    if setup is None or ring is None or not 0 <= ring - setup <= MAX_POST_DIAL_DELAY_MS:
+        return None
+    return ring - setup
 
 
 def to_cdr(row: AccountingRow, directory: Directory, *, now: datetime) -> Cdr:
@@ -238,6 +252,7 @@ def to_cdr(row: AccountingRow, directory: Directory, *, now: datetime) -> Cdr:
         sip_code=code,
         sip_reason=row.sip_reason,
         source_ref=source_ref(row),
+        pdd_ms=_post_dial_delay(row),
     )
     if problems:
         kind = "missed_calls" if attempt else "acc"

@@ -271,6 +271,9 @@ class AccountingRow(models.Model):
     # first 200 OK's (NULL for a call not answered); NULL in rows of a config before them.
     setup_ms = models.BigIntegerField(null=True, db_default=None)
     answer_ms = models.BigIntegerField(null=True, db_default=None)
+    # The first 18x or 200 on any route (post-dial delay = ring_ms - setup_ms); NULL when the
+    # call got neither.
+    ring_ms = models.BigIntegerField(null=True, db_default=None)
 
     class Meta:
         abstract = True

@@ -139,3 +139,48 @@ def test_an_implausible_exact_time_is_a_rating_error_and_the_call_is_kept(world,
         61_250,
     )
     cdr.full_clean()
+
+
+def test_the_post_dial_delay_runs_from_the_invite_to_the_first_ring(world):
+    rang = INVITED_EXACTLY + 830 * MS
+    answered_row(
+        world,
+        setup_ms=epoch_ms(INVITED_EXACTLY),
+        ring_ms=epoch_ms(rang),
+        answer_ms=epoch_ms(ANSWERED_EXACTLY),
+    )
+    assert ingest.ingest_batch().errors == 0
+    assert Cdr.objects.get().pdd_ms == 830
+
+
+@pytest.mark.parametrize(
+    "ring",
+    [
+        None,  # a config before ring_ms, or a call that neither rang nor was answered
+        -1,  # before the INVITE: a clock fault
+        ingest.MAX_POST_DIAL_DELAY_MS + 1,  # no delay is that long
+    ],
+)
+def test_an_unknown_or_odd_ring_time_leaves_no_delay_and_is_no_rating_error(world, ring):
+    setup = epoch_ms(INVITED_EXACTLY)
+    answered_row(
+        world,
+        setup_ms=setup,
+        ring_ms=None if ring is None else setup + ring,
+        answer_ms=epoch_ms(ANSWERED_EXACTLY),
+    )
+    assert ingest.ingest_batch().errors == 0
+    assert Cdr.objects.get().pdd_ms is None
+
+
+def test_a_failed_call_that_rang_keeps_its_delay(world):
+    common = {"time": ANSWER, "setuptime": 0, "setup_ms": epoch_ms(INVITED_EXACTLY)}
+    Acc.objects.create(
+        **our_columns(world),
+        sip_code="487",
+        sip_reason="Request Terminated",
+        ring_ms=epoch_ms(INVITED_EXACTLY) + 2_400,
+        **common,
+    )
+    assert ingest.ingest_batch().errors == 0
+    assert Cdr.objects.get().pdd_ms == 2_400

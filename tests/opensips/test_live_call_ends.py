@@ -92,19 +92,24 @@ def test_an_acked_call_outlives_the_ack_timeout_with_times_to_the_millisecond(sw
     assert call.returncode == 0, call.log
     row = acc_row(call.call_id)
     assert row.setup_ms is not None and row.answer_ms is not None
-    assert row.setup_ms <= row.answer_ms
+    assert row.setup_ms <= row.ring_ms <= row.answer_ms
     # Both are this call's: within a second of acc's own (whole-second) answer time.
     cdr = rated_cdr(call.call_id)
     assert cdr.duration_ms >= held_ms
     assert abs((cdr.answered_at - row.time.replace(tzinfo=cdr.answered_at.tzinfo)).total_seconds()) < 1
     assert cdr.created_at <= cdr.answered_at < cdr.ended_at
+    # Post-dial delay: from the INVITE to the first ringing or answer.
+    assert cdr.pdd_ms == row.ring_ms - row.setup_ms
 
 
 def test_a_ringing_after_the_answer_still_leaves_the_calls_cdr(switch: Switch, orm):
     call = sipp(switch.node1_port, source=ACME_IP, callee=MADRID, hold_ms=1000)
 
     assert call.returncode == 0, call.log
+    row = acc_row(call.call_id)
     cdr = rated_cdr(call.call_id)
     assert (cdr.sip_code, cdr.supplier_id) == (200, switch.late.pk)
     assert cdr.duration_ms >= 1000
     assert cdr.sell_cost > 0
+    # The 200 came first: it ends the post-dial delay, the late 180 changes nothing.
+    assert row.ring_ms == row.answer_ms and cdr.pdd_ms == row.answer_ms - row.setup_ms

@@ -198,6 +198,7 @@ OUR_ACCOUNTING_COLUMNS = {
     "destination": ("varchar(100)", True, "''"),
     "setup_ms": ("bigint", True, "NULL"),
     "answer_ms": ("bigint", True, "NULL"),
+    "ring_ms": ("bigint", True, "NULL"),
 }
 
 
