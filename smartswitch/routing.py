@@ -1,3 +1,5 @@
-"""Websocket routes; live views (active calls, CPS) are added by their issues."""
+"""Websocket routes: each live view's app brings its own (apps/<app>/routing.py)."""
 
-websocket_urlpatterns: list = []
+from apps.live.routing import websocket_urlpatterns as live
+
+websocket_urlpatterns: list = [*live]
