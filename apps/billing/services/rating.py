@@ -55,6 +55,7 @@ from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index, periods_at
 from apps.rates.tariffs import Tariff, rate_call
+from apps.reports import rollups
 
 logger = logging.getLogger(__name__)
 
@@ -417,6 +418,8 @@ def _write(
     result.errors = sum(bool(p.error) for p in mine)
     result.rated = len(mine) - result.errors
     result.released = _release(mine, found, now)
+    # In this transaction: a batch replayed after a conflict adds its calls once.
+    rollups.add_rated([p.cdr_id for p in mine if not p.error])
     return result
 
 

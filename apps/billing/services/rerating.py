@@ -42,6 +42,7 @@ from apps.core.errors import DomainError
 from apps.core.money import money
 from apps.core.services import ensure_manages
 from apps.peers.models import Peer
+from apps.reports import rollups
 from apps.tenancy.scope import Scope
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,8 @@ def _apply(run_id: int, first_id: int, last_id: int, examined: int, changes: lis
                 buy, supplier_seconds = sides[BUY].after, sides[BUY].seconds
             updates.append((pk, sell, buy, seconds, supplier_seconds))
         update_rows(Cdr, PRICE_FIELDS, updates, rated_at=timezone.now())
+        # The reports' rollups move with the prices, in this transaction (apps.reports.rollups).
+        rollups.move_prices([(pk, tuple(current[pk]), tuple(values)) for pk, *values in updates])
         totals: dict[int, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
         for change in changes:
             line = totals[change.account_id]

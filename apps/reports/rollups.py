@@ -1,0 +1,312 @@
+"""Keep TrafficRollup up to date: add what the rater rated, move what re-rating changed.
+
+The rule that makes the rollups equal to the CDRs: a CDR is in the rollups exactly while
+its rating state is "rated".
+
+- The rater adds a batch's CDRs that end as rated (`add_rated`), in the transaction that
+  writes their prices. A batch replayed after a Galera conflict rolls back its additions
+  with its prices, and the replay finds the CDRs rated and skips them.
+- A CDR that ends as a rating error is not added: its price is unknown, so its minutes
+  would count without money and skew margins. The admin lists rating errors on their own.
+  `requeue_errors` makes it unrated again and the rater adds it once, when it rates it.
+  So an error later re-rated counts once, and reports lag only by the calls in error.
+- Re-rating changes rated CDRs' prices: `move_prices` adds the differences to the rows
+  the calls are in, in the transaction that writes them.
+- `rebuild` recomputes a period from the CDRs (`manage.py rebuild_rollups`): the way to
+  fill the rollups of an install that rated calls before they existed, and to repair.
+
+Each CDR is in two rows: its UTC hour, and its day in settings.TIME_ZONE. Days are not
+sums of hours: with offsets of half an hour (India) an hour straddles two days.
+
+NER (network effectiveness ratio) counts the calls the network delivered: answered, or
+ended by the called user (486 busy, 480 unavailable, 487 cancelled by the caller while
+ringing, 600 busy everywhere, 603 declined). ASR counts only the answered ones.
+"""
+
+import hashlib
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Value
+
+from apps.cdr.models import Cdr
+from apps.core.models import MoneyField
+from apps.reports.models import TrafficRollup
+
+# SIP final codes of calls the called user ended: the network did its part (NER).
+USER_ENDED_CODES = frozenset({486, 480, 487, 600, 603})
+HOUR, DAY = TrafficRollup.Grain.HOUR, TrafficRollup.Grain.DAY
+
+# What a rollup reads of a CDR, in this order.
+CDR_COLUMNS = (
+    "customer_id",
+    "supplier_id",
+    "destination",
+    "node_id",
+    "created_at",
+    "answered_at",
+    "sip_code",
+    "duration_ms",
+    "billable_seconds",
+    "supplier_billable_seconds",
+    "pdd_ms",
+    "sell_cost",
+    "buy_cost",
+)
+IDENTITY = ("grain", "period_start", "customer_id", "supplier_id", "destination", "node_id")
+# CDR ids per read: under SQLite's 999 parameters.
+READ_CHUNK = 900
+
+
+@dataclass(slots=True)
+class Sums:
+    """The counters of one rollup row (or what a batch adds to it)."""
+
+    attempts: int = 0
+    answered: int = 0
+    effective: int = 0
+    duration_ms: int = 0
+    billable_seconds: int = 0
+    supplier_billable_seconds: int = 0
+    pdd_ms: int = 0
+    pdd_calls: int = 0
+    sell: Decimal = Decimal(0)
+    buy: Decimal = Decimal(0)
+
+
+SUM_FIELDS = tuple(f.name for f in fields(Sums))
+INSERT_COLUMNS = ("key", *IDENTITY, *SUM_FIELDS)
+
+
+def rollup_key(
+    grain: str, period_start: datetime, customer_id, supplier_id, destination: str, node_id
+) -> str:
+    """The row's unique key: SHA-1 of its identity (NULL ids as empty)."""
+    stamp = period_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    text = "|".join(
+        (grain, stamp, str(customer_id or ""), str(supplier_id or ""), destination, str(node_id or ""))
+    )
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def local_zone():
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def hour_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_start(day: date, zone=None) -> datetime:
+    """The first instant of `day` on the operator's clock, in UTC."""
+    return datetime.combine(day, time(), tzinfo=zone or local_zone()).astimezone(UTC)
+
+
+def group(rows, *, zone=None, days_within: tuple[datetime, datetime] | None = None) -> dict[tuple, Sums]:
+    """Sum CDR_COLUMNS rows by rollup identity (IDENTITY tuples), into hours and days.
+
+    `days_within` (start, end) leaves the CDRs outside it out of the day rows only.
+    """
+    zone = zone or local_zone()
+    sums: dict[tuple, Sums] = defaultdict(Sums)
+    days: dict[date, datetime] = {}
+    for (
+        customer,
+        supplier,
+        destination,
+        node,
+        created,
+        answered_at,
+        code,
+        duration,
+        billable,
+        bought,
+        pdd,
+        sell,
+        buy,
+    ) in rows:
+        periods = [(HOUR, hour_start(created))]
+        if days_within is None or days_within[0] <= created < days_within[1]:
+            local_day = created.astimezone(zone).date()
+            if local_day not in days:
+                days[local_day] = day_start(local_day, zone)
+            periods.append((DAY, days[local_day]))
+        for grain, start in periods:
+            s = sums[grain, start, customer, supplier, destination or "", node]
+            s.attempts += 1
+            if answered_at is not None:
+                s.answered += 1
+            if answered_at is not None or code in USER_ENDED_CODES:
+                s.effective += 1
+            s.duration_ms += duration or 0
+            s.billable_seconds += billable or 0
+            s.supplier_billable_seconds += bought or 0
+            if pdd is not None:
+                s.pdd_ms += pdd
+                s.pdd_calls += 1
+            s.sell += sell or 0
+            s.buy += buy or 0
+    return sums
+
+
+def add_rated(cdr_ids) -> int:
+    """Add the CDRs among `cdr_ids` that are rated to their rollups; rows written.
+
+    Call it inside the transaction that rated them: their additions commit, or roll back
+    and are replayed, with their prices.
+    """
+    ids = sorted(set(cdr_ids))
+    rows = []
+    for start in range(0, len(ids), READ_CHUNK):
+        rows += Cdr.objects.filter(
+            pk__in=ids[start : start + READ_CHUNK], rating_state=Cdr.RatingState.RATED
+        ).values_list(*CDR_COLUMNS)
+    return upsert(group(rows))
+
+
+def upsert(sums: dict[tuple, Sums]) -> int:
+    """Add `sums` to their rows, creating those missing: one statement per chunk of keys.
+
+    The addition happens in the database (col = col + new), so two raters adding to the
+    same row at once both count; keys go in sorted order so they lock rows in one order.
+    """
+    if not sums:
+        return 0
+    model_fields = {f.attname: f for f in TrafficRollup._meta.concrete_fields}
+    keyed = sorted((rollup_key(*identity), identity, s) for identity, s in sums.items())
+    rows = []
+    for key, identity, s in keyed:
+        values = (key, *identity, *(getattr(s, name) for name in SUM_FIELDS))
+        rows.append(
+            [
+                model_fields[column].get_db_prep_save(value, connection)
+                for column, value in zip(INSERT_COLUMNS, values, strict=True)
+            ]
+        )
+    qn = connection.ops.quote_name
+    table = qn(TrafficRollup._meta.db_table)
+    columns = ", ".join(qn(model_fields[c].column) for c in INSERT_COLUMNS)
+    one = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+    if connection.vendor == "mysql":
+        # MariaDB/MySQL: the unique key on `key` turns the insert into an addition.
+        update = ", ".join(f"{qn(c)} = {qn(c)} + VALUES({qn(c)})" for c in SUM_FIELDS)
+        tail = f"ON DUPLICATE KEY UPDATE {update}"
+    else:
+        # PostgreSQL and SQLite (3.24+) share the ON CONFLICT form.
+        update = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in SUM_FIELDS)
+        tail = f"ON CONFLICT ({qn('key')}) DO UPDATE SET {update}"
+    # Under SQLite's 999 parameters per statement (17 per row).
+    chunk = 50
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            # Names are the model's, quoted; every value is a parameter.
+            sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(part))} {tail}"  # noqa: S608
+            cursor.execute(sql, [value for row in part for value in row])
+    return len(rows)
+
+
+# Re-rating
+
+PRICE_COLUMNS = ("sell_cost", "buy_cost", "billable_seconds", "supplier_billable_seconds")
+
+
+def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
+    """Add re-rated calls' price differences to their rollups; rows changed.
+
+    `changes` are (CDR id, old prices, new prices), prices in PRICE_COLUMNS order, of
+    rated calls, inside the transaction that writes the new prices. A row that is not
+    there (a period rated before the rollups existed and not rebuilt) is left absent:
+    `rebuild_rollups` makes it from the CDRs, new prices included.
+    """
+    if not changes:
+        return 0
+    by_id = {pk: (old, new) for pk, old, new in changes}
+    ids = sorted(by_id)
+    identity_columns = ("pk", "customer_id", "supplier_id", "destination", "node_id", "created_at")
+    deltas: dict[tuple, list] = defaultdict(lambda: [Decimal(0), Decimal(0), 0, 0])
+    zone = local_zone()
+    for start in range(0, len(ids), READ_CHUNK):
+        for pk, customer, supplier, destination, node, created in Cdr.objects.filter(
+            pk__in=ids[start : start + READ_CHUNK], rating_state=Cdr.RatingState.RATED
+        ).values_list(*identity_columns):
+            old, new = by_id[pk]
+            for period in (
+                (HOUR, hour_start(created)),
+                (DAY, day_start(created.astimezone(zone).date(), zone)),
+            ):
+                delta = deltas[(*period, customer, supplier, destination or "", node)]
+                for i in range(4):
+                    delta[i] += (new[i] or 0) - (old[i] or 0)
+    changed = 0
+    money = MoneyField()
+    for identity, (sell, buy, seconds, bought) in sorted(
+        deltas.items(), key=lambda item: rollup_key(*item[0])
+    ):
+        if not (sell or buy or seconds or bought):
+            continue
+        changed += TrafficRollup.objects.filter(key=rollup_key(*identity)).update(
+            sell=F("sell") + Value(sell, output_field=money),
+            buy=F("buy") + Value(buy, output_field=money),
+            billable_seconds=F("billable_seconds") + seconds,
+            supplier_billable_seconds=F("supplier_billable_seconds") + bought,
+        )
+    return changed
+
+
+# Rebuilding
+
+
+def rebuild_day(day: date) -> int:
+    """Recompute the rows of one local day and of the UTC hours it touches; rows written.
+
+    One transaction: a report never sees the day half rebuilt. Hours that straddle two
+    days (half-hour offsets) are recomputed whole by each day's rebuild, from their own
+    CDRs, so rebuilding either day leaves them right. Run it over periods the rater has
+    caught up with: a CDR rated while its day is rebuilt may be counted by both.
+    """
+    zone = local_zone()
+    start, end = day_start(day, zone), day_start(day + timedelta(days=1), zone)
+    hours_from = hour_start(start)
+    hours_to = hour_start(end) + (timedelta(hours=1) if hour_start(end) != end else timedelta(0))
+    with transaction.atomic():
+        TrafficRollup.objects.filter(grain=DAY, period_start=start).delete()
+        TrafficRollup.objects.filter(
+            grain=HOUR, period_start__gte=hours_from, period_start__lt=hours_to
+        ).delete()
+        rows = (
+            Cdr.objects.filter(
+                rating_state=Cdr.RatingState.RATED, created_at__gte=hours_from, created_at__lt=hours_to
+            )
+            .order_by()
+            .values_list(*CDR_COLUMNS)
+            .iterator(chunk_size=5000)
+        )
+        return upsert(group(rows, zone=zone, days_within=(start, end)))
+
+
+def rebuild(since: date | None = None, until: date | None = None, *, progress=None) -> int:
+    """Rebuild every local day from `since` (default: the first CDR's) to `until` (default:
+    the last CDR's), one transaction per day; rows written."""
+    zone = local_zone()
+    if since is None or until is None:
+        times = Cdr.objects.order_by("created_at").values_list("created_at", flat=True)
+        first, last = times.first(), times.last()
+        if first is None:
+            return 0
+        since = since or first.astimezone(zone).date()
+        until = until or last.astimezone(zone).date()
+    written = 0
+    day = since
+    while day <= until:
+        count = rebuild_day(day)
+        written += count
+        if progress:
+            progress(day, count)
+        day += timedelta(days=1)
+    return written

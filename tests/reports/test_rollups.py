@@ -1,0 +1,239 @@
+"""The rollups equal a direct aggregation of the rated CDRs: after rating, requeue, re-rating
+and rebuild, whatever the grain."""
+
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from apps.billing.services import rating, rerating
+from apps.cdr.models import Cdr
+from apps.rates import services as rate_services
+from apps.reports import rollups
+from apps.reports.models import TrafficRollup
+from tests.switching import BERLIN, MOBILE, SYSTEM, rate
+
+JAPAN = "81312345678"
+
+FIELDS = (
+    "attempts",
+    "answered",
+    "effective",
+    "duration_ms",
+    "billable_seconds",
+    "supplier_billable_seconds",
+    "pdd_ms",
+    "pdd_calls",
+    "sell",
+    "buy",
+)
+
+
+def expected(grain: str) -> dict:
+    """What the rollups of `grain` must hold, summed straight from the rated CDRs."""
+    sums = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    zone = rollups.local_zone()
+    for cdr in Cdr.objects.filter(rating_state=Cdr.RatingState.RATED):
+        if grain == "hour":
+            start = rollups.hour_start(cdr.created_at)
+        else:
+            start = rollups.day_start(cdr.created_at.astimezone(zone).date(), zone)
+        row = sums[start, cdr.customer_id, cdr.supplier_id, cdr.destination, cdr.node_id]
+        row["attempts"] += 1
+        row["answered"] += cdr.answered_at is not None
+        row["effective"] += cdr.answered_at is not None or cdr.sip_code in {486, 480, 487, 600, 603}
+        row["duration_ms"] += cdr.duration_ms
+        row["billable_seconds"] += cdr.billable_seconds
+        row["supplier_billable_seconds"] += cdr.supplier_billable_seconds
+        if cdr.pdd_ms is not None:
+            row["pdd_ms"] += cdr.pdd_ms
+            row["pdd_calls"] += 1
+        row["sell"] += cdr.sell_cost or 0
+        row["buy"] += cdr.buy_cost or 0
+    return {
+        key: {k: Decimal(v) if k in ("sell", "buy") else v for k, v in row.items()}
+        for key, row in sums.items()
+    }
+
+
+def stored(grain: str) -> dict:
+    return {
+        (r.period_start, r.customer_id, r.supplier_id, r.destination, r.node_id): {
+            f: getattr(r, f) for f in FIELDS
+        }
+        for r in TrafficRollup.objects.filter(grain=grain)
+    }
+
+
+def assert_rollups_match():
+    for grain in ("hour", "day"):
+        assert stored(grain) == expected(grain), grain
+
+
+def make_calls(
+    world, *, callee=BERLIN, count=3, answered=True, code=200, start=None, pdd=1500, destination="Germany"
+):
+    start = start or timezone.now() - timedelta(hours=3)
+    made = []
+    for i in range(count):
+        at = start + timedelta(minutes=7 * i)
+        made.append(
+            Cdr.objects.create(
+                call_id=f"r{Cdr.objects.count()}@test",
+                node=world.node,
+                customer=world.customer,
+                supplier=world.suppliers["Bravo"] if code != 403 else None,
+                callee=callee,
+                destination=destination,
+                created_at=at,
+                answered_at=at + timedelta(seconds=2) if answered else None,
+                ended_at=at + timedelta(seconds=62 if answered else 5),
+                duration_ms=60_000 + i if answered else 0,
+                pdd_ms=pdd + i if pdd is not None else None,
+                sip_code=code,
+            )
+        )
+    return made
+
+
+@pytest.fixture
+def traffic(world):
+    """Answered calls over the last day (the world's prices start yesterday), busy and
+    refused attempts, calls with no PDD."""
+    now = timezone.now()
+    for hours in (3, 9, 20):
+        make_calls(world, start=now - timedelta(hours=hours))
+    make_calls(world, answered=False, code=486, count=2, pdd=None)
+    make_calls(world, answered=False, code=503, count=2, callee=MOBILE, destination="Germany Mobile")
+    return world
+
+
+def test_rated_calls_are_summed_per_hour_and_day_exactly_as_the_cdrs_say(traffic, settings):
+    rating.rate_all()
+
+    assert Cdr.objects.filter(rating_state=Cdr.RatingState.RATED).count() == 13
+    assert_rollups_match()
+    totals = defaultdict(int)
+    for row in TrafficRollup.objects.filter(grain="day"):
+        for name in ("attempts", "answered", "effective", "pdd_calls"):
+            totals[name] += getattr(row, name)
+    # 9 answered, 2 busy (effective), 2 network failures (not effective), 11 with a PDD.
+    assert dict(totals) == {"attempts": 13, "answered": 9, "effective": 11, "pdd_calls": 11}
+
+
+def test_days_follow_the_operators_clock_and_hours_stay_utc(world, settings):
+    # Half-hour offsets (an hour straddles two local days): the zone whose last midnight
+    # was 1 to 12 hours ago, so the calls fall within the world's prices.
+    now = timezone.now()
+    for zone in ("Asia/Kolkata", "Australia/Darwin", "America/St_Johns"):
+        settings.TIME_ZONE = zone
+        midnight = rollups.day_start(now.astimezone(rollups.local_zone()).date())
+        if timedelta(hours=1) <= now - midnight <= timedelta(hours=12):
+            break
+    assert midnight.minute == 30
+    make_calls(world, start=midnight - timedelta(minutes=10), count=4)  # 23:50, 23:57, 00:04, 00:11
+
+    rating.rate_all()
+
+    assert_rollups_match()
+    days = sorted(TrafficRollup.objects.filter(grain="day").values_list("period_start", "attempts"))
+    assert days == [(midnight - timedelta(days=1), 2), (midnight, 2)]
+    assert {r.period_start.minute for r in TrafficRollup.objects.filter(grain="hour")} == {0}
+
+
+def test_a_rating_error_counts_only_once_it_is_rated_after_requeue(traffic):
+    missing = make_calls(traffic, callee=JAPAN, count=2, destination="Japan")  # no price for Japan
+    rating.rate_all()
+    assert Cdr.objects.filter(rating_state=Cdr.RatingState.ERROR).count() == 2
+    assert_rollups_match()
+    assert not TrafficRollup.objects.filter(destination="Japan").exists()
+
+    rate_services.add_rates(traffic.sell_table, [rate("81", "0.0500", "Japan")], actor=SYSTEM)
+    rate_services.add_rates(
+        traffic.suppliers["Bravo"].buy_rate_table, [rate("81", "0.0100", "Japan")], actor=SYSTEM
+    )
+    traffic.snapshot()
+    assert rating.requeue_errors([c.pk for c in missing]) == 2
+    assert_rollups_match()  # unrated again: still not counted
+    rating.rate_all()
+    rating.rate_all()  # nothing left: adds nothing
+
+    assert not Cdr.objects.filter(rating_state=Cdr.RatingState.ERROR).exists()
+    assert_rollups_match()
+    [day] = TrafficRollup.objects.filter(grain="day", destination="Japan")
+    assert (day.attempts, day.sell) == (2, Decimal("0.100833"))  # 60 s and 61 s at 0.05
+
+
+def test_a_batch_rolled_back_adds_nothing_and_its_replay_adds_once(traffic):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        rating.rate_batch()
+        raise RuntimeError("the commit failed certification")
+    assert not TrafficRollup.objects.exists()
+
+    rating.rate_batch()
+    rating.rate_batch()
+
+    assert_rollups_match()
+
+
+def test_re_rating_moves_the_money_into_the_same_rows(traffic):
+    rating.rate_all()
+    before = stored("day")
+    rate_services.add_rates(traffic.sell_table, [rate("49", "0.0300", "Corrected")], actor=SYSTEM)
+    traffic.snapshot()
+
+    now = timezone.now()
+    run = rerating.request_rerate(
+        actor=SYSTEM, peer=traffic.customer, period_start=now - timedelta(days=4), period_end=now
+    )
+    run = rerating.run(run.pk, batch_size=4)
+
+    assert run.changed > 0
+    assert_rollups_match()
+    after = stored("day")
+    assert after.keys() == before.keys()
+    assert sum(r["sell"] for r in after.values()) > sum(r["sell"] for r in before.values())
+    assert sum(r["attempts"] for r in after.values()) == sum(r["attempts"] for r in before.values())
+
+
+def test_rebuild_recomputes_from_the_cdrs_and_is_idempotent(traffic):
+    rating.rate_all()
+    reference = (stored("hour"), stored("day"))
+    TrafficRollup.objects.all().delete()
+    # A stale row of a rebuilt day goes; rows of days outside --since stay.
+    old = timezone.now() - timedelta(days=30)
+    rollups.upsert(
+        {
+            ("day", rollups.day_start(old.date()), traffic.customer.pk, None, "X", None): rollups.Sums(
+                attempts=5
+            )
+        }
+    )
+
+    call_command(
+        "rebuild_rollups", since=(timezone.now() - timedelta(days=5)).date().isoformat(), verbosity=0
+    )
+    call_command(
+        "rebuild_rollups", since=(timezone.now() - timedelta(days=5)).date().isoformat(), verbosity=0
+    )
+
+    assert stored("hour") == reference[0]
+    day_rows = stored("day")
+    stale = (rollups.day_start(old.date()), traffic.customer.pk, None, "X", None)
+    day_rows_stale = day_rows.pop(stale)
+    assert day_rows_stale["attempts"] == 5
+    assert day_rows == reference[1]
+
+    call_command("rebuild_rollups", verbosity=0)  # from the first CDR's day: the stale row is older
+    assert stored("day") == reference[1] | {stale: day_rows_stale}
+
+
+def test_rebuild_refuses_reversed_dates(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("rebuild_rollups", since="2026-02-02", until="2026-02-01")
