@@ -1,12 +1,21 @@
-"""Calls: the customer's CDRs, one call's page with its recordings and capture."""
+"""Calls: the customer's CDRs filtered and exported, one call's page with its legs,
+recordings and capture."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from apps.cdr.models import Cdr
+from apps.core.exports import FORMATS, export_response, keyset_chunks
 from apps.files.models import StoredFile
 from apps.media import recordings
 from apps.portal.forms import CdrFilterForm
@@ -14,6 +23,8 @@ from apps.portal.views.common import context, customer, customer_required
 from apps.tenancy.scope import Scope, access
 
 CDRS_PER_PAGE = 25
+# Rows per query of an export; the tests make it small to see the chunks.
+EXPORT_CHUNK = 2000
 
 # The columns a customer is shown. Loading only these keeps the supplier side of a call
 # (supplier, gateway, buy cost, the number as sent out) out of every template's reach; a
@@ -23,8 +34,10 @@ CUSTOMER_CDR_FIELDS = (
     "id",
     "caller",
     "callee",
+    "destination",
     "created_at",
     "duration_ms",
+    "billable_seconds",
     "sip_code",
     "sip_reason",
     "sell_cost",
@@ -37,31 +50,207 @@ CUSTOMER_CALL_FIELDS = (
     "call_id",
     "answered_at",
     "ended_at",
-    "billable_seconds",
     "node",
+)
+# The export's columns, customer-side only as above; the price per minute is worked out
+# from the last two (see price_per_minute).
+EXPORT_COLUMNS = (
+    "created_at",
+    "caller",
+    "callee",
+    "destination",
+    "duration_ms",
+    "sip_code",
+    "sip_reason",
+    "billable_seconds",
+    "sell_cost",
 )
 
 
+def price_per_minute(sell_cost, billable_seconds) -> Decimal | None:
+    """What the customer paid per billed minute of one call: its cost over its billed time.
+
+    Derived from the CDR rather than read from the reservation's sell tariff: the tariff is
+    not kept for every call (none on CDRs without a reservation, NULL on older ones), and
+    reading it would join a second large table per row of a list or a million-row export.
+    The figure is what was charged, the connection fee and the billing increments included,
+    so it can differ a little from the list price of a short call.
+    """
+    if sell_cost is None or not billable_seconds:
+        return None
+    return (Decimal(sell_cost) * 60 / billable_seconds).quantize(Decimal("0.000001"))
+
+
+def _priced(cdrs):
+    for cdr in cdrs:
+        cdr.per_minute = price_per_minute(cdr.sell_cost, cdr.billable_seconds)
+    return cdrs
+
+
 def cdr_page(request, scope: Scope, *, start=None, end=None) -> Page:
+    """The overview's latest calls (a counted page; the Calls page pages by keyset instead)."""
     cdrs = recordings.with_recording(
         Cdr.objects.visible_to(scope).between(start, end).only(*CUSTOMER_CDR_FIELDS)
     ).order_by("-created_at", "-id")
     # get_page() answers a page past the end with the last page and junk with the first.
-    return Paginator(cdrs, CDRS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(cdrs, CDRS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = _priced(list(page.object_list))
+    return page
+
+
+# --- keyset pages: "newer" and "older" without COUNT(*) or OFFSET ---------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def cursor_of(moment: datetime, pk: int) -> str:
+    """A row's place in a (moment, pk) ordering, as a short URL-safe string."""
+    return f"{(moment - _EPOCH) // timedelta(microseconds=1)}.{pk}"
+
+
+def parse_cursor(value: str | None) -> tuple[datetime, int] | None:
+    try:
+        micros, pk = (int(part) for part in (value or "").split("."))
+        return _EPOCH + timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass
+class KeysetPage:
+    """One page of a list ordered newest first, with cursors to the pages either side."""
+
+    object_list: list
+    newer: str | None = None  # cursor for the page of newer rows, None on the newest page
+    older: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter(self.object_list)
+
+    def __len__(self):
+        return len(self.object_list)
+
+    def __getitem__(self, index):
+        return self.object_list[index]
+
+
+def keyset_page(queryset, request, *, key: str, size: int) -> KeysetPage:
+    """The page of `queryset` that ?before= / ?after= (cursors) ask for, newest `key` first.
+
+    A full COUNT(*) of a filtered month of a million calls takes seconds and OFFSET reads
+    every row it skips; the (customer, created_at) index answers a keyset page in one short
+    range read wherever it is. The price: no "page 7 of 40,000", only newer and older.
+    """
+    after, before = parse_cursor(request.GET.get("after")), parse_cursor(request.GET.get("before"))
+    if before is not None:
+        moment, pk = before
+        newer_rows = queryset.filter(Q(**{f"{key}__gt": moment}) | Q(**{key: moment, "pk__gt": pk}))
+        rows = list(newer_rows.order_by(key, "pk")[: size + 1])
+        more_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        page = KeysetPage(rows)
+        if rows:
+            last = rows[-1]
+            page.older = cursor_of(getattr(last, key), last.pk)
+        if more_newer and rows:
+            page.newer = cursor_of(getattr(rows[0], key), rows[0].pk)
+        return page
+    ordered = queryset.order_by(f"-{key}", "-pk")
+    if after is not None:
+        moment, pk = after
+        ordered = ordered.filter(Q(**{f"{key}__lt": moment}) | Q(**{key: moment, "pk__lt": pk}))
+    rows = list(ordered[: size + 1])
+    page = KeysetPage(rows[:size])
+    if len(rows) > size:
+        last = rows[size - 1]
+        page.older = cursor_of(getattr(last, key), last.pk)
+    if after is not None and rows:
+        first = rows[0]
+        page.newer = cursor_of(getattr(first, key), first.pk)
+    return page
+
+
+# --- the call list and its export --------------------------------------------------------------
+
+
+def filtered_calls(scope: Scope, form: CdrFilterForm):
+    return form.apply(Cdr.objects.visible_to(scope))
 
 
 @never_cache
 @customer_required
 def cdrs(request, scope: Scope):
-    """Every call of the customer, newest first, optionally within a range of days."""
+    """Every call of the customer, newest first, filtered; ?format=csv|xlsx downloads them all."""
     peer = customer(scope)
     form = CdrFilterForm(request.GET)
+    fmt = request.GET.get("format")
     if form.is_valid():
-        start, end = form.bounds()
-        page_obj = cdr_page(request, scope, start=start, end=end)
+        if fmt in FORMATS:
+            return export_calls(request, scope, form, fmt, currency=context(peer)["currency"])
+        calls = recordings.with_recording(filtered_calls(scope, form).only(*CUSTOMER_CDR_FIELDS))
+        page_obj = keyset_page(calls, request, key="created_at", size=CDRS_PER_PAGE)
+        _priced(page_obj.object_list)
     else:
-        page_obj = Paginator(Cdr.objects.none(), CDRS_PER_PAGE).get_page(1)
-    return render(request, "portal/cdrs.html", context(peer, nav="cdrs", form=form, page_obj=page_obj))
+        page_obj = KeysetPage([])
+    query = request.GET.copy()
+    for name in ("after", "before", "format", "page"):
+        query.pop(name, None)
+    page = context(
+        peer,
+        nav="cdrs",
+        form=form,
+        page_obj=page_obj,
+        filters_query=query.urlencode(),
+        filtered=any(value for name, value in query.items()),
+    )
+    return render(request, "portal/cdrs.html", page)
+
+
+def export_calls(request, scope: Scope, form: CdrFilterForm, fmt: str, *, currency: str):
+    """The filtered calls, all of them, read in keyset chunks and written as they are read."""
+    header = [
+        _("Start"),
+        _("Caller"),
+        _("Callee"),
+        _("Destination"),
+        _("Duration (s)"),
+        _("SIP code"),
+        _("SIP reason"),
+        _("Billed (s)"),
+        _("Price per minute"),
+        _("Cost"),
+        _("Currency"),
+    ]
+
+    def rows(chunks):
+        for chunk in chunks:
+            yield [
+                [
+                    *head,
+                    Decimal(duration_ms) / 1000,
+                    code,
+                    reason,
+                    billed,
+                    price_per_minute(cost, billed),
+                    cost,
+                    currency,
+                ]
+                for *head, duration_ms, code, reason, billed, cost in chunk
+            ]
+
+    chunks = keyset_chunks(filtered_calls(scope, form), "created_at", EXPORT_COLUMNS, size=EXPORT_CHUNK)
+    return export_response(
+        request,
+        fmt,
+        filename=f"calls-{timezone.localdate():%Y%m%d}",
+        header=header,
+        chunks=rows(chunks),
+        title=_("Calls"),
+    )
+
+
+# --- one call ----------------------------------------------------------------------------------
 
 
 def _call(scope: Scope, pk: int) -> Cdr:
@@ -71,9 +260,20 @@ def _call(scope: Scope, pk: int) -> Cdr:
 @never_cache
 @customer_required
 def call(request, scope: Scope, pk: int):
-    """One of the customer's calls with its recordings and capture; anyone else's is a 404."""
+    """One of the customer's calls with its legs, recordings and capture; anyone else's is a 404."""
     peer = customer(scope)
     cdr = _call(scope, pk)
+    _priced([cdr])
+    # Other attempts of the same call (a failover, a forked leg) that are this customer's
+    # too: the Call-ID is the customer's phone's, so another customer's CDR may share it.
+    legs = _priced(
+        list(
+            Cdr.objects.visible_to(scope)
+            .filter(call_id=cdr.call_id)
+            .only(*CUSTOMER_CDR_FIELDS)
+            .order_by("created_at", "pk")[:50]
+        )
+    )
     files = list(recordings.files_for_cdr(cdr))
     played = recordings.with_presence(f for f in files if f.kind == StoredFile.Kind.RECORDING)
     for stored in played:
@@ -83,6 +283,7 @@ def call(request, scope: Scope, pk: int):
         peer,
         nav="cdrs",
         cdr=cdr,
+        legs=legs if len(legs) > 1 else [],
         recordings=played,
         capture_links=recordings.capture_links(cdr, "portal") if captured else [],
     )
