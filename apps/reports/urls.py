@@ -1,5 +1,12 @@
-"""Placeholder until the reports pages are built (issue 17)."""
+"""The reports, mounted at /admin/reports/ (admin pages: admin_view signs staff in)."""
+
+from django.contrib import admin
+from django.urls import path
+
+from apps.reports.views import report_view
 
 app_name = "reports"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", admin.site.admin_view(report_view), name="traffic"),
+]
