@@ -116,7 +116,7 @@ def test_xlsx_export_has_the_same_table(traffic, client):
     client.force_login(traffic.operator)
     response = page(client, group_by="destination", format="xlsx")
     book = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content)))
-    values = [[cell for cell in row] for row in book.active.iter_rows(values_only=True)]
+    values = [list(row) for row in book.active.iter_rows(values_only=True)]
     assert values[0][0] == "Destination"
     assert len(values) == 1 + 4 + 2  # header, four destinations, two currency totals
 
