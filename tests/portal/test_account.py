@@ -1,0 +1,222 @@
+"""The portal's Account page: the portal password, its reset by e-mail, API keys shown once,
+and the portal's language remembered for the login."""
+
+import re
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from apps.tenancy import services as tenancy
+from apps.tenancy.models import ApiKey, Membership
+from apps.tenancy.scope import Scope
+from tests.conftest import PASSWORD, Cast
+
+ACCOUNT = reverse("portal:account")
+NEW_PASSWORD = "Fresh-portal-pass-77"
+
+
+def lang_of(response) -> str:
+    return re.search(r'<html lang="([^"]+)"', response.content.decode()).group(1)
+
+
+@pytest.fixture
+def client_a(client, cast: Cast):
+    client.force_login(cast.a.customer_user)
+    return client
+
+
+# Portal password
+
+
+def test_a_customer_changes_its_password_and_stays_signed_in(client_a, cast):
+    response = client_a.post(
+        reverse("portal:password-change"),
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 302 and response["Location"] == ACCOUNT
+    assert client_a.get(ACCOUNT).status_code == 200  # the session survived the new password
+    cast.a.customer_user.refresh_from_db()
+    assert cast.a.customer_user.check_password(NEW_PASSWORD)
+
+
+def test_a_wrong_old_password_changes_nothing(client_a, cast):
+    response = client_a.post(
+        reverse("portal:password-change"),
+        {"old_password": "not-it", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 400
+    assert "old password was entered incorrectly" in response.content.decode()
+    cast.a.customer_user.refresh_from_db()
+    assert cast.a.customer_user.check_password(PASSWORD)
+
+
+# Password reset by e-mail
+
+
+def test_a_forgotten_password_is_reset_through_the_emailed_link(client, cast):
+    cast.a.customer_user.email = "a@example.com"
+    cast.a.customer_user.save()
+    login = client.get(reverse("portal:login")).content.decode()
+    assert reverse("portal:password-reset") in login
+
+    response = client.post(reverse("portal:password-reset"), {"email": "a@example.com"})
+
+    assert response.status_code == 302 and response["Location"] == reverse("portal:password-reset-done")
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["a@example.com"] and "customer_a" in message.body
+    link = re.search(r"https?://[^/\s]+(/portal/password-reset/[^\s]+/)", message.body).group(1)
+    form_page = client.get(link, follow=True)
+    assert form_page.status_code == 200 and "new_password1" in form_page.content.decode()
+    done = client.post(
+        form_page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    )
+    assert done["Location"] == reverse("portal:password-reset-complete")
+    assert client.login(username="customer_a", password=NEW_PASSWORD)
+    # The link works once.
+    assert "This link is used or out of date" in client.get(link, follow=True).content.decode()
+
+
+@pytest.mark.parametrize("who", ["staff", "operator", "unknown"])
+def test_the_reset_mails_no_one_but_customers(client, cast, who):
+    for user in (cast.a.staff, cast.operator):
+        user.email = "staff@example.com"
+        user.save()
+    address = "nobody@example.com" if who == "unknown" else "staff@example.com"
+
+    response = client.post(reverse("portal:password-reset"), {"email": address})
+
+    # The same answer whoever asks: the page does not tell which addresses have logins.
+    assert response.status_code == 302 and response["Location"] == reverse("portal:password-reset-done")
+    assert mail.outbox == []
+
+
+# API keys
+
+
+def test_a_new_key_is_shown_once_and_works(client_a, cast, api):
+    response = client_a.post(reverse("portal:api-key-create"), {"name": "CRM sync", "access": "read"})
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    token = re.search(r'<code class="secret" id="new-key-secret">(ssk_[^<]+)</code>', body).group(1)
+    key = ApiKey.objects.get(name="CRM sync")
+    assert (key.scope, key.peer_id, key.access) == (ApiKey.Scope.CUSTOMER, cast.a.customer.pk, "read")
+    assert key.digest == ApiKey.digest_of(token)
+    assert response.headers["Cache-Control"].startswith("max-age=0")
+    again = client_a.get(ACCOUNT).content.decode()
+    assert "CRM sync" in again and token not in again and f"ssk_{key.lookup}" in again
+    client = api(token)
+    assert client.get("/api/v1/peers/").status_code == 200
+    assert (
+        client.patch(f"/api/v1/peers/{cast.a.customer.pk}/", {"company": "x"}, format="json").status_code
+        == 403
+    )
+
+
+def test_a_key_needs_a_name_and_a_known_access(client_a, cast):
+    before = ApiKey.objects.count()
+
+    response = client_a.post(reverse("portal:api-key-create"), {"name": "", "access": "admin"})
+
+    assert response.status_code == 400
+    assert ApiKey.objects.count() == before
+    assert "new-key-secret" not in response.content.decode()
+
+
+def test_a_customer_revokes_its_key(client_a, cast, api):
+    key = ApiKey.objects.get(name="A customer")
+
+    response = client_a.post(reverse("portal:api-key-revoke", args=[key.pk]))
+
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert api(cast.a.customer_key).get("/api/v1/peers/").status_code == 401
+    assert "Revoked" in client_a.get(ACCOUNT).content.decode()
+
+
+@pytest.mark.parametrize("name", ["B customer", "A staff", "ops"])
+def test_keys_of_anyone_else_cannot_be_revoked_from_the_portal(client_a, cast, name):
+    key = ApiKey.objects.get(name=name)
+
+    assert client_a.post(reverse("portal:api-key-revoke", args=[key.pk])).status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+@pytest.mark.parametrize("who", ["operator", "staff_a", "staff_b", "customer_a", "customer_b"])
+def test_scoping_matrix(client, cast, who):
+    """A customer lists its own keys only; staff and the operator get the customers-only page."""
+    tenancy.create_api_key(
+        actor=Scope.system(), name="B second", scope=ApiKey.Scope.CUSTOMER, peer=cast.b.customer
+    )
+    user = {
+        "operator": cast.operator,
+        "staff_a": cast.a.staff,
+        "staff_b": cast.b.staff,
+        "customer_a": cast.a.customer_user,
+        "customer_b": cast.b.customer_user,
+    }[who]
+    client.force_login(user)
+
+    page = client.get(ACCOUNT)
+    body = page.content.decode()
+    listed = set(re.findall(r'<tr class="api-key[^"]*" id="key-\d+">\s*<td>([^<]+)</td>', body))
+    expected = {
+        "customer_a": {"A customer"},
+        "customer_b": {"B customer", "B second"},
+    }.get(who)
+    if expected is None:
+        assert page.status_code == 403 and listed == set()
+        assert (
+            client.post(reverse("portal:api-key-create"), {"name": "x", "access": "read"}).status_code == 403
+        )
+        assert not ApiKey.objects.filter(name="x").exists()
+        return
+    assert page.status_code == 200
+    assert listed == expected
+
+
+# Language
+
+
+def test_the_chosen_language_serves_the_portal_and_is_remembered_at_sign_in(client_a, cast):
+    assert lang_of(client_a.get(ACCOUNT)) == "en"
+
+    response = client_a.post(reverse("portal:language"), {"language": "es"})
+
+    assert response.status_code == 302
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "es"
+    assert Membership.objects.get(user=cast.a.customer_user).language == "es"
+    assert lang_of(client_a.get(ACCOUNT)) == "es"
+    assert lang_of(client_a.get(reverse("portal:connectivity"))) == "es"
+
+    # Another browser, without the cookie: signing in brings the choice back.
+    fresh = Client()
+    signed_in = fresh.post(reverse("portal:login"), {"username": "customer_a", "password": PASSWORD})
+    assert signed_in.status_code == 302
+    assert fresh.session[SESSION_KEY] == str(cast.a.customer_user.pk)
+    assert signed_in.cookies[settings.LANGUAGE_COOKIE_NAME].value == "es"
+    assert lang_of(fresh.get(reverse("portal:dashboard"))) == "es"
+
+
+def test_without_a_choice_the_browser_decides(client, cast):
+    client.post(reverse("portal:login"), {"username": "customer_a", "password": PASSWORD})
+
+    assert settings.LANGUAGE_COOKIE_NAME not in client.cookies
+    assert lang_of(client.get(ACCOUNT, headers={"accept-language": "es"})) == "es"
+    assert lang_of(client.get(ACCOUNT, headers={"accept-language": "en"})) == "en"
+
+
+def test_an_unknown_language_is_refused(client_a, cast):
+    response = client_a.post(reverse("portal:language"), {"language": "xx"})
+
+    assert response.status_code == 400
+    assert Membership.objects.get(user=cast.a.customer_user).language == ""
