@@ -181,3 +181,22 @@ class NotificationSettingsForm(forms.Form):
         label=_("Send warnings to"),
         help_text=_("Leave empty to have your provider warned instead."),
     )
+
+
+class PriceSearchForm(forms.Form):
+    """Digits look a prefix up (the prefixes starting so); words, a destination's name."""
+
+    q = forms.CharField(
+        max_length=100,
+        required=False,
+        label=_("Prefix or destination"),
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("e.g. 4915 or Germany")}),
+    )
+
+    def apply(self, rates):
+        text = (self.cleaned_data.get("q") or "").strip().lstrip("+")
+        if not text:
+            return rates
+        if text.isdigit():
+            return rates.filter(prefix__startswith=text)
+        return rates.filter(destination__icontains=text)
