@@ -68,3 +68,17 @@ schema: venv
 
 clean:
 	rm -rf $(VENV) var
+
+# The Spanish catalogue of each app in MESSAGE_APPS (its locale/es/LC_MESSAGES/django.po,
+# updated from the marked strings), then compiled to the .mo files Django reads. Needs GNU
+# gettext: apt-get install gettext.
+.PHONY: messages
+messages: MESSAGE_APPS ?= apps/portal
+messages: venv
+	@command -v msgfmt >/dev/null || { echo "make messages needs GNU gettext (apt-get install gettext)" >&2; exit 1; }
+	@for app in $(MESSAGE_APPS); do \
+		echo "messages: $$app"; \
+		mkdir -p $$app/locale && \
+		(cd $$app && $(abspath $(PY)) $(CURDIR)/manage.py makemessages -l es --no-obsolete && \
+			$(abspath $(PY)) $(CURDIR)/manage.py compilemessages -l es) || exit 1; \
+	done
