@@ -1,5 +1,6 @@
 """Build the demo cast through the services, step by step, skipping what exists."""
 
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from apps.core.demo.cast import (
     NODES,
     RESELLERS,
     ROUTING_PLANS,
+    SEED,
     SELL_TABLES,
     SUPPLIERS,
     CustomerSpec,
@@ -434,7 +436,9 @@ class DemoLoader:
             call.rating_state, call.rated_at = Cdr.RatingState.UNRATED, None
             call.sell_cost = call.buy_cost = None
             call.billable_seconds = call.supplier_billable_seconds = 0
+        _as_accounted(calls)
         Cdr.objects.bulk_create(calls, batch_size=500)
+        # The rater adds them to the reports' traffic rollups as it rates them.
         rated = rating.rate_all(queryset=Cdr.objects.filter(call_id__startswith=CALL_ID_PREFIX))
         self.report.note("CDRs", True, len(calls))
         self.report.note("answered calls", True, sum(1 for c in calls if c.answered_at))
@@ -450,3 +454,22 @@ class DemoLoader:
                 scope=ApiKey.Scope.OPERATOR,
             )
         self.report.api_key = key
+
+
+# SIP codes of calls that rang before they ended: they have a post-dial delay.
+RANG = frozenset({200, 480, 486, 487})
+
+
+def _as_accounted(calls: list[Cdr]) -> None:
+    """Give the demo calls what OpenSIPS's accounting gives real ones and the reports read:
+    the destination's name (longest prefix of the destination list, as the price lists
+    name it) and, for calls that rang, a post-dial delay."""
+    names = {d.prefix: d.name for d in load_destinations()}
+    longest = max(map(len, names), default=0)
+    rng = random.Random(f"{SEED}:pdd")
+    for call in calls:
+        number = call.callee
+        call.destination = next(
+            (names[number[:n]] for n in range(min(longest, len(number)), 0, -1) if number[:n] in names), ""
+        )[: Cdr._meta.get_field("destination").max_length]
+        call.pdd_ms = rng.randint(1200, 6500) if call.sip_code in RANG else None
