@@ -30,6 +30,7 @@ from apps.core.admin import (
     ScopedRelatedFilter,
     form_changes,
 )
+from apps.core.formatting import format_total
 from apps.core.money import (
     MAX_AMOUNT,
     MAX_BALANCE,
@@ -97,9 +98,10 @@ LIMITS = {
 }
 
 
-def _against(amount, limit) -> str:
-    """Spending, and the limit it counts against if there is one: "0.700000 of 1.000000"."""
-    return f"{amount} of {limit}" if limit is not None else f"{amount} (no limit)"
+def _against(amount, limit, currency: str) -> str:
+    """Spending, and the limit it counts against if there is one: "0.70 USD of 1.00 USD"."""
+    spent_ = format_total(amount, currency)
+    return f"{spent_} of {format_total(limit, currency)}" if limit is not None else f"{spent_} (no limit)"
 
 
 def out_of_range(account) -> list[str]:
@@ -123,11 +125,15 @@ def _posted(admin_, request, account, entry, created, what):
         admin_.message_user(
             request,
             f"Reference {entry.reference!r} was already posted on {entry.created_at:%Y-%m-%d %H:%M}; "
-            f"nothing was posted again and the balance is still {account.balance} {account.currency}.",
+            "nothing was posted again and the balance is still "
+            f"{format_total(account.balance, account.currency)}.",
             messages.WARNING,
         )
         return None
-    return f"{what} of {entry.amount} {account.currency} posted; the balance is now {account.balance}."
+    return (
+        f"{what} of {format_total(entry.amount, account.currency)} posted; "
+        f"the balance is now {format_total(account.balance, account.currency)}."
+    )
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -142,7 +148,9 @@ SETTINGS = (
     "daily_spend_limit",
     "monthly_spend_limit",
 )
-MONEY = ("balance", "reserved", "available", "spent_today", "spent_this_month", "range_check")
+# Shown as totals in the account's currency's minor units (apps.core.formatting); the form's
+# editable amounts stay plain numbers to type.
+MONEY = ("balance_total", "reserved_total", "available", "spent_today", "spent_this_month", "range_check")
 
 
 @admin.register(Account)
@@ -156,12 +164,12 @@ class AccountAdmin(ScopedModelAdmin):
         "peer",
         "owner",
         "mode",
-        "balance",
-        "reserved",
+        "balance_total",
+        "reserved_total",
         "available",
-        "credit_limit",
+        "credit_limit_total",
         "currency",
-        "low_balance_threshold",
+        "threshold_total",
         "range_check",
         "money_links",
     )
@@ -201,17 +209,33 @@ class AccountAdmin(ScopedModelAdmin):
     def owner(self, account):
         return account.peer.reseller or "operator"
 
+    @admin.display(description="balance", ordering="balance")
+    def balance_total(self, account):
+        return format_total(account.balance, account.currency)
+
+    @admin.display(description="reserved", ordering="reserved")
+    def reserved_total(self, account):
+        return format_total(account.reserved, account.currency)
+
     @admin.display(description="available")
     def available(self, account):
-        return account.available
+        return format_total(account.available, account.currency)
+
+    @admin.display(description="credit limit", ordering="credit_limit")
+    def credit_limit_total(self, account):
+        return format_total(account.credit_limit, account.currency)
+
+    @admin.display(description="low balance threshold", ordering="low_balance_threshold")
+    def threshold_total(self, account):
+        return format_total(account.low_balance_threshold, account.currency)
 
     @admin.display(description="spent today")
     def spent_today(self, account):
-        return _against(spent(account).today, account.daily_spend_limit)
+        return _against(spent(account).today, account.daily_spend_limit, account.currency)
 
     @admin.display(description="spent this month")
     def spent_this_month(self, account):
-        return _against(spent(account).this_month, account.monthly_spend_limit)
+        return _against(spent(account).this_month, account.monthly_spend_limit, account.currency)
 
     @admin.display(description="range")
     def range_check(self, account):

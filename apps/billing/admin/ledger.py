@@ -1,18 +1,13 @@
 """The ledger in the admin, read only: entries by kind and occurrence date, and CSV exports
-streamed in chunks (an account's, or any selection of entries)."""
+streamed in keyset chunks by apps.core.exports (an account's, or any selection of entries)."""
 
-import csv
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
-from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
-from django.db.models import Q
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 
@@ -21,6 +16,7 @@ from apps.core.admin import (
     ReadOnlyModelAdmin,
     ScopedRelatedFilter,
 )
+from apps.core.exports import export_response, keyset_chunks
 
 CSV_CHUNK = 1000
 CSV_COLUMNS = ("date occurred", "kind", "amount", "reference", "description", "call id", "actor")
@@ -115,18 +111,9 @@ class OccurredBetweenFilter(admin.ListFilter):
         }
 
 
-def _spreadsheet_safe(value) -> str:
-    # Text a client sent (a reference, a description) must not run as a formula when the
-    # file is opened in a spreadsheet.
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-# Every export reads these columns; the first three are the keys chunks are cut by.
+# Every export reads these columns (apps.core.exports makes the text spreadsheet-safe).
 EXPORT_COLUMNS = (
-    "pk",
     "occurred_at",
-    "created_at",
     "kind",
     "amount",
     "reference",
@@ -136,64 +123,26 @@ EXPORT_COLUMNS = (
 )
 
 
-def _in_chunks(rows, key: str) -> Iterator[list[tuple]]:
-    """Lists of `rows` (values_list of EXPORT_COLUMNS, ...), newest `key` first.
-
-    Keyset pagination on (key, pk) rather than one long cursor: every chunk is a short
-    indexed query, on MariaDB as on PostgreSQL, however large the ledger.
-    """
-    position = EXPORT_COLUMNS.index(key)
-    rows = rows.order_by(f"-{key}", "-pk")
-    after = None
-    while True:
-        page = rows
-        if after is not None:
-            moment, pk = after
-            page = rows.filter(Q(**{f"{key}__lt": moment}) | Q(**{key: moment, "pk__lt": pk}))
-        batch = list(page[:CSV_CHUNK])
-        if not batch:
-            return
-        yield batch
-        after = (batch[-1][position], batch[-1][0])
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def ledger_csv(request, entries, *, filename: str, key: str, with_account: bool = False):
-    """Stream `entries` as CSV, newest `key` first, one database chunk per piece sent."""
-    rows = entries.values_list(*EXPORT_COLUMNS, *(["account__peer__name"] if with_account else []))
-    writer = csv.writer(_Echo())
+    """Stream `entries` as CSV, newest `key` first, one database chunk per piece sent.
 
-    def pieces() -> Iterator[str]:
-        yield writer.writerow([*CSV_COLUMNS, "account"] if with_account else CSV_COLUMNS)
-        for batch in _in_chunks(rows, key):
-            yield "".join(
-                writer.writerow(
-                    [
-                        timezone.localtime(occurred).isoformat(),
-                        kind,
-                        amount,
-                        *(_spreadsheet_safe(text) for text in texts),
-                    ]
-                )
-                for _pk, occurred, _created, kind, amount, *texts in batch
-            )
+    Read in keyset chunks and streamed (asynchronously under ASGI) by apps.core.exports;
+    the time keeps its full precision, as statements and earlier exports wrote it.
+    """
+    columns = (*EXPORT_COLUMNS, *(["account__peer__name"] if with_account else []))
 
-    # Under ASGI (uvicorn, in production) Django buffers a synchronous iterator whole
-    # before sending it: only an asynchronous one streams.
-    content = _asynchronously(pieces()) if isinstance(request, ASGIRequest) else pieces()
-    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    def rows(chunks):
+        for chunk in chunks:
+            yield [(timezone.localtime(occurred).isoformat(), *rest) for occurred, *rest in chunk]
 
-
-async def _asynchronously(pieces: Iterator[str]):
-    step = sync_to_async(next, thread_sensitive=True)
-    while (piece := await step(pieces, None)) is not None:
-        yield piece
+    return export_response(
+        request,
+        "csv",
+        filename=filename.removesuffix(".csv"),
+        header=[*CSV_COLUMNS, "account"] if with_account else CSV_COLUMNS,
+        # CSV_CHUNK is read here, at each export, so that tests can make chunks small.
+        chunks=rows(keyset_chunks(entries, key, columns, size=CSV_CHUNK)),
+    )
 
 
 # --- the ledger ------------------------------------------------------------------------------
