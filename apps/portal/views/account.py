@@ -48,10 +48,13 @@ def _keys(peer):
 def _page(request, scope: Scope, *, status: int = 200, **forms):
     peer = customer(scope)
     membership = Membership.objects.get(user=request.user)
+    password_form = forms.get("password_form") or PasswordChangeForm(request.user)
+    # Django's form grabs the focus, which belongs to a new key's secret or the first field.
+    password_form.fields["old_password"].widget.attrs.pop("autofocus", None)
     page = context(
         peer,
         nav="account",
-        password_form=forms.get("password_form") or PasswordChangeForm(request.user),
+        password_form=password_form,
         key_form=forms.get("key_form") or ApiKeyForm(),
         language_form=LanguageForm(initial={"language": membership.language or translation.get_language()}),
         keys=_keys(peer),
