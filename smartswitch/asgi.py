@@ -26,14 +26,21 @@ class UnknownPath(AsyncWebsocketConsumer):
         await self.close()
 
 
-router = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, re_path(r"", UnknownPath.as_asgi())]))
-        ),
-    }
-)
+sockets = AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, re_path(r"", UnknownPath.as_asgi())]))
+browser_sockets = AllowedHostsOriginValidator(sockets)
+
+
+async def websocket(scope, receive, send):
+    # The Origin check stops another site's page from opening a socket with our session
+    # cookie. An integrator's client sends no Origin but an API key (apps.live.consumers
+    # then ignores the session), which no page of another site can set on a websocket.
+    headers = dict(scope.get("headers") or ())
+    if b"origin" not in headers and b"authorization" in headers:
+        return await sockets(scope, receive, send)
+    return await browser_sockets(scope, receive, send)
+
+
+router = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket})
 
 
 async def application(scope, receive, send):

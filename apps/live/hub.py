@@ -47,8 +47,16 @@ VISIBILITY_KINDS = {"peers.Peer", "tenancy.Reseller"}
 class Hub:
     """The figures of this process's sockets: one read per tick, one view per audience."""
 
-    def __init__(self, *, clock: Callable[[], datetime] = timezone.now, tick_seconds: float = TICK_SECONDS):
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = timezone.now,
+        tick_seconds: float = TICK_SECONDS,
+        autorun: bool = True,
+    ):
         self.clock = clock
+        # False: nothing ticks unless told (tests drive `tick` themselves).
+        self.autorun = autorun
         self.tick_seconds = tick_seconds
         # audience key -> (Audience, {socket, ...}); a socket has `async push(payload)`.
         self.audiences: dict[tuple, figures.Audience] = {}
@@ -61,18 +69,19 @@ class Hub:
         self.visibility_due = False
         self.task: asyncio.Task | None = None
         self.listener: asyncio.Task | None = None
+        self.listening = False  # the listener has joined the change-event group
         self.wake = asyncio.Event()
 
     # --- sockets -------------------------------------------------------------------------
 
-    async def join(self, socket, scope: Scope, *, start: bool = True) -> None:
+    async def join(self, socket, scope: Scope) -> None:
         """Add `socket` to its scope's audience; the first socket starts the hub's loop."""
         key = figures.audience_key(scope)
         if key not in self.audiences:
             self.audiences[key] = await database_sync_to_async(figures.audience_for)(scope)
         self.sockets.setdefault(key, set()).add(socket)
         socket.audience_key = key
-        if start and self.task is None:
+        if self.autorun and self.task is None:
             self.wake = asyncio.Event()
             self.task = asyncio.ensure_future(self.run())
             self.listener = asyncio.ensure_future(self.listen())
@@ -116,11 +125,13 @@ class Hub:
             return
         channel = await layer.new_channel()
         await layer.group_add(CHANGES, channel)
+        self.listening = True
         try:
             while True:
                 event = await layer.receive(channel)
                 self.changed(event.get("kind", ""))
         finally:
+            self.listening = False
             # The layer may have gone with the process: nothing to leave then.
             with contextlib.suppress(Exception):
                 await layer.group_discard(CHANGES, channel)
