@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +16,8 @@ from apps.tenancy.scope import Scope
 # The longest range a page reports: a year of day rows, or (hour periods) a month of hours.
 MAX_DAYS = 366
 MAX_HOUR_DAYS = 31
+# The range a page shows first: the last week, today included.
+DEFAULT_DAYS = 7
 
 
 class ReportForm(forms.Form):
@@ -32,6 +35,15 @@ class ReportForm(forms.Form):
     desc = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, data, *, scope: Scope, groups=None, **kwargs):
+        # Always bound, the defaults filled in: the page shows the range and period it reports.
+        data = data.copy() if data is not None else QueryDict(mutable=True)
+        today = timezone.now().astimezone(local_zone()).date()
+        if not data.get("until"):
+            data["until"] = today.isoformat()
+        if not data.get("since"):
+            data["since"] = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+        if not data.get("period"):
+            data["period"] = "day"
         super().__init__(data, **kwargs)
         self.scope = scope
         allowed = [g for g in (groups or queries.GROUPS) if g in queries.groups_for(scope)]
@@ -49,9 +61,9 @@ class ReportForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        today = timezone.now().astimezone(local_zone()).date()
-        until = data.get("until") or today
-        since = data.get("since") or until - timedelta(days=6)
+        until, since = data.get("until"), data.get("since")
+        if until is None or since is None:
+            return data  # the field says what is wrong
         if since > until:
             raise forms.ValidationError(_("The range ends before it starts."))
         period = data.get("period") or "day"

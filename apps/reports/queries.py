@@ -348,6 +348,11 @@ def table_header(report_: Report, scope: Scope) -> list[str]:
     return header + [str(label) for _name, label in columns_for(scope)]
 
 
+def main_currency(report_: Report) -> str:
+    """The revenue currency of most attempts: the one a chart draws money in."""
+    return max(report_.totals, key=lambda total: total.attempts).currency if report_.totals else ""
+
+
 def series(report_: Report, *, top: int = 20) -> dict:
     """A Chart.js configuration of the report: minutes and revenue by line.
 
@@ -360,7 +365,7 @@ def series(report_: Report, *, top: int = 20) -> dict:
         lines = sorted(lines, key=lambda line: line.key)
     else:
         lines = sorted(lines, key=lambda line: line.duration_ms, reverse=True)[:top]
-    currency = report_.totals[0].currency if report_.totals else ""
+    currency = main_currency(report_)
     labels = list(dict.fromkeys(line.label for line in lines))
     minutes = defaultdict(Decimal)
     revenue = defaultdict(Decimal)

@@ -29,7 +29,7 @@ def usage_chart(report: queries.Report, *, top: int | None = None) -> dict:
         lines = sorted(lines, key=lambda line: line.key)
     else:
         lines = sorted(lines, key=lambda line: line.duration_ms, reverse=True)[:top]
-    currency = report.totals[0].currency if report.totals else ""
+    currency = queries.main_currency(report)
     labels = list(dict.fromkeys(line.label for line in lines))
     calls, minutes, spend = defaultdict(int), defaultdict(Decimal), defaultdict(Decimal)
     for line in lines:
