@@ -2,10 +2,13 @@
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import slugify
 
 from apps.core.admin import (
     ADD,
@@ -21,7 +24,9 @@ from apps.core.admin import (
     form_changes,
     form_values,
 )
+from apps.core.exports import FORMATS, export_response
 from apps.rates import services
+from apps.rates.admin_exports import HEADER, price_chunks, prices_in_force
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable, TimeProfile
 from apps.rates.services import activation, imports, time_profiles
@@ -79,7 +84,40 @@ class RateTableAdmin(ScopedModelAdmin):
     @admin.display(description="rates")
     def rates_link(self, table):
         url = reverse("admin:rates_rate_changelist") + f"?table__id__exact={table.pk}"
-        return format_html('<a href="{}">Rates of {}</a>', url, table.name)
+        export = self._url_name("export")
+        return format_html(
+            '<a href="{}">Rates of {}</a> · prices in force: <a href="{}" class="rates-export">CSV</a> '
+            '<a href="{}" class="rates-export">XLSX</a>',
+            url,
+            table.name,
+            reverse(export, args=[table.pk, "csv"]),
+            reverse(export, args=[table.pk, "xlsx"]),
+        )
+
+    def get_urls(self):
+        export = path(
+            "<path:object_id>/export/<str:fmt>/",
+            self.admin_site.admin_view(self.export_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_view(self, request, object_id, fmt):
+        """The table's prices in force now, in the import's columns, as CSV or XLSX."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        table = self.get_object(request, unquote(object_id))
+        if table is None or fmt not in FORMATS:
+            raise Http404  # another owner's table reads as absent
+        rates = prices_in_force(table, timezone.now(), scope=self.scope(request))
+        return export_response(
+            request,
+            fmt,
+            filename=f"{slugify(table.name) or 'prices'}-{timezone.localdate():%Y%m%d}",
+            header=HEADER,
+            chunks=price_chunks(rates),
+            title=table.name,
+        )
 
     @admin.display(description="used by")
     def used_by(self, table):
