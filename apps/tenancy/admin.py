@@ -140,6 +140,15 @@ class ApiKeyForm(ScopedModelForm):
         model = ApiKey
         fields = ("name", "scope", "access", "reseller", "peer")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out (scripts that post the form as it was before access levels), a key reads
+        # and writes, as every key did.
+        self.fields["access"].required = False
+
+    def clean_access(self):
+        return self.cleaned_data.get("access") or ApiKey.Access.READ_WRITE
+
     def clean(self):
         data = super().clean()
         # A reseller's own key names the reseller; staff do not pick it, it is theirs.

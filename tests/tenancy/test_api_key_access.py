@@ -149,3 +149,16 @@ def test_a_login_remembers_its_language(cast):
     with pytest.raises(NotAllowed):
         services.set_login_language(membership, actor=Scope.of_user(cast.b.staff), language="en")
     assert Membership.objects.get(pk=membership.pk).language == "es"
+
+
+@pytest.mark.parametrize(
+    ("posted", "stored"), [("read", "read"), ("read_write", "read_write"), (None, "read_write")]
+)
+def test_the_admin_issues_keys_with_an_access_level(cast, login, posted, stored):
+    from django.urls import reverse
+
+    data = {"name": "billing sync", "scope": "reseller"} | ({"access": posted} if posted else {})
+
+    login(cast.a.staff).post(reverse("admin:tenancy_apikey_add"), data)
+
+    assert ApiKey.objects.get(name="billing sync").access == stored
