@@ -32,6 +32,10 @@ from apps.tenancy.scope import Kind, Scope
 admin.site.site_header = "Smartswitch"
 admin.site.site_title = "Smartswitch admin"
 admin.site.index_title = "Switch administration"
+# The home page is the dashboard (live figures, alerts, what needs attention) above the app
+# list. A template name of its own, not an override of "admin/index.html": the app template
+# loader takes the first app holding a name, and django.contrib.admin comes first.
+admin.site.index_template = "admin/smartswitch_index.html"
 
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
 EVERYTHING = frozenset({VIEW, ADD, CHANGE, DELETE})

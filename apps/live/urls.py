@@ -1,5 +1,10 @@
-"""Placeholder until the live pages are built (issue 17)."""
+"""The live dashboard's admin pages, mounted at /admin/live/ (the socket is ws/live/, apps.live.routing)."""
+
+from django.contrib import admin
+from django.urls import path
+
+from apps.live import views
 
 app_name = "live"
 
-urlpatterns: list = []
+urlpatterns = [path("", admin.site.admin_view(views.dashboard), name="dashboard")]
