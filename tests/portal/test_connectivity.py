@@ -132,6 +132,12 @@ def test_the_sheet_lists_the_assigned_nodes_else_every_enabled_one(client, cast,
     assert body.count('<tr class="address">') == 1
     assert other.sip_address in body and cast.node.sip_address not in body
 
+    # Its only node disabled, the customer has nowhere to send calls (the others refuse it).
+    type(other).objects.filter(pk=other.pk).update(enabled=False)
+    body = client.get(CONNECTIVITY).content.decode()
+    assert body.count('<tr class="address">') == 0
+    assert "No node is ready for your calls yet" in body
+
 
 def test_with_shared_ip_origination_the_sheet_gives_the_shared_address(client, cast, net):
     NodeFactory(name="node2")

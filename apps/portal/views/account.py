@@ -41,7 +41,7 @@ def set_language_cookie(response, language: str) -> None:
 def _keys(peer):
     # The customer's keys are the ones issued to its own peer, reached from the peer that
     # customer() scoped; usable keys first, then the revoked ones.
-    keys = list(peer.api_keys.select_related("created_by").order_by("name", "pk"))
+    keys = list(peer.api_keys.order_by("name", "pk"))
     return [key for key in keys if key.revoked_at is None] + [key for key in keys if key.revoked_at]
 
 

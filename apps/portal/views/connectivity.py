@@ -106,7 +106,10 @@ def interconnection(peer) -> list[Address]:
 
     With shared-IP origination every node listens on the cluster's virtual address, which is
     then the one address to use."""
-    nodes = list(peer.nodes.filter(enabled=True)) or list(Node.objects.enabled())
+    assigned = list(peer.nodes.all())
+    # A peer served by assigned nodes is refused by the others, even when all of its own are
+    # disabled: then there is nowhere to send calls, and the sheet says so.
+    nodes = [node for node in assigned if node.enabled] if assigned else list(Node.objects.enabled())
     cluster = ClusterSettings.objects.filter(pk=ClusterSettings.SINGLETON_ID).first() or ClusterSettings()
     shared = cluster.origination_mode == ClusterSettings.OriginationMode.SHARED and cluster.shared_ip
     addresses, seen = [], set()
