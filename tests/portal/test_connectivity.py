@@ -292,3 +292,19 @@ def test_the_page_costs_a_fixed_number_of_queries(client, cast, net, django_asse
         response = client.get(CONNECTIVITY)
 
     assert response.content.decode().count('<tr class="contact">') == 5
+
+
+def test_a_contact_without_a_domain_is_shown_only_when_its_username_is_unique(client, cast, net):
+    """OpenSIPS without use_domain writes no domain: the username alone must then name the account."""
+    b_twin = peer_services.add_sip_account(
+        cast.b.customer, actor=SYSTEM, username="a-pbx", domain="other.example.net", password=OLD_PASSWORD
+    )
+    Location.objects.create(
+        username="a-pbx", domain="", contact="sip:a-pbx@192.0.2.99", expires=0, user_agent="Twin"
+    )
+    client.force_login(cast.a.customer_user)
+
+    assert "Twin" not in client.get(CONNECTIVITY).content.decode()
+
+    peer_services.remove_child(b_twin, actor=SYSTEM)
+    assert "Twin" in client.get(CONNECTIVITY).content.decode()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -69,6 +69,19 @@ def _node_of(socket: str, nodes: dict[tuple[str, int], Node]) -> Node | None:
     return nodes.get(parsed) if parsed else None
 
 
+def _shared_usernames(names: set[str]) -> set[str]:
+    """The usernames of `names` that more than one SIP account (of any customer) has."""
+    if not names:
+        return set()
+    return set(
+        SipAccount.objects.filter(username__in=names)
+        .values("username")
+        .annotate(logins=Count("pk"))
+        .filter(logins__gt=1)
+        .values_list("username", flat=True)
+    )
+
+
 def registrations(accounts, *, now: datetime | None = None) -> dict[int, list[Contact]]:
     """The live contacts of each of `accounts`, by account id, from the location table."""
     if not accounts:
@@ -76,14 +89,17 @@ def registrations(accounts, *, now: datetime | None = None) -> dict[int, list[Co
     now = now or timezone.now()
     # usrloc keeps an expiry as a Unix time, 0 for a contact that never expires; the domain
     # is empty when OpenSIPS runs without use_domain.
-    rows = Location.objects.filter(username__in={account.username for account in accounts}).filter(
-        Q(expires=0) | Q(expires__gt=int(now.timestamp()))
+    rows = list(
+        Location.objects.filter(username__in={account.username for account in accounts})
+        .filter(Q(expires=0) | Q(expires__gt=int(now.timestamp())))
+        .order_by("username", "-expires")
+        .only("username", "domain", "contact", "user_agent", "expires", "socket", "received")
     )
+    if not rows:
+        return {account.pk: [] for account in accounts}
     by_socket = {(node.sip_address, node.sip_port): node for node in Node.objects.all()}
     by_aor: dict[tuple[str, str], list[Contact]] = {}
-    for row in rows.order_by("username", "-expires").only(
-        "username", "domain", "contact", "user_agent", "expires", "socket", "received"
-    ):
+    for row in rows:
         by_aor.setdefault((row.username, (row.domain or "").lower()), []).append(
             Contact(
                 contact=row.contact,
@@ -94,9 +110,12 @@ def registrations(accounts, *, now: datetime | None = None) -> dict[int, list[Co
                 node=_node_of(row.socket, by_socket),
             )
         )
+    # A contact without a domain names no tenant: it is an account's only when no other
+    # account has the username, or one customer would see another's devices.
+    shared = _shared_usernames({username for username, domain in by_aor if not domain})
     return {
         account.pk: by_aor.get((account.username, account.domain.lower()), [])
-        + by_aor.get((account.username, ""), [])
+        + ([] if account.username in shared else by_aor.get((account.username, ""), []))
         for account in accounts
     }
 

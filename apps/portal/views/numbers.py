@@ -1,15 +1,14 @@
 """Numbers: the customer's DIDs, what each costs, and where its calls go."""
 
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.shortcuts import render
 from django.urls import path
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from apps.dids.models import Did, DidTarget
-from apps.opensips.models import Location
 from apps.portal.views.common import context, customer, customer_required
+from apps.portal.views.connectivity import registrations
 from apps.tenancy.scope import Scope, access
 
 NUMBERS_PER_PAGE = 50
@@ -42,22 +41,7 @@ def _dids(scope: Scope):
 def _registered(dids) -> set[int]:
     """Ids of the targets' SIP accounts with a live registration (OpenSIPS's location table)."""
     accounts = {t.sip_account for did in dids for t in did.targets.all() if t.sip_account_id}
-    if not accounts:
-        return set()
-    now = int(timezone.now().timestamp())
-    # usrloc keeps an expiry as a Unix time, 0 for a contact that never expires; the domain
-    # is empty when OpenSIPS runs without use_domain.
-    contacts = Location.objects.filter(username__in={account.username for account in accounts}).filter(
-        Q(expires=0) | Q(expires__gt=now)
-    )
-    live = {
-        (username, (domain or "").lower()) for username, domain in contacts.values_list("username", "domain")
-    }
-    return {
-        account.pk
-        for account in accounts
-        if (account.username, account.domain.lower()) in live or (account.username, "") in live
-    }
+    return {pk for pk, contacts in registrations(list(accounts)).items() if contacts}
 
 
 @never_cache
