@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from apps.dids import services as did_services
+from apps.opensips.models import Location
 from apps.peers import services as peer_services
 from apps.tenancy.scope import Scope
 from tests.conftest import Cast
@@ -81,3 +82,14 @@ def test_scoping_matrix(client, cast, dids, who):
     body = listing.content.decode()
     assert dids[own].number in body and dids[other].number not in body
     assert pages == {own: 200, other: 404}
+
+
+def test_a_domainless_registration_shared_by_two_usernames_registers_neither(client, cast, dids):
+    Location.objects.create(username="a-desk", domain="", contact="sip:a-desk@192.0.2.99", expires=0)
+    client.force_login(cast.a.customer_user)
+    assert "not registered" not in client.get(NUMBERS).content.decode()
+
+    peer_services.add_sip_account(
+        cast.b.customer, actor=SYSTEM, username="a-desk", domain="other.example.net", password="sip-Pass-2024"
+    )
+    assert "not registered" in client.get(NUMBERS).content.decode()
