@@ -104,19 +104,12 @@ class CdrFilterForm(DayRangeForm):
         ("failed", _("Failed")),
     )
 
-    caller = forms.RegexField(
-        regex=r"^\+?[0-9*#]{1,32}$",
-        required=False,
-        label=_("Caller"),
-        help_text=_("The number or its beginning."),
-        error_messages={"invalid": _("Give digits only: the number or its beginning.")},
+    # Not digits only: a caller may be "anonymous" or a SIP user name.
+    caller = forms.CharField(
+        max_length=64, required=False, label=_("Caller"), help_text=_("The number or its beginning.")
     )
-    callee = forms.RegexField(
-        regex=r"^\+?[0-9*#]{1,32}$",
-        required=False,
-        label=_("Callee"),
-        help_text=_("The number or its beginning."),
-        error_messages={"invalid": _("Give digits only: the number or its beginning.")},
+    callee = forms.CharField(
+        max_length=64, required=False, label=_("Callee"), help_text=_("The number or its beginning.")
     )
     destination = forms.CharField(max_length=100, required=False, label=_("Destination"))
     status = forms.ChoiceField(choices=STATUSES, required=False, label=_("Status"))

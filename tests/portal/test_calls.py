@@ -149,12 +149,19 @@ def test_each_filter_narrows_the_list_to_the_customers_matching_calls(client_a, 
 
 
 def test_filters_refuse_what_cannot_match_and_say_why(client_a, varied):
-    response = client_a.get(CDRS, {"callee": "49 151", "sip_code": "99"})
+    response = client_a.get(CDRS, {"sip_code": "99", "min_duration": "-1"})
     page = response.content.decode()
 
     assert rows(response) == 0
-    assert "Give digits only" in page
     assert "SIP code: Ensure this value is greater than or equal to 100." in page
+    assert "Min. duration (s): Ensure this value is greater than or equal to 0." in page
+
+
+def test_a_caller_that_is_not_a_number_can_be_found(client_a, cast):
+    CdrFactory(customer=cast.a.customer, node=cast.node, caller="anonymous")
+    CdrFactory(customer=cast.a.customer, node=cast.node, caller="441234")
+
+    assert [c.caller for c in client_a.get(CDRS, {"caller": "anon"}).context["page_obj"]] == ["anonymous"]
 
 
 def test_list_shows_destination_and_price_per_minute(client_a, cast):
@@ -204,6 +211,27 @@ def test_pages_go_older_and_newer_keeping_the_filters(client_a, cast):
     assert second.context["page_obj"].older is None
     assert [c.pk for c in back.context["page_obj"]] == [c.pk for c in newest_first[:25]]
     assert first.context["page_obj"].newer is None
+
+
+def test_newer_pages_in_the_middle_are_full_pages(client_a, cast):
+    moment = datetime(2024, 2, 1, 12, tzinfo=UTC)
+    made = [
+        CdrFactory(customer=cast.a.customer, node=cast.node, created_at=moment - timedelta(minutes=n))
+        for n in range(60)
+    ]
+    third = client_a.get(
+        CDRS,
+        {
+            "after": client_a.get(CDRS, {"after": client_a.get(CDRS).context["page_obj"].older})
+            .context["page_obj"]
+            .older
+        },
+    )
+    back = client_a.get(CDRS, {"before": third.context["page_obj"].newer})
+
+    assert [c.pk for c in third.context["page_obj"]] == [c.pk for c in made[50:]]
+    assert [c.pk for c in back.context["page_obj"]] == [c.pk for c in made[25:50]]
+    assert back.context["page_obj"].newer and back.context["page_obj"].older
 
 
 def test_a_junk_cursor_shows_the_newest_page(client_a, cast):

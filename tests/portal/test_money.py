@@ -198,7 +198,7 @@ def test_a_refusal_by_the_service_is_shown_and_changes_nothing(client_a, cast):
     if response.status_code == 302:
         assert account.low_balance_threshold == Decimal("3")
     else:
-        assert "notice-error" in response.content.decode()
+        assert "Your provider keeps these settings for you" in response.content.decode()
         assert account.low_balance_threshold is None
 
 

@@ -1,7 +1,7 @@
 """Calls: the customer's CDRs filtered and exported, one call's page with its legs,
 recordings and capture."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -123,7 +123,6 @@ class KeysetPage:
     object_list: list
     newer: str | None = None  # cursor for the page of newer rows, None on the newest page
     older: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.object_list)
@@ -147,15 +146,15 @@ def keyset_page(queryset, request, *, key: str, size: int) -> KeysetPage:
         moment, pk = before
         newer_rows = queryset.filter(Q(**{f"{key}__gt": moment}) | Q(**{key: moment, "pk__gt": pk}))
         rows = list(newer_rows.order_by(key, "pk")[: size + 1])
-        more_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        page = KeysetPage(rows)
-        if rows:
-            last = rows[-1]
-            page.older = cursor_of(getattr(last, key), last.pk)
-        if more_newer and rows:
-            page.newer = cursor_of(getattr(rows[0], key), rows[0].pk)
-        return page
+        if len(rows) > size:
+            rows = rows[:size][::-1]
+            first, last = rows[0], rows[-1]
+            return KeysetPage(
+                rows,
+                newer=cursor_of(getattr(first, key), first.pk),
+                older=cursor_of(getattr(last, key), last.pk),
+            )
+        after = None  # fewer than a page is newer: that is the newest page, shown whole
     ordered = queryset.order_by(f"-{key}", "-pk")
     if after is not None:
         moment, pk = after

@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from apps.billing.models import LedgerEntry
 from apps.billing.services.ledger import update_account
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, NotAllowed
 from apps.core.exports import FORMATS, export_response, keyset_chunks
 from apps.portal.forms import LedgerFilterForm, NotificationSettingsForm
 from apps.portal.views.calls import KeysetPage, keyset_page
@@ -153,6 +153,9 @@ def save_settings(request, scope: Scope, account, form: NotificationSettingsForm
     except ValidationError as exc:  # the model's clean(), run by the service's full_clean()
         for name, errors in exc.message_dict.items():
             form.add_error(name if name in form.fields else None, errors)
+        return False
+    except NotAllowed:
+        form.add_error(None, _("Your provider keeps these settings for you; please ask them to change them."))
         return False
     except DomainError as exc:
         form.add_error(exc.field if exc.field in form.fields else None, exc.message)
