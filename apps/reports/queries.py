@@ -24,6 +24,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from apps.billing.models import Account
 from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.reports.models import TrafficRollup
@@ -243,17 +244,24 @@ def report(scope: Scope, query: Query) -> Report:
     supplier_side = scope.is_operator
     grain = grain_for(query)
     column = GROUP_COLUMN[query.group_by]
-    currencies = {"sell_currency": F("customer__account__currency")}
-    if supplier_side:
-        currencies["buy_currency"] = F("supplier__account__currency")
     sums = {name: Sum(name) for name in SUMS if supplier_side or name != "buy"}
-    grouped = (
-        rows_for(scope, query, grain)
-        .values(column)
-        .annotate(**currencies)
-        .values(column, *currencies)
-        .annotate(**sums)
-    ).order_by()
+    single = single_currency(scope)
+    if single is not None:
+        # One currency for every account the scope sees (the usual case): no join to the
+        # peers' accounts, the database only sums the rollups.
+        plain = rows_for(scope, query, grain).values(column).annotate(**sums).order_by()
+        grouped = ({**row, "sell_currency": single, "buy_currency": single} for row in plain)
+    else:
+        currencies = {"sell_currency": F("customer__account__currency")}
+        if supplier_side:
+            currencies["buy_currency"] = F("supplier__account__currency")
+        grouped = (
+            rows_for(scope, query, grain)
+            .annotate(**currencies)
+            .values(column, *currencies)
+            .annotate(**sums)
+            .order_by()
+        )
 
     lines: dict[tuple, Line] = {}
     for row in grouped:
@@ -287,6 +295,17 @@ def report(scope: Scope, query: Query) -> Report:
         supplier_side,
         grain,
     )
+
+
+def single_currency(scope: Scope) -> str | None:
+    """The one currency of every account of the peers `scope` sees, if there is one."""
+    found = list(
+        Account.objects.filter(peer__in=Peer.objects.visible_to(scope))
+        .order_by()  # an ordering field would join the DISTINCT
+        .values_list("currency", flat=True)
+        .distinct()[:2]
+    )
+    return found[0] if len(found) == 1 else None
 
 
 def _label(query: Query, lines: list[Line]) -> None:

@@ -20,10 +20,10 @@ TRAFFIC = (
 )
 
 
-def write_traffic(cast, *, when=None):
+def write_traffic(cast, *, when=None, b_currency="EUR"):
     """Add TRAFFIC at `when` (default: two hours ago) to the hour and day rollups."""
     when = when or timezone.now() - timedelta(hours=2)
-    Account.objects.filter(peer=cast.b.customer).update(currency="EUR")
+    Account.objects.filter(peer=cast.b.customer).update(currency=b_currency)
     peers = {"a": cast.a.customer, "b": cast.b.customer, "operator": cast.operator_customer}
     sums = {}
     zone = rollups.local_zone()

@@ -151,3 +151,22 @@ def test_a_range_ending_before_it_starts_is_refused(traffic, client):
     )
     assert response.status_code == 200 and response.context["report"] is None
     assert "ends before it starts" in response.content.decode()
+
+
+def test_one_currency_everywhere_is_summed_without_joining_the_accounts(cast):
+    from tests.reports.conftest import write_traffic
+
+    write_traffic(cast, b_currency="USD")
+    assert queries.single_currency(Scope.system()) == "USD"
+    start, end = queries.local_days(today() - timedelta(days=1), today())
+    result = queries.report(Scope.system(), queries.Query(start=start, end=end, group_by="destination"))
+    [total] = result.totals
+    assert (total.currency, total.cost_currency, total.attempts) == ("USD", "USD", 27)
+    assert total.sell == Decimal("6.80") and total.profit == Decimal("4.60")
+    assert {line.label: line.attempts for line in result.lines} == {
+        "Germany": 10,
+        "Italy": 5,
+        "Spain": 8,
+        "France": 4,
+    }
+    assert queries.single_currency(Scope.of_user(cast.a.staff)) == "USD"
