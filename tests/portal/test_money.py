@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import openpyxl
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -245,3 +247,21 @@ def test_a_customer_without_an_account_is_told_so(client, cast):
 
     assert response.status_code == 200
     assert "No account has been opened for you yet" in response.content.decode()
+
+
+def test_money_page_queries_do_not_grow_with_the_entries(client_a, cast):
+    a = cast.a.customer
+    charge(a, "0.1", local_day(a, 1), cast)
+    pay(a, "1", "few")
+    with CaptureQueriesContext(connection) as few:
+        client_a.get(MONEY)
+        client_a.get(MONEY, {"itemised": "on"})
+    for n in range(30):
+        charge(a, "0.1", local_day(a, n % 20), cast)
+        pay(a, "1", f"many-{n}")
+
+    with CaptureQueriesContext(connection) as many:
+        client_a.get(MONEY)
+        client_a.get(MONEY, {"itemised": "on"})
+
+    assert len(many) == len(few), "\n".join(q["sql"] for q in many.captured_queries)

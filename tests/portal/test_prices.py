@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import openpyxl
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -161,3 +163,32 @@ def test_scoping_matrix_prices_and_download(client, cast, lists, who):
         assert own in text and other not in text
     else:
         assert page.status_code == download.status_code == 403
+
+
+def test_prices_page_queries_do_not_grow_with_the_rates(client_a, cast, lists):
+    with CaptureQueriesContext(connection) as few:
+        client_a.get(PRICES)
+    past = timezone.now() - timedelta(days=1)
+    rate_services.add_rates(
+        cast.a.sell_table,
+        [
+            Rate(prefix=f"88{n:02d}", destination="X", price=Decimal("0.1"), effective_from=past)
+            for n in range(40)
+        ]
+        + [
+            Rate(
+                prefix=f"88{n:02d}",
+                destination="X",
+                price=Decimal("0.2"),
+                effective_from=past + timedelta(days=9),
+            )
+            for n in range(40)
+        ],
+        actor=Scope.system(),
+    )
+
+    with CaptureQueriesContext(connection) as many:
+        response = client_a.get(PRICES)
+
+    assert len(response.context["scheduled"]) == 42
+    assert len(many) == len(few), "\n".join(q["sql"] for q in many.captured_queries)
