@@ -75,9 +75,13 @@ def test_customer_filters_calls_opens_one_and_sees_money_and_prices(page, screen
     # Calls, filtered by the callee's beginning.
     page.get_by_role("link", name="Calls", exact=True).click()
     page.get_by_label("Callee").fill("49151")
+    page.evaluate("window.notReloaded = true")
     page.get_by_role("button", name="Show").click()
     rows = page.locator("#cdrs tbody tr.cdr")
     expect(rows).to_have_count(3)
+    # htmx swapped the calls panel in place and put the filters in the address bar.
+    expect(page).to_have_url(re.compile(r"/portal/calls/\?.*callee=49151"))
+    assert page.evaluate("window.notReloaded") is True
     expect(rows.first).to_contain_text("Germany Mobile")
     expect(rows.first.locator(".per-minute")).to_have_text("0.0250 USD")
     expect(page.locator("#export-csv")).to_have_attribute("href", re.compile(r"callee=49151.*format=csv"))
