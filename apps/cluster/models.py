@@ -20,6 +20,10 @@ class NodeStatus(models.Model):
     galera_cluster_status = models.CharField(max_length=40, blank=True)  # Primary / non-Primary
     # The Galera query itself failed (the member refuses reads while it is not synced).
     galera_error = models.CharField(max_length=200, blank=True)
+    # Whether the node has OpenSIPS installed, as its worker found (apps.cluster.presence);
+    # NULL until a worker that looks has beaten. A node without it (a demo or a web-only
+    # machine) has nothing to reload: its reloads are not tried, nor retried.
+    opensips_installed = models.BooleanField(null=True, blank=True)
 
     class Meta:
         verbose_name = "node status"

@@ -35,9 +35,11 @@ from apps.core.db import retry_on_conflict
 from apps.files.services import backlog_by_node
 from apps.nodes.models import EngineSync, Node
 from apps.nodes.services import record_heartbeat
+from engines.opensips.install_layout import find_binary
 
 logger = logging.getLogger(__name__)
 
+NOT_INSTALLED = EngineSync.NOT_INSTALLED
 WSREP_VARIABLES = ("wsrep_cluster_size", "wsrep_local_state_comment", "wsrep_ready", "wsrep_cluster_status")
 
 
@@ -90,14 +92,25 @@ def from_status(status: dict[str, str]) -> GaleraState:
     )
 
 
+def opensips_installed() -> bool:
+    """Whether this machine has the opensips binary (OPENSIPS_BIN, or `opensips` on PATH)."""
+    binary = find_binary(settings.OPENSIPS_BIN)
+    return binary is not None and binary.is_file() and os.access(binary, os.X_OK)
+
+
 @retry_on_conflict
-def record_status(node_name: str, state: GaleraState, *, reporter: str = "") -> NodeStatus | None:
-    """Store that `node_name` is alive now in the state `state`; None when no such node exists."""
+def record_status(
+    node_name: str, state: GaleraState, *, reporter: str = "", opensips: bool | None = None
+) -> NodeStatus | None:
+    """Store that `node_name` is alive now in the state `state`; None when no such node exists.
+
+    `opensips` is whether the node has OpenSIPS installed (None: not looked).
+    """
     # Each node writes only its own row, so nodes never conflict on these writes in Galera.
     if not record_heartbeat(node_name):
         return None
     node = Node.objects.get(name=node_name)
-    status, _ = NodeStatus.objects.update_or_create(
+    status, created = NodeStatus.objects.update_or_create(
         node=node,
         defaults={
             "reported_at": timezone.now(),
@@ -108,8 +121,16 @@ def record_status(node_name: str, state: GaleraState, *, reporter: str = "") -> 
             "galera_ready": state.ready,
             "galera_cluster_status": state.cluster_status[:40],
             "galera_error": state.error[:200],
+            "opensips_installed": opensips,
         },
     )
+    if created:
+        # The node's first beat: what changed before it started and is still pending is
+        # reloaded now, not after the long wait the sweep gives nodes that never started
+        # (apps.nodes.sync.requeue_due).
+        EngineSync.objects.filter(node=node, next_attempt_at__isnull=False).update(
+            next_attempt_at=timezone.now()
+        )
     return status
 
 
@@ -125,7 +146,9 @@ def beat(node_name: str | None = None) -> Beat:
     """Record one heartbeat of `node_name` (this node by default) and keep its leases."""
     name = node_name or settings.NODE_NAME
     state = galera_state()
-    status = record_status(name, state, reporter=f"{socket.gethostname()}:{os.getpid()}")
+    status = record_status(
+        name, state, reporter=f"{socket.gethostname()}:{os.getpid()}", opensips=opensips_installed()
+    )
     held: list[str] = []
     # A disabled node is kept out of cluster-wide work; its leases expire and move on.
     if status is not None and status.node.enabled:
@@ -211,6 +234,19 @@ class NodeReport:
     engine_sync: str
     file_backlog: str
 
+    @property
+    def started(self) -> bool:
+        """The node's workers have beaten at least once (a node never seen is being set up)."""
+        return self.last_heartbeat is not None
+
+    @property
+    def state(self) -> str:
+        if not self.enabled:
+            return "disabled"
+        if not self.started:
+            return "not started"
+        return "STALE" if self.stale else "alive"
+
     def as_dict(self) -> dict:
         return {
             "name": self.name,
@@ -218,6 +254,7 @@ class NodeReport:
             "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
             "heartbeat_age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
             "stale": self.stale,
+            "state": self.state,
             "galera": None
             if self.galera is None
             else {**self.galera.__dict__, "summary": self.galera.summary()},
@@ -288,10 +325,16 @@ def cluster_report(*, now: datetime | None = None) -> list[NodeReport]:
                 enabled=node.enabled,
                 last_heartbeat=node.last_heartbeat,
                 age_seconds=age,
-                stale=age is None or age > bound,
+                # A node that never beat has not started yet: not stale, which means "went
+                # silent" (cluster_status fails on it, the admin shows it red).
+                stale=age is not None and age > bound,
                 galera=galera,
                 leases=sorted(held.get(node.name, [])),
-                engine_sync=engine.get(node.pk, engine.get(-1, "")),
+                engine_sync=(
+                    NOT_INSTALLED
+                    if status is not None and status.opensips_installed is False
+                    else engine.get(node.pk, engine.get(-1, ""))
+                ),
                 file_backlog=files.get(node.name, files.get("*", "")),
             )
         )

@@ -159,9 +159,15 @@ class NodeAdmin(ScopedModelAdmin):
         syncs = Prefetch("engine_syncs", EngineSync.objects.filter(engine=EngineSync.Engine.OPENSIPS))
         return super().get_queryset(request).annotate(is_alive=Exists(alive)).prefetch_related(syncs)
 
-    @admin.display(description="alive", boolean=True, ordering="last_heartbeat")
+    @admin.display(description="state", ordering="last_heartbeat")
     def alive(self, node):
-        return node.is_alive
+        # Words, not the red cross of a boolean: a node that never beat is one whose workers
+        # have not started yet (being set up, or demo data), not a node that died.
+        if not node.enabled:
+            return "disabled"
+        if node.is_alive:
+            return "alive"
+        return "not started" if node.last_heartbeat is None else "STALE"
 
     @admin.display(description="OpenSIPS sync")
     def engine_sync(self, node):

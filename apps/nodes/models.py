@@ -175,6 +175,7 @@ class EngineSync(models.Model):
     # flags with one UPDATE, no read-modify-write of a list, so two nodes marking the same
     # row at once only ever both set a flag.
     MODULES = ("address", "drouting", "registrant")
+    NOT_INSTALLED = "OpenSIPS not installed on this node"
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="engine_syncs")
     engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.OPENSIPS)
@@ -202,9 +203,16 @@ class EngineSync(models.Model):
     def pending_modules(self) -> list[str]:
         return [module for module in self.MODULES if getattr(self, f"pending_{module}")]
 
+    @property
+    def not_installed(self) -> bool:
+        """The node's last reload found no OpenSIPS there (apps.nodes.sync), and none succeeded since."""
+        return self.last_error == self.NOT_INSTALLED and (
+            self.last_success_at is None or (self.last_error_at and self.last_error_at > self.last_success_at)
+        )
+
     def summary(self) -> str:
         """One line: in sync, or what is pending and how many reloads of it failed."""
         if not self.pending_modules:
-            return "in sync"
+            return self.NOT_INSTALLED if self.not_installed else "in sync"
         pending = f"pending {', '.join(self.pending_modules)}"
         return f"{pending}: failed {self.attempts}x" if self.attempts else pending

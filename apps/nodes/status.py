@@ -23,6 +23,11 @@ class EngineStatus:
 
     node: str
     unreachable: str = ""  # "OpenSIPS on node1 did not answer: ..." when it did not
+    # The node's worker said it has no OpenSIPS: it is not asked (apps.cluster.presence).
+    not_installed: str = ""
+    # The node has never beaten: no worker runs there yet (a node being set up, demo data),
+    # so an engine that does not answer is no alarm.
+    not_started: bool = False
     version: str = ""
     uptime: Uptime | None = None
     statistics: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -45,9 +50,14 @@ def _grouped(counters: dict[str, int]) -> dict[str, dict[str, int]]:
 
 def engine_status(node: Node, *, timeout: float | None = None) -> EngineStatus:
     """Ask `node`'s OpenSIPS for its version, uptime, counters, calls and registrations."""
+    from apps.nodes.sync import NOT_INSTALLED, opensips_missing
+
+    status = EngineStatus(node.name, not_started=node.last_heartbeat is None)
+    if opensips_missing(node):
+        status.not_installed = NOT_INSTALLED
+        return status
     timeout = min(timeout or PAGE_TIMEOUT, settings.OPENSIPS_MI_TIMEOUT)
     client = client_for(node, timeout=timeout)
-    status = EngineStatus(node.name)
     questions = (
         ("version", lambda: setattr(status, "version", client.version())),
         ("uptime", lambda: setattr(status, "uptime", client.uptime())),

@@ -43,6 +43,11 @@ RETRY_MAX = timedelta(minutes=10)
 # A change's task normally runs within a second of the commit; if it has not run after
 # this long (its node's broker was down, a worker died), the sweep sends it again.
 UNQUEUED_GRACE = timedelta(seconds=60)
+# A node that has never beaten has no worker reading its queue yet (a node being set up, or
+# demo data): the sweep sends its reloads this seldom, and at once when it first beats
+# (apps.cluster.presence.record_status).
+NOT_STARTED_GRACE = RETRY_MAX
+NOT_INSTALLED = EngineSync.NOT_INSTALLED
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ReloadOutcome:
     still_pending: bool = False
     # True when a change's task found the node's reloads failing and left it to the sweep.
     backing_off: bool = False
+    # True when the node's worker said it has no OpenSIPS: nothing was reloaded, nor will be.
+    not_installed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -159,6 +166,26 @@ def _record_failure(pk: int, error: str, now: datetime) -> None:
     )
 
 
+def opensips_missing(node: Node) -> bool:
+    """Whether `node`'s worker said at its last beat that OpenSIPS is not installed there."""
+    from apps.cluster.models import NodeStatus
+
+    return NodeStatus.objects.filter(node=node, opensips_installed=False).exists()
+
+
+@retry_on_conflict
+def _record_not_installed(pk: int, generation: int, now: datetime) -> None:
+    # Nothing to reload, and no retry: an OpenSIPS installed later reads every table as it
+    # starts. The flags are cleared as a success clears them (a change committed meanwhile
+    # stays pending); the row says why.
+    EngineSync.objects.filter(pk=pk, generation=generation).update(
+        pending_address=False, pending_drouting=False, pending_registrant=False, pending_since=None
+    )
+    EngineSync.objects.filter(pk=pk).update(
+        attempts=0, next_attempt_at=None, last_error=NOT_INSTALLED, last_error_at=now
+    )
+
+
 def reload_node(node: Node, *, timeout: float | None = None, retry: bool = True) -> ReloadOutcome:
     """Reload what is pending on `node`'s OpenSIPS and record the outcome on its sync row.
 
@@ -173,6 +200,9 @@ def reload_node(node: Node, *, timeout: float | None = None, retry: bool = True)
     if not retry and row.attempts and row.next_attempt_at and row.next_attempt_at > timezone.now():
         return ReloadOutcome(node.name, still_pending=True, backing_off=True)
     modules, generation = tuple(row.pending_modules), row.generation
+    if opensips_missing(node):
+        _record_not_installed(row.pk, generation, timezone.now())
+        return ReloadOutcome(node.name, not_installed=True)
     client = client_for(node, timeout=timeout)
     done: list[str] = []
     try:
@@ -204,6 +234,8 @@ def due_retries(now: datetime | None = None):
     pending = Q(pending_address=True) | Q(pending_drouting=True) | Q(pending_registrant=True)
     return (
         EngineSync.objects.filter(pending, engine=OPENSIPS, node__enabled=True, next_attempt_at__lte=now)
+        # A node whose worker said it has no OpenSIPS is not sent retries of what it cannot do.
+        .exclude(node__status__opensips_installed=False)
         .select_related("node")
         .order_by("next_attempt_at")
     )
@@ -217,7 +249,8 @@ def requeue_due(now: datetime | None = None) -> int:
         # The claim moves the next attempt past this one's backoff: a sweep running at the
         # same time (or the next one, before the task ran) finds nothing due. If the task
         # never runs, the row comes due again after that.
-        if _claim(row, now + max(backoff(row.attempts + 1), UNQUEUED_GRACE)):
+        grace = UNQUEUED_GRACE if row.node.last_heartbeat else NOT_STARTED_GRACE
+        if _claim(row, now + max(backoff(row.attempts + 1), grace)):
             queued += queue_reloads([(row.node_id, row.node.name)], retry=True)
     return queued
 

@@ -21,6 +21,8 @@ def reload_engine(node_id: int, retry: bool = False) -> str:
     if node is None:
         return "node disabled or gone: nothing to reload"
     outcome = sync.reload_node(node, retry=retry)
+    if outcome.not_installed:
+        return f"{node.name}: {sync.NOT_INSTALLED}; nothing to reload"
     if outcome.backing_off:
         return f"{node.name}: reloads are failing; the sweep retries after the backoff"
     if outcome.error:

@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = (
         "Show each node: heartbeat age (stale after CLUSTER_STALE_SECONDS), its Galera member's "
         "state, engine sync state, file-sync backlog and the leases it holds. Exits with 1 when "
-        "an enabled node is stale."
+        "an enabled node is stale (one that never beat has not started yet, and is not)."
     )
 
     def add_arguments(self, parser):
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         rows = [("node", "heartbeat", "state", "galera", "engine sync", "file backlog", "leases")]
         for report in reports:
             age = "never" if report.age_seconds is None else f"{report.age_seconds:.0f}s ago"
-            state = "disabled" if not report.enabled else ("STALE" if report.stale else "alive")
+            state = report.state
             galera = report.galera.summary() if report.galera else "unknown"
             rows.append(
                 (
