@@ -35,6 +35,7 @@ from apps.core.db import retry_on_conflict
 from apps.files.services import backlog_by_node
 from apps.nodes.models import EngineSync, Node
 from apps.nodes.services import record_heartbeat
+from apps.nodes.sync import forget_reloads
 from engines.opensips.install_layout import find_binary
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,11 @@ def record_status(
             "opensips_installed": opensips,
         },
     )
-    if created:
+    if opensips is False:
+        # Usually no row: only what a change marked since, or a reload that ran before the
+        # first beat said the engine is missing.
+        forget_reloads(node)
+    elif created:
         # The node's first beat: what changed before it started and is still pending is
         # reloaded now, not after the long wait the sweep gives nodes that never started
         # (apps.nodes.sync.requeue_due).

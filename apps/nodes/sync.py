@@ -186,6 +186,23 @@ def _record_not_installed(pk: int, generation: int, now: datetime) -> None:
     )
 
 
+@retry_on_conflict
+def forget_reloads(node: Node) -> int:
+    """The node's worker found no OpenSIPS: what is pending there (changes made before its
+    first beat, a reload that failed on the missing engine) is cleared, and not retried."""
+    pending = Q(pending_address=True) | Q(pending_drouting=True) | Q(pending_registrant=True)
+    return EngineSync.objects.filter(pending, node=node, engine=OPENSIPS).update(
+        pending_address=False,
+        pending_drouting=False,
+        pending_registrant=False,
+        pending_since=None,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=NOT_INSTALLED,
+        last_error_at=timezone.now(),
+    )
+
+
 def reload_node(node: Node, *, timeout: float | None = None, retry: bool = True) -> ReloadOutcome:
     """Reload what is pending on `node`'s OpenSIPS and record the outcome on its sync row.
 

@@ -173,3 +173,17 @@ def test_mi_unavailable_is_still_an_error_for_a_node_that_runs(nodes, dead_mi, o
     outcome = sync.reload_node(node1)
     assert outcome.error and not outcome.not_installed
     assert EngineSync.objects.get(node=node1).attempts == 1
+
+
+def test_a_reload_that_failed_before_the_first_beat_is_cleared_by_it(nodes, dead_mi, no_opensips, queue):
+    """make run: the demo's changes queue reloads, node1's worker may run one before it beats."""
+    node1, _, _ = nodes
+    sync.request_reload("address")
+    assert sync.reload_node(node1).error  # nothing answers at node1's address
+    assert EngineSync.objects.get(node=node1).attempts == 1
+    presence.beat("node1")
+    row = EngineSync.objects.get(node=node1)
+    assert (row.pending_modules, row.attempts, row.next_attempt_at) == ([], 0, None)
+    assert row.summary() == "OpenSIPS not installed on this node"
+    assert sync.requeue_due(timezone.now() + timedelta(hours=1)) == 1  # node2's only
+    assert [task[0] for task in queue()] == ["node2"]
