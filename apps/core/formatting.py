@@ -4,7 +4,9 @@ One rule (issue 17):
 - a total (a balance, a credit limit, a sum over calls or days, an invoice line) is shown
   in its currency's minor units: 1,234.50 USD, 1,235 JPY, 12.345 BHD;
 - a price or a single call's cost keeps its own precision, at least four places, so a
-  0.00045 call or a 0.0125/min rate never shows as 0.00.
+  0.00045 call or a 0.0125/min rate never shows as 0.00;
+- one ledger entry (a payment, a call's charge) is exact too, with at least the minor
+  units: 100.00 USD, 0.00045 USD.
 
 Stored amounts are never rounded: this is display only. Exports write the stored value.
 """
@@ -60,3 +62,8 @@ def format_price(value, currency: str = "", *, min_places: int = PRICE_PLACES) -
     significant = -amount.normalize().as_tuple().exponent
     text = _written(amount, min(max(min_places, significant), MONEY_PLACES))
     return f"{text} {currency}" if currency else text
+
+
+def format_entry(value, currency: str = "") -> str:
+    """One ledger amount, exact: its own precision, at least the currency's minor units."""
+    return format_price(value, currency, min_places=minor_units(currency))

@@ -86,7 +86,7 @@ def test_the_account_page_shows_balance_available_credit_and_recent_entries(cast
     client = login(cast.operator)
     client.post(tool_url(postpaid, "payment"), {"amount": "12", "reference": "TX-9"})
     page = client.get(admin_url(postpaid)).content.decode()
-    assert "112.000000" in page  # available: 12 balance + 100 credit
+    assert "112.00 USD" in page  # available: 12 balance + 100 credit
     assert "TX-9" in page
     assert tool_url(postpaid, "payment") in page
     assert tool_url(postpaid, "adjust") in page

@@ -90,12 +90,12 @@ def test_the_account_page_shows_money_held_by_live_calls_and_what_is_left(cast, 
 
     page = response.content.decode()
     assert response.status_code == 200
-    for shown in ("12.000000", "0.900000", "111.100000", "100.000000"):
+    for shown in ("12.00 USD", "0.90 USD", "111.10 USD", "100.000000"):
         assert shown in page  # balance, reserved, available, credit limit
     assert [call.call_id for call in response.context["live_calls"]] == ["live-1@pbx", "live-2@pbx"]
     assert ">node1<" in page  # the operator sees where each call runs
     assert "60 s" in page
-    assert "0.600000" in page
+    assert "0.60 USD" in page
 
 
 def test_released_calls_are_no_longer_live(cast, login):
@@ -107,7 +107,7 @@ def test_released_calls_are_no_longer_live(cast, login):
     response = login(cast.a.staff).get(admin_url(peer.account))
     assert [call.call_id for call in response.context["live_calls"]] == ["live@pbx"]
     assert Account.objects.get(pk=peer.account.pk).available == Decimal("4.40")
-    assert "4.400000" in response.content.decode()
+    assert "4.40 USD" in response.content.decode()
 
 
 def test_reseller_staff_see_their_live_calls_without_the_node(cast, login):
@@ -126,7 +126,7 @@ def test_the_account_list_shows_reserved_and_available_after_live_calls(cast, lo
     response = login(cast.a.staff).get(admin_url(Account, "changelist"))
     row = next(row for row in response.context["cl"].result_list if row.pk == peer.account.pk)
     assert (row.balance, row.reserved, row.available) == (Decimal("5"), Decimal("1"), Decimal("4"))
-    assert "4.000000" in response.content.decode()
+    assert "4.00 USD" in response.content.decode()
 
 
 def test_the_account_page_shows_the_latest_entries_with_their_call_and_links_to_the_ledger(

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from apps.billing import services as billing
 from apps.cdr.models import Cdr
+from apps.portal.views.calls import LATEST_CALLS
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.scope import Scope
 from tests.factories import CdrFactory
@@ -152,9 +153,9 @@ def test_times_are_shown_in_the_site_time_zone(client_a, cast, settings):
     assert '<span class="tz">Asia/Tokyo</span>' in body
 
 
-def test_calls_are_paginated_25_per_page_newest_first(client_a, cast):
+def test_the_overview_shows_the_newest_calls_and_links_to_all(client_a, cast):
     now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-    for n in range(30):
+    for n in range(LATEST_CALLS + 5):
         CdrFactory(
             customer=cast.a.customer,
             node=cast.node,
@@ -162,31 +163,12 @@ def test_calls_are_paginated_25_per_page_newest_first(client_a, cast):
             created_at=now - timedelta(minutes=n),
         )
 
-    first = client_a.get(DASHBOARD)
-    second = client_a.get(DASHBOARD, {"page": 2})
+    page = client_a.get(DASHBOARD).content.decode()
 
-    assert rows(first) == 25
-    assert "493000000000" in first.content.decode()  # the newest
-    assert "493000000029" not in first.content.decode()
-    assert "Calls 1\N{EN DASH}25 of 30" in first.content.decode()
-    assert 'href="?page=2" rel="next"' in first.content.decode()
-    assert rows(second) == 5
-    assert "493000000029" in second.content.decode()  # the oldest
-    assert "493000000000" not in second.content.decode()
-    assert "Calls 26\N{EN DASH}30 of 30" in second.content.decode()
-
-
-def test_page_out_of_range_or_junk_is_answered_with_a_real_page(client_a, cast):
-    CdrFactory.create_batch(30, customer=cast.a.customer, node=cast.node)
-
-    past_the_end = client_a.get(DASHBOARD, {"page": 99})
-    junk = client_a.get(DASHBOARD, {"page": "x'--"})
-
-    assert past_the_end.status_code == 200
-    assert rows(past_the_end) == 5
-    assert "Page 2 of 2" in past_the_end.content.decode()
-    assert junk.status_code == 200
-    assert rows(junk) == 25
+    assert page.count('<tr class="cdr">') == LATEST_CALLS
+    assert "493000000000" in page  # the newest
+    assert f"49300000{LATEST_CALLS:04d}" not in page
+    assert f'href="{reverse("portal:cdrs")}"' in page
 
 
 def test_customer_without_calls_sees_an_empty_list(client_a):
@@ -203,7 +185,7 @@ def test_dashboard_queries_do_not_grow_with_the_calls(client_a, cast):
 
     CdrFactory.create_batch(40, customer=cast.a.customer, node=cast.node, supplier=cast.supplier)
     with CaptureQueriesContext(connection) as many:
-        assert rows(client_a.get(DASHBOARD)) == 25
+        assert rows(client_a.get(DASHBOARD)) == LATEST_CALLS
 
-    # session, user, membership, peer with its account, count, one page of calls
-    assert len(many) == len(few) == 6, "\n".join(q["sql"] for q in many.captured_queries)
+    # session, user, membership, peer with its account, the latest calls (no COUNT)
+    assert len(many) == len(few) == 5, "\n".join(q["sql"] for q in many.captured_queries)

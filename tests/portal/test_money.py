@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from apps.billing import services as billing
 from apps.billing.models import Account
+from apps.billing.services.ledger import update_account
+from apps.core.errors import NotAllowed
 from apps.peers.models import Peer
 from apps.portal.views.money import charges_per_day
 from apps.tenancy.scope import Scope
@@ -177,11 +179,6 @@ def test_settings_form_refuses_an_amount_past_the_bounds(client_a, cast):
     assert "low_balance_threshold-error" in response.content.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="update_account refuses customers (ensure_manages): the lead lets a customer change "
-    "its own low_balance_threshold and notification_email; remove this mark then",
-)
 def test_settings_are_saved_through_update_account(client_a, cast):
     response = client_a.post(MONEY, {"low_balance_threshold": "12.5", "notification_email": "ops@a.example"})
 
@@ -191,17 +188,23 @@ def test_settings_are_saved_through_update_account(client_a, cast):
     assert account.notification_email == "ops@a.example"
 
 
-def test_a_refusal_by_the_service_is_shown_and_changes_nothing(client_a, cast):
-    # Until customers may change their settings (see the xfail above) the service's
-    # refusal is what comes back; afterwards this shows the page saving instead.
-    response = client_a.post(MONEY, {"low_balance_threshold": "3", "notification_email": ""})
+def test_a_customer_changes_only_its_own_warning_settings(cast):
+    own = Account.objects.get(peer=cast.a.customer)
+    scope = Scope.of_user(cast.a.customer_user)
 
-    account = Account.objects.get(peer=cast.a.customer)
-    if response.status_code == 302:
-        assert account.low_balance_threshold == Decimal("3")
-    else:
-        assert "Your provider keeps these settings for you" in response.content.decode()
-        assert account.low_balance_threshold is None
+    with pytest.raises(NotAllowed, match="credit_limit"):
+        update_account(own, actor=scope, changes={"credit_limit": Decimal("1000")})
+    with pytest.raises(NotAllowed):
+        update_account(
+            Account.objects.get(peer=cast.b.customer),
+            actor=scope,
+            changes={"low_balance_threshold": Decimal("1")},
+        )
+    update_account(own, actor=scope, changes={"low_balance_threshold": Decimal("3")})
+
+    own.refresh_from_db()
+    assert (own.low_balance_threshold, own.credit_limit) == (Decimal("3"), Decimal("0"))
+    assert Account.objects.get(peer=cast.b.customer).low_balance_threshold is None
 
 
 # --- scoping matrix ------------------------------------------------------------------------

@@ -89,10 +89,24 @@ def open_account(
     return account
 
 
+# What a customer may set on its own account (the portal's Money page).
+CUSTOMER_ACCOUNT_SETTINGS = frozenset({"low_balance_threshold", "notification_email"})
+
+
 @retry_on_conflict
 def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
-    """Change an account's mode, credit limit or warning threshold; never its balance."""
-    ensure_manages(actor, account.peer.reseller_id)
+    """Change an account's mode, credit limit or warning threshold; never its balance.
+
+    A customer may change its own low-balance warning (threshold and e-mail), nothing else.
+    """
+    if actor.is_customer:
+        if actor.peer_id != account.peer_id:
+            raise NotAllowed("You cannot change objects of another owner.")
+        refused = set(changes) - CUSTOMER_ACCOUNT_SETTINGS
+        if refused:
+            raise NotAllowed(f"Your provider keeps these settings: {', '.join(sorted(refused))}.")
+    else:
+        ensure_manages(actor, account.peer.reseller_id)
     current = Account.objects.select_for_update().get(pk=account.pk)
     changes = _bounded_settings(changes)
     apply_changes(current, changes, allowed=ACCOUNT_SETTINGS)

@@ -2,7 +2,7 @@
 
 from django import template
 
-from apps.core.formatting import format_price, format_total
+from apps.core.formatting import format_entry, format_price, format_total
 
 register = template.Library()
 
@@ -17,3 +17,9 @@ def total(value, currency: str = "") -> str:
 def price(value, currency: str = "") -> str:
     """`{{ rate.price|price:currency }}` or a call's cost → "0.0125 USD"."""
     return format_price(value, currency)
+
+
+@register.filter
+def entry(value, currency: str = "") -> str:
+    """One ledger amount, exact: `{{ entry.amount|entry:currency }}` → "100.00 USD", "0.00045 USD"."""
+    return format_entry(value, currency)

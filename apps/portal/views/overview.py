@@ -6,7 +6,7 @@ from django.views.decorators.cache import never_cache
 
 from apps.billing.spending import spent
 from apps.core.money import MAX_CREDIT_LIMIT, amount_in_range, balance_in_range
-from apps.portal.views.calls import cdr_page
+from apps.portal.views.calls import latest_calls
 from apps.portal.views.common import context, customer, customer_required
 from apps.tenancy.scope import Scope
 
@@ -16,7 +16,7 @@ from apps.tenancy.scope import Scope
 def dashboard(request, scope: Scope):
     """The customer's money at a glance and its latest calls."""
     peer = customer(scope)
-    page = context(peer, nav="dashboard", page_obj=cdr_page(request, scope))
+    page = context(peer, nav="dashboard", page_obj=latest_calls(scope))
     account = page["account"]
     page["low_balance"] = bool(
         account
