@@ -42,6 +42,7 @@ SLOW_EVERY = 10
 # Changes that make the next tick re-read the slow part (and come at once).
 SLOW_KINDS = {"fraud.Alert", "nodes.Node", "cdr.Cdr"}
 VISIBILITY_KINDS = {"peers.Peer", "tenancy.Reseller"}
+REJOIN_SECONDS = 600
 
 
 class Hub:
@@ -128,7 +129,13 @@ class Hub:
         self.listening = True
         try:
             while True:
-                event = await layer.receive(channel)
+                try:
+                    event = await asyncio.wait_for(layer.receive(channel), REJOIN_SECONDS)
+                except TimeoutError:
+                    # Layers drop a group member after their group_expiry (a day by default):
+                    # a hub running for weeks joins again now and then.
+                    await layer.group_add(CHANGES, channel)
+                    continue
                 self.changed(event.get("kind", ""))
         finally:
             self.listening = False

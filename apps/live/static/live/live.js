@@ -96,13 +96,14 @@
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + panel.dataset.socket);
-    socket.onopen = function () { retry = 1000; };
+    socket.onopen = function () { retry = 1000; panel.dataset.connected = "1"; };
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
       if (message.type === "figures") { show(message); }
       if (message.type === "stale") { status(panel.dataset.labelStale + " " + time(message.since), true); }
     };
     socket.onclose = function () {
+      delete panel.dataset.connected;
       status(panel.dataset.labelOffline, true);
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 30000);
