@@ -43,6 +43,16 @@ class CallRow:
 
 
 @dataclass(frozen=True)
+class Active:
+    """How many calls of one customer are in progress on one node, and how many are answered."""
+
+    customer_id: int
+    node_id: int | None
+    calls: int
+    answered: int
+
+
+@dataclass(frozen=True)
 class Quality:
     """Attempts, answered calls and answered milliseconds in one window."""
 
@@ -75,6 +85,9 @@ class Snapshot:
     """Everything the live views show, for everyone, read at `at`."""
 
     at: datetime
+    # Counts of every customer's calls in progress, by node (one grouped query).
+    active: list[Active] = field(default_factory=list)
+    # The calls themselves, only of the customers watching their own (customer sockets).
     calls: list[CallRow] = field(default_factory=list)
     # customer id -> reservations created in the last CPS_SECONDS (open or closed)
     recent: dict[int, int] = field(default_factory=dict)
@@ -167,12 +180,13 @@ def view(snapshot: Snapshot, audience: Audience) -> dict:
     The customer also gets its calls in progress; nobody gets a supplier, and only the
     operator gets more than counts for customers other than its own.
     """
-    calls = [call for call in snapshot.calls if audience.sees_customer(call.customer_id)]
+    active = [row for row in snapshot.active if audience.sees_customer(row.customer_id)]
     per_node: dict[str, int] = {}
-    for call in calls:
-        name = snapshot.nodes.get(call.node_id, "-") if call.node_id is not None else "-"
-        per_node[name] = per_node.get(name, 0) + 1
-    answered = sum(1 for call in calls if call.answered_at is not None)
+    for row in active:
+        name = snapshot.nodes.get(row.node_id, "-") if row.node_id is not None else "-"
+        per_node[name] = per_node.get(name, 0) + row.calls
+    concurrent = sum(row.calls for row in active)
+    answered = sum(row.answered for row in active)
     recent = sum(n for customer, n in snapshot.recent.items() if audience.sees_customer(customer))
     windows = {minutes: Quality() for minutes in WINDOWS}
     for customer, by_window in snapshot.quality.items():
@@ -182,9 +196,9 @@ def view(snapshot: Snapshot, audience: Audience) -> dict:
     alerts = [alert for alert in snapshot.alerts if audience.sees_alert(alert)]
     alerts.sort(key=lambda alert: (alert.started_at, alert.id), reverse=True)
     figures = {
-        "concurrent": len(calls),
+        "concurrent": concurrent,
         "answered": answered,
-        "ringing": len(calls) - answered,
+        "ringing": concurrent - answered,
         "cps": str((Decimal(recent) / CPS_SECONDS).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)),
         "nodes": [{"name": name, "calls": count} for name, count in sorted(per_node.items())],
         "quality": {str(minutes): summarise(windows[minutes]) for minutes in WINDOWS},
@@ -197,6 +211,7 @@ def view(snapshot: Snapshot, audience: Audience) -> dict:
         },
     }
     if audience.kind is Kind.CUSTOMER:
+        calls = [call for call in snapshot.calls if call.customer_id == audience.peer_id]
         mine = sorted(calls, key=lambda call: (call.created_at, call.id), reverse=True)[:CALLS_SHOWN]
         figures["calls"] = [call_dict(call, snapshot.at) for call in mine]
     return figures
@@ -254,12 +269,30 @@ def read_quality(now: datetime) -> dict[int, dict[int, Quality]]:
     }
 
 
-def read_calls() -> list[CallRow]:
+def read_active() -> list[Active]:
+    """Calls in progress per customer and node, answered or not: one grouped query."""
     from apps.billing.models import Reservation
 
     rows = (
         Reservation.objects.active()
         .order_by()
+        .values("customer_id", "node_id")
+        .annotate(calls=Count("id"), answered=Count("id", filter=Q(answered_at__isnull=False)))
+    )
+    return [Active(row["customer_id"], row["node_id"], row["calls"], row["answered"]) for row in rows]
+
+
+def read_calls(customers: Iterable[int]) -> list[CallRow]:
+    """The calls in progress of `customers` (those watching their own), newest first."""
+    from apps.billing.models import Reservation
+
+    customers = sorted(set(customers))
+    if not customers:
+        return []
+    rows = (
+        Reservation.objects.active()
+        .filter(customer_id__in=customers)
+        .order_by("-created_at", "-id")
         .values_list(
             "id",
             "call_id",
@@ -307,10 +340,14 @@ def read_nodes() -> dict[int, str]:
     return dict(Node.objects.values_list("pk", "name"))
 
 
-def read(now: datetime, *, previous: Snapshot | None = None, slow: bool = True) -> Snapshot:
-    """Read the figures of everyone at `now`; `slow=False` keeps `previous`'s quality, alerts
-    and nodes (they change slowly and are re-read every few seconds, or at once on a change)."""
-    snapshot = Snapshot(at=now, calls=read_calls(), recent=read_recent(now))
+def read(
+    now: datetime, *, previous: Snapshot | None = None, slow: bool = True, watching: Iterable[int] = ()
+) -> Snapshot:
+    """Read the figures of everyone at `now`, and the calls of the customers `watching` theirs.
+
+    `slow=False` keeps `previous`'s quality, alerts and nodes (they change slowly and are
+    re-read every few seconds, or at once on a change)."""
+    snapshot = Snapshot(at=now, active=read_active(), calls=read_calls(watching), recent=read_recent(now))
     if slow or previous is None:
         snapshot.quality = read_quality(now)
         snapshot.alerts = read_alerts(now)
@@ -322,4 +359,15 @@ def read(now: datetime, *, previous: Snapshot | None = None, slow: bool = True) 
 
 def figures_for(scope: Scope, now: datetime) -> dict:
     """One scope's figures read now, for a page's server-rendered first view."""
-    return view(read(now), audience_for(scope))
+    watching = [scope.peer_id] if scope.is_customer else []
+    return view(read(now, watching=watching), audience_for(scope))
+
+
+def active_of(calls: Iterable[CallRow]) -> list[Active]:
+    """The counts `read_active` would give for `calls` (for tests and tools that hold rows)."""
+    counts: dict[tuple, list[int]] = {}
+    for call in calls:
+        entry = counts.setdefault((call.customer_id, call.node_id), [0, 0])
+        entry[0] += 1
+        entry[1] += call.answered_at is not None
+    return [Active(customer, node, n, answered) for (customer, node), (n, answered) in counts.items()]

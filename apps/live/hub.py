@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from apps.core.events import CHANGES
 from apps.live import figures
-from apps.tenancy.scope import Scope
+from apps.tenancy.scope import Kind, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class Hub:
             for key, audience in list(self.audiences.items()):
                 scope = Scope(audience.kind, reseller_id=audience.reseller_id, peer_id=audience.peer_id)
                 self.audiences[key] = figures.audience_for(scope)
-        self.snapshot = figures.read(now, previous=self.snapshot, slow=slow)
+        watching = [a.peer_id for a in self.audiences.values() if a.kind is Kind.CUSTOMER and a.peer_id]
+        self.snapshot = figures.read(now, previous=self.snapshot, slow=slow, watching=watching)
         if slow:
             self.slow_due = False
         self.ticks += 1

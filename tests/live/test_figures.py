@@ -29,15 +29,19 @@ def call(pk, customer, *, node=1, answered=None, created=None):
     )
 
 
+CALLS = [
+    call(1, 10, answered=NOW - timedelta(seconds=65)),
+    call(2, 10),
+    call(3, 20, node=2, answered=NOW),
+    call(4, 30, node=None),
+]
+
+
 def snapshot():
     return Snapshot(
         at=NOW,
-        calls=[
-            call(1, 10, answered=NOW - timedelta(seconds=65)),
-            call(2, 10),
-            call(3, 20, node=2, answered=NOW),
-            call(4, 30, node=None),
-        ],
+        active=figures.active_of(CALLS),
+        calls=CALLS,
         recent={10: 12, 20: 5, 30: 1},
         quality={
             10: {5: Quality(4, 2, 90_000), 15: Quality(10, 5, 300_000), 60: Quality(10, 5, 300_000)},
@@ -208,3 +212,16 @@ def test_calls_per_second_counts_open_and_closed_reservations_of_the_last_ten_se
     view = figures.view(figures.read(now), figures.audience_for(Scope.of_user(cast.a.customer_user)))
     assert view["cps"] == "0.4"
     assert view["concurrent"] == 4  # the closed one is over; the old one still open
+
+
+def test_call_rows_are_read_only_for_customers_watching_their_own(traffic, cast):
+    now = timezone.now()
+    assert figures.read(now).calls == []  # counts only, for operator and reseller views
+    rows = figures.read(now, watching=[cast.a.customer.pk]).calls
+    assert {row.customer_id for row in rows} == {cast.a.customer.pk} and len(rows) == 2
+    counts = {(row.customer_id, row.calls, row.answered) for row in figures.read_active()}
+    assert counts == {
+        (cast.a.customer.pk, 2, 1),
+        (cast.b.customer.pk, 1, 1),
+        (cast.operator_customer.pk, 1, 0),
+    }

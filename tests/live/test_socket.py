@@ -350,3 +350,33 @@ def test_a_database_error_is_logged_the_sockets_hear_stale_and_the_hub_goes_on(c
     assert back["type"] == "figures"
     assert hub.stale_since is None
     assert "reading the database failed" in caplog.text
+
+
+def test_a_peer_change_refreshes_who_each_audience_may_see(cast, hub):
+    """A customer added to reseller A after its staff opened the page shows in A's figures."""
+    from tests.factories import make_peer
+
+    cookie = session_of(cast.a.staff)
+
+    def new_customer_calls():
+        newcomer = make_peer("Newcomer of A", reseller=cast.a.reseller)
+        reserve(newcomer, node=cast.node, at=NOW - timedelta(seconds=1))
+
+    async def run():
+        socket = Socket(cookie=cookie)
+        assert await socket.connect()
+        await hub.tick()
+        first = await socket.receive()
+        await database_sync_to_async(new_customer_calls)()
+        await hub.tick()
+        unseen = await socket.nothing()  # not yet: A's audience is the customers it had
+        hub.changed("peers.Peer")
+        await hub.tick()
+        second = await socket.receive()
+        await socket.close()
+        return first, unseen, second
+
+    first, unseen, second = asyncio.run(run())
+    assert first["figures"]["concurrent"] == 0
+    assert unseen
+    assert second["figures"]["concurrent"] == 1
