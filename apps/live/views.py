@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.live import figures
 from apps.tenancy.scope import request_scope
@@ -18,7 +19,7 @@ def dashboard(request):
     now = timezone.now()
     context = {
         **admin.site.each_context(request),
-        "title": "Live dashboard",
+        "title": _("Live dashboard"),
         "figures": figures.figures_for(scope, now),
         "read_at": now.isoformat(),
     }

@@ -10,6 +10,7 @@ from datetime import datetime
 from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.live import figures
 from apps.tenancy.scope import Scope, request_scope
@@ -67,11 +68,11 @@ def admin_dashboard(context) -> dict:
         "links": [
             (label, url)
             for label, url in (
-                ("Live dashboard", link("live:dashboard")),
-                ("Check routing", link("check-routing")),
-                ("Reports", link("reports:index")),
+                (_("Live dashboard"), link("live:dashboard")),
+                (_("Check routing"), link("check-routing")),
+                (_("Reports"), link("reports:index")),
                 (
-                    "Cluster status",
+                    _("Cluster status"),
                     link("admin:cluster_nodestatus_changelist") if scope.is_operator else None,
                 ),
             )
