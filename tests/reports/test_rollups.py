@@ -237,3 +237,28 @@ def test_rebuild_refuses_reversed_dates(db):
 
     with pytest.raises(CommandError):
         call_command("rebuild_rollups", since="2026-02-02", until="2026-02-01")
+
+
+def test_two_raters_adding_to_one_row_at_once_both_count(transactional_db):
+    """The addition happens in the database: concurrent upserts of one key never lose one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers in one file; this race needs a server database")
+    start = rollups.hour_start(timezone.now())
+    identity = ("hour", start, None, None, "Race", None)
+
+    def add(_):
+        try:
+            for _round in range(20):
+                with transaction.atomic():
+                    rollups.upsert({identity: rollups.Sums(attempts=1, sell=Decimal("0.5"))})
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, range(4)))
+    [row] = TrafficRollup.objects.filter(destination="Race")
+    assert (row.attempts, row.sell) == (80, Decimal("40"))
