@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from apps.core.events import CHANGES
-from apps.live import figures
+from apps.live import events, figures
 from apps.tenancy.scope import Kind, Scope
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Hub:
             if payload == self.last_sent.get(key):
                 continue
             self.last_sent[key] = payload
-            await self.send(key, {"type": "figures", "at": now.isoformat(), "figures": payload})
+            await self.send(key, events.figures_message(now, payload))
 
     def read(self, now: datetime) -> None:
         """The database side of a tick (in a thread): the figures, and visibility when it changed."""
@@ -185,7 +185,7 @@ class Hub:
         self.ticks += 1
 
     async def broadcast_stale(self) -> None:
-        message = {"type": "stale", "since": self.stale_since.isoformat()}
+        message = events.stale_message(self.stale_since)
         for key in list(self.sockets):
             await self.send(key, message)
         # Sent again as soon as the database answers, even if nothing changed meanwhile.

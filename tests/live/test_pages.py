@@ -142,3 +142,16 @@ def test_admin_home_links_reports_only_when_the_page_exists(client, cast):
         assert "Reports</a>" not in text
     else:
         assert f'href="{reports}"' in text
+
+
+def test_the_live_pages_read_a_bounded_number_of_queries(client, cast, django_assert_max_num_queries):
+    from tests.live.conftest import reserve
+
+    for _ in range(20):
+        reserve(cast.a.customer, node=cast.node)
+    client.force_login(cast.a.customer_user)
+    with django_assert_max_num_queries(11):
+        assert client.get(reverse("portal:live")).status_code == 200
+    client.force_login(cast.a.staff)
+    with django_assert_max_num_queries(11):
+        assert client.get(reverse("live:dashboard")).status_code == 200
