@@ -99,6 +99,7 @@ def usage(request, scope: Scope):
             period_chart=usage_chart(by_period),
             destination_chart=usage_chart(by_destination, top=TOP_DESTINATIONS),
             query=params.urlencode(),
+            period_name=str(queries.PERIODS[query.period]).lower(),
         )
     template = "portal/usage_results.html" if getattr(request, "htmx", False) else "portal/usage.html"
     return render(request, template, page)
