@@ -94,6 +94,7 @@ def health(scope: Scope, now: datetime) -> dict:
     unfinished = list(BUSY_STATES | {PriceImport.State.STAGED})
     imports = PriceImport.objects.visible_to(scope).filter(state__in=unfinished).select_related("table")
     return {
+        "show_nodes": scope.is_operator,
         "stale_nodes": stale,
         "rating_errors": RatingError.objects.visible_to(scope).count(),
         "imports": list(imports.order_by("-created_at")[:5]),
