@@ -33,6 +33,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Value
+from django.utils import timezone
 
 from apps.cdr.models import Cdr
 from apps.core.models import MoneyField
@@ -310,15 +311,14 @@ def rebuild_day(day: date) -> int:
 
 def rebuild(since: date | None = None, until: date | None = None, *, progress=None) -> int:
     """Rebuild every local day from `since` (default: the first CDR's) to `until` (default:
-    the last CDR's), one transaction per day; rows written."""
+    today), one transaction per day; rows written."""
     zone = local_zone()
-    if since is None or until is None:
-        times = Cdr.objects.order_by("created_at").values_list("created_at", flat=True)
-        first, last = times.first(), times.last()
+    if since is None:
+        first = Cdr.objects.order_by("created_at").values_list("created_at", flat=True).first()
         if first is None:
             return 0
-        since = since or first.astimezone(zone).date()
-        until = until or last.astimezone(zone).date()
+        since = first.astimezone(zone).date()
+    until = until or timezone.now().astimezone(zone).date()
     written = 0
     day = since
     while day <= until:

@@ -15,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--since", help="First day to rebuild (YYYY-MM-DD, TIME_ZONE); default the first CDR's."
         )
-        parser.add_argument("--until", help="Last day to rebuild (YYYY-MM-DD); default the last CDR's.")
+        parser.add_argument("--until", help="Last day to rebuild (YYYY-MM-DD); default today.")
 
     def handle(self, *args, since=None, until=None, verbosity=1, **options):
         try:
