@@ -152,6 +152,7 @@ def test_operator_dashboard_and_a_customers_new_call_within_two_seconds(tab, sho
     tab.goto("/admin/live/")
     expect(tab.locator('[data-live="concurrent"]')).to_have_text("2")
     expect(tab.locator("#live .live-nodes")).to_contain_text(cast.node.name)
+    assert tab.evaluate("() => Boolean(window.Chart && window.Chart.getChart('live-cps-chart'))")
     shoot("live-admin-dashboard")
     tab.context.clear_cookies()
 

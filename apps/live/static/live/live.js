@@ -54,6 +54,7 @@
 
   function show(message) {
     var figures = message.figures;
+    cps = parseFloat(figures.cps);
     panel.querySelectorAll("[data-live]").forEach(function (el) {
       var key = el.dataset.live;
       if (key === "status" || key === "at") { return; }
@@ -91,6 +92,30 @@
         tr.querySelector(".live-duration").textContent = clock((Date.now() - new Date(tr.dataset.answered)) / 1000);
       }
     });
+  }, 1000);
+
+  // Calls per second sampled every second (pushes come only on a change), the last SAMPLES.
+  var SAMPLES = 180, chart = null;
+  var cps = parseFloat(panel.querySelector('[data-live="cps"]').textContent);
+  if (isNaN(cps)) { cps = null; }
+  var canvas = document.getElementById("live-cps-chart");
+  if (canvas && window.Chart) {
+    chart = new window.Chart(canvas, {
+      type: "line",
+      data: {labels: [], datasets: [{data: [], borderColor: "#2e7dc0", borderWidth: 1.5,
+        pointRadius: 0, fill: true, backgroundColor: "rgba(46, 125, 192, 0.12)", tension: 0.2}]},
+      options: {animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: {legend: {display: false}, tooltip: {enabled: false}},
+        scales: {x: {display: false}, y: {beginAtZero: true, ticks: {maxTicksLimit: 3}}}}
+    });
+  }
+  setInterval(function () {
+    if (!chart || cps === null) { return; }
+    var data = chart.data.datasets[0].data;
+    chart.data.labels.push("");
+    data.push(cps);
+    if (data.length > SAMPLES) { data.shift(); chart.data.labels.shift(); }
+    chart.update("none");
   }, 1000);
 
   function connect() {
