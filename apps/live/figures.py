@@ -135,10 +135,15 @@ def audience_key(scope: Scope) -> tuple:
 def audience_for(scope: Scope) -> Audience:
     """The audience of `scope`, with the customers `Peer.objects.visible_to(scope)` holds (database)."""
     from apps.peers.models import Peer
+    from apps.tenancy.models import Reseller
 
     if scope.is_operator:
         return Audience(Kind.OPERATOR, customers=None)
     if scope.kind is Kind.NOBODY:
+        return Audience(Kind.NOBODY)
+    if scope.reseller_id and not Reseller.objects.filter(pk=scope.reseller_id, is_active=True).exists():
+        # A reseller switched off since the socket opened: its staff and customers stand for
+        # nobody (Scope.of_user), and their open sockets see nothing from the next refresh.
         return Audience(Kind.NOBODY)
     ids = frozenset(Peer.objects.visible_to(scope).values_list("pk", flat=True))
     return Audience(scope.kind, scope.reseller_id, scope.peer_id, ids)

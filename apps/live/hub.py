@@ -114,7 +114,10 @@ class Hub:
 
     async def run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a bug in a view must not stop every dashboard of the process
+                logger.exception("live figures: a tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.tick_seconds)
             self.wake.clear()

@@ -150,8 +150,8 @@ def test_the_live_pages_read_a_bounded_number_of_queries(client, cast, django_as
     for _ in range(20):
         reserve(cast.a.customer, node=cast.node)
     client.force_login(cast.a.customer_user)
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         assert client.get(reverse("portal:live")).status_code == 200
     client.force_login(cast.a.staff)
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         assert client.get(reverse("live:dashboard")).status_code == 200

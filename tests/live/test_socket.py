@@ -380,3 +380,25 @@ def test_a_peer_change_refreshes_who_each_audience_may_see(cast, hub):
     assert first["figures"]["concurrent"] == 0
     assert unseen
     assert second["figures"]["concurrent"] == 1
+
+
+def test_a_reseller_switched_off_sees_nothing_from_the_next_refresh(cast, traffic, hub):
+    from apps.tenancy.models import Reseller
+
+    cookie = session_of(cast.a.staff)
+
+    async def run():
+        socket = Socket(cookie=cookie)
+        assert await socket.connect()
+        await hub.tick()
+        first = await socket.receive()
+        await database_sync_to_async(Reseller.objects.filter(pk=cast.a.reseller.pk).update)(is_active=False)
+        hub.changed("tenancy.Reseller")
+        await hub.tick()
+        second = await socket.receive()
+        await socket.close()
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert first["figures"]["concurrent"] == 1
+    assert second["figures"]["concurrent"] == 0 and second["figures"]["alerts"]["count"] == 0
