@@ -177,9 +177,23 @@ def test_every_member_of_the_cast_receives_its_own_figures_only(cast, traffic, h
     assert hub.sockets == {}
 
 
-def test_an_api_key_opens_the_socket_with_its_scope_without_an_origin(cast, traffic, hub):
+@pytest.mark.parametrize(
+    "key, concurrent, callers",
+    [
+        ("operator_key", 3, None),
+        ("a.staff_key", 1, None),
+        ("b.customer_key", 1, ["221B"]),
+    ],
+)
+def test_an_api_key_opens_the_socket_with_its_scope_without_an_origin(
+    cast, traffic, hub, key, concurrent, callers
+):
+    token = cast
+    for part in key.split("."):
+        token = getattr(token, part)
+
     async def run():
-        socket = Socket(key=cast.b.customer_key, origin=False)
+        socket = Socket(key=token, origin=False)
         assert await socket.connect()
         await hub.tick()
         message = await socket.receive()
@@ -187,8 +201,11 @@ def test_an_api_key_opens_the_socket_with_its_scope_without_an_origin(cast, traf
         return message
 
     message = asyncio.run(run())
-    assert message["figures"]["concurrent"] == 1
-    assert [call["caller"] for call in message["figures"]["calls"]] == ["221B"]
+    assert message["figures"]["concurrent"] == concurrent
+    if callers is None:
+        assert "calls" not in message["figures"]
+    else:
+        assert [call["caller"] for call in message["figures"]["calls"]] == callers
 
 
 @pytest.mark.parametrize(
