@@ -89,6 +89,7 @@ class Snapshot:
     active: list[Active] = field(default_factory=list)
     # The calls themselves, only of the customers watching their own (customer sockets).
     calls: list[CallRow] = field(default_factory=list)
+    watched: frozenset[int] = frozenset()  # the customers whose calls were read
     # customer id -> reservations created in the last CPS_SECONDS (open or closed)
     recent: dict[int, int] = field(default_factory=dict)
     # customer id -> {window minutes -> Quality}
@@ -352,7 +353,10 @@ def read(
 
     `slow=False` keeps `previous`'s quality, alerts and nodes (they change slowly and are
     re-read every few seconds, or at once on a change)."""
-    snapshot = Snapshot(at=now, active=read_active(), calls=read_calls(watching), recent=read_recent(now))
+    watching = frozenset(watching)
+    snapshot = Snapshot(
+        at=now, active=read_active(), calls=read_calls(watching), watched=watching, recent=read_recent(now)
+    )
     if slow or previous is None:
         snapshot.quality = read_quality(now)
         snapshot.alerts = read_alerts(now)

@@ -62,6 +62,7 @@ class Hub:
         # audience key -> (Audience, {socket, ...}); a socket has `async push(payload)`.
         self.audiences: dict[tuple, figures.Audience] = {}
         self.sockets: dict[tuple, set] = {}
+        # audience key -> the last figures message sent to it (a socket joining gets it at once).
         self.last_sent: dict[tuple, dict] = {}
         self.snapshot: figures.Snapshot | None = None
         self.stale_since: datetime | None = None
@@ -82,6 +83,12 @@ class Hub:
             self.audiences[key] = await database_sync_to_async(figures.audience_for)(scope)
         self.sockets.setdefault(key, set()).add(socket)
         socket.audience_key = key
+        if key in self.last_sent:
+            # Its audience's figures have not changed since they were sent: the next tick
+            # would not send them, so the newcomer gets them now.
+            await socket.push(self.last_sent[key])
+        else:
+            self.wake.set()  # a new audience: a tick now rather than up to a second later
         if self.autorun and self.task is None:
             self.wake = asyncio.Event()
             self.task = asyncio.ensure_future(self.run())
@@ -167,11 +174,13 @@ class Hub:
             return
         self.stale_since = None
         for key, audience in list(self.audiences.items()):
+            if audience.kind is Kind.CUSTOMER and audience.peer_id not in self.snapshot.watched:
+                continue  # joined while this tick read: its calls were not read, the next tick has them
             payload = figures.view(self.snapshot, audience)
-            if payload == self.last_sent.get(key):
+            if payload == (self.last_sent.get(key) or {}).get("figures"):
                 continue
-            self.last_sent[key] = payload
-            await self.send(key, events.figures_message(now, payload))
+            self.last_sent[key] = events.figures_message(now, payload)
+            await self.send(key, self.last_sent[key])
 
     def read(self, now: datetime) -> None:
         """The database side of a tick (in a thread): the figures, and visibility when it changed."""

@@ -48,9 +48,17 @@ class Socket:
         self.app = ApplicationCommunicator(application, scope)
 
     async def connect(self) -> bool:
+        """Open the socket; once accepted, wait until the hub has it (it joins after accepting)."""
+        hub = hub_module.HUB
+        before = members(hub)
         await self.app.send_input({"type": "websocket.connect"})
         answer = await self.app.receive_output(timeout=5)
-        return answer["type"] == "websocket.accept"
+        if answer["type"] != "websocket.accept":
+            return False
+        async with asyncio.timeout(5):
+            while hub is not None and members(hub) == before:
+                await asyncio.sleep(0.01)
+        return True
 
     async def receive(self) -> dict:
         message = await self.app.receive_output(timeout=5)
@@ -63,6 +71,10 @@ class Socket:
     async def close(self) -> None:
         await self.app.send_input({"type": "websocket.disconnect", "code": 1000})
         await self.app.wait(timeout=5)
+
+
+def members(hub) -> int:
+    return sum(len(sockets) for sockets in hub.sockets.values()) if hub is not None else 0
 
 
 def session_of(user) -> str:
@@ -419,3 +431,51 @@ def test_a_reseller_switched_off_sees_nothing_from_the_next_refresh(cast, traffi
     first, second = asyncio.run(run())
     assert first["figures"]["concurrent"] == 1
     assert second["figures"]["concurrent"] == 0 and second["figures"]["alerts"]["count"] == 0
+
+
+def test_a_socket_joining_an_audience_gets_its_figures_at_once(cast, traffic, hub):
+    """The figures are pushed on a change only: a second browser of the same scope is not left waiting."""
+    cookies = [session_of(cast.a.customer_user), session_of(cast.a.customer_user)]
+
+    async def run():
+        first = Socket(cookie=cookies[0])
+        assert await first.connect()
+        await hub.tick()
+        one = await first.receive()
+        second = Socket(cookie=cookies[1])
+        assert await second.connect()
+        two = await second.receive()  # no tick: the audience's last figures
+        await hub.tick()
+        quiet = await first.nothing() and await second.nothing()
+        for socket in (first, second):
+            await socket.close()
+        return one, two, quiet
+
+    one, two, quiet = asyncio.run(run())
+    assert one == two and one["figures"]["calls"][0]["caller"] == "111A"
+    assert quiet
+
+
+def test_a_customer_joining_during_a_read_waits_for_the_tick_that_read_its_calls(cast, traffic, hub):
+    cookie = session_of(cast.a.customer_user)
+    original = hub.read
+
+    def read_begun_before_the_join(now):
+        original(now)
+        hub.snapshot.watched, hub.snapshot.calls = frozenset(), []
+
+    async def run():
+        socket = Socket(cookie=cookie)
+        assert await socket.connect()
+        hub.read = read_begun_before_the_join
+        await hub.tick()
+        quiet = await socket.nothing()  # not "no calls in progress": nothing, until they were read
+        hub.read = original
+        await hub.tick()
+        message = await socket.receive()
+        await socket.close()
+        return quiet, message
+
+    quiet, message = asyncio.run(run())
+    assert quiet
+    assert [call["caller"] for call in message["figures"]["calls"]] == ["111A"]
