@@ -189,7 +189,9 @@ class Hub:
             self.visibility_due = False
             for key, audience in list(self.audiences.items()):
                 scope = Scope(audience.kind, reseller_id=audience.reseller_id, peer_id=audience.peer_id)
-                self.audiences[key] = figures.audience_for(scope)
+                refreshed = figures.audience_for(scope)
+                if key in self.audiences:  # its last socket may have left meanwhile
+                    self.audiences[key] = refreshed
         watching = [a.peer_id for a in self.audiences.values() if a.kind is Kind.CUSTOMER and a.peer_id]
         self.snapshot = figures.read(now, previous=self.snapshot, slow=slow, watching=watching)
         if slow:
