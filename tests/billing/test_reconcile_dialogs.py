@@ -109,3 +109,18 @@ def test_the_task_reconciles_this_node_and_survives_an_opensips_that_does_not_an
     settings.OPENSIPS_MI_URL = mi.template
     assert tasks.release_without_dialog() == 1
     assert Reservation.objects.active().count() == 0
+
+
+def test_the_task_leaves_a_node_without_opensips_alone(mi, caller, settings):
+    from apps.cluster.models import NodeStatus
+
+    node = NodeFactory(name="node1", management_address="127.0.0.1")
+    settings.NODE_NAME = node.name
+    NodeStatus.objects.create(node=node, reported_at=timezone.now(), opensips_installed=False)
+    reserve(caller, node, "gone@pbx", age=timedelta(minutes=10))
+    opensips_with(mi, {})
+    settings.OPENSIPS_MI_URL = mi.template
+
+    assert tasks.release_without_dialog() == 0
+    assert mi.calls("dlg_list") == []  # never asked: there is nobody to ask
+    assert Reservation.objects.active().count() == 1
