@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= auto
 # `make test-dates` runs the suite with the clock moved here (Debian's faketime).
 FAKE_DATE ?= 2027-07-01 12:00:00
 
-.PHONY: run test test-dates fuzz-api venv lint format schema clean
+.PHONY: run test test-dates fuzz-api venv lint format schema clean screenshots
 
 venv: $(VENV)/.installed
 
@@ -68,6 +68,12 @@ schema: venv
 
 clean:
 	rm -rf $(VENV) var
+
+# The browser tests (headless Chromium) with their screenshots kept in docs/screenshots:
+# every portal page, the reports and the live dashboards, as README and docs show them.
+screenshots: venv
+	rm -rf docs/screenshots
+	BROWSER_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -n 0 -p no:cacheprovider tests/browser
 
 # The Spanish catalogue of each app in MESSAGE_APPS (its locale/es/LC_MESSAGES/django.po,
 # updated from the marked strings), then compiled to the .mo files Django reads. Needs GNU
