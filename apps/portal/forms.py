@@ -20,7 +20,7 @@ class CustomerLoginForm(AuthenticationForm):
 
     error_messages = {
         **AuthenticationForm.error_messages,
-        "customers_only": (
+        "customers_only": _(
             "This portal is for customers. Operators and resellers' staff sign in to the administration site."
         ),
     }
