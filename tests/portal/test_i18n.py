@@ -9,12 +9,14 @@ INSTALLED_APPS order, so each entry must also be what Django actually serves.
 import ast
 import gettext
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core import mail
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from tests.conftest import PASSWORD
 
@@ -199,3 +201,30 @@ def test_a_message_after_an_action_is_in_spanish(client_a):
     response = client_a.post(reverse("portal:logout"), follow=True)
 
     assert "Ha cerrado la sesión." in response.content.decode()
+
+
+def test_the_password_reset_mail_is_in_the_language_it_was_asked_in(client, cast):
+    cast.a.customer_user.email = "a@example.com"
+    cast.a.customer_user.save()
+    lang_cookie(client, "es")
+
+    client.post(reverse("portal:password-reset"), {"email": "a@example.com"})
+
+    (message,) = mail.outbox
+    assert message.subject == "Su contraseña del portal Smartswitch"
+    assert (
+        "Alguien ha solicitado restablecer la contraseña del usuario del portal customer_a." in message.body
+    )
+    assert "Someone asked" not in message.body
+
+
+def test_a_form_error_of_the_portal_is_in_spanish(client_a):
+    lang_cookie(client_a, "es")
+
+    today = timezone.localdate()
+    backwards = {"start": today.isoformat(), "end": (today - timedelta(days=9)).isoformat()}
+
+    body = client_a.get(reverse("portal:cdrs"), backwards).content.decode()
+
+    assert "La fecha final es anterior a la fecha inicial." in body
+    assert "The end date is before the start date." not in body
