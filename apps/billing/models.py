@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from apps.billing.querysets import (
     AccountQuerySet,
@@ -19,8 +20,8 @@ class Account(TimestampedModel):
     """The money of one peer: what a customer has with us, or we with a supplier."""
 
     class Mode(models.TextChoices):
-        PREPAID = "prepaid", "Prepaid"
-        POSTPAID = "postpaid", "Postpaid"
+        PREPAID = "prepaid", _("Prepaid")
+        POSTPAID = "postpaid", _("Postpaid")
 
     peer = models.OneToOneField("peers.Peer", on_delete=models.PROTECT, related_name="account")
     currency = CurrencyField()
@@ -88,11 +89,11 @@ class LedgerEntry(models.Model):
     """One immutable movement of money on an account; positive credits, negative debits."""
 
     class Kind(models.TextChoices):
-        CHARGE = "charge", "Call charge"
-        PAYMENT = "payment", "Payment"
-        REFUND = "refund", "Refund"
-        FEE = "fee", "Periodic fee"
-        ADJUSTMENT = "adjustment", "Adjustment"
+        CHARGE = "charge", _("Call charge")
+        PAYMENT = "payment", _("Payment")
+        REFUND = "refund", _("Refund")
+        FEE = "fee", _("Periodic fee")
+        ADJUSTMENT = "adjustment", _("Adjustment")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=10, choices=Kind.choices)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from apps.core.models import TimestampedModel, digits_validator, name_taken
 from apps.peers.querysets import (
@@ -258,7 +259,7 @@ class Endpoint(models.Model):
     """An IP address or network a customer's calls come from (IP authentication)."""
 
     class Transport(models.TextChoices):
-        ANY = "any", "Any"
+        ANY = "any", _("Any")
         UDP = "udp", "UDP"
         TCP = "tcp", "TCP"
         TLS = "tls", "TLS"

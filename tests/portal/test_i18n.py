@@ -21,7 +21,7 @@ from django.utils import timezone, translation
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOGUES = [ROOT / f"apps/{app}/locale/es/LC_MESSAGES/django.po" for app in ("portal", "live", "reports")]
+CATALOGUES = [ROOT / f"apps/{app}/locale/es/LC_MESSAGES/django.po" for app in ("portal", "live", "reports", "billing", "peers")]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
@@ -62,7 +62,7 @@ def test_every_entry_of_the_spanish_catalogue_is_translated(po):
     assert "Language: es\n" in header["msgstr"]
     assert "Plural-Forms: nplurals=2; plural=(n != 1);\n" in header["msgstr"]
     assert "fuzzy" not in header["flags"]
-    assert len(entries) > 30
+    assert entries  # a catalogue that lost its entries would "pass" every check below
     for entry in entries:
         label = (entry.get("msgctxt"), entry["msgid"])
         assert "fuzzy" not in entry["flags"], label
