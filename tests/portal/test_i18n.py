@@ -21,7 +21,10 @@ from django.utils import timezone, translation
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOGUES = [ROOT / f"apps/{app}/locale/es/LC_MESSAGES/django.po" for app in ("portal", "live", "reports", "billing", "peers")]
+CATALOGUES = [
+    ROOT / f"apps/{app}/locale/es/LC_MESSAGES/django.po"
+    for app in ("portal", "live", "reports", "billing", "peers")
+]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
