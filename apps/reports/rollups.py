@@ -87,12 +87,20 @@ INSERT_COLUMNS = ("key", *IDENTITY, *SUM_FIELDS)
 def rollup_key(
     grain: str, period_start: datetime, customer_id, supplier_id, destination: str, node_id
 ) -> str:
-    """The row's unique key: SHA-1 of its identity (NULL ids as empty)."""
+    """The row's unique key: its grain and UTC period, then SHA-1 of its identity.
+
+    The period first (h2026120607…, d2026120523…) keeps the rows the rater is adding, those
+    of the current hour and day, together in the unique index: with the bare SHA-1 each
+    went to a random page of it (bench/reports.py: at 10 M rollup rows the upsert of a
+    rating batch of 500 took 150 ms with bare SHA-1 keys, ten times the batch's pricing).
+    29 hex digits (116 bits) of the SHA-1 make the rest of the 40 characters.
+    """
     stamp = period_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
     text = "|".join(
         (grain, stamp, str(customer_id or ""), str(supplier_id or ""), destination, str(node_id or ""))
     )
-    return hashlib.sha1(text.encode()).hexdigest()
+    prefix = grain[0] + period_start.astimezone(UTC).strftime("%Y%m%d%H")
+    return prefix + hashlib.sha1(text.encode()).hexdigest()[:29]
 
 
 def local_zone():
