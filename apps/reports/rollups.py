@@ -33,6 +33,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps.cdr.models import Cdr
@@ -280,10 +281,22 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
         changed += TrafficRollup.objects.filter(key=rollup_key(*identity)).update(
             sell=F("sell") + Value(sell, output_field=money),
             buy=F("buy") + Value(buy, output_field=money),
-            billable_seconds=F("billable_seconds") + seconds,
-            supplier_billable_seconds=F("supplier_billable_seconds") + bought,
+            billable_seconds=_plus("billable_seconds", seconds),
+            supplier_billable_seconds=_plus("supplier_billable_seconds", bought),
         )
     return changed
+
+
+def _plus(column: str, delta: int):
+    """`column + delta`, never below zero: GREATEST(column, -delta) + delta.
+
+    The counters are unsigned (MariaDB) or checked >= 0: a row that lacks the call (rated
+    before the rollups existed, not rebuilt yet) must not make re-rating fail. Taking the
+    greatest first keeps MariaDB's unsigned arithmetic from going negative midway.
+    """
+    if delta >= 0:
+        return F(column) + delta
+    return Greatest(F(column), Value(-delta)) + delta
 
 
 # Rebuilding

@@ -200,6 +200,18 @@ def test_re_rating_moves_the_money_into_the_same_rows(traffic):
     assert sum(r["attempts"] for r in after.values()) == sum(r["attempts"] for r in before.values())
 
 
+def test_moving_seconds_a_row_lacks_stops_at_zero_instead_of_failing(traffic):
+    rating.rate_all()
+    cdr = Cdr.objects.filter(answered_at__isnull=False).first()
+    TrafficRollup.objects.update(billable_seconds=10)  # as if the call were not counted
+    old = (cdr.sell_cost, cdr.buy_cost, cdr.billable_seconds, cdr.supplier_billable_seconds)
+
+    rollups.move_prices([(cdr.pk, old, (cdr.sell_cost, cdr.buy_cost, 0, cdr.supplier_billable_seconds))])
+
+    seconds = TrafficRollup.objects.filter(customer=cdr.customer_id, destination=cdr.destination)
+    assert sorted(set(seconds.values_list("billable_seconds", flat=True))) == [0, 10]
+
+
 def test_rebuild_recomputes_from_the_cdrs_and_is_idempotent(traffic):
     rating.rate_all()
     reference = (stored("hour"), stored("day"))
