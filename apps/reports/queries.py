@@ -12,7 +12,10 @@ currencies (almost always one line per value); profit and margin exist only wher
 sides share a currency. The totals have a line per pair as well.
 
 The day rollups answer day and month periods over whole local days; the hour rollups
-answer hour periods and ranges that start or end inside a day.
+answer hour periods and ranges that start or end inside a day. Of the rollups' shapes
+(apps.reports.rollups.SHAPES) a report reads the smallest that keeps what it groups and
+filters by, and the customer whenever the scope is a tenant's (`shape_for`). The
+currencies are columns of every row: no report joins the accounts.
 """
 
 from collections import defaultdict
@@ -20,15 +23,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.billing.models import Account
 from apps.nodes.models import Node
 from apps.peers.models import Peer
 from apps.reports.models import TrafficRollup
-from apps.reports.rollups import DAY, HOUR, local_zone
+from apps.reports.rollups import DAY, HOUR, SHAPES, local_zone
 from apps.tenancy.scope import Scope
 
 HUNDRED = Decimal(100)
@@ -199,10 +201,36 @@ def local_days(first: date, last: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+def needs(scope: Scope, query: Query) -> set[str]:
+    """The dimensions a report reads: its grouping, its filters, and the customer for a
+    tenant (scoping is by the customer, and by its reseller)."""
+    dims = set()
+    if query.group_by != "period":
+        dims.add(query.group_by)
+    if query.customer_id:
+        dims.add("customer")
+    if query.destination:
+        dims.add("destination")
+    if scope.is_operator:
+        if query.supplier_id:
+            dims.add("supplier")
+        if query.node_id:
+            dims.add("node")
+    else:
+        dims.add("customer")
+    return dims
+
+
+def shape_for(scope: Scope, query: Query) -> str:
+    """The smallest shape that keeps every dimension the report needs (the full one at worst)."""
+    dims = needs(scope, query)
+    return next(name for name, kept in SHAPES.items() if dims <= set(kept))
+
+
 def rows_for(scope: Scope, query: Query, grain: str):
     """The rollups the report reads, scoped and filtered (a queryset)."""
     rows = TrafficRollup.objects.visible_to(scope).filter(
-        grain=grain, period_start__gte=query.start, period_start__lt=query.end
+        shape=shape_for(scope, query), grain=grain, period_start__gte=query.start, period_start__lt=query.end
     )
     if query.customer_id:
         rows = rows.filter(customer_id=query.customer_id)
@@ -245,31 +273,18 @@ def report(scope: Scope, query: Query) -> Report:
     grain = grain_for(query)
     column = GROUP_COLUMN[query.group_by]
     sums = {name: Sum(name) for name in SUMS if supplier_side or name != "buy"}
-    single = single_currency(scope)
-    if single is not None:
-        # One currency for every account the scope sees (the usual case): no join to the
-        # peers' accounts, the database only sums the rollups.
-        plain = rows_for(scope, query, grain).values(column).annotate(**sums).order_by()
-        grouped = ({**row, "sell_currency": single, "buy_currency": single} for row in plain)
-    else:
-        currencies = {"sell_currency": F("customer__account__currency")}
-        if supplier_side:
-            currencies["buy_currency"] = F("supplier__account__currency")
-        grouped = (
-            rows_for(scope, query, grain)
-            .annotate(**currencies)
-            .values(column, *currencies)
-            .annotate(**sums)
-            .order_by()
-        )
+    grouped = (
+        rows_for(scope, query, grain).values(column, "currency", "cost_currency").annotate(**sums).order_by()
+    )
 
     lines: dict[tuple, Line] = {}
     for row in grouped:
         key = row[column]
         if query.group_by == "period":
             key = period_key(key, query.period)
-        currency = row["sell_currency"] or ""
-        cost_currency = (row.get("buy_currency") or currency) if supplier_side else ""
+        currency = row["currency"]
+        # Calls without a supplier (or its account) cost nothing: in the revenue's currency.
+        cost_currency = (row["cost_currency"] or currency) if supplier_side else ""
         line = lines.get((key, currency, cost_currency))
         if line is None:
             line = lines[key, currency, cost_currency] = Line(
@@ -295,17 +310,6 @@ def report(scope: Scope, query: Query) -> Report:
         supplier_side,
         grain,
     )
-
-
-def single_currency(scope: Scope) -> str | None:
-    """The one currency of every account of the peers `scope` sees, if there is one."""
-    found = list(
-        Account.objects.filter(peer__in=Peer.objects.visible_to(scope))
-        .order_by()  # an ordering field would join the DISTINCT
-        .values_list("currency", flat=True)
-        .distinct()[:2]
-    )
-    return found[0] if len(found) == 1 else None
 
 
 def _label(query: Query, lines: list[Line]) -> None:

@@ -15,8 +15,12 @@ its rating state is "rated".
 - `rebuild` recomputes a period from the CDRs (`manage.py rebuild_rollups`): the way to
   fill the rollups of an install that rated calls before they existed, and to repair.
 
-Each CDR is in two rows: its UTC hour, and its day in settings.TIME_ZONE. Days are not
-sums of hours: with offsets of half an hour (India) an hour straddles two days.
+Each CDR is in two periods: its UTC hour, and its day in settings.TIME_ZONE. Days are not
+sums of hours: with offsets of half an hour (India) an hour straddles two days. In each
+period it is in one row of every shape (SHAPES): the full row of its customer, supplier,
+destination and node, and the rows of the shapes that keep fewer of them. A batch is
+summed by full identity first, then each full sum is folded into the smaller shapes, so a
+batch of 500 calls writes its few hundred full rows and a few rows of the small shapes.
 
 NER (network effectiveness ratio) counts the calls the network delivered: answered, or
 ended by the called user (486 busy, 480 unavailable, 487 cancelled by the caller while
@@ -59,8 +63,32 @@ CDR_COLUMNS = (
     "pdd_ms",
     "sell_cost",
     "buy_cost",
+    "customer__account__currency",
+    "supplier__account__currency",
 )
-IDENTITY = ("grain", "period_start", "customer_id", "supplier_id", "destination", "node_id")
+# The dimensions each shape keeps, smallest shape first (the order apps.reports.queries
+# tries them in): a report reads the first shape that has every dimension it needs.
+DIMENSIONS = ("customer", "supplier", "destination", "node")
+SHAPES = {
+    "node": ("node",),
+    "customer": ("customer",),
+    "destination": ("destination",),
+    "supplier_destination": ("supplier", "destination"),
+    "customer_destination": ("customer", "destination"),
+    "full": DIMENSIONS,
+}
+FULL = "full"
+IDENTITY = (
+    "grain",
+    "period_start",
+    "shape",
+    "customer_id",
+    "supplier_id",
+    "destination",
+    "node_id",
+    "currency",
+    "cost_currency",
+)
 # CDR ids per read: under SQLite's 999 parameters.
 READ_CHUNK = 900
 
@@ -80,13 +108,33 @@ class Sums:
     sell: Decimal = Decimal(0)
     buy: Decimal = Decimal(0)
 
+    def merge(self, other: "Sums") -> None:
+        self.attempts += other.attempts
+        self.answered += other.answered
+        self.effective += other.effective
+        self.duration_ms += other.duration_ms
+        self.billable_seconds += other.billable_seconds
+        self.supplier_billable_seconds += other.supplier_billable_seconds
+        self.pdd_ms += other.pdd_ms
+        self.pdd_calls += other.pdd_calls
+        self.sell += other.sell
+        self.buy += other.buy
+
 
 SUM_FIELDS = tuple(f.name for f in fields(Sums))
 INSERT_COLUMNS = ("key", *IDENTITY, *SUM_FIELDS)
 
 
 def rollup_key(
-    grain: str, period_start: datetime, customer_id, supplier_id, destination: str, node_id
+    grain: str,
+    period_start: datetime,
+    shape: str,
+    customer_id,
+    supplier_id,
+    destination: str,
+    node_id,
+    currency: str,
+    cost_currency: str,
 ) -> str:
     """The row's unique key: its grain and UTC period, then SHA-1 of its identity.
 
@@ -96,12 +144,59 @@ def rollup_key(
     rating batch of 500 took 150 ms with bare SHA-1 keys, ten times the batch's pricing).
     29 hex digits (116 bits) of the SHA-1 make the rest of the 40 characters.
     """
-    stamp = period_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    utc = period_start.astimezone(UTC)
     text = "|".join(
-        (grain, stamp, str(customer_id or ""), str(supplier_id or ""), destination, str(node_id or ""))
+        (
+            grain,
+            utc.strftime("%Y-%m-%dT%H:%M"),
+            shape,
+            str(customer_id or ""),
+            str(supplier_id or ""),
+            destination,
+            str(node_id or ""),
+            currency,
+            cost_currency,
+        )
     )
-    prefix = grain[0] + period_start.astimezone(UTC).strftime("%Y%m%d%H")
-    return prefix + hashlib.sha1(text.encode()).hexdigest()[:29]
+    return grain[0] + utc.strftime("%Y%m%d%H") + hashlib.sha1(text.encode()).hexdigest()[:29]
+
+
+def project(shape: str, customer, supplier, destination: str, node) -> tuple:
+    """(customer, supplier, destination, node) as `shape` keeps them: the others emptied."""
+    dims = SHAPES[shape]
+    return (
+        customer if "customer" in dims else None,
+        supplier if "supplier" in dims else None,
+        destination if "destination" in dims else "",
+        node if "node" in dims else None,
+    )
+
+
+def shaped(full: dict[tuple, Sums]) -> dict[tuple, Sums]:
+    """Fold sums by full identity into every shape; keys become IDENTITY tuples.
+
+    `full` is keyed by (grain, period_start, customer, supplier, destination, node,
+    currency, cost_currency). The full shape's rows are `full`'s own Sums.
+    """
+    out: dict[tuple, Sums] = {}
+    for (grain, start, customer, supplier, destination, node, currency, cost), sums in full.items():
+        out[grain, start, FULL, customer, supplier, destination, node, currency, cost] = sums
+        for shape in SHAPES:
+            if shape == FULL:
+                continue
+            key = (
+                grain,
+                start,
+                shape,
+                *project(shape, customer, supplier, destination, node),
+                currency,
+                cost,
+            )
+            row = out.get(key)
+            if row is None:
+                out[key] = row = Sums()
+            row.merge(sums)
+    return out
 
 
 def local_zone():
@@ -118,10 +213,15 @@ def day_start(day: date, zone=None) -> datetime:
 
 
 def group(rows, *, zone=None, days_within: tuple[datetime, datetime] | None = None) -> dict[tuple, Sums]:
-    """Sum CDR_COLUMNS rows by rollup identity (IDENTITY tuples), into hours and days.
+    """Sum CDR_COLUMNS rows into hours and days of every shape (IDENTITY tuples).
 
     `days_within` (start, end) leaves the CDRs outside it out of the day rows only.
     """
+    return shaped(group_full(rows, zone=zone, days_within=days_within))
+
+
+def group_full(rows, *, zone=None, days_within=None) -> dict[tuple, Sums]:
+    """Sum CDR_COLUMNS rows by full identity (see `shaped`), into hours and days."""
     zone = zone or local_zone()
     sums: dict[tuple, Sums] = defaultdict(Sums)
     days: dict[date, datetime] = {}
@@ -139,6 +239,8 @@ def group(rows, *, zone=None, days_within: tuple[datetime, datetime] | None = No
         pdd,
         sell,
         buy,
+        currency,
+        cost_currency,
     ) in rows:
         periods = [(HOUR, hour_start(created))]
         if days_within is None or days_within[0] <= created < days_within[1]:
@@ -147,7 +249,9 @@ def group(rows, *, zone=None, days_within: tuple[datetime, datetime] | None = No
                 days[local_day] = day_start(local_day, zone)
             periods.append((DAY, days[local_day]))
         for grain, start in periods:
-            s = sums[grain, start, customer, supplier, destination or "", node]
+            s = sums[
+                grain, start, customer, supplier, destination or "", node, currency or "", cost_currency or ""
+            ]
             s.attempts += 1
             if answered_at is not None:
                 s.answered += 1
@@ -228,8 +332,8 @@ def upsert(sums: dict[tuple, Sums]) -> int:
         # PostgreSQL and SQLite (3.24+) share the ON CONFLICT form.
         update = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in SUM_FIELDS)
         tail = f"ON CONFLICT ({qn('key')}) DO UPDATE SET {update}"
-    # Under SQLite's 999 parameters per statement (17 per row); larger on the servers.
-    chunk = 50 if connection.vendor == "sqlite" else 500
+    # Under SQLite's 999 parameters per statement (20 per row); larger on the servers.
+    chunk = 45 if connection.vendor == "sqlite" else 500
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
@@ -256,11 +360,20 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
         return 0
     by_id = {pk: (old, new) for pk, old, new in changes}
     ids = sorted(by_id)
-    identity_columns = ("pk", "customer_id", "supplier_id", "destination", "node_id", "created_at")
-    deltas: dict[tuple, list] = defaultdict(lambda: [Decimal(0), Decimal(0), 0, 0])
+    identity_columns = (
+        "pk",
+        "customer_id",
+        "supplier_id",
+        "destination",
+        "node_id",
+        "created_at",
+        "customer__account__currency",
+        "supplier__account__currency",
+    )
+    full: dict[tuple, Sums] = defaultdict(Sums)
     zone = local_zone()
     for start in range(0, len(ids), READ_CHUNK):
-        for pk, customer, supplier, destination, node, created in Cdr.objects.filter(
+        for pk, customer, supplier, destination, node, created, currency, cost in Cdr.objects.filter(
             pk__in=ids[start : start + READ_CHUNK], rating_state=Cdr.RatingState.RATED
         ).values_list(*identity_columns):
             old, new = by_id[pk]
@@ -268,21 +381,26 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
                 (HOUR, hour_start(created)),
                 (DAY, day_start(created.astimezone(zone).date(), zone)),
             ):
-                delta = deltas[(*period, customer, supplier, destination or "", node)]
-                for i in range(4):
-                    delta[i] += (new[i] or 0) - (old[i] or 0)
+                delta = full[
+                    (*period, customer, supplier, destination or "", node, currency or "", cost or "")
+                ]
+                delta.sell += (new[0] or 0) - (old[0] or 0)
+                delta.buy += (new[1] or 0) - (old[1] or 0)
+                delta.billable_seconds += (new[2] or 0) - (old[2] or 0)
+                delta.supplier_billable_seconds += (new[3] or 0) - (old[3] or 0)
     changed = 0
     money = MoneyField()
-    for identity, (sell, buy, seconds, bought) in sorted(
-        deltas.items(), key=lambda item: rollup_key(*item[0])
-    ):
-        if not (sell or buy or seconds or bought):
+    # Every shape moves: the deltas folded like the rater's sums, one UPDATE per row.
+    deltas = shaped(full)
+    for key, identity in sorted((rollup_key(*identity), identity) for identity in deltas):
+        d = deltas[identity]
+        if not (d.sell or d.buy or d.billable_seconds or d.supplier_billable_seconds):
             continue
-        changed += TrafficRollup.objects.filter(key=rollup_key(*identity)).update(
-            sell=F("sell") + Value(sell, output_field=money),
-            buy=F("buy") + Value(buy, output_field=money),
-            billable_seconds=_plus("billable_seconds", seconds),
-            supplier_billable_seconds=_plus("supplier_billable_seconds", bought),
+        changed += TrafficRollup.objects.filter(key=key).update(
+            sell=F("sell") + Value(d.sell, output_field=money),
+            buy=F("buy") + Value(d.buy, output_field=money),
+            billable_seconds=_plus("billable_seconds", d.billable_seconds),
+            supplier_billable_seconds=_plus("supplier_billable_seconds", d.supplier_billable_seconds),
         )
     return changed
 

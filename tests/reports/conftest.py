@@ -21,10 +21,12 @@ TRAFFIC = (
 
 
 def write_traffic(cast, *, when=None, b_currency="EUR"):
-    """Add TRAFFIC at `when` (default: two hours ago) to the hour and day rollups."""
+    """Add TRAFFIC at `when` (default: two hours ago) to the hour and day rollups of
+    every shape."""
     when = when or timezone.now() - timedelta(hours=2)
     Account.objects.filter(peer=cast.b.customer).update(currency=b_currency)
     peers = {"a": cast.a.customer, "b": cast.b.customer, "operator": cast.operator_customer}
+    currency = dict(Account.objects.values_list("peer_id", "currency"))
     sums = {}
     zone = rollups.local_zone()
     for who, destination, attempts, answered, minutes, sell, buy in TRAFFIC:
@@ -32,7 +34,17 @@ def write_traffic(cast, *, when=None, b_currency="EUR"):
             ("hour", rollups.hour_start(when)),
             ("day", rollups.day_start(when.astimezone(zone).date(), zone)),
         ):
-            sums[grain, start, peers[who].pk, cast.supplier.pk, destination, cast.node.pk] = Sums(
+            peer = peers[who]
+            sums[
+                grain,
+                start,
+                peer.pk,
+                cast.supplier.pk,
+                destination,
+                cast.node.pk,
+                currency.get(peer.pk, ""),
+                currency.get(cast.supplier.pk, ""),
+            ] = Sums(
                 attempts=attempts,
                 answered=answered,
                 effective=answered + 1,
@@ -43,7 +55,7 @@ def write_traffic(cast, *, when=None, b_currency="EUR"):
                 sell=Decimal(sell),
                 buy=Decimal(buy),
             )
-    rollups.upsert(sums)
+    rollups.upsert(rollups.shaped(sums))
 
 
 @pytest.fixture
