@@ -22,4 +22,4 @@ def test_the_demo_calls_are_in_the_rollups_with_destinations_and_post_dial_delay
     assert not rated.filter(answered_at__isnull=False, pdd_ms__isnull=True).exists()
     assert not rated.filter(sip_code__in=(403, 404, 503), pdd_ms__isnull=False).exists()
     assert_rollups_match()
-    assert TrafficRollup.objects.filter(grain="day").aggregate(n=Sum("attempts"))["n"] == 60
+    assert TrafficRollup.objects.filter(grain="day", shape="full").aggregate(n=Sum("attempts"))["n"] == 60

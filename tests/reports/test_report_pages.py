@@ -154,12 +154,16 @@ def test_a_range_ending_before_it_starts_is_refused(traffic, client):
 
 
 def test_one_currency_everywhere_is_summed_without_joining_the_accounts(cast):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from tests.reports.conftest import write_traffic
 
     write_traffic(cast, b_currency="USD")
-    assert queries.single_currency(Scope.system()) == "USD"
     start, end = queries.local_days(today() - timedelta(days=1), today())
-    result = queries.report(Scope.system(), queries.Query(start=start, end=end, group_by="destination"))
+    with CaptureQueriesContext(connection) as captured:
+        result = queries.report(Scope.system(), queries.Query(start=start, end=end, group_by="destination"))
+    assert not any("billing_account" in q["sql"] for q in captured.captured_queries)
     [total] = result.totals
     assert (total.currency, total.cost_currency, total.attempts) == ("USD", "USD", 27)
     assert total.sell == Decimal("6.80") and total.profit == Decimal("4.60")
@@ -169,4 +173,15 @@ def test_one_currency_everywhere_is_summed_without_joining_the_accounts(cast):
         "Spain": 8,
         "France": 4,
     }
-    assert queries.single_currency(Scope.of_user(cast.a.staff)) == "USD"
+
+
+def test_shapes_without_a_customer_still_keep_currencies_apart(traffic):
+    """The destination shape has no customer, yet EUR and USD revenue stay apart."""
+    start, end = queries.local_days(today() - timedelta(days=1), today())
+    query = queries.Query(start=start, end=end, group_by="period")
+    assert queries.shape_for(Scope.system(), query) == "node"
+    result = queries.report(Scope.system(), query)
+    assert {(t.currency, t.cost_currency): t.sell for t in result.totals} == {
+        ("USD", "USD"): Decimal("4.80"),
+        ("EUR", "USD"): Decimal("2.00"),
+    }
