@@ -7,8 +7,9 @@ customer, "the big one", has --export-cdrs of the calls (default 1,000,000; as m
 total allows), so that its CSV export is a month of a million calls.
 
 Then, timed:
-1. the traffic rollups built from the CDRs (`rebuild_rollups`, the migration path), and
-   what the rater's rollup upsert adds to one rating batch of 500 CDRs;
+1. the traffic rollups built from the CDRs (`rebuild_rollups`, the migration path), their
+   day rows per shape, what the rater's rollup upsert adds to one rating batch of 500 CDRs
+   and what re-rating's move of 500 calls' prices costs;
 2. p50/p95 over --samples requests (Django's test Client against the views, as a signed-in
    user): the portal calls list's first page and a filtered calls page (the big customer),
    the operator's report for the month by destination, the portal Usage page for the month;
@@ -186,6 +187,17 @@ def main() -> None:
         results.append(
             f"rollup rows: {rows:,} ({TrafficRollup.objects.filter(grain='day').count():,} day rows)"
         )
+        # Per shape (apps.reports.rollups.SHAPES): what a report of that shape sums for a month.
+        from django.db.models import Count
+
+        per_shape = dict(
+            TrafficRollup.objects.filter(grain="day").values_list("shape").annotate(n=Count("pk")).order_by()
+        )
+        results.append(
+            "day rows per shape: "
+            + ", ".join(f"{name} {per_shape.get(name, 0):,}" for name in rollups.SHAPES)
+        )
+        print(results[-2], results[-1], sep="\n", flush=True)
 
         # The rater's part: add_rated for batches of 500 rated CDRs, in a transaction rolled back.
         from django.db import transaction
@@ -201,6 +213,25 @@ def main() -> None:
         results.append(
             f"rollup upsert per rating batch of 500 CDRs: p50 {percentile(batch_times, 0.5):.1f} ms,"
             f" p95 {percentile(batch_times, 0.95):.1f} ms"
+        )
+        print(results[-1], flush=True)
+
+        # Re-rating's part: move_prices for 500 calls whose sell price changes (rolled back).
+        from decimal import Decimal
+
+        columns = ("pk", *rollups.PRICE_COLUMNS)
+        move_times = []
+        for start in range(0, len(ids), 500):
+            prices = Cdr.objects.filter(pk__in=ids[start : start + 500]).values_list(*columns)
+            changes = [(pk, tuple(old), (old[0] + Decimal("0.001"), *old[1:])) for pk, *old in prices]
+            with transaction.atomic():
+                started = time.perf_counter()
+                rollups.move_prices(changes)
+                move_times.append((time.perf_counter() - started) * 1000)
+                transaction.set_rollback(True)
+        results.append(
+            f"re-rating's rollup move per batch of 500 CDRs: p50 {percentile(move_times, 0.5):.1f} ms,"
+            f" p95 {percentile(move_times, 0.95):.1f} ms"
         )
         print(results[-1], flush=True)
 
@@ -222,6 +253,16 @@ def main() -> None:
                 "operator's report, the month by customer",
                 operator,
                 f"/admin/reports/?{month}&group_by=customer",
+            ),
+            (
+                "operator's report, the month by supplier",
+                operator,
+                f"/admin/reports/?{month}&group_by=supplier",
+            ),
+            (
+                "operator's report, the month by supplier, the big customer (full shape)",
+                operator,
+                f"/admin/reports/?{month}&group_by=supplier&customer={big}",
             ),
             ("portal Usage, the month (big customer)", customer, f"/portal/usage/?{month}"),
         ]
