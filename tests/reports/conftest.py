@@ -38,6 +38,7 @@ def write_traffic(cast, *, when=None, b_currency="EUR"):
             sums[
                 grain,
                 start,
+                "full",
                 peer.pk,
                 cast.supplier.pk,
                 destination,
