@@ -387,7 +387,7 @@ PRICE_COLUMNS = ("sell_cost", "buy_cost", "billable_seconds", "supplier_billable
 
 
 def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
-    """Add re-rated calls' price differences to their rollups; rows changed.
+    """Add re-rated calls' price differences to their rollups, in every shape; rows changed.
 
     `changes` are (CDR id, old prices, new prices), prices in PRICE_COLUMNS order, of
     rated calls, inside the transaction that writes the new prices. A row that is not
