@@ -29,7 +29,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(empty, migrations.RunPython.noop),
+        # Not atomic: MariaDB commits around TRUNCATE (PostgreSQL runs it in the migration).
+        migrations.RunPython(empty, migrations.RunPython.noop, atomic=False),
         migrations.RemoveIndex(
             model_name='trafficrollup',
             name='rollup_period_idx',
