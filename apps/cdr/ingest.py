@@ -65,6 +65,7 @@ from apps.core.money import money
 from apps.nodes.models import Node
 from apps.opensips.models import Acc, AccountingRow, MissedCall
 from apps.peers.models import Gateway, Peer
+from apps.reports import rollups
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ def _ingest(limit: int, node: str | None, now: datetime) -> IngestResult:
     directory = Directory.load(rows)
     cdrs = [to_cdr(row, directory, now=now) for ref, row in refs.items() if ref not in done | unrouted]
     Cdr.objects.bulk_create(cdrs, batch_size=BATCH_SIZE)
+    _add_rated_attempts_to_reports(cdrs)
     for model, claimed in ((Acc, calls), (MissedCall, attempts)):
         if claimed:
             model.objects.filter(pk__in=[row.pk for row in claimed]).delete()
@@ -310,6 +312,20 @@ def _ingest(limit: int, node: str | None, now: datetime) -> IngestResult:
         if cdr.rating_error:
             logger.warning("CDR %s kept with an error: %s", cdr.source_ref, cdr.rating_error)
     return result
+
+
+def _add_rated_attempts_to_reports(cdrs: list[Cdr]) -> None:
+    """A failed branch's CDR is rated as it is made: into the reports' rollups with it.
+
+    The rater adds every other CDR when it rates it; both in the transaction that rates,
+    so that a rollup holds exactly the rated CDRs (apps.reports.rollups).
+    """
+    refs = [c.source_ref for c in cdrs if c.rating_state == Cdr.RatingState.RATED]
+    ids = []
+    for start in range(0, len(refs), BATCH_SIZE):  # under SQLite's 999 parameters
+        chunk = refs[start : start + BATCH_SIZE]
+        ids += Cdr.objects.filter(source_ref__in=chunk).values_list("pk", flat=True)
+    rollups.add_rated(ids)
 
 
 def ingest_batch(*, limit: int = BATCH_SIZE, node: str | None = None, now=None) -> IngestResult:

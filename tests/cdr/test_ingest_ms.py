@@ -184,3 +184,18 @@ def test_a_failed_call_that_rang_keeps_its_delay(world):
     )
     assert ingest.ingest_batch().errors == 0
     assert Cdr.objects.get().pdd_ms == 2_400
+
+
+def test_a_failed_branch_rated_as_it_is_imported_is_in_the_reports_like_a_rebuild_says(world):
+    from tests.reports.test_rollups import assert_rollups_match
+
+    common = {"time": ANSWER, "setuptime": 0, "setup_ms": epoch_ms(INVITED_EXACTLY)}
+    MissedCall.objects.create(**our_columns(world, "Alpha"), sip_code="503", sip_reason="Busy", **common)
+    answered_row(world, setup_ms=epoch_ms(INVITED_EXACTLY), answer_ms=epoch_ms(ANSWERED_EXACTLY))
+    assert ingest.ingest_batch().attempts == 1
+    rating.rate_all()
+
+    # The attempt (rated at import) and the call (rated by the rater) are both summed, as
+    # rebuild_rollups would sum them from the CDRs.
+    assert Cdr.objects.filter(rating_state=Cdr.RatingState.RATED).count() == 2
+    assert_rollups_match()
