@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--export-cdrs", type=int, default=1_000_000, help="calls of the exporting customer")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--no-export", action="store_true", help="skip the CSV export (the reports only)")
     parser.add_argument("--reuse", action="store_true", help="measure on a kept database")
     args = parser.parse_args()
     if not args.database_url.startswith("mysql"):
@@ -150,29 +151,31 @@ def main() -> None:
         month = f"since={since}&until={until}"
         calls_month = f"start={since}&end={until}"
 
-        # 3 first, on a fresh process: its peak RSS is the export's.
-        rss_before = rss_mib()
-        started = time.perf_counter()
-        response = customer.get(f"/portal/calls/?{calls_month}&format=csv")
-        size = lines = 0
-        for piece in response.streaming_content:
-            size += len(piece)
-            lines += piece.count(b"\n")
-        export_s = time.perf_counter() - started
-        rss_after = rss_mib()
-        tracemalloc.start()
-        response = customer.get(f"/portal/calls/?{calls_month}&format=csv")
-        for _piece in response.streaming_content:
-            pass
-        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        results = [
-            f"CSV export of the big customer's month: {lines - 1:,} calls, {size / 2**20:.0f} MiB"
-            f" in {export_s:.1f} s ({(lines - 1) / export_s:,.0f} rows/s);"
-            f" peak RSS {rss_before:.0f} MiB before, {rss_after:.0f} MiB after;"
-            f" tracemalloc peak {traced_peak:.1f} MiB (status {response.status_code})"
-        ]
-        print(results[-1], flush=True)
+        results = []
+        if not args.no_export:
+            # 3 first, on a fresh process: its peak RSS is the export's.
+            rss_before = rss_mib()
+            started = time.perf_counter()
+            response = customer.get(f"/portal/calls/?{calls_month}&format=csv")
+            size = lines = 0
+            for piece in response.streaming_content:
+                size += len(piece)
+                lines += piece.count(b"\n")
+            export_s = time.perf_counter() - started
+            rss_after = rss_mib()
+            tracemalloc.start()
+            response = customer.get(f"/portal/calls/?{calls_month}&format=csv")
+            for _piece in response.streaming_content:
+                pass
+            traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            results.append(
+                f"CSV export of the big customer's month: {lines - 1:,} calls, {size / 2**20:.0f} MiB"
+                f" in {export_s:.1f} s ({(lines - 1) / export_s:,.0f} rows/s);"
+                f" peak RSS {rss_before:.0f} MiB before, {rss_after:.0f} MiB after;"
+                f" tracemalloc peak {traced_peak:.1f} MiB (status {response.status_code})"
+            )
+            print(results[-1], flush=True)
 
         if not args.reuse or not TrafficRollup.objects.exists():
             started = time.perf_counter()
