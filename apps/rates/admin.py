@@ -26,7 +26,7 @@ from apps.core.admin import (
 )
 from apps.core.exports import FORMATS, export_response
 from apps.rates import services
-from apps.rates.admin_exports import HEADER, price_chunks, prices_in_force
+from apps.rates.exports import HEADER, price_chunks, prices_in_force
 from apps.rates.importing.report import ImportReport
 from apps.rates.models import ImportTemplate, PriceImport, Rate, RateTable, TimeProfile
 from apps.rates.services import activation, imports, time_profiles

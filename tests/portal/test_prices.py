@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.peers.models import Peer
 from apps.rates import services as rate_services
-from apps.rates.admin_exports import price_chunks
+from apps.rates.exports import price_chunks
 from apps.rates.models import Rate
 from apps.tenancy.scope import Scope
 

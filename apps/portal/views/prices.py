@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from apps.core.exports import FORMATS, export_response
 from apps.portal.forms import PriceSearchForm
 from apps.portal.views.common import context, customer, customer_required
-from apps.rates.admin_exports import HEADER, price_chunks, prices_in_force
+from apps.rates.exports import COLUMNS, HEADER, price_chunks, prices_in_force
 from apps.rates.models import Rate, RateTable
 from apps.tenancy.scope import Scope
 
@@ -19,19 +19,7 @@ PRICES_PER_PAGE = 50
 # A list re-priced whole schedules a change per prefix: the page shows the first ones, the
 # download has them all (it is the list as it will be in force then).
 SCHEDULED_SHOWN = 100
-PRICE_FIELDS = (
-    "id",
-    "prefix",
-    "destination",
-    "price",
-    "connection_fee",
-    "min_seconds",
-    "increment_seconds",
-    "free_seconds",
-    "effective_from",
-    "effective_to",
-    "period",
-)
+PRICE_FIELDS = ("id", *COLUMNS)
 
 
 def scheduled_changes(scope: Scope, table: RateTable, now) -> list[Rate]:
