@@ -132,16 +132,14 @@ def test_admin_home_is_the_dashboard_above_the_app_list(client, cast):
         assert value not in text
 
 
-def test_admin_home_links_reports_only_when_the_page_exists(client, cast):
-    from django.urls import NoReverseMatch
+def test_admin_home_links_the_tools_each_may_use(client, cast):
+    operator = page(client, cast.operator, reverse("admin:index")).content.decode()
+    reseller = page(client, cast.a.staff, reverse("admin:index")).content.decode()
 
-    text = page(client, cast.operator, reverse("admin:index")).content.decode()
-    try:
-        reports = reverse("reports:index")
-    except NoReverseMatch:
-        assert "Reports</a>" not in text
-    else:
-        assert f'href="{reports}"' in text
+    for name in ("reports:traffic", "live:dashboard", "check-routing"):
+        assert f'href="{reverse(name)}"' in operator and f'href="{reverse(name)}"' in reseller
+    cluster = reverse("admin:cluster_nodestatus_changelist")
+    assert f'href="{cluster}"' in operator and f'href="{cluster}"' not in reseller
 
 
 def test_the_live_pages_read_a_bounded_number_of_queries(client, cast, django_assert_max_num_queries):

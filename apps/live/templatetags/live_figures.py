@@ -8,7 +8,7 @@ decided in a template.
 from datetime import datetime
 
 from django import template
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -44,13 +44,6 @@ def window(quality: dict, minutes) -> dict:
     return (quality or {}).get(str(minutes), {})
 
 
-def link(name: str, *args) -> str | None:
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:  # an app not installed, or a page not built yet (reports)
-        return None
-
-
 @register.inclusion_tag("live/_dashboard.html", takes_context=True)
 def admin_dashboard(context) -> dict:
     """The admin home's dashboard for the signed-in operator or reseller staff, scoped."""
@@ -59,6 +52,13 @@ def admin_dashboard(context) -> dict:
     if not (scope.is_operator or scope.is_reseller):
         return {"shown": False}
     now = timezone.now()
+    links = [
+        (_("Live dashboard"), reverse("live:dashboard")),
+        (_("Reports"), reverse("reports:traffic")),
+        (_("Check routing"), reverse("check-routing")),
+    ]
+    if scope.is_operator:
+        links.append((_("Cluster status"), reverse("admin:cluster_nodestatus_changelist")))
     return {
         "shown": True,
         "request": request,
@@ -66,17 +66,14 @@ def admin_dashboard(context) -> dict:
         "read_at": now.isoformat(),
         **health(scope, now),
         "links": [
-            (label, url)
-            for label, url in (
-                (_("Live dashboard"), link("live:dashboard")),
-                (_("Check routing"), link("check-routing")),
-                (_("Reports"), link("reports:index")),
-                (
-                    _("Cluster status"),
-                    link("admin:cluster_nodestatus_changelist") if scope.is_operator else None,
-                ),
-            )
-            if url
+            (_("Live dashboard"), reverse("live:dashboard")),
+            (_("Reports"), reverse("reports:traffic")),
+            (_("Check routing"), reverse("check-routing")),
+            *(
+                [(_("Cluster status"), reverse("admin:cluster_nodestatus_changelist"))]
+                if scope.is_operator
+                else []
+            ),
         ],
     }
 
