@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import ledger_differences
@@ -258,6 +259,16 @@ def test_calls_look_like_a_month_of_traffic(demo):
     span = max(c.created_at for c in calls) - min(c.created_at for c in calls)
     assert 20 <= span.days <= 30
     assert len({c.customer_id for c in calls}) == len(CUSTOMERS)
+
+
+def test_the_last_hour_has_ended_calls_and_the_routing_quality_statistics_have_data(demo):
+    from apps.routing.models import QualityStat
+
+    now = timezone.now()
+    recent = list(Cdr.objects.filter(created_at__gte=now - timedelta(hours=1)))
+    assert recent  # what the quality statistics and the live ASR windows read
+    assert all(c.ended_at < now and c.rated_at < now for c in recent)
+    assert QualityStat.objects.exists()
 
 
 def test_a_weak_password_is_refused_before_anything_is_written(demo):

@@ -23,6 +23,9 @@ from apps.rates.tariffs import Tariff, call_cost
 # Seconds from INVITE to the final response of failed attempts, by SIP code.
 SETUP_MS = {487: (4000, 30000), 480: (10000, 40000), 486: (800, 5000)}
 QUICK_FAILURE_MS = (100, 3000)
+# Calls started in the last hour (routing quality has data at once), ended this long ago.
+RECENT_SHARE = 0.05
+ENDED_BEFORE_NOW = timedelta(minutes=2)
 
 
 class CallMaker:
@@ -62,8 +65,14 @@ class CallMaker:
         return [self._call(n, self.rng.choices(CUSTOMERS, weights)[0]) for n in range(1, count + 1)]
 
     def _moment(self) -> datetime:
-        """A start in the last month (ended two hours ago), busier in working hours and on weekdays."""
+        """A start in the last month, busier in working hours and on weekdays.
+
+        A few calls are from the last hour, ended by now, so that the routing quality
+        statistics (computed over the last hour by default) have data on a fresh demo.
+        """
         clock = self.clock
+        if clock.random() < RECENT_SHARE:
+            return self.now - timedelta(seconds=clock.randint(20 * 60, 55 * 60))
         while True:
             moment = self.now - timedelta(seconds=clock.randint(2 * 3600, CDR_DAYS * 86400))
             busy = 1.0 if 8 <= moment.hour < 19 else 0.25
@@ -168,8 +177,10 @@ class CallMaker:
             rating_state=Cdr.RatingState.RATED,
         )
         if code == 200:
-            cdr.duration_ms = self._duration_ms()
             cdr.answered_at = created + timedelta(milliseconds=rng.randint(1500, 12000))
+            # Ended, and rated, before now.
+            room_ms = (self.now - ENDED_BEFORE_NOW - cdr.answered_at) // timedelta(milliseconds=1)
+            cdr.duration_ms = min(self._duration_ms(), room_ms)
             cdr.ended_at = cdr.answered_at + timedelta(milliseconds=cdr.duration_ms)
         else:
             cdr.ended_at = created + timedelta(

@@ -46,6 +46,7 @@ from apps.rates import services as rate_services
 from apps.rates.models import RateTable
 from apps.routing import services as routing_services
 from apps.routing.models import RoutingPlan
+from apps.routing.quality import refresh_quality_stats
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey, Reseller
 from apps.tenancy.scope import Kind, Scope
@@ -440,6 +441,9 @@ class DemoLoader:
         Cdr.objects.bulk_create(calls, batch_size=500)
         # The rater adds them to the reports' traffic rollups as it rates them.
         rated = rating.rate_all(queryset=Cdr.objects.filter(call_id__startswith=CALL_ID_PREFIX))
+        # Routing by quality and check routing show the last hour's statistics at once
+        # (the worker refreshes them every few minutes after that).
+        refresh_quality_stats(now=self.now)
         self.report.note("CDRs", True, len(calls))
         self.report.note("answered calls", True, sum(1 for c in calls if c.answered_at))
         self.report.note("call charges", True, rated.charges)
