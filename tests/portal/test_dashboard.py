@@ -189,3 +189,13 @@ def test_dashboard_queries_do_not_grow_with_the_calls(client_a, cast):
 
     # session, user, membership, peer with its account, the latest calls (no COUNT)
     assert len(many) == len(few) == 5, "\n".join(q["sql"] for q in many.captured_queries)
+
+
+def test_the_menu_links_every_section_and_marks_the_current_one(client_a):
+    from apps.portal.nav import MENU
+
+    page = client_a.get(DASHBOARD).content.decode()
+
+    for _key, name, _label in MENU:
+        assert f'href="{reverse(name)}"' in page
+    assert f'<a href="{DASHBOARD}" aria-current="page">' in page
