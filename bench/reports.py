@@ -226,7 +226,7 @@ def main() -> None:
         move_times = []
         for start in range(0, len(ids), 500):
             prices = Cdr.objects.filter(pk__in=ids[start : start + 500]).values_list(*columns)
-            changes = [(pk, tuple(old), (old[0] + Decimal("0.001"), *old[1:])) for pk, *old in prices]
+            changes = [(pk, tuple(old), ((old[0] or 0) + Decimal("0.001"), *old[1:])) for pk, *old in prices]
             with transaction.atomic():
                 started = time.perf_counter()
                 rollups.move_prices(changes)
