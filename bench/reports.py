@@ -12,7 +12,8 @@ Then, timed:
    and what re-rating's move of 500 calls' prices costs;
 2. p50/p95 over --samples requests (Django's test Client against the views, as a signed-in
    user): the portal calls list's first page and a filtered calls page (the big customer),
-   the operator's report for the month by destination, the portal Usage page for the month;
+   the operator's report for the month by destination, the portal Usage page for the month,
+   the admin home and live dashboards and the portal's Live calls;
 3. the big customer's CSV export of the month (its calls): time and peak memory, as
    tracemalloc's peak of Python allocations and the process's peak RSS before and after.
 
@@ -268,6 +269,11 @@ def main() -> None:
                 f"/admin/reports/?{month}&group_by=supplier&customer={big}",
             ),
             ("portal Usage, the month (big customer)", customer, f"/portal/usage/?{month}"),
+            # The dashboards render their first figures on the server (then the socket
+            # keeps them current): calls in progress, the last hour's CDR windows, alerts.
+            ("admin home dashboard (operator)", operator, "/admin/"),
+            ("live dashboard (operator)", operator, "/admin/live/"),
+            ("portal Live calls (big customer)", customer, "/portal/live/"),
         ]
         for label, client, url in pages:
             p50, p95, status = timed(client, url, args.samples)
