@@ -7,6 +7,7 @@ Set BROWSER_SCREENSHOTS_DIR to keep a copy of every screenshot the tests take.
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,23 +54,23 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, live_server):
-    """A fresh browser context (no cookies) with one page, pointed at the live server."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+@contextmanager
+def new_tab(browser, base_url: str):
+    """A fresh browser context (no cookies) with one page, pointed at `base_url`."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    yield tab
-    context.close()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
-@pytest.fixture
-def screenshot(page, tmp_path):
-    """Save a full-page screenshot under tmp_path (and BROWSER_SCREENSHOTS_DIR if set)."""
+def screenshot_taker(page, directory: Path):
+    """take(name): a full-page screenshot in `directory` (and BROWSER_SCREENSHOTS_DIR if set)."""
     keep = os.environ.get("BROWSER_SCREENSHOTS_DIR")
 
     def take(name: str) -> Path:
-        path = tmp_path / f"{name}.png"
+        path = directory / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
@@ -77,3 +78,16 @@ def screenshot(page, tmp_path):
         return path
 
     return take
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context (no cookies) with one page, pointed at the live server."""
+    with new_tab(browser, live_server.url) as tab:
+        yield tab
+
+
+@pytest.fixture
+def screenshot(page, tmp_path):
+    """Save a full-page screenshot under tmp_path (and BROWSER_SCREENSHOTS_DIR if set)."""
+    return screenshot_taker(page, tmp_path)

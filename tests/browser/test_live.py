@@ -22,7 +22,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from apps.live import hub as hub_module
-from tests.browser.conftest import TIMEOUT_MS
+from tests.browser.conftest import new_tab, screenshot_taker
 from tests.conftest import PASSWORD
 from tests.live.conftest import alert, reserve
 
@@ -91,30 +91,13 @@ def asgi_server(transactional_db, monkeypatch):
 
 @pytest.fixture
 def tab(browser, asgi_server):
-    context = browser.new_context(base_url=asgi_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
+    with new_tab(browser, asgi_server.url) as page:
+        yield page
 
 
 @pytest.fixture
 def shoot(tab, tmp_path):
-    import os
-    import shutil
-    from pathlib import Path
-
-    keep = os.environ.get("BROWSER_SCREENSHOTS_DIR")
-
-    def take(name: str) -> Path:
-        path = tmp_path / f"{name}.png"
-        tab.screenshot(path=str(path), full_page=True)
-        if keep:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(keep) / path.name)
-        return path
-
-    return take
+    return screenshot_taker(tab, tmp_path)
 
 
 def sign_in(tab, login_url: str, username: str, next_url: str) -> None:
