@@ -78,9 +78,15 @@ def statement_transaction(using: str = DEFAULT_DB_ALIAS):
 
     Two round trips where Django's atomic takes three (it switches autocommit off, commits,
     and switches it on again): for call control's reservations, one per call. Only for code
-    that speaks SQL through the cursor: an atomic block inside would commit this one.
+    that speaks SQL through the cursor: an atomic block inside would commit this one. Inside
+    an atomic block it is a savepoint of that block.
     """
     connection = connections[using]
+    if connection.in_atomic_block:
+        # BEGIN would commit the transaction around it: nest as Django does, in a savepoint.
+        with transaction.atomic(using=using):
+            yield
+        return
     with connection.cursor() as cursor:
         cursor.execute("BEGIN")
     try:
@@ -97,12 +103,17 @@ def statement_transaction(using: str = DEFAULT_DB_ALIAS):
         cursor.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def _no_transaction(using: str = DEFAULT_DB_ALIAS):
+    yield
+
+
 def retry_on_conflict(
     func: Callable[P, R] | None = None,
     *,
     using: str = DEFAULT_DB_ALIAS,
     attempts: int | None = None,
-    statements: bool = False,
+    own_transactions: bool = False,
     budget: Callable[[], float] | None = None,
 ):
     """Run `func` in its own transaction, replaying it on write conflicts.
@@ -110,10 +121,12 @@ def retry_on_conflict(
     Usable bare (`@retry_on_conflict`) or with options (`@retry_on_conflict(attempts=3)`).
     Backoff is exponential with full jitter so that nodes which collided once do not
     collide again in lockstep. After the last attempt the conflict is re-raised.
-    `statements=True` opens the transaction with `statement_transaction` instead of
-    Django's atomic (cursor-only code on the hot path). `budget` returns the seconds the
-    whole call may take: a retry that could not start and end within them is not made and
-    the conflict is re-raised at once (call control must answer before OpenSIPS gives up).
+    `own_transactions=True` opens none: `func` opens its own (`statement_transaction`
+    blocks, or a stored procedure that starts and ends one; the hot path's cursor-only
+    code), and an attempt is replayed whole when any of them meets a conflict. `budget`
+    returns the seconds the whole call may take: a retry that could not start and end
+    within them is not made and the conflict is re-raised at once (call control must
+    answer before OpenSIPS gives up).
     """
 
     def decorate(inner: Callable[P, R]) -> Callable[P, R]:
@@ -124,7 +137,7 @@ def retry_on_conflict(
                 with transaction.atomic(using=using):
                     return inner(*args, **kwargs)
             limit = attempts or settings.DB_RETRY_ATTEMPTS
-            opening = statement_transaction if statements else transaction.atomic
+            opening = _no_transaction if own_transactions else transaction.atomic
             started = time.monotonic()
             for attempt in range(1, limit + 1):
                 try:

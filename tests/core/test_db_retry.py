@@ -1,5 +1,6 @@
 """The shared retry helper, against real deadlocks on MariaDB and PostgreSQL."""
 
+import contextlib
 import threading
 import time
 
@@ -27,13 +28,19 @@ def fresh_stats():
     retry_stats.reset()
 
 
-# Both ways of opening the transaction: Django's atomic, and BEGIN/COMMIT statements.
-OPENINGS = pytest.mark.parametrize("statements", [False, True], ids=["atomic", "statements"])
+# Both ways of opening the transaction: the helper's (Django's atomic), and the function's
+# own (BEGIN/COMMIT statements, as the hot path's cursor-only code opens them).
+OPENINGS = pytest.mark.parametrize("own", [False, True], ids=["atomic", "own-statements"])
+
+
+def opened(own: bool):
+    """The function's own transaction when `own`, else nothing (the helper opens it)."""
+    return statement_transaction() if own else contextlib.nullcontext()
 
 
 @OPENINGS
 @pytest.mark.django_db(transaction=True)
-def test_two_connections_that_really_deadlock_both_commit_after_one_retry(statements):
+def test_two_connections_that_really_deadlock_both_commit_after_one_retry(own):
     if connection.vendor == "sqlite":
         pytest.skip(
             "SQLite has a single writer and cannot deadlock; run with a mysql:// or postgres:// DATABASE_URL"
@@ -45,13 +52,14 @@ def test_two_connections_that_really_deadlock_both_commit_after_one_retry(statem
     attempts = {"forward": 0, "backward": 0}
     errors: list[BaseException] = []
 
-    @retry_on_conflict(statements=statements)
+    @retry_on_conflict(own_transactions=own)
     def bump(name: str, order: tuple[int, int]) -> None:
         attempts[name] += 1
-        Node.objects.filter(pk=order[0]).update(sip_port=F("sip_port") + 1)
-        if attempts[name] == 1:
-            barrier.wait()
-        Node.objects.filter(pk=order[1]).update(sip_port=F("sip_port") + 1)
+        with opened(own):
+            Node.objects.filter(pk=order[0]).update(sip_port=F("sip_port") + 1)
+            if attempts[name] == 1:
+                barrier.wait()
+            Node.objects.filter(pk=order[1]).update(sip_port=F("sip_port") + 1)
 
     def run(name, order):
         try:
@@ -93,17 +101,18 @@ def test_conflict_that_persists_is_re_raised_after_the_last_attempt(transactiona
 
 
 @OPENINGS
-def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settings, statements):
+def test_transaction_of_a_failed_attempt_is_rolled_back(transactional_db, settings, own):
     settings.DB_RETRY_BASE_DELAY = 0
     node = NodeFactory(name="rollback", sip_port=5060)
     calls = []
 
-    @retry_on_conflict(statements=statements)
+    @retry_on_conflict(own_transactions=own)
     def bump_then_conflict_once():
-        Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
-        calls.append(1)
-        if len(calls) == 1:
-            raise mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
+        with opened(own):
+            Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
+            calls.append(1)
+            if len(calls) == 1:
+                raise mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
 
     bump_then_conflict_once()
     node.refresh_from_db()
@@ -149,6 +158,18 @@ def test_a_statement_transaction_commits_whole_or_not_at_all(transactional_db):
     node.refresh_from_db()
     assert node.sip_port == 5062
     assert connection.get_autocommit()  # the connection is left as it was found
+
+
+def test_a_statement_transaction_inside_an_atomic_block_is_its_savepoint(transactional_db):
+    node = NodeFactory(name="nested", sip_port=5060)
+    with transaction.atomic():
+        with pytest.raises(ValueError, match="inner"), statement_transaction():
+            Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 1)
+            raise ValueError("inner")
+        # BEGIN would have committed the outer block; the savepoint rolled back the inner part only.
+        Node.objects.filter(pk=node.pk).update(sip_port=F("sip_port") + 10)
+    node.refresh_from_db()
+    assert node.sip_port == 5070
 
 
 def test_errors_that_are_not_conflicts_are_not_retried(db):

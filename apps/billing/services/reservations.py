@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from apps.billing.models import Account, ReleaseMarker, Reservation
 from apps.cdr import lost
-from apps.core.db import retry_on_conflict
+from apps.core.db import retry_on_conflict, statement_transaction
 from apps.core.errors import DomainError
 from apps.core.models import money_from_db, money_to_db
 from apps.core.money import MAX_BALANCE
@@ -303,7 +303,7 @@ def _call_control_budget() -> float:
     return settings.CALL_CONTROL_RETRY_BUDGET
 
 
-@retry_on_conflict(statements=True, budget=_call_control_budget)
+@retry_on_conflict(own_transactions=True, budget=_call_control_budget)
 def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     """Hold the money of the longest call the account can pay for, and return the grant.
 
@@ -313,15 +313,17 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     Most calls of a busy account take the short way: an account that has the money for a
     call of the maximum duration and no limit of live calls gets it with the reservation's
     insert (which checks the release marker) and then the account's conditional update
-    (which checks the money on the locked row), the commit right after it. Anything else,
-    or a short way that did not apply, takes the long way: the account read under its
-    lock, then decided in Python.
+    (which checks the money on the locked row), the commit right after it; on MariaDB the
+    three are one stored procedure, one round trip (billing 0014). Anything else, or a
+    short way that did not apply, takes the long way in a transaction of its own: the
+    account read under its lock, then decided in Python.
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
         grant = _reserve_whole_call(cursor, hold, now)
         if grant is None:
-            grant = _reserve_what_is_left(cursor, hold, now)
+            with statement_transaction():
+                grant = _reserve_what_is_left(cursor, hold, now)
     return grant
 
 
@@ -335,9 +337,28 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     if whole is None or whole[0] != hold.ceiling:
         return None
     seconds, amount = whole
+    if connection.vendor == "mysql":
+        spend = [None, None] if hold.spend_day is None else [hold.spend_day, hold.spend_month]
+        reservation_id = _call(
+            cursor,
+            "billing_reserve_whole_call",
+            [*_insert_values(hold, now, seconds, amount), Account.Mode.POSTPAID, *map(_date_param, spend)],
+        )
+    else:
+        with statement_transaction():
+            reservation_id = _reserve_whole_call_in_statements(cursor, hold, now, seconds, amount)
+    if reservation_id is None:
+        return None  # a retried Call-ID, a release marker, or less money: the long way tells
+    return Grant(reservation_id, seconds, amount, None, None)
+
+
+def _reserve_whole_call_in_statements(
+    cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal
+) -> int | None:
+    """The short way as billing_reserve_whole_call does it, in the caller's transaction."""
     reservation_id = _insert(cursor, hold, now, seconds, amount, short=True)
     if reservation_id is None:
-        return None  # a retried Call-ID, or a release marker: the long way tells which
+        return None
     money = _money_param(amount)
     limits, params = "", []
     if hold.spend_day is not None:
@@ -357,10 +378,19 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
         [money, hold.account_id, Account.Mode.POSTPAID, money, *params],
     )
     if cursor.rowcount != 1:
-        # Less money or spend limit than that (or no account): undo the insert, then the long way.
+        # Less money or spend limit than that (or no account): undo the insert.
         cursor.execute(f"DELETE FROM {_RESERVATION} WHERE id = %s", [reservation_id])
         return None
-    return Grant(reservation_id, seconds, amount, None, None)
+    return reservation_id
+
+
+def _call(cursor, procedure: str, params: list):
+    """CALL a stored procedure of billing 0014; the one value it selects."""
+    cursor.execute(f"CALL {procedure}({', '.join(['%s'] * len(params))})", params)
+    value = cursor.fetchone()[0]
+    while cursor.nextset():  # the CALL's own status follows its result
+        pass
+    return value
 
 
 def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
@@ -387,20 +417,13 @@ def _shown(available: Decimal, headroom: Headroom | None) -> Decimal:
     return available if headroom is None else min(available, max(headroom.left, Decimal(0)))
 
 
-def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *, short: bool) -> int | None:
-    """Insert the reservation; its id, or None if it must not be made.
-
-    On a node, the insert is also the check of the release marker: nothing is inserted if
-    OpenSIPS released the Call-ID after this request was made (`release_or_mark` looks
-    again after leaving its marker, so the check is as late as the transaction allows). On
-    the short way nothing is inserted either if the account already holds money for the
-    Call-ID (the long way returns that reservation).
-    """
+def _insert_values(hold: Hold, now: datetime, seconds: int, amount: Decimal) -> list:
+    """The reservation's values, in the order of `_insert`'s columns and the procedure's parameters."""
     if hold.answer_within is None:
         expires_at = now + timedelta(seconds=seconds + hold.grace)
     else:
         expires_at = now + timedelta(seconds=min(hold.answer_within, seconds + hold.grace))
-    values = [
+    return [
         hold.account_id,
         hold.customer_id,
         hold.node_id,
@@ -416,6 +439,18 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *,
         _datetime_param(now),
         _datetime_param(expires_at),
     ]
+
+
+def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *, short: bool) -> int | None:
+    """Insert the reservation; its id, or None if it must not be made.
+
+    On a node, the insert is also the check of the release marker: nothing is inserted if
+    OpenSIPS released the Call-ID after this request was made (`release_or_mark` looks
+    again after leaving its marker, so the check is as late as the transaction allows). On
+    the short way nothing is inserted either if the account already holds money for the
+    Call-ID (the long way returns that reservation).
+    """
+    values = _insert_values(hold, now, seconds, amount)
     columns = (
         f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
         " max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
@@ -488,34 +523,40 @@ def recent_calls(
         return cursor.fetchone()[0]
 
 
-@retry_on_conflict(statements=True, budget=_call_control_budget)
+@retry_on_conflict(own_transactions=True, budget=_call_control_budget)
 def release(
     reservation_id: int, *, outcome: str, now: datetime | None = None, call_id: str | None = None
 ) -> bool:
     """Give a reservation's money back to its account; False if it was already released.
 
     With `call_id`, only if the reservation is that call's (OpenSIPS names both: a node
-    cannot release another call's money by number).
+    cannot release another call's money by number). On MariaDB one stored procedure, one
+    round trip (billing 0014).
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        # Closing the reservation first makes two releases of it (the CDR's rating and the
-        # expiry sweep, on two nodes) return the money once: the second updates no row. The
-        # account comes last and is held until the commit only (LOCK ORDER).
-        same_call = "" if call_id is None else " AND call_id = %s"
-        cursor.execute(
-            f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s"
-            f" WHERE id = %s AND released_at IS NULL{same_call}",
-            [_datetime_param(now), outcome, reservation_id, *([] if call_id is None else [call_id])],
-        )
-        if cursor.rowcount != 1:
-            return False
-        cursor.execute(f"SELECT account_id, amount FROM {_RESERVATION} WHERE id = %s", [reservation_id])
-        account_id, amount = cursor.fetchone()
-        cursor.execute(
-            f"UPDATE {_ACCOUNT} SET reserved = reserved - %s WHERE id = %s",
-            [_money_param(_decimal(amount)), account_id],
-        )
+        if connection.vendor == "mysql":
+            return bool(
+                _call(cursor, "billing_release", [reservation_id, call_id, outcome, _datetime_param(now)])
+            )
+        with statement_transaction():
+            # Closing the reservation first makes two releases of it (the CDR's rating and
+            # the expiry sweep, on two nodes) return the money once: the second updates no
+            # row. The account comes last and is held until the commit only (LOCK ORDER).
+            same_call = "" if call_id is None else " AND call_id = %s"
+            cursor.execute(
+                f"UPDATE {_RESERVATION} SET released_at = %s, outcome = %s"
+                f" WHERE id = %s AND released_at IS NULL{same_call}",
+                [_datetime_param(now), outcome, reservation_id, *([] if call_id is None else [call_id])],
+            )
+            if cursor.rowcount != 1:
+                return False
+            cursor.execute(f"SELECT account_id, amount FROM {_RESERVATION} WHERE id = %s", [reservation_id])
+            account_id, amount = cursor.fetchone()
+            cursor.execute(
+                f"UPDATE {_ACCOUNT} SET reserved = reserved - %s WHERE id = %s",
+                [_money_param(_decimal(amount)), account_id],
+            )
     return True
 
 
