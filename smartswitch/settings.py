@@ -186,6 +186,13 @@ CALL_CONTROL_THREADS = env_int("CALL_CONTROL_THREADS", 8, minimum=1)
 # answers 503 itself: below OpenSIPS's 2 s wait for the answer (rest_client curl_timeout),
 # so that a call is refused cleanly rather than after OpenSIPS has given up on it.
 CALL_CONTROL_RETRY_BUDGET = env_float("CALL_CONTROL_RETRY_BUDGET", 1.0, minimum=0.05)
+# Overload control (docs/CALL_CONTROL.md, "Overload"). Seconds an authorization may wait for a
+# thread before call control answers 503 without deciding it: its caller would have given up
+# (OpenSIPS waits 2 s) by the time it was decided and its money held.
+CALL_CONTROL_QUEUE_TIMEOUT = env_float("CALL_CONTROL_QUEUE_TIMEOUT", 0.5, minimum=0.01)
+# Requests each node's OpenSIPS keeps waiting for call control at once; a call past them is
+# refused at once with 503 "Overloaded" and Retry-After, counted in its script statistics.
+OPENSIPS_CALL_CONTROL_QUEUE = env_int("OPENSIPS_CALL_CONTROL_QUEUE", 300, minimum=1)
 # Uploaded price lists waiting for this node's worker; a file is kept only if its import failed.
 PRICE_IMPORT_DIR = env_path("PRICE_IMPORT_DIR", VAR_DIR / "price-imports")
 

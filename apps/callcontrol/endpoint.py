@@ -9,11 +9,14 @@ DRF views in apps.callcontrol.api for WSGI and the test client, and documents th
 """
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
 import logging
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -242,10 +245,54 @@ def auth_failed(data, authorization: str | None) -> tuple[int, dict]:
 
 
 HANDLERS = {"authorize": authorize, "release": release, "answered": answered, "auth-failed": auth_failed}
+OVERLOADED = {"action": "reject", "code": 503, "reason": "Call control overloaded"}
 
 
-def handle(operation: str, body: bytes, authorization: str | None) -> tuple[int, dict]:
-    """Run one call-control operation on a raw body: (HTTP status, JSON object)."""
+class Shedding:
+    """Authorizations answered 503 unread because they waited too long for a thread.
+
+    Logged at most once per `every` seconds with the count since the last line: under an
+    overload a line per call would add to it; OpenSIPS counts each in its statistics too.
+    """
+
+    def __init__(self, every: float = 10.0) -> None:
+        self._lock = threading.Lock()
+        self.every = every
+        self.total = 0
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    def add(self, waited: float, *, now: float) -> None:
+        with self._lock:
+            self.total += 1
+            self._unlogged += 1
+            if now - self._logged_at < self.every:
+                return
+            count, self._unlogged, self._logged_at = self._unlogged, 0, now
+        logger.warning(
+            "call control overloaded: %d authorization(s) refused unread, the last after waiting %.2fs",
+            count,
+            waited,
+        )
+
+
+shedding = Shedding()
+
+
+def handle(
+    operation: str, body: bytes, authorization: str | None, *, received: float | None = None
+) -> tuple[int, dict]:
+    """Run one call-control operation on a raw body: (HTTP status, JSON object).
+
+    `received` (time.monotonic()) is when the request came in: an authorization that waited
+    longer than CALL_CONTROL_QUEUE_TIMEOUT for a thread is refused unread, before any work.
+    Releases and notices are never refused: they give money back or record what happened.
+    """
+    if operation == "authorize" and received is not None:
+        now = time.monotonic()
+        if now - received > settings.CALL_CONTROL_QUEUE_TIMEOUT:
+            shedding.add(now - received, now=now)
+            return 503, OVERLOADED
     try:
         _check_some_secret(snapshots.current(), authorization)
         try:
@@ -292,9 +339,8 @@ async def asgi_app(scope, receive, send) -> None:
         if name == b"authorization":
             authorization = value.decode("latin-1")
     loop = asyncio.get_running_loop()
-    status, payload = await loop.run_in_executor(
-        _executor, handle, operation, b"".join(chunks), authorization
-    )
+    work = functools.partial(handle, operation, b"".join(chunks), authorization, received=time.monotonic())
+    status, payload = await loop.run_in_executor(_executor, work)
     await _respond(send, status, payload)
 
 

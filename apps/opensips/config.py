@@ -114,6 +114,7 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "modules_dir": modules_dir(),
         "max_call_duration": cluster.max_call_duration,
         "ack_timeout": settings.OPENSIPS_ACK_TIMEOUT,
+        "call_control_queue": settings.OPENSIPS_CALL_CONTROL_QUEUE,
         "ping_interval": settings.OPENSIPS_PING_INTERVAL,
         "dialog_table": dialogs.table_name(node.pk),
         "dialog_flush": settings.OPENSIPS_DIALOG_FLUSH,

@@ -3,6 +3,7 @@ the raw ASGI application OpenSIPS talks to in production."""
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -432,3 +433,39 @@ def test_the_asgi_app_answers_400_and_401_like_the_view(world, pool):
     assert asgi(AUTHORIZE, body(world, node="ghost"), authorization=secret)[0] == 401
     assert asgi(AUTHORIZE, body(world, node="node7"), authorization=bearer(other))[0] == 200
     assert not Reservation.objects.filter(node=world.node).exists()
+
+
+# --- Overload control ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_authorization_that_waited_too_long_for_a_thread_is_refused_unread(world, pool, settings):
+    settings.CALL_CONTROL_QUEUE_TIMEOUT = 0.5
+    # The pool's only thread is busy for 0.7 s: the request queued behind it waits that long.
+    pool.submit(time.sleep, 0.7)
+    status, _headers, answer = asgi(
+        AUTHORIZE, body(world, call_id="late@pbx"), authorization=bearer(world.node)
+    )
+    assert (status, answer) == (503, endpoint.OVERLOADED)
+    assert not Reservation.objects.exists()  # nothing decided, nothing held
+    assert reserved(world.customer) == 0
+
+    # A release is never refused, however long it waited: it gives money back.
+    payload = body(world, call_id="held@pbx")
+    assert asgi(AUTHORIZE, payload, authorization=bearer(world.node))[0] == 200
+    pool.submit(time.sleep, 0.7)
+    release = {"node": world.node.name, "call_id": "held@pbx"}
+    assert asgi(RELEASE, release, authorization=bearer(world.node))[::2] == (200, {"released": 1})
+    assert reserved(world.customer) == 0
+
+
+def test_refusals_unread_are_counted_and_logged_once_per_interval(caplog):
+    shedding = endpoint.Shedding(every=10.0)
+    for moment in (100.0, 101.0, 105.0, 110.5):
+        shedding.add(0.6, now=moment)
+    assert shedding.total == 4
+    lines = [r.getMessage() for r in caplog.records if "overloaded" in r.getMessage()]
+    assert lines == [
+        "call control overloaded: 1 authorization(s) refused unread, the last after waiting 0.60s",
+        "call control overloaded: 3 authorization(s) refused unread, the last after waiting 0.60s",
+    ]

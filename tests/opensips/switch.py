@@ -168,6 +168,9 @@ _runs = itertools.count(1)
 _sipp_directory: list[Path] = []
 
 
+NODE3_QUEUE = 3  # requests node3's OpenSIPS keeps waiting for its call control
+
+
 def sipp(
     port: int,
     *,
@@ -497,6 +500,8 @@ def switch_fixture(django_db_setup, django_db_blocker, tmp_path_factory):
             mute = {
                 **common,
                 "CALL_CONTROL_URL": f"http://{LOOPBACK}:{silent.getsockname()[1]}/call-control/v1",
+                # A short queue: a few calls fill it (test_live_call_ends, overload control).
+                "OPENSIPS_CALL_CONTROL_QUEUE": NODE3_QUEUE,
             }
             node3 = Node.objects.get(name="node3")
             processes.append(_start_opensips(binary, node3, directory, mi_ports["node3"], mute))

@@ -7,6 +7,7 @@
   billed what it lasted, not its granted maximum; an ACKed call lasts as long as it is held.
 - A 180 that arrives after the 200 leaves the call's CDR.
 - The CDR's setup and answer times are exact to the millisecond.
+- Overload control: a call past the requests waiting for call control is refused at once.
 """
 
 import re
@@ -21,6 +22,7 @@ from tests.opensips.switch import (
     ACME_IP,
     BERLIN,
     MADRID,
+    NODE3_QUEUE,
     Switch,
     orm_fixture,  # noqa: F401  (the fixture "orm")
     sipp,
@@ -36,8 +38,41 @@ def rated_cdr(call_id: str) -> Cdr:
     return Cdr.objects.get(call_id=call_id, customer__isnull=False)
 
 
+def node3_statistic(switch: Switch, name: str) -> int:
+    return MIClient(switch.node3_mi).statistics(["script:"]).get(f"script:{name}", 0)
+
+
 def failures_counted(switch: Switch) -> int:
-    return MIClient(switch.node3_mi).statistics(["script:"]).get("script:call_control_failed", 0)
+    return node3_statistic(switch, "call_control_failed")
+
+
+def test_a_call_past_the_requests_waiting_for_call_control_is_refused_at_once(switch: Switch, orm):
+    # node3's call control never answers: each call waits 2 s for it, and node3 keeps at most
+    # NODE3_QUEUE of them waiting. The next one is refused before its transaction starts.
+    waiting = sipp(
+        switch.node3_port,
+        source=ACME_IP,
+        callee=BERLIN,
+        calls=NODE3_QUEUE,
+        background=True,
+        extra=["-r", str(NODE3_QUEUE * 4)],
+    )
+    wait_for(lambda: node3_statistic(switch, "call_control_waiting") >= NODE3_QUEUE, what="a full queue")
+    refused_before = node3_statistic(switch, "call_control_overloaded")
+
+    call = sipp(switch.node3_port, source=ACME_IP, callee=BERLIN)
+
+    assert "SIP/2.0 503 Overloaded" in call.messages, call.log
+    assert "Retry-After: 1" in call.messages
+    assert "SIP/2.0 100 Trying" not in call.messages  # no transaction, no call control asked
+    assert node3_statistic(switch, "call_control_overloaded") == refused_before + 1
+    assert not Reservation.objects.filter(call_id=call.call_id).exists()
+    # The waiting calls end with 503 when OpenSIPS stops waiting, and the gauge comes down.
+    waiting.wait()
+    refusals = re.findall(r"SIP/2.0 503 [^\r\n]*", waiting.messages)  # each retransmitted until ACKed
+    assert set(refusals) == {"SIP/2.0 503 Call control unavailable"}, waiting.log
+    assert len(set(re.findall(r"Call-ID: (\S+)", waiting.messages))) == NODE3_QUEUE
+    wait_for(lambda: node3_statistic(switch, "call_control_waiting") == 0, what="an empty queue")
 
 
 def test_the_caller_hears_100_trying_at_once_and_sends_its_invite_once(switch: Switch, orm):
