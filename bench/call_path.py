@@ -12,10 +12,11 @@ Then it starts, all on 127.0.0.1:
   engines.opensips.install_layout, as tests/opensips/live.py does) on the opensips.cfg the product
   renders (apps.opensips.config.render, what `render_node_config` writes);
 - call control: `uvicorn smartswitch.asgi:application --lifespan off` (--web-workers, 2 as
-  in deploy/systemd/smartswitch-web.service);
+  in deploy/systemd/smartswitch-web.service), at that unit's CPU priority (Nice=);
 - the billing worker: a process of this script running `apps.billing.tasks.billing_loop`
   back to back (the function django-q2's qcluster runs every minute; without qcluster's
-  scheduler, so it runs from the first second), concurrently with the calls;
+  scheduler, so it runs from the first second), concurrently with the calls, at the Nice= of
+  deploy/systemd/smartswitch-worker.service;
 - the supplier: SIPp with bench/scenarios/uas_answer.xml (200 at once without 180,
   echoing Record-Route: see /work/shared/ENGINES.md);
 
@@ -60,6 +61,7 @@ import contextlib
 import csv
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -310,6 +312,13 @@ route[bench_relay] {{
 
 
 # --- processes --------------------------------------------------------------------------------
+
+
+def deployed_priority(unit: str):
+    """A preexec_fn giving a child the Nice= of its systemd unit in deploy/systemd, as deployed."""
+    text = (ROOT / "deploy" / "systemd" / f"{unit}.service").read_text()
+    nice = int(re.search(r"^Nice=(-?\d+)$", text, re.MULTILINE)[1])
+    return lambda: os.nice(nice)
 
 
 class Processes:
@@ -857,14 +866,14 @@ def main() -> None:
                 [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
                  "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "off",
                  "--log-level", "warning", "--no-access-log"],
-                log, env=env, cwd=ROOT,
+                log, env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-web"),
             )  # fmt: skip
             wait_ready(lambda: answers_http(f"{cc_url}/authorize"), uvicorn, log, "call control")
             roots["uvicorn"] = uvicorn.pid
             worker = processes.start(
                 "worker",
                 [sys.executable, __file__, "--worker", "--database-url", args.database_url],
-                workdir / "worker.log", env=env, cwd=ROOT,
+                workdir / "worker.log", env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-worker"),
             )  # fmt: skip
             roots["worker"] = worker.pid
         cfg = workdir / "opensips.cfg"

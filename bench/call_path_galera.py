@@ -541,6 +541,7 @@ def main() -> None:
                  "--port", str(cc_ports[k - 1]), "--workers", str(args.web_workers), "--lifespan", "off",
                  "--log-level", "warning", "--no-access-log", "--log-config", str(log_config)],
                 logs[f"uvicorn{k}"], env=env_of(k), cwd=ROOT,
+                preexec_fn=single.deployed_priority("smartswitch-web"),
             )  # fmt: skip
             roots[f"uvicorn{k}"] = uvicorn.pid
             logs[f"worker{k}"] = workdir / f"worker{k}.log"
@@ -550,6 +551,7 @@ def main() -> None:
                 logs[f"worker{k}"],
                 env=env_of(k),
                 cwd=ROOT,
+                preexec_fn=single.deployed_priority("smartswitch-worker"),
             )
             roots[f"worker{k}"] = worker.pid
             cfg = workdir / f"opensips{k}.cfg"
