@@ -89,11 +89,21 @@ def test_the_nodes_own_count_refuses_a_call_over_the_limit(switch: Switch, orm):
     )
 
 
+def relayed_invite(switch: Switch, call_id: str) -> str | None:
+    """The INVITE of `call_id` as the supplier alpha received it, once its trace holds it."""
+    for message in (switch.logs / "alpha.messages").read_text().split("UDP message received"):
+        if message.lstrip(" [0123456789]bytes:\n").startswith("INVITE") and f"Call-ID: {call_id}" in message:
+            return message
+    return None
+
+
 def test_each_node_counts_itself_and_a_looping_call_is_refused(switch: Switch, orm):
     call = sipp(switch.node1_port, source=ACME_IP, callee=BERLIN, hold_ms=500)
     assert call.returncode == 0, call.log
-    relayed = (switch.logs / "alpha.messages").read_text()
-    invite = relayed[relayed.index(f"Call-ID: {call.call_id}") - 2000 :]
+    # The supplier's SIPp writes its trace when it flushes: read until the INVITE is there.
+    invite = wait_for(
+        lambda: relayed_invite(switch, call.call_id), what="the relayed INVITE in alpha's trace"
+    )
     assert "X-Smartswitch-Hops: 1" in invite
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
