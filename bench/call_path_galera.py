@@ -210,6 +210,8 @@ def add_nodes(sip_ports: list[int]) -> None:
             management_address=management_address(k),
             sip_address=LOOPBACK,
             sip_port=sip_ports[k - 1],
+            # Nodes on one address each need a FreeSWITCH port of their own (no FreeSWITCH runs).
+            media_port=single.free_port(),
         )
     with transaction.atomic():
         provisioning.sync_tables()
@@ -316,6 +318,9 @@ def run_step(args, number: int, rate: int, ctx: dict) -> dict:
         thread.start()
     for thread in threads:
         thread.join()
+    if len(results) != len(threads):
+        # A customer's thread died (its traceback is above): the step measured nothing.
+        raise SystemExit(f"step {number}: {len(threads) - len(results)} SIPp customer(s) failed to run")
     calls_took = time.monotonic() - started
     catch_up, caught = wait_caught_up(ctx["mi_port"])
     after_cpu = single.cpu_sample(ctx["roots"])
@@ -469,6 +474,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the logs and the cluster's files")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--check", help=argparse.SUPPRESS)
+    # bench/call_path.py's customer reads this: the Galera world has no fraud settings.
+    parser.set_defaults(fraud=False)
     args = parser.parse_args()
     if args.worker:
         worker_mode()
