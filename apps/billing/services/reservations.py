@@ -19,6 +19,7 @@ it unless OpenSIPS reports the answer (`mark_answered`).
 
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -333,7 +334,7 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
         # A live-call limit is counted exactly under the lock, on the long way; so is what
         # a reseller's spend limit leaves (a sum over its customers' accounts).
         return None
-    whole = affordable_duration(hold.tariff, Decimal(MAX_BALANCE), ceiling=hold.ceiling)
+    whole = _whole_call(hold.tariff, hold.ceiling)
     if whole is None or whole[0] != hold.ceiling:
         return None
     seconds, amount = whole
@@ -350,6 +351,16 @@ def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     if reservation_id is None:
         return None  # a retried Call-ID, a release marker, or less money: the long way tells
     return Grant(reservation_id, seconds, amount, None, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_call(tariff: Tariff, ceiling: int) -> tuple[int, Decimal] | None:
+    """(seconds, cost) of the longest call `tariff` bills up to `ceiling`, money no object.
+
+    The same few tariffs price almost every call, and exact arithmetic on fractions is a
+    good part of an authorization's CPU: remembered per (tariff, ceiling).
+    """
+    return affordable_duration(tariff, Decimal(MAX_BALANCE), ceiling=ceiling)
 
 
 def _reserve_whole_call_in_statements(
