@@ -245,7 +245,9 @@ def auth_failed(data, authorization: str | None) -> tuple[int, dict]:
 
 
 HANDLERS = {"authorize": authorize, "release": release, "answered": answered, "auth-failed": auth_failed}
-OVERLOADED = {"action": "reject", "code": 503, "reason": "Call control overloaded"}
+# A refusal like any other (HTTP 200 carrying the SIP code), so that OpenSIPS sends no release
+# for it: nothing was held, and a release is work call control cannot take just then.
+OVERLOADED = {"action": "reject", "code": 503, "reason": "Call control overloaded", "retry_after": 1}
 
 
 class Shedding:
@@ -292,7 +294,7 @@ def handle(
         now = time.monotonic()
         if now - received > settings.CALL_CONTROL_QUEUE_TIMEOUT:
             shedding.add(now - received, now=now)
-            return 503, OVERLOADED
+            return 200, OVERLOADED
     try:
         _check_some_secret(snapshots.current(), authorization)
         try:
