@@ -100,8 +100,17 @@ def test_the_reset_mails_no_one_but_customers(client, cast, who):
 # API keys
 
 
+def key_form(client, **fields) -> dict:
+    """The new-key form's fields as the account page renders them (its one-time token)."""
+    page = client.get(ACCOUNT).content.decode()
+    token = re.search(r'<input type="hidden" name="form_token" value="([^"]+)">', page).group(1)
+    return {"form_token": token, **fields}
+
+
 def test_a_new_key_is_shown_once_and_works(client_a, cast, api):
-    response = client_a.post(reverse("portal:api-key-create"), {"name": "CRM sync", "access": "read"})
+    response = client_a.post(
+        reverse("portal:api-key-create"), key_form(client_a, name="CRM sync", access="read")
+    )
 
     body = response.content.decode()
     assert response.status_code == 200
@@ -123,11 +132,29 @@ def test_a_new_key_is_shown_once_and_works(client_a, cast, api):
 def test_a_key_needs_a_name_and_a_known_access(client_a, cast):
     before = ApiKey.objects.count()
 
-    response = client_a.post(reverse("portal:api-key-create"), {"name": "", "access": "admin"})
+    response = client_a.post(reverse("portal:api-key-create"), key_form(client_a, name="", access="admin"))
 
     assert response.status_code == 400
     assert ApiKey.objects.count() == before
     assert "new-key-secret" not in response.content.decode()
+
+
+def test_the_same_form_posted_again_makes_no_second_key(client_a, cast):
+    # The page that shows the secret answers the post: a reload posts the form again.
+    form = key_form(client_a, name="Reloaded", access="read")
+    assert client_a.post(reverse("portal:api-key-create"), form).status_code == 200
+
+    again = client_a.post(reverse("portal:api-key-create"), form)
+
+    assert again.status_code == 302 and again["Location"] == ACCOUNT + "#api-keys"
+    assert ApiKey.objects.filter(name="Reloaded").count() == 1
+    assert "no other key was made" in client_a.get(ACCOUNT).content.decode()
+    # Without a token of this session's forms, nothing is made either.
+    forged = client_a.post(reverse("portal:api-key-create"), {"name": "Forged", "access": "read"})
+    assert forged.status_code == 302 and not ApiKey.objects.filter(name="Forged").exists()
+    # A fresh form works.
+    fresh = client_a.post(reverse("portal:api-key-create"), key_form(client_a, name="Second", access="read"))
+    assert fresh.status_code == 200 and ApiKey.objects.filter(name="Second").count() == 1
 
 
 def test_a_customer_revokes_its_key(client_a, cast, api):

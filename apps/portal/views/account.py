@@ -2,8 +2,13 @@
 
 Keys are issued and revoked through apps.tenancy.services, as the admin does; a new key's
 secret is rendered in the answer to the POST that made it and never stored or sent again
-(not in a redirect's message, which would keep it in the session or a cookie).
+(not in a redirect's message, which would keep it in the session or a cookie). So the
+answer cannot be a redirect, and a browser asked to reload it would post the form again: each
+rendering of the form carries a one-time token kept in the session, and a post whose token was
+used already makes no second key.
 """
+
+import secrets
 
 from django.conf import settings
 from django.contrib import messages
@@ -45,6 +50,28 @@ def _keys(peer):
     return [key for key in keys if key.revoked_at is None] + [key for key in keys if key.revoked_at]
 
 
+KEY_FORM_TOKENS = "portal_api_key_form_tokens"
+KEY_FORM_TOKENS_KEPT = 20  # forms of one session open at once (tabs); older ones expire
+
+
+def _key_form_token(request) -> str:
+    """A new one-time token for the key form, remembered in the session."""
+    token = secrets.token_urlsafe(16)
+    kept = request.session.get(KEY_FORM_TOKENS, [])
+    request.session[KEY_FORM_TOKENS] = [*kept, token][-KEY_FORM_TOKENS_KEPT:]
+    return token
+
+
+def _spend_key_form_token(request) -> bool:
+    """True (once) if the post carries a token of a form this session was given."""
+    kept = request.session.get(KEY_FORM_TOKENS, [])
+    token = request.POST.get("form_token", "")
+    if token not in kept:
+        return False
+    request.session[KEY_FORM_TOKENS] = [other for other in kept if other != token]
+    return True
+
+
 def _page(request, scope: Scope, *, status: int = 200, **forms):
     peer = customer(scope)
     membership = Membership.objects.get(user=request.user)
@@ -56,6 +83,7 @@ def _page(request, scope: Scope, *, status: int = 200, **forms):
         nav="account",
         password_form=password_form,
         key_form=forms.get("key_form") or ApiKeyForm(),
+        key_form_token=_key_form_token(request),
         language_form=LanguageForm(initial={"language": membership.language or translation.get_language()}),
         keys=_keys(peer),
         new_key=forms.get("new_key"),
@@ -91,6 +119,14 @@ def password_change(request, scope: Scope):
 def api_key_create(request, scope: Scope):
     """Issue a customer key for this customer and show its secret, this once."""
     peer = customer(scope)
+    if not _spend_key_form_token(request):
+        # The same form posted again (a reload of the page that showed the secret): no
+        # second key. A form from an expired session lands here too.
+        messages.warning(
+            request,
+            _("That form was already sent: no other key was made. A key's secret is shown only once."),
+        )
+        return redirect(reverse("portal:account") + "#api-keys")
     form = ApiKeyForm(request.POST)
     if form.is_valid():
         try:
