@@ -88,10 +88,32 @@ def test_customer_uses_connectivity_numbers_and_account(page, screenshot, cast):
     assert ApiKey.objects.get(name="CRM sync").digest == ApiKey.digest_of(token)
     expect(page.locator("#keys")).to_contain_text("Read only")
     screenshot("portal-account-new-key")
+    # Reloading the page that showed the secret posts the form again: no second key.
+    page.reload()
+    expect(page.locator("body")).to_contain_text("no other key was made")
+    assert ApiKey.objects.filter(name="CRM sync").count() == 1
     page.get_by_role("link", name="Account", exact=True).click()
     expect(page.locator("#keys")).to_contain_text("CRM sync")
     expect(page.locator("#new-key-secret")).to_have_count(0)
     expect(page.locator("body")).not_to_contain_text(token)
+
+    # Revoking asks first: dismissed, the key stays; accepted, it is revoked.
+    revoke = page.get_by_role("button", name="Revoke CRM sync")
+    asked = []
+
+    def answer(dialog, *, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    revoke.click()
+    assert asked == ["Revoke the key CRM sync? Requests with it will be refused."]
+    expect(revoke).to_be_visible()
+    assert ApiKey.objects.get(name="CRM sync").revoked_at is None
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    revoke.click()
+    expect(page.locator("#keys tr", has_text="CRM sync")).to_contain_text("Revoked")
+    assert ApiKey.objects.get(name="CRM sync").revoked_at is not None
 
     # Language: Español, then the page is served in it.
     page.get_by_label("Language of the portal").select_option("es")
