@@ -11,21 +11,10 @@ from django.db.models import Q
 
 from apps.core.exports import CHUNK
 from apps.rates.importing.parsing import CANONICAL
+from apps.rates.lookup import COLUMNS  # a rate's fields in CANONICAL's order
 from apps.rates.models import Rate
 
 HEADER = CANONICAL
-COLUMNS = (
-    "prefix",
-    "destination",
-    "price",
-    "connection_fee",
-    "min_seconds",
-    "increment_seconds",
-    "free_seconds",
-    "effective_from",
-    "effective_to",
-    "period",
-)
 
 
 def prices_in_force(table, moment, *, scope=None):
