@@ -251,7 +251,7 @@ OVERLOADED = {"action": "reject", "code": 503, "reason": "Call control overloade
 
 
 class Shedding:
-    """Authorizations answered 503 unread because they waited too long for a thread.
+    """Authorizations refused unread (OVERLOADED) because they waited too long for a thread.
 
     Logged at most once per `every` seconds with the count since the last line: under an
     overload a line per call would add to it; OpenSIPS counts each in its statistics too.
