@@ -341,6 +341,9 @@ def test_the_rater_leaves_a_call_that_would_take_a_balance_out_of_range_and_goes
     assert stuck.rating_state == Cdr.RatingState.ERROR
     assert "out of range" in stuck.rating_error
     assert ordinary.rating_state == Cdr.RatingState.RATED
+    # The refused round left nothing behind: the ordinary call is charged once, the stuck one never.
+    assert LedgerEntry.objects.filter(cdr=ordinary).count() == 1
+    assert not LedgerEntry.objects.filter(cdr=stuck).exists()
 
 
 # --- exact storage -----------------------------------------------------------------------------

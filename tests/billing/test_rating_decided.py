@@ -275,3 +275,45 @@ def test_rating_reads_the_reservations_of_a_batch_in_one_query(world):
         return len(queries)
 
     assert rate_calls(2) == rate_calls(6)
+
+
+def test_the_rater_writes_the_accounts_last_in_its_batch(world):
+    """Every call of a busy customer writes its account row when it is authorized, and waits
+    while the rater holds that row: the rater writes its CDRs, rollups and reservations
+    first, and the accounts (charges, released money) only then, just before its commit."""
+    for n in range(3):
+        answered_on(authorize(world, UK, call_id=f"answered{n}@pbx"), n % 2, UK)
+    failed = authorize(world, UK, call_id="failed@pbx")
+    Acc.objects.create(  # the final reply of a call that failed
+        method="INVITE",
+        callid=failed["call_id"],
+        from_tag="ft1",
+        peer_id=failed["peer_id"],
+        node="node1",
+        reservation_id=failed["reservation"],
+        source_ip=CUSTOMER_IP,
+        caller=CALLER,
+        callee=UK,
+        time=timezone.now(),
+        sip_code="486",
+        sip_reason="Busy Here",
+        duration=0,
+        ms_duration=0,
+    )
+    ingest.ingest_all()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = rating.rate_batch()
+
+    assert (result.rated, result.charges, result.released) == (4, 6, 4)
+    assert Account.objects.get(peer=world.customer).reserved == 0
+    account = Account._meta.db_table
+    statements = [query["sql"] for query in queries.captured_queries]
+    first = next(
+        n
+        for n, sql in enumerate(statements)
+        if account in sql and ("FOR UPDATE" in sql or sql.startswith("UPDATE"))
+    )
+    after = [sql for sql in statements[first:] if account not in sql and "SAVEPOINT" not in sql]
+    assert after == []
+    assert any(Reservation._meta.db_table in sql for sql in statements[:first])

@@ -4,6 +4,7 @@
 
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -136,7 +137,13 @@ def _bounded_settings(changes: dict) -> dict:
 
 
 @retry_on_conflict
-def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[LedgerEntry, bool]]:
+def post(
+    postings: list[Posting],
+    *,
+    actor: Scope | None = None,
+    accounts_last: bool = False,
+    also_lock: Iterable[int] = (),
+) -> list[tuple[LedgerEntry, bool]]:
     """Write `postings` and move the balances by their sums; return (entry, created) for each.
 
     A posting whose (account, kind, reference) exists already is not written again: the
@@ -148,20 +155,22 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     A batch that would take a balance past +-MAX_BALANCE (or one already past it further
     out) is refused whole with BalanceOutOfRange, before anything is written: the balances
     are read under the same locks that serialise every posting on those accounts.
+
+    `accounts_last`: write the entries first and lock the accounts only then, for a caller
+    that holds what makes its references unique by other means (the rater holds its CDRs'
+    rows): the accounts, which every call of a busy customer also writes, stay locked only
+    from there to the caller's commit (reservations.LOCK ORDER). A refusal still leaves
+    nothing written (the entries are undone with their savepoint). `also_lock`: accounts
+    the caller writes after this, locked in the same ordered statement.
     """
-    if not postings:
+    if not postings and not also_lock:
         return []
-    account_ids = sorted({p.account_id for p in postings})
+    account_ids = sorted({p.account_id for p in postings} | set(also_lock))
     # Lock the accounts, in one order, before looking for earlier postings: concurrent
     # posters on one server queue here instead of racing to the unique index; on Galera
     # the loser fails certification at commit and the retry replays the batch, which then
     # finds the winner's rows.
-    balances = dict(
-        Account.objects.select_for_update()
-        .filter(pk__in=account_ids)
-        .order_by("pk")
-        .values_list("pk", "balance")
-    )
+    balances = {} if accounts_last else _lock_accounts(account_ids)
     known = _posted({(p.account_id, p.kind, p.reference) for p in postings if p.reference is not None})
     user = actor.user if actor else None
     label = actor.label[:100] if actor else "system"
@@ -198,15 +207,30 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     totals: dict[int, Decimal] = defaultdict(Decimal)
     for entry in fresh:
         totals[entry.account_id] += entry.amount
-    _check_balances(balances, totals)
-    if len(fresh) == 1:
-        fresh[0].save(force_insert=True)  # returns its id on every backend, unlike bulk inserts
-    elif fresh:
-        _insert(fresh, now)
+    if accounts_last:
+        with transaction.atomic():
+            _insert_entries(fresh, now)
+            _check_balances(_lock_accounts(account_ids), totals)
+    else:
+        _check_balances(balances, totals)
+        _insert_entries(fresh, now)
     _add_to_balances(totals)
     _add_to_spent(fresh)
     _track_low_balances(sorted(totals))
     return results
+
+
+def _lock_accounts(account_ids: list[int]) -> dict[int, Decimal]:
+    """Lock these accounts in id order; their balances, by id."""
+    locked = Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk")
+    return dict(locked.values_list("pk", "balance"))
+
+
+def _insert_entries(entries: list[LedgerEntry], now: datetime) -> None:
+    if len(entries) == 1:
+        entries[0].save(force_insert=True)  # returns its id on every backend, unlike bulk inserts
+    elif entries:
+        _insert(entries, now)
 
 
 def _check_balances(balances: dict[int, Decimal], totals: dict[int, Decimal]) -> None:

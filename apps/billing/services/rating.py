@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -408,18 +408,36 @@ def _claim(limit: int, *, node_id: int | None, now: datetime, queryset=None) -> 
 def _write(
     mine: list[Priced], peers: PeerDirectory, found: dict[tuple[int, str], list[Decided]], now: datetime
 ) -> BatchResult:
-    """Steps 3-5 for CDRs this transaction has claimed: prices, charges, reservations."""
-    # The reservations before the accounts that posting locks (reservations.LOCK ORDER).
-    reservations.lock_many(
-        sorted({d.reservation_id for found_ in found.values() for d in found_ if d.active})
-    )
+    """Steps 3-5 for CDRs this transaction has claimed: prices, reservations, charges.
+
+    The accounts come last (reservations.LOCK ORDER): every call of a busy customer writes
+    its account row when it is authorized, so the batch's charges and released money go to
+    the accounts just before the commit, after everything else of the batch is written.
+    """
+    reservations.lock_many(sorted({d.reservation_id for calls in found.values() for d in calls if d.active}))
+    while True:
+        try:
+            with transaction.atomic():  # a savepoint: a refused charge undoes the whole round
+                return _write_round(mine, peers, found, now)
+        except BalanceOutOfRange as refused:
+            if not _not_charged(mine, peers, refused.account_ids):
+                raise
+
+
+def _write_round(
+    mine: list[Priced], peers: PeerDirectory, found: dict[tuple[int, str], list[Decided]], now: datetime
+) -> BatchResult:
     update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in mine], rated_at=now)
-    result = BatchResult(selected=len(mine), charges=_post_charges(mine, peers, now))
-    result.errors = sum(bool(p.error) for p in mine)
-    result.rated = len(mine) - result.errors
-    result.released = _release(mine, found, now)
     # In this transaction: a batch replayed after a conflict adds its calls once.
     rollups.add_rated([p.cdr_id for p in mine if not p.error])
+    back = _close_reservations(mine, found, now)
+    postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
+    posted = post(postings, accounts_last=True, also_lock=back)
+    reservations.give_back(back)
+    result = BatchResult(selected=len(mine), charges=sum(created for _, created in posted))
+    result.errors = sum(bool(p.error) for p in mine)
+    result.rated = len(mine) - result.errors
+    result.released = sum(count for count, _ in back.values())
     return result
 
 
@@ -435,39 +453,34 @@ def _rating_row(p: Priced) -> tuple:
     )
 
 
-def _post_charges(mine: list[Priced], peers: PeerDirectory, now: datetime) -> int:
-    """Post the calls' charges (step 4); how many rows were written.
+def _not_charged(mine: list[Priced], peers: PeerDirectory, refused: list[int]) -> bool:
+    """Turn the calls whose charge would take a refused account out of range into rating errors.
 
-    A call whose charge would take an account's balance out of range (only a balance
-    already near +-MAX_BALANCE, written around the services, can be) becomes a rating
-    error instead, and the rest of the batch is charged: post() refuses before writing.
+    Only a balance already near +-MAX_BALANCE, written around the services, can refuse: the
+    rest of the batch is charged on the next round. False when no call of the batch is one.
     """
-    while True:
-        postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
-        try:
-            return sum(created for _, created in post(postings))
-        except BalanceOutOfRange as refused:
-            blocked = set(refused.account_ids)
-            stuck = []
-            for p in mine:
-                accounts = sorted({x.account_id for x in charges(p, peers)} & blocked) if not p.error else []
-                if accounts:
-                    p.error = (
-                        f"Not charged: it would take the balance of account {accounts[0]} out of range "
-                        f"(beyond +-{MAX_BALANCE:,.0f}); correct that balance, then rate the call again."
-                    )
-                    p.sell_cost, p.billable_seconds = None, 0
-                    stuck.append(p)
-            if not stuck:
-                raise
-            update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in stuck], rated_at=now)
+    blocked = set(refused)
+    stuck = False
+    for p in mine:
+        accounts = sorted({x.account_id for x in charges(p, peers)} & blocked) if not p.error else []
+        if accounts:
+            p.error = (
+                f"Not charged: it would take the balance of account {accounts[0]} out of range "
+                f"(beyond +-{MAX_BALANCE:,.0f}); correct that balance, then rate the call again."
+            )
+            p.sell_cost, p.billable_seconds = None, 0
+            stuck = True
+    return stuck
 
 
-def _release(mine: list[Priced], found: dict[tuple[int, str], list[Decided]], now: datetime) -> int:
-    """Release the reservations of the rated calls: answered ones as rated, others as failed.
+def _close_reservations(
+    mine: list[Priced], found: dict[tuple[int, str], list[Decided]], now: datetime
+) -> reservations.Returned:
+    """Close the reservations of the rated calls: answered ones as rated, others as failed.
 
-    `found` are the calls' reservations read before pricing; release_many locks and
-    re-reads them, so one released meanwhile (the expiry sweep) is not released twice.
+    `found` are the calls' reservations read before pricing; close_many re-reads them under
+    their locks, so one released meanwhile (the expiry sweep) is not released twice. Returns
+    the money to give back, by account (reservations.give_back).
     """
     ids: dict[bool, list[int]] = {True: [], False: []}
     for p in mine:
@@ -477,10 +490,13 @@ def _release(mine: list[Priced], found: dict[tuple[int, str], list[Decided]], no
         ids[was_answered].extend(
             d.reservation_id for d in found.get((p.customer_id, p.call_id), ()) if d.active
         )
-    return sum(
-        reservations.release_many(sorted(set(ids[was_answered])), outcome=outcome, now=now)
-        for outcome, was_answered in ((Reservation.Outcome.RATED, True), (Reservation.Outcome.FAILED, False))
-    )
+    back: reservations.Returned = {}
+    for outcome, was_answered in ((Reservation.Outcome.RATED, True), (Reservation.Outcome.FAILED, False)):
+        closed = reservations.close_many(sorted(set(ids[was_answered])), outcome=outcome, now=now)
+        for account_id, (count, amount) in closed.items():
+            before = back.get(account_id, (0, Decimal(0)))
+            back[account_id] = (before[0] + count, before[1] + amount)
+    return back
 
 
 @retry_on_conflict

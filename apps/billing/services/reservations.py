@@ -574,29 +574,52 @@ def release(
 def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -> int:
     """Release several reservations in the caller's transaction; how many were still held.
 
-    The rater's form of `release`: one statement to close the rows still open, then the
-    accounts locked in account order like every other writer of accounts, and one
-    statement that takes each account's released money off its `reserved`.
+    The rater's form of `release`: `close_many`, then the accounts locked in account order
+    like every other writer of accounts, and `give_back`.
+    """
+    back = close_many(ids, outcome=outcome, now=now)
+    accounts = sorted(back)
+    list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
+    give_back(back)
+    return sum(count for count, _ in back.values())
+
+
+Returned = dict[int, tuple[int, Decimal]]  # by account: (reservations, money) to give back
+
+
+def close_many(ids: list[int], *, outcome: str, now: datetime | None = None) -> Returned:
+    """Close the reservations among `ids` still open; (how many, money held) by account.
+
+    Touches the reservations only: the caller gives the money back with `give_back` once
+    it holds the accounts' locks (LOCK ORDER).
     """
     if not ids:
-        return 0
-    now = now or timezone.now()
+        return {}
     held = list(
         Reservation.objects.select_for_update()
         .filter(pk__in=ids, released_at__isnull=True)
         .order_by("pk")
         .values_list("pk", "account_id", "amount")
     )
-    if not held:
-        return 0
-    totals: dict[int, Decimal] = {}
+    back: Returned = {}
     for _, account_id, amount in held:
-        totals[account_id] = totals.get(account_id, Decimal(0)) + amount
-    accounts = sorted(totals)
-    Reservation.objects.filter(pk__in=[pk for pk, _, _ in held]).update(released_at=now, outcome=outcome)
-    # The accounts last (LOCK ORDER), in id order like every writer of several accounts.
-    list(Account.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk"))
-    params = [value for pk in accounts for value in (pk, _money_param(totals[pk]))]
+        count, total = back.get(account_id, (0, Decimal(0)))
+        back[account_id] = (count + 1, total + amount)
+    if held:
+        closed = Reservation.objects.filter(pk__in=[pk for pk, _, _ in held])
+        closed.update(released_at=now or timezone.now(), outcome=outcome)
+    return back
+
+
+def give_back(back: Returned) -> None:
+    """Take closed reservations' money (`close_many`) off their accounts' `reserved`.
+
+    One statement for all the accounts; the caller holds their locks, taken in id order.
+    """
+    if not back:
+        return
+    accounts = sorted(back)
+    params = [value for pk in accounts for value in (pk, _money_param(back[pk][1]))]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_ACCOUNT} SET reserved = reserved - CASE id"
@@ -604,14 +627,13 @@ def release_many(ids: list[int], *, outcome: str, now: datetime | None = None) -
             f" WHERE id IN ({', '.join(['%s'] * len(accounts))})",
             params + accounts,
         )
-    return len(held)
 
 
 def lock_many(ids: list[int]) -> None:
     """Lock these reservations in the caller's transaction, before it locks their accounts.
 
-    The rater locks the reservations of its batch first (LOCK ORDER): it posts charges,
-    which locks accounts, before it releases the reservations.
+    The rater locks the reservations of its batch first (LOCK ORDER) and closes them
+    before it posts charges, which locks the accounts last.
     """
     list(Reservation.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
 
