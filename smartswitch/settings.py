@@ -336,6 +336,9 @@ if not OPENSIPS_MI_URL.startswith(("http://", "https://")) or "{address}" not in
     raise ImproperlyConfigured(
         f"OPENSIPS_MI_URL={OPENSIPS_MI_URL!r} must be an http(s):// URL containing {{address}}."
     )
+# What keepalived's track script asks of the node's own web process (deploy/keepalived;
+# rendered into keepalived.conf by apps.cluster.keepalived): the systemd unit's address.
+KEEPALIVED_HEALTH_URL = env_str("KEEPALIVED_HEALTH_URL", "http://127.0.0.1:8000/health/")
 # Seconds an MI request may take in all (connect, send, answer) before the engine counts as down.
 OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
 # Rendered into each node's opensips.cfg (apps.opensips.config): where OpenSIPS asks call

@@ -119,6 +119,8 @@ class NodeAdmin(ScopedModelAdmin):
         "media_enabled",
         "media_port",
         "esl_port",
+        "vrrp_interface",
+        "vrrp_priority",
         "last_heartbeat",
     )
     object_tools = (
@@ -290,6 +292,10 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
         (
             "Origination",
             {"fields": ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node")},
+        ),
+        (
+            "Shared IP (keepalived)",
+            {"fields": ("shared_ip_prefix_length", "vrrp_router_id", "vrrp_password", "shared_ip_preempt")},
         ),
         ("Routing", {"fields": ("default_routing_plan", "quality_window")}),
         ("Call limits", {"fields": ("max_call_duration", "reservation_grace")}),

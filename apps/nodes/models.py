@@ -15,8 +15,18 @@ node_name_validator = RegexValidator(
 )
 
 
+interface_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$", "A network interface name, such as eth0 or ens3."
+)
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def new_vrrp_password() -> str:
+    # VRRP's simple authentication compares at most 8 characters.
+    return secrets.token_hex(4)
 
 
 class Node(TimestampedModel):
@@ -48,6 +58,16 @@ class Node(TimestampedModel):
     )
     # Rendered into this node's FreeSWITCH config and used by the ESL driver; never shown.
     esl_password = models.CharField(max_length=64, default=new_secret, editable=False)
+    vrrp_interface = models.CharField(
+        max_length=15,
+        default="eth0",
+        validators=[interface_name_validator],
+        help_text="Network interface keepalived adds the shared IP to on this node.",
+    )
+    vrrp_priority = models.PositiveSmallIntegerField(
+        default=100,
+        help_text="1-254: of the live nodes, the one of the highest priority holds the shared IP.",
+    )
 
     objects = NodeQuerySet.as_manager()
 
@@ -66,6 +86,8 @@ class Node(TimestampedModel):
             for field in ("sip_port", "media_port", "esl_port")
             if not 1 <= (getattr(self, field) or 0) <= 65535
         }
+        if not 1 <= (self.vrrp_priority or 0) <= 254:
+            errors["vrrp_priority"] = "VRRP priorities are between 1 and 254."
         if not errors:
             errors = self._sip_port_clashes()
         if errors:
@@ -107,6 +129,26 @@ class ClusterSettings(models.Model):
     bind_address = models.GenericIPAddressField(
         default="0.0.0.0",  # noqa: S104
         help_text="Address OpenSIPS listens on in dedicated-IP mode.",
+    )
+    shared_ip_prefix_length = models.PositiveSmallIntegerField(
+        default=32,
+        help_text="Prefix length keepalived gives the shared IP on the nodes' interface "
+        "(32: a host address).",
+    )
+    vrrp_router_id = models.PositiveSmallIntegerField(
+        default=51,
+        help_text="VRRP virtual router id of the shared IP (1-255), unique among the VRRP "
+        "routers of its network.",
+    )
+    vrrp_password = models.CharField(
+        max_length=8,
+        default=new_vrrp_password,
+        help_text="VRRP authentication between the nodes' keepalived (8 characters at most).",
+    )
+    shared_ip_preempt = models.BooleanField(
+        default=False,
+        help_text="When a node of higher priority comes back, it takes the shared IP back. Off: the "
+        "address stays where it is until its holder fails (one move per failure, not two).",
     )
     redirect_to_assigned_node = models.BooleanField(
         default=False,
@@ -154,6 +196,13 @@ class ClusterSettings(models.Model):
             raise ValidationError({"shared_ip": "Shared-IP origination needs the shared IP."})
         if self.shared_ip and ipaddress.ip_address(self.shared_ip).is_unspecified:
             raise ValidationError({"shared_ip": "The shared IP must be a real address."})
+        widest = 128 if self.shared_ip and ipaddress.ip_address(self.shared_ip).version == 6 else 32
+        if not 1 <= (self.shared_ip_prefix_length or 0) <= widest:
+            raise ValidationError({"shared_ip_prefix_length": f"Between 1 and {widest}."})
+        if not 1 <= (self.vrrp_router_id or 0) <= 255:
+            raise ValidationError({"vrrp_router_id": "Between 1 and 255."})
+        if not self.vrrp_password or not self.vrrp_password.isprintable() or " " in self.vrrp_password:
+            raise ValidationError({"vrrp_password": "1 to 8 printable characters, no space."})
         if not 10 <= self.max_call_duration <= 86400:
             raise ValidationError({"max_call_duration": "Between 10 seconds and one day."})
         if not 1 <= self.quality_window <= 10080:

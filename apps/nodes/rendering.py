@@ -13,6 +13,7 @@ RENDERERS = (
     "apps.opensips.config.render",
     "apps.media.config.render",
     "apps.cluster.galera.render",
+    "apps.cluster.keepalived.render",
 )
 
 

@@ -24,10 +24,16 @@ NODE_SETTINGS = (
     "media_enabled",
     "media_port",
     "esl_port",
+    "vrrp_interface",
+    "vrrp_priority",
 )
 CLUSTER_SETTINGS = (
     "origination_mode",
     "shared_ip",
+    "shared_ip_prefix_length",
+    "vrrp_router_id",
+    "vrrp_password",
+    "shared_ip_preempt",
     "bind_address",
     "redirect_to_assigned_node",
     "default_routing_plan_id",

@@ -49,6 +49,8 @@ def test_a_node_is_added_and_changed_through_the_services(cast, login):
             "media_enabled": "on",
             "media_port": "5080",
             "esl_port": "8021",
+            "vrrp_interface": "eth0",
+            "vrrp_priority": "100",
         },
     )
     assert response.status_code == 302

@@ -15,6 +15,8 @@ class NodeSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "sip_port",
             "public_hostname",
             "enabled",
+            "vrrp_interface",
+            "vrrp_priority",
             "last_heartbeat",
             "created_at",
             "updated_at",
