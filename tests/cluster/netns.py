@@ -45,7 +45,8 @@ def ip(*args: str, namespace: str | None = None, check: bool = True) -> str:
 class Hosts:
     """`count` node namespaces on one bridge; `address(i)` is node i's (1-based) address."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, *, hub_address: str | None = None) -> None:
+        self.hub_address = hub_address  # the bridge's own address: a client on the test network
         self.prefix = f"ss{uuid.uuid4().hex[:6]}"
         self.hub = f"{self.prefix}hub"
         self.names = [f"{self.prefix}n{i}" for i in range(1, count + 1)]
@@ -63,6 +64,8 @@ class Hosts:
             ip("link", "set", "lo", "up", namespace=name)
         ip("link", "add", "br0", "type", "bridge", namespace=self.hub)
         ip("link", "set", "br0", "up", namespace=self.hub)
+        if self.hub_address:
+            ip("addr", "add", f"{self.hub_address}/{TEST_NET.prefixlen}", "dev", "br0", namespace=self.hub)
         for i, name in enumerate(self.names, start=1):
             # Made in the node's namespace, its far end moved to the hub's bridge.
             ip("link", "add", "eth0", "type", "veth", "peer", "name", f"port{i}", namespace=name)
@@ -85,6 +88,10 @@ class Hosts:
     def run(self, i: int, command: list[str], **kwargs) -> subprocess.Popen:
         """Start `command` in node i's namespace."""
         return subprocess.Popen([IP, "netns", "exec", self.names[i - 1], *command], **kwargs)  # noqa: S603
+
+    def run_hub(self, command: list[str], **kwargs) -> subprocess.Popen:
+        """Start `command` in the hub's namespace (on the bridge: see hub_address)."""
+        return subprocess.Popen([IP, "netns", "exec", self.hub, *command], **kwargs)  # noqa: S603
 
     def holds(self, i: int, address: str) -> bool:
         """Whether node i has `address` on its eth0."""

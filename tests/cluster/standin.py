@@ -1,9 +1,10 @@
 """What keepalived's scripts talk to on a node, for the failover tests without OpenSIPS.
 
-Run in a node's namespace: `python -m tests.cluster.standin LOG`. It answers MI requests
+Run in a node's namespace: `python -m tests.cluster.standin LOG [--health-only]`. It answers MI requests
 (JSON-RPC over HTTP, as mi_http does) on port 8888 with a result, writing each method and
 its params to LOG, one JSON object per line, and GET /health/ on port 8000 with 200, as the
-node's OpenSIPS and web process would. Stopping it is the node's services failing.
+node's OpenSIPS and web process would (--health-only: the web process's part, beside a
+real OpenSIPS). Stopping it is the node's services failing.
 """
 
 import json
@@ -41,8 +42,9 @@ def handler(log_path: str):
     return Handler
 
 
-def main(log_path: str) -> None:
-    servers = [ThreadingHTTPServer(("0.0.0.0", port), handler(log_path)) for port in (MI_PORT, HEALTH_PORT)]  # noqa: S104
+def main(log_path: str, *, health_only: bool = False) -> None:
+    ports = (HEALTH_PORT,) if health_only else (MI_PORT, HEALTH_PORT)
+    servers = [ThreadingHTTPServer(("0.0.0.0", port), handler(log_path)) for port in ports]  # noqa: S104
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", flush=True)
@@ -50,4 +52,4 @@ def main(log_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], health_only="--health-only" in sys.argv[2:])
