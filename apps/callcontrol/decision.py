@@ -565,9 +565,16 @@ def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> b
         return False
     decision.step("status", "enabled")
     if peer.node_ids and node.id not in peer.node_ids:
+        # The peer's own nodes that are up: enabled, with a fresh heartbeat (all enabled nodes
+        # count as up where no node beats), in name order.
+        live = set(snapshot.live_node_ids)
         assigned = sorted(
-            (n for n in snapshot.nodes.values() if n.id in peer.node_ids and n.enabled), key=lambda n: n.name
+            (n for n in snapshot.nodes.values() if n.id in peer.node_ids and n.enabled and n.id in live),
+            key=lambda n: n.name,
         )
+        if not assigned and snapshot.serve_when_assigned_nodes_down:
+            decision.step("node", f"served on {node.name} while the peer's own nodes are down")
+            return True
         if snapshot.redirect_to_assigned_node and assigned:
             target = assigned[0]
             decision.action, decision.code, decision.reason = "redirect", 302, f"Served by {target.name}"

@@ -374,6 +374,7 @@ class Snapshot:
     blocklists: dict[int, BlocklistInfo]
     global_blocklist_ids: tuple
     redirect_to_assigned_node: bool
+    serve_when_assigned_nodes_down: bool
     max_call_duration: int
     reservation_grace: int
     quality_window: int
@@ -636,6 +637,7 @@ def build() -> Snapshot:
         blocklists=blocklists,
         global_blocklist_ids=tuple(global_ids),
         redirect_to_assigned_node=settings.redirect_to_assigned_node,
+        serve_when_assigned_nodes_down=settings.serve_when_assigned_nodes_down,
         max_call_duration=settings.max_call_duration,
         reservation_grace=settings.reservation_grace,
         quality_window=settings.quality_window,

@@ -291,7 +291,11 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
     fieldsets = (
         (
             "Origination",
-            {"fields": ("origination_mode", "shared_ip", "bind_address", "redirect_to_assigned_node")},
+            {"fields": ("origination_mode", "shared_ip", "bind_address")},
+        ),
+        (
+            "Peers assigned to nodes",
+            {"fields": ("redirect_to_assigned_node", "serve_when_assigned_nodes_down")},
         ),
         (
             "Shared IP (keepalived)",

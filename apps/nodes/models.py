@@ -153,7 +153,13 @@ class ClusterSettings(models.Model):
     redirect_to_assigned_node = models.BooleanField(
         default=False,
         help_text="Answer calls that reach a node their peer is not assigned to with a "
-        "redirect to an assigned node instead of a rejection.",
+        "redirect to a live assigned node instead of a rejection.",
+    )
+    serve_when_assigned_nodes_down = models.BooleanField(
+        default=False,
+        help_text="Service-level HA: while every node a peer is assigned to is down (heartbeat "
+        "stale), the other nodes serve its calls; once one is back, they refuse or redirect "
+        "again. Off: node-level HA, the peer's calls wait for its own nodes.",
     )
     default_routing_plan = models.ForeignKey(
         "routing.RoutingPlan",

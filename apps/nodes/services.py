@@ -36,6 +36,7 @@ CLUSTER_SETTINGS = (
     "shared_ip_preempt",
     "bind_address",
     "redirect_to_assigned_node",
+    "serve_when_assigned_nodes_down",
     "default_routing_plan_id",
     "max_call_duration",
     "reservation_grace",

@@ -2,6 +2,11 @@
 and call limits, each with its SIP answer. Every test runs the real decide/settle on a
 snapshot built from the database (the world and its prices: tests/switching.py)."""
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
 from apps.billing.models import Reservation
 from apps.nodes.models import Node
 from apps.peers import services as peer_services
@@ -129,6 +134,48 @@ def test_with_redirects_on_but_no_enabled_assigned_node_the_call_is_refused(worl
     Node.objects.filter(pk=world.node2.pk).update(enabled=False)
     decision = world.call(node="node1")
     assert (decision.action, decision.code, decision.reason) == ("reject", 403, "Not served on node node1")
+
+
+def beat(*nodes, ago: float = 0) -> None:
+    for node in nodes:
+        Node.objects.filter(pk=node.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=ago))
+
+
+def test_a_redirect_goes_to_a_live_assigned_node_not_to_a_dead_one(world):
+    cluster(redirect_to_assigned_node=True)
+    node3 = NodeFactory(name="node3", sip_address="100.64.9.3")
+    peer_services.assign_peer_to_nodes(world.customer, [world.node2, node3], actor=SYSTEM)
+    stale = settings.CLUSTER_STALE_SECONDS + 5
+    beat(world.node, node3)
+    beat(world.node2, ago=stale)  # first by name, but its heartbeat stopped
+
+    decision = world.call(node="node1")
+
+    assert (decision.code, decision.redirect_uri) == (302, f"sip:{BERLIN}@100.64.9.3:5060")
+
+
+def test_service_level_ha_serves_a_peer_elsewhere_while_its_nodes_are_down_and_gives_it_back(world):
+    peer_services.assign_peer_to_nodes(world.customer, [world.node2], actor=SYSTEM)
+    stale = settings.CLUSTER_STALE_SECONDS + 5
+    beat(world.node)
+    beat(world.node2, ago=stale)
+
+    # Node-level HA (the default): the peer waits for its own node.
+    assert (world.call(node="node1").code, failed_step(world.call(node="node1"))) == (403, "node")
+
+    cluster(serve_when_assigned_nodes_down=True)
+    served = world.call(node="node1")
+    assert served.routed
+    assert [s.detail for s in served.steps if s.name == "node"] == [
+        "served on node1 while the peer's own nodes are down"
+    ]
+
+    beat(world.node2)  # back: its calls go to it again
+    decision = world.call(node="node1")
+    assert (decision.code, decision.reason) == (403, "Not served on node node1")
+
+    cluster(redirect_to_assigned_node=True)
+    assert world.call(node="node1").redirect_uri == f"sip:{BERLIN}@{world.node2.sip_address}:5060"
 
 
 def test_a_peers_destination_blocklist_refuses_matching_numbers_only(world):

@@ -139,6 +139,26 @@ def test_the_sheet_lists_the_assigned_nodes_else_every_enabled_one(client, cast,
     assert "No node is ready for your calls yet" in body
 
 
+def test_with_service_level_ha_the_sheet_names_the_nodes_that_serve_while_the_customers_are_down(
+    client, cast, net
+):
+    other = NodeFactory(name="node2", public_hostname="sip2.example.net")
+    NodeFactory(name="node3", enabled=False)
+    peer_services.assign_peer_to_nodes(cast.a.customer, [other], actor=SYSTEM)
+    client.force_login(cast.a.customer_user)
+    assert 'id="fallback"' not in client.get(CONNECTIVITY).content.decode()
+
+    ClusterSettings.objects.update_or_create(
+        pk=ClusterSettings.SINGLETON_ID, defaults={"serve_when_assigned_nodes_down": True}
+    )
+    body = client.get(CONNECTIVITY).content.decode()
+
+    assert body.count('<tr class="address">') == 1 and other.sip_address in body
+    fallback = body[body.index('id="fallback"') :].split("</p>")[0]
+    assert f"{cast.node.sip_address}:{cast.node.sip_port}" in fallback
+    assert other.sip_address not in fallback and "node3" not in body
+
+
 def test_with_shared_ip_origination_the_sheet_gives_the_shared_address(client, cast, net):
     NodeFactory(name="node2")
     ClusterSettings.objects.update_or_create(

@@ -120,26 +120,39 @@ def registrations(accounts, *, now: datetime | None = None) -> dict[int, list[Co
     }
 
 
-def interconnection(peer) -> list[Address]:
-    """The addresses the customer sends calls to: its assigned nodes, else every enabled one.
+def interconnection(peer) -> tuple[list[Address], list[Address]]:
+    """The addresses the customer sends calls to: its assigned nodes, else every enabled one;
+    and the fallback: the other enabled nodes, which serve it while its own are down when the
+    cluster offers service-level HA (ClusterSettings.serve_when_assigned_nodes_down).
 
     With shared-IP origination every node listens on the cluster's virtual address, which is
     then the one address to use."""
     assigned = list(peer.nodes.all())
+    enabled = list(Node.objects.enabled())
     # A peer served by assigned nodes is refused by the others, even when all of its own are
     # disabled: then there is nowhere to send calls, and the sheet says so.
-    nodes = [node for node in assigned if node.enabled] if assigned else list(Node.objects.enabled())
+    nodes = [node for node in assigned if node.enabled] if assigned else enabled
     cluster = ClusterSettings.objects.filter(pk=ClusterSettings.SINGLETON_ID).first() or ClusterSettings()
+    fallback = (
+        [node for node in enabled if node not in assigned]
+        if assigned and cluster.serve_when_assigned_nodes_down
+        else []
+    )
     shared = cluster.origination_mode == ClusterSettings.OriginationMode.SHARED and cluster.shared_ip
-    addresses, seen = [], set()
-    for node in sorted(nodes, key=lambda node: node.name):
-        address = cluster.shared_ip if shared else node.sip_address
-        if (address, node.sip_port) in seen:
-            continue
-        seen.add((address, node.sip_port))
-        host = "" if shared else node.public_hostname
-        addresses.append(Address(node=node.name, host=host, address=address, port=node.sip_port))
-    return addresses
+    seen = set()
+
+    def sheet(nodes: list[Node]) -> list[Address]:
+        addresses = []
+        for node in sorted(nodes, key=lambda node: node.name):
+            address = cluster.shared_ip if shared else node.sip_address
+            if (address, node.sip_port) in seen:
+                continue
+            seen.add((address, node.sip_port))
+            host = "" if shared else node.public_hostname
+            addresses.append(Address(node=node.name, host=host, address=address, port=node.sip_port))
+        return addresses
+
+    return sheet(nodes), sheet(fallback)
 
 
 def _page(request, scope: Scope, *, forms: dict | None = None):
@@ -151,6 +164,7 @@ def _page(request, scope: Scope, *, forms: dict | None = None):
         account.contacts = contacts.get(account.pk, [])
         account.password_form = forms.get(account.pk) or SipPasswordForm(account_id=account.pk)
     dids = Did.objects.visible_to(scope).only("id", "number", "last_number", "enabled").order_by("number")
+    addresses, fallback = interconnection(peer)
     page = context(
         peer,
         nav="connectivity",
@@ -158,7 +172,8 @@ def _page(request, scope: Scope, *, forms: dict | None = None):
         endpoints=Endpoint.objects.visible_to(scope).order_by("ip", "mask"),
         dids=dids[:DIDS_SHOWN],
         did_count=dids.count(),
-        addresses=interconnection(peer),
+        addresses=addresses,
+        fallback=fallback,
         transports=TRANSPORTS,
         codecs=", ".join(filter(None, (codec.strip() for codec in peer.codecs.split(",")))),
     )
