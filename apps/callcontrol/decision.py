@@ -60,6 +60,8 @@ class CallRequest:
     # The request URI's host: names the account of an on-net call ("alice@b.example"), unless
     # it is one of our nodes' addresses.
     callee_domain: str | None = None
+    # The address the INVITE reached ($Ri): the shared IP when the cluster distributes it.
+    local_ip: str | None = None
 
 
 @dataclass(slots=True)
@@ -564,6 +566,9 @@ def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> b
         decision.reject(403, "Reseller inactive", "status")
         return False
     decision.step("status", "enabled")
+    if snapshot.distributor_ip and decision.request.local_ip == snapshot.distributor_ip:
+        _distribute(snapshot, peer, decision)
+        return False
     if peer.node_ids and node.id not in peer.node_ids:
         # The peer's own nodes that are up: enabled, with a fresh heartbeat (all enabled nodes
         # count as up where no node beats), in name order.
@@ -586,6 +591,32 @@ def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> b
         return False
     decision.step("node", f"served on {node.name}" if peer.node_ids else "served on every node")
     return True
+
+
+def _distribute(snapshot: Snapshot, peer: PeerInfo, decision: Decision) -> None:
+    """Redirect a call sent to the shared IP to the live node with the fewest calls.
+
+    The peer's own nodes if it has some up (else, with service-level HA, any live node);
+    each node's load is its open reservations as last counted (every LIVE_NODES_SECONDS)
+    plus the calls this process sent it since, so that calls between two counts spread
+    instead of all going to the node that was least loaded at the count.
+    """
+    up = set(snapshot.live_node_ids)
+    live = [n for n in snapshot.nodes.values() if n.enabled and n.id in up]
+    own = [n for n in live if n.id in peer.node_ids]
+    if peer.node_ids and not own and not snapshot.serve_when_assigned_nodes_down:
+        decision.reject(503, "No node of this peer is up", "node")
+        return
+    candidates = own or live
+    if not candidates:
+        decision.reject(503, "No node is up", "node")
+        return
+    target = min(candidates, key=lambda n: (snapshot.node_loads.get(n.id, 0), n.name))
+    snapshot.node_loads[target.id] = snapshot.node_loads.get(target.id, 0) + 1
+    decision.action, decision.code, decision.reason = "redirect", 302, f"Served by {target.name}"
+    host = f"[{target.sip_address}]" if ":" in target.sip_address else target.sip_address
+    decision.redirect_uri = f"sip:{decision.request.callee}@{host}:{target.sip_port}"
+    decision.step("node", f"distributed to {target.name}", ok=False)
 
 
 def _blocked(snapshot: Snapshot, peer: PeerInfo, request: CallRequest, decision: Decision) -> bool:

@@ -107,16 +107,21 @@ def _caller(value: str) -> str:
     return value
 
 
+def _address(data: dict, name: str) -> str | None:
+    value = _text(data, name, required=False, limit=45)
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise BadRequest({name: "Not an IP address."}) from None
+    return value
+
+
 def parse_authorize(data) -> CallRequest:
     """Validate an authorize body; BadRequest names the first wrong field."""
     if not isinstance(data, dict):
         raise BadRequest({"non_field_errors": "Send a JSON object."})
-    source_ip = _text(data, "source_ip", required=False, limit=45)
-    if source_ip is not None:
-        try:
-            ipaddress.ip_address(source_ip)
-        except ValueError:
-            raise BadRequest({"source_ip": "Not an IP address."}) from None
+    source_ip, local_ip = (_address(data, name) for name in ("source_ip", "local_ip"))
     request = CallRequest(
         call_id=_text(data, "call_id"),
         node=_text(data, "node", limit=31),
@@ -128,6 +133,7 @@ def parse_authorize(data) -> CallRequest:
         source_port=_integer(data, "source_port"),
         transport=_text(data, "transport", required=False, limit=4),
         callee_domain=_domain(_text(data, "callee_domain", required=False, limit=253)),
+        local_ip=local_ip,
     )
     if request.source_ip is None and request.peer_id is None and request.auth_user is None:
         raise BadRequest({"source_ip": "Give source_ip, peer_id or auth_user to identify the caller."})

@@ -375,6 +375,7 @@ class Snapshot:
     global_blocklist_ids: tuple
     redirect_to_assigned_node: bool
     serve_when_assigned_nodes_down: bool
+    distributor_ip: str | None  # the shared IP, when calls sent to it are distributed
     max_call_duration: int
     reservation_grace: int
     quality_window: int
@@ -383,6 +384,9 @@ class Snapshot:
     # without the heartbeat task). Each peer's calls per second are shared among them.
     live_node_ids: tuple = ()
     live_nodes_checked: float = 0.0
+    # Open reservations per node id at the last count, plus the calls distributed to each
+    # since (decision._distribute): the distributor's loads.
+    node_loads: dict[int, int] = field(default_factory=dict)
     suppliers_without_money: frozenset = frozenset()
     quality: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
     # (peer id or None, refusal kind) -> announcement file (apps.media.announcements)
@@ -638,6 +642,7 @@ def build() -> Snapshot:
         global_blocklist_ids=tuple(global_ids),
         redirect_to_assigned_node=settings.redirect_to_assigned_node,
         serve_when_assigned_nodes_down=settings.serve_when_assigned_nodes_down,
+        distributor_ip=settings.shared_ip if settings.distribute_shared_ip else None,
         max_call_duration=settings.max_call_duration,
         reservation_grace=settings.reservation_grace,
         quality_window=settings.quality_window,
@@ -827,6 +832,9 @@ def refresh_live_nodes(snapshot: Snapshot) -> None:
     enabled = Node.objects.enabled()
     alive = tuple(enabled.alive().order_by("pk").values_list("pk", flat=True))
     snapshot.live_node_ids = alive or tuple(enabled.order_by("pk").values_list("pk", flat=True))
+    if snapshot.distributor_ip:
+        rows = Reservation.objects.active().values_list("node_id").annotate(calls=Count("id")).order_by()
+        snapshot.node_loads = {node_id: calls for node_id, calls in rows if node_id is not None}
     snapshot.live_nodes_checked = time.monotonic()
 
 

@@ -294,8 +294,14 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
             {"fields": ("origination_mode", "shared_ip", "bind_address")},
         ),
         (
-            "Peers assigned to nodes",
-            {"fields": ("redirect_to_assigned_node", "serve_when_assigned_nodes_down")},
+            "Peers assigned to nodes, load balancing",
+            {
+                "fields": (
+                    "redirect_to_assigned_node",
+                    "serve_when_assigned_nodes_down",
+                    "distribute_shared_ip",
+                )
+            },
         ),
         (
             "Shared IP (keepalived)",

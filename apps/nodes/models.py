@@ -155,6 +155,12 @@ class ClusterSettings(models.Model):
         help_text="Answer calls that reach a node their peer is not assigned to with a "
         "redirect to a live assigned node instead of a rejection.",
     )
+    distribute_shared_ip = models.BooleanField(
+        default=False,
+        help_text="Automatic load balancing (dedicated-IP origination): a call sent to the shared "
+        "IP is redirected (302) to the live node with the fewest calls, on that node's own "
+        "address; customers configure the one address, no media passes the shared IP.",
+    )
     serve_when_assigned_nodes_down = models.BooleanField(
         default=False,
         help_text="Service-level HA: while every node a peer is assigned to is down (heartbeat "
@@ -200,6 +206,12 @@ class ClusterSettings(models.Model):
             raise ValidationError("There is one cluster settings row.")
         if self.origination_mode == self.OriginationMode.SHARED and not self.shared_ip:
             raise ValidationError({"shared_ip": "Shared-IP origination needs the shared IP."})
+        if self.distribute_shared_ip and (
+            not self.shared_ip or self.origination_mode != self.OriginationMode.DEDICATED
+        ):
+            raise ValidationError(
+                {"distribute_shared_ip": "Distributing needs the shared IP and dedicated-IP origination."}
+            )
         if self.shared_ip and ipaddress.ip_address(self.shared_ip).is_unspecified:
             raise ValidationError({"shared_ip": "The shared IP must be a real address."})
         widest = 128 if self.shared_ip and ipaddress.ip_address(self.shared_ip).version == 6 else 32

@@ -37,6 +37,7 @@ CLUSTER_SETTINGS = (
     "bind_address",
     "redirect_to_assigned_node",
     "serve_when_assigned_nodes_down",
+    "distribute_shared_ip",
     "default_routing_plan_id",
     "max_call_duration",
     "reservation_grace",

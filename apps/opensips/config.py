@@ -100,6 +100,8 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "advertise": _host(advertise) if advertise else "",
         # Dedicated IP on a wider listening address: calls are sent from the node's own one.
         "force_socket": bool(advertise) and listen != advertise,
+        # Automatic load balancing: calls to the shared IP are redirected (call control).
+        "distributor": _host(cluster.shared_ip) if cluster.distribute_shared_ip and not shared else "",
         "ringing_timeout": settings.OPENSIPS_RINGING_TIMEOUT,
         "max_hops": MAX_HOPS,
         "port": node.sip_port,

@@ -50,6 +50,15 @@ def dedicated():
 
 
 @pytest.fixture
+def distributing():
+    cluster = ClusterSettings.load()
+    cluster.shared_ip = "198.51.100.100"
+    cluster.distribute_shared_ip = True
+    cluster.save()
+    return cluster
+
+
+@pytest.fixture
 def shared():
     cluster = ClusterSettings.load()
     cluster.origination_mode = ClusterSettings.OriginationMode.SHARED
@@ -68,6 +77,13 @@ def test_dedicated_mode_listens_on_the_bind_address_and_advertises_the_nodes_own
     assert "socket=tcp:0.0.0.0:5060 as 198.51.100.1:5060" in text
     assert "198.51.100.100" not in text
     assert "clusterer" not in text.split("####### Routing logic")[0].replace("# MI `clusterer", "")
+
+
+def test_a_distributed_shared_ip_gets_a_socket_of_its_own_and_call_control_is_told(node, distributing):
+    text = cfg(node, distributing)
+    assert "socket=udp:198.51.100.100:5060\n" in text
+    assert "socket=udp:0.0.0.0:5060 as 198.51.100.1:5060" in text
+    assert "$json(cc_req/local_ip) = $socket_in(ip);" in text
 
 
 def test_dedicated_mode_may_bind_one_address(node, dedicated):
@@ -198,7 +214,7 @@ def test_render_node_config_names_where_it_looked_when_no_modules_are_found(
     assert not (tmp_path / "out" / "opensips").exists()
 
 
-@pytest.mark.parametrize("mode", ["dedicated", "shared"])
+@pytest.mark.parametrize("mode", ["dedicated", "shared", "distributing"])
 def test_opensips_accepts_the_rendered_file(node, mode, request, tmp_path, settings):
     # Without OPENSIPS_MODULES_DIR, as on a fresh install: the modules are found from the binary.
     binary = require_opensips()
