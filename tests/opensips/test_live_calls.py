@@ -161,6 +161,8 @@ def test_a_call_to_a_node_the_peer_is_not_served_by_is_redirected(switch: Switch
     assert call.returncode != 0
     assert "SIP/2.0 302 Served by node2" in call.messages
     assert f"Contact: <sip:{BERLIN}@127.0.0.1:{switch.node2_port}>" in call.messages
+    redirect = call.messages[call.messages.index("SIP/2.0 302") :].split("\n\n")[0]
+    assert redirect.count("Contact:") == 1  # only where call control sends the call
 
 
 def test_a_prepaid_call_is_cut_by_bye_at_its_granted_maximum_duration(switch: Switch, orm):
