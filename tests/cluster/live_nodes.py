@@ -136,11 +136,14 @@ def skip_unless_possible() -> Path:
     return binary
 
 
-def started_nodes(root: Path, binary: Path, *, web: str) -> NodeProcesses:
+def started_nodes(
+    root: Path, binary: Path, *, web: str, engine_settings: dict | None = None
+) -> NodeProcesses:
     """Three nodes of the cluster settings as they are (the caller made them), each in its
     namespace: OpenSIPS on its rendered cfg, and `web` on 127.0.0.1:8000 there ("standin":
     /health/ only; "uvicorn": the product, call control included). keepalived's files are
-    written (keepalived{i}.conf) but not started: NodeProcesses.start_keepalived."""
+    written (keepalived{i}.conf) but not started: NodeProcesses.start_keepalived.
+    `engine_settings` override settings for the rendered opensips.cfg."""
     from django.db import connection, transaction
     from django.test import override_settings
 
@@ -163,6 +166,7 @@ def started_nodes(root: Path, binary: Path, *, web: str) -> NodeProcesses:
             "OPENSIPS_DB_URL": f"mysql://{database['USER']}@localhost/{database['NAME']}",
             "OPENSIPS_MODULES_DIR": live.modules_dir(binary),
             "OPENSIPS_HEP_PORT": 0,
+            **(engine_settings or {}),
         }
         cluster = ClusterSettings.load()
         for i, node in enumerate(Node.objects.order_by("name"), start=1):
