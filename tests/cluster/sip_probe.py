@@ -6,7 +6,8 @@
 The first form sends one OPTIONS every 50 ms (each a new transaction) from SOURCE_ADDRESS to
 TARGET_ADDRESS:5060 over UDP; it prints the seconds until the first 200 and exits 0, or exits
 1 when BOUND_SECONDS pass without one. The second sends COUNT INVITEs one after the other
-and prints, as JSON, their final answers by code and where the 302s sent them.
+and prints, as JSON, their final answers by code, where the 302s sent them and how long the
+answers took.
 """
 
 import json
@@ -51,8 +52,9 @@ def main(source: str, target: str, bound: float) -> int:
 
 def invites(source: str, target: str, count: int) -> dict:
     """Send `count` INVITEs to TARGET_ADDRESS:5060 one after the other, ACK each final answer;
-    return {"codes": {code: n}, "contacts": {host:port: n}} (contacts of the 302s)."""
-    codes, contacts = {}, {}
+    return {"codes": {code: n}, "contacts": {host:port: n}} (contacts of the 302s) and the
+    time from INVITE to final answer, p50_ms and p99_ms."""
+    codes, contacts, waited = {}, {}, []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
         sock.settimeout(5)
@@ -65,6 +67,7 @@ def invites(source: str, target: str, count: int) -> dict:
                 f"From: <sip:100@{source}>;tag={tag}\r\n"
             )
             uri = f"sip:4930{n:07d}@{target}:5060"
+            sent = time.monotonic()
             sock.sendto(
                 (
                     f"INVITE {uri} SIP/2.0\r\n{head}To: <{uri}>\r\nCall-ID: {call_id}\r\n"
@@ -77,6 +80,7 @@ def invites(source: str, target: str, count: int) -> dict:
                 code = int(reply.split(" ", 2)[1])
                 if code >= 200:
                     break
+            waited.append((time.monotonic() - sent) * 1000)
             codes[code] = codes.get(code, 0) + 1
             lines = reply.split("\r\n")
             to = next(line for line in lines if line.lower().startswith(("to:", "t:")))
@@ -91,7 +95,11 @@ def invites(source: str, target: str, count: int) -> dict:
                 ).encode(),
                 (target, 5060),
             )
-    return {"codes": codes, "contacts": contacts}
+    waited.sort()
+    percentiles = (
+        {"p50_ms": waited[len(waited) // 2], "p99_ms": waited[int(len(waited) * 0.99)]} if waited else {}
+    )
+    return {"codes": codes, "contacts": contacts, **percentiles}
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def sent_to(nodes, calls: int) -> Counter:
     """Where `calls` INVITEs to the shared IP were redirected, by node address."""
     answered = json.loads(probe(nodes.hosts, "--invites", str(calls), timeout=120))
     assert answered["codes"] == {"302": calls}, answered
+    print(f"INVITE to 302: p50 {answered['p50_ms']:.1f} ms, p99 {answered['p99_ms']:.1f} ms")
     return Counter({where.split(":")[0]: count for where, count in answered["contacts"].items()})
 
 
