@@ -336,6 +336,28 @@ if not OPENSIPS_MI_URL.startswith(("http://", "https://")) or "{address}" not in
     raise ImproperlyConfigured(
         f"OPENSIPS_MI_URL={OPENSIPS_MI_URL!r} must be an http(s):// URL containing {{address}}."
     )
+# Automatic load balancing by DNS (apps.cluster.dns): RFC 2136 updates, signed with TSIG, to
+# the primary server of DNS_ZONE, listing the live nodes under DNS_NAME. Empty server: off.
+DNS_UPDATE_SERVER = env_str("DNS_UPDATE_SERVER", "")
+DNS_UPDATE_PORT = env_int("DNS_UPDATE_PORT", 53, minimum=1)
+DNS_UPDATE_TIMEOUT = env_float("DNS_UPDATE_TIMEOUT", 2.0, minimum=0.1)
+DNS_ZONE = env_str("DNS_ZONE", "")
+DNS_NAME = env_str("DNS_NAME", "")
+DNS_TSIG_NAME = env_str("DNS_TSIG_NAME", "")
+DNS_TSIG_SECRET = env_str("DNS_TSIG_SECRET", "")
+DNS_TSIG_ALGORITHM = env_str("DNS_TSIG_ALGORITHM", "hmac-sha256")
+DNS_TTL = env_int("DNS_TTL", 30, minimum=1)
+if DNS_UPDATE_SERVER:
+    from django.core.exceptions import ImproperlyConfigured
+
+    _zone, _name = DNS_ZONE.strip(".").lower(), DNS_NAME.strip(".").lower()
+    if not _zone or not (_name == _zone or _name.endswith("." + _zone)):
+        raise ImproperlyConfigured(
+            f"DNS_NAME={DNS_NAME!r} must be in DNS_ZONE={DNS_ZONE!r} "
+            "(both are needed with DNS_UPDATE_SERVER)."
+        )
+    if bool(DNS_TSIG_NAME) != bool(DNS_TSIG_SECRET):
+        raise ImproperlyConfigured("DNS_TSIG_NAME and DNS_TSIG_SECRET go together.")
 # What keepalived's track script asks of the node's own web process (deploy/keepalived;
 # rendered into keepalived.conf by apps.cluster.keepalived): the systemd unit's address.
 KEEPALIVED_HEALTH_URL = env_str("KEEPALIVED_HEALTH_URL", "http://127.0.0.1:8000/health/")

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from apps.cluster import leases
+from apps.cluster import dns, leases
 from apps.cluster.models import Lease, NodeStatus
 from apps.core.db import retry_on_conflict
 from apps.files.services import backlog_by_node
@@ -174,6 +174,7 @@ class Heartbeat(threading.Thread):
         self.stop_event = threading.Event()
         self._lock_file = None
         self._parent = os.getppid()
+        self.dns = dns.Publisher()  # the cluster's DNS name, when this node holds its lease
 
     def holds_lock(self) -> bool:
         if self._lock_file is None:
@@ -197,6 +198,7 @@ class Heartbeat(threading.Thread):
                     result = beat(self.node_name)
                     if not result.known:
                         logger.error("heartbeat: no node named %r (NODE_NAME)", self.node_name)
+                    self.dns.after_beat(result.leases)
                 except Exception:  # the database is down or this member is not synced: beat again
                     logger.exception("heartbeat of %s failed", self.node_name)
                     connections.close_all()

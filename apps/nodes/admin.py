@@ -121,6 +121,7 @@ class NodeAdmin(ScopedModelAdmin):
         "esl_port",
         "vrrp_interface",
         "vrrp_priority",
+        "dns_weight",
         "last_heartbeat",
     )
     object_tools = (

@@ -64,6 +64,11 @@ class Node(TimestampedModel):
         validators=[interface_name_validator],
         help_text="Network interface keepalived adds the shared IP to on this node.",
     )
+    dns_weight = models.PositiveSmallIntegerField(
+        default=10,
+        help_text="SRV weight of this node in the cluster's DNS name (DNS load balancing): its "
+        "share of the calls among the live nodes.",
+    )
     vrrp_priority = models.PositiveSmallIntegerField(
         default=100,
         help_text="1-254: of the live nodes, the one of the highest priority holds the shared IP.",

@@ -26,6 +26,7 @@ NODE_SETTINGS = (
     "esl_port",
     "vrrp_interface",
     "vrrp_priority",
+    "dns_weight",
 )
 CLUSTER_SETTINGS = (
     "origination_mode",

@@ -17,6 +17,7 @@ class NodeSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "enabled",
             "vrrp_interface",
             "vrrp_priority",
+            "dns_weight",
             "last_heartbeat",
             "created_at",
             "updated_at",
