@@ -51,6 +51,7 @@ def test_a_node_is_added_and_changed_through_the_services(cast, login):
             "esl_port": "8021",
             "vrrp_interface": "eth0",
             "vrrp_priority": "100",
+            "dns_weight": "10",
         },
     )
     assert response.status_code == 302

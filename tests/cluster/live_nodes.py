@@ -25,10 +25,10 @@ def address(i: int) -> str:
     return str(netns.TEST_NET.network_address + i)
 
 
-def probe(hosts: netns.Hosts, *args: str, timeout: float) -> str | None:
-    """tests/cluster/sip_probe.py run on the bridge, from CLIENT to the shared IP; its output."""
+def probe(hosts: netns.Hosts, *args: str, timeout: float, target: str = SHARED_IP) -> str | None:
+    """tests/cluster/sip_probe.py run on the bridge, from CLIENT to `target`; its output."""
     run = hosts.run_hub(
-        [sys.executable, "-m", "tests.cluster.sip_probe", CLIENT, SHARED_IP, *args],
+        [sys.executable, "-m", "tests.cluster.sip_probe", CLIENT, target, *args],
         stdout=subprocess.PIPE,
         text=True,
     )

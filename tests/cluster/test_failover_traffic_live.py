@@ -18,7 +18,6 @@ import csv
 import subprocess
 import time
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,13 @@ from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import rating, reservations
-from apps.billing.services.ledger import post_payment
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
-from apps.nodes import services as node_services
 from apps.nodes.models import Node
-from apps.peers import services as peer_services
-from apps.peers.models import Peer
-from apps.rates import services as rate_services
-from apps.rates.models import Rate
-from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
-from apps.tenancy.scope import Scope
-from tests.cluster import netns
+from tests.cluster import calling
 from tests.cluster.live_nodes import (
     CLIENT,
     SHARED_IP,
-    address,
     options_answered,
     skip_unless_possible,
     started_nodes,
@@ -51,89 +41,18 @@ from tests.opensips.live import require_sipp
 
 pytestmark = pytest.mark.netns
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 RATE, SECONDS = 20, 30
 KILL_AFTER = 10
-# The supplier's gateway: another address of the bridge (a route back to the caller's own
-# address would be refused as a loop).
-SUPPLIER = str(netns.TEST_NET.network_address + 253)
-SUPPLIER_PORT = 5090
-
-
-def price_list(name: str, purpose: str, price: str):
-    system = Scope.system()
-    table = rate_services.create_rate_table(actor=system, name=name, purpose=purpose, currency="USD")
-    rate = Rate(
-        prefix="49",
-        destination="Germany",
-        price=Decimal(price),
-        connection_fee=Decimal(0),
-        min_seconds=1,
-        increment_seconds=1,
-        free_seconds=0,
-        effective_from=timezone.now() - timedelta(days=1),
-    )
-    rate_services.add_rates(table, [rate], actor=system)
-    return table
 
 
 @pytest.fixture(params=[(0, 2000), (2, 6000)], ids=["dialogs-at-shutdown", "dialogs-flushed-every-2s"])
 def world(request, transactional_db, tmp_path):
     binary = skip_unless_possible()
     sipp = require_sipp()
-    system = Scope.system()
-    plan = RoutingPlan.objects.create(name="Main")
-    node_services.update_cluster_settings(
-        actor=system,
-        changes={"origination_mode": "shared", "shared_ip": SHARED_IP, "default_routing_plan_id": plan.pk},
-    )
-    for i in (1, 2, 3):
-        node_services.create_node(
-            actor=system,
-            name=f"node{i}",
-            management_address=address(i),
-            sip_address=address(i),
-            media_enabled=False,
-            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
-        )
-    customer = peer_services.create_peer(
-        actor=system,
-        name="Acme",
-        role=Peer.Role.CUSTOMER,
-        sell_rate_table_id=price_list("Retail", "sell", "0.02").pk,
-    )
-    peer_services.add_endpoint(customer, actor=system, ip=CLIENT)
-    # Enough for every call's reservation of the longest call (no worker rates calls here).
-    post_payment(customer.account, actor=system, amount=Decimal(100_000), reference="topup")
-    supplier = peer_services.create_peer(
-        actor=system,
-        name="Carrier",
-        role=Peer.Role.SUPPLIER,
-        buy_rate_table_id=price_list("Buy", "buy", "0.01").pk,
-    )
-    peer_services.add_gateway(supplier, actor=system, name="gw", host=SUPPLIER, port=SUPPLIER_PORT)
-    rule = RoutingRule.objects.create(plan=plan, prefix="49", method=Method.PRIORITY)
-    Route.objects.create(rule=rule, supplier=supplier, priority=1)
-    Node.objects.update(last_heartbeat=timezone.now())
+    customer, supplier = calling.build(origination="shared")
     flush, hold_ms = request.param
     nodes = started_nodes(tmp_path, binary, web="uvicorn", engine_settings={"OPENSIPS_DIALOG_FLUSH": flush})
-    netns.ip("addr", "add", f"{SUPPLIER}/{netns.TEST_NET.prefixlen}", "dev", "br0", namespace=nodes.hosts.hub)
-    nodes.processes.append(
-        nodes.hosts.run_hub(
-            [
-                sipp,
-                "-sf",
-                str(SCENARIOS / "uas_answer.xml"),
-                "-i",
-                SUPPLIER,
-                "-p",
-                str(SUPPLIER_PORT),
-                "-nostdin",
-            ],
-            stdout=(tmp_path / "supplier.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-    )
+    calling.start_supplier(nodes, sipp)
     yield nodes, sipp, customer, supplier, flush, hold_ms
     nodes.stop()
 
@@ -150,8 +69,9 @@ def test_a_node_killed_under_20_calls_a_second_loses_only_the_calls_it_held(worl
     run.mkdir()
     started = time.monotonic()
     customer_sipp = nodes.hosts.run_hub(
-        [sipp, f"{SHARED_IP}:5060", "-sf", str(SCENARIOS / "uac_call.xml"), "-i", CLIENT, "-p", "5070",
-         "-s", "4930123456", "-r", str(RATE), "-m", str(RATE * SECONDS), "-d", str(hold_ms),
+        [sipp, f"{SHARED_IP}:5060", "-sf", str(calling.SCENARIOS / "uac_call.xml"),
+         "-i", CLIENT, "-p", "5070", "-s", "4930123456",
+         "-r", str(RATE), "-m", str(RATE * SECONDS), "-d", str(hold_ms),
          "-recv_timeout", "5000", "-timeout", str(SECONDS + 30), "-nostdin",
          "-trace_stat", "-stf", str(run / "stat.csv"), "-fd", "1",
          "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", str(run / "errors.log")],

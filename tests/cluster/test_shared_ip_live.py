@@ -12,12 +12,17 @@ Runs with OPENSIPS_BIN (or opensips on PATH), keepalived, root, and DATABASE_URL
 served on its default socket: `pytest -m netns tests/cluster/test_shared_ip_live.py`.
 """
 
+import subprocess
+import sys
 import time
 
 import pytest
 
 from apps.nodes import services
+from apps.peers import services as peer_services
+from apps.peers.models import Peer
 from apps.tenancy.scope import Scope
+from tests.cluster import netns
 from tests.cluster.live_nodes import (
     SHARED_IP,
     address,
@@ -27,8 +32,11 @@ from tests.cluster.live_nodes import (
     started_nodes,
     wait_until,
 )
+from tests.factories import make_peer
 
 pytestmark = pytest.mark.netns
+
+REGISTRAR = str(netns.TEST_NET.network_address + 252)
 
 # A dead holder is replaced after VRRP's master-down interval (about 3.5 s with one
 # advertisement a second: test_keepalived_failover); OPTIONS are sent every 50 ms.
@@ -51,9 +59,36 @@ def nodes(transactional_db, tmp_path):
             media_enabled=False,
             vrrp_priority={1: 150, 2: 140, 3: 130}[i],
         )
+    # A supplier's registrar on the bridge: the one shared-IP registration goes there.
+    supplier = make_peer("Carrier", role=Peer.Role.SUPPLIER)
+    peer_services.add_registration(
+        supplier,
+        actor=system,
+        registrar=f"sip:{REGISTRAR}:5091",
+        aor=f"sip:4420000000@{REGISTRAR}",
+        expiry=60,
+    )
     nodes = started_nodes(tmp_path, binary, web="standin")
+    netns.ip(
+        "addr", "add", f"{REGISTRAR}/{netns.TEST_NET.prefixlen}", "dev", "br0", namespace=nodes.hosts.hub
+    )
+    registrar = nodes.hosts.run_hub(
+        [sys.executable, "-m", "tests.cluster.registrar", REGISTRAR, "5091", str(tmp_path / "registers.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    nodes.processes.append(registrar)
+    assert registrar.stdout.readline().strip() == "ready"
     yield nodes
     nodes.stop()
+
+
+def registers(nodes, *, after: float = 0) -> int:
+    """REGISTERs the registrar received after `after` (seconds since the epoch)."""
+    log = nodes.root / "registers.log"
+    if not log.exists():
+        return 0
+    return sum(float(line.split()[0]) > after for line in log.read_text().splitlines())
 
 
 def test_sip_on_the_shared_address_and_the_sharing_tag_move_with_keepalived(nodes):
@@ -67,7 +102,10 @@ def test_sip_on_the_shared_address_and_the_sharing_tag_move_with_keepalived(node
     time.sleep(4)  # the others settle as backups
     assert [hosts.holds(i, SHARED_IP) for i in (1, 2, 3)] == [True, False, False]
     assert [shtag(hosts, i) for i in (2, 3)] == ["backup", "backup"]
+    # uac_registrant's timer (30 s) sends the shared-IP registration from the tag's holder only.
+    assert wait_until(lambda: registers(nodes) >= 1, 35)
 
+    killed_at = time.time()
     nodes.kill(1)
     answered = options_answered(hosts, MOVE_BOUND)
 
@@ -80,3 +118,13 @@ def test_sip_on_the_shared_address_and_the_sharing_tag_move_with_keepalived(node
     # registrations (uac_registrant rows tagged vip/1) now leave from node2.
     assert wait_until(lambda: shtag(hosts, 2) == "active", 10)
     assert shtag(hosts, 3) == "backup"
+    # ... and node2, now holding it, registers again (node1 is dead: whatever arrives is node2's).
+    assert wait_until(lambda: registers(nodes, after=killed_at) >= 1, 35)
+    print(
+        f"the shared-IP registration sent again {first_register_after(nodes, killed_at):.1f} s after the kill"
+    )
+
+
+def first_register_after(nodes, moment: float) -> float:
+    lines = (nodes.root / "registers.log").read_text().splitlines()
+    return min(float(line.split()[0]) for line in lines if float(line.split()[0]) > moment) - moment

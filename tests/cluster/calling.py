@@ -1,0 +1,101 @@
+"""A world that calls, for the live cluster tests: a prepaid customer on the bridge's CLIENT
+address, a supplier whose gateway is SIPp on SUPPLIER, prices for 49 and a routing plan."""
+
+import subprocess
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from django.utils import timezone
+
+from apps.billing.services.ledger import post_payment
+from apps.nodes import services as node_services
+from apps.nodes.models import Node
+from apps.peers import services as peer_services
+from apps.peers.models import Peer
+from apps.rates import services as rate_services
+from apps.rates.models import Rate
+from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
+from apps.tenancy.scope import Scope
+from tests.cluster import netns
+from tests.cluster.live_nodes import CLIENT, SHARED_IP, NodeProcesses, address
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
+# The supplier's gateway: another address of the bridge (a route back to the caller's own
+# address would be refused as a loop).
+SUPPLIER = str(netns.TEST_NET.network_address + 253)
+SUPPLIER_PORT = 5090
+
+
+def price_list(name: str, purpose: str, price: str):
+    system = Scope.system()
+    table = rate_services.create_rate_table(actor=system, name=name, purpose=purpose, currency="USD")
+    rate = Rate(
+        prefix="49",
+        destination="Germany",
+        price=Decimal(price),
+        connection_fee=Decimal(0),
+        min_seconds=1,
+        increment_seconds=1,
+        free_seconds=0,
+        effective_from=timezone.now() - timedelta(days=1),
+    )
+    rate_services.add_rates(table, [rate], actor=system)
+    return table
+
+
+def build(*, origination: str) -> tuple[Peer, Peer]:
+    """Three nodes (node1 150, node2 140, node3 130), the customer and the supplier; the
+    cluster's shared IP is SHARED_IP. Every node beats now."""
+    system = Scope.system()
+    plan = RoutingPlan.objects.create(name="Main")
+    node_services.update_cluster_settings(
+        actor=system,
+        changes={"origination_mode": origination, "shared_ip": SHARED_IP, "default_routing_plan_id": plan.pk},
+    )
+    for i in (1, 2, 3):
+        node_services.create_node(
+            actor=system,
+            name=f"node{i}",
+            management_address=address(i),
+            sip_address=address(i),
+            media_enabled=False,
+            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
+        )
+    customer = peer_services.create_peer(
+        actor=system,
+        name="Acme",
+        role=Peer.Role.CUSTOMER,
+        sell_rate_table_id=price_list("Retail", "sell", "0.02").pk,
+    )
+    peer_services.add_endpoint(customer, actor=system, ip=CLIENT)
+    # Enough for every call's reservation of the longest call (no worker rates calls here).
+    post_payment(customer.account, actor=system, amount=Decimal(100_000), reference="topup")
+    supplier = peer_services.create_peer(
+        actor=system,
+        name="Carrier",
+        role=Peer.Role.SUPPLIER,
+        buy_rate_table_id=price_list("Buy", "buy", "0.01").pk,
+    )
+    peer_services.add_gateway(supplier, actor=system, name="gw", host=SUPPLIER, port=SUPPLIER_PORT)
+    rule = RoutingRule.objects.create(plan=plan, prefix="49", method=Method.PRIORITY)
+    Route.objects.create(rule=rule, supplier=supplier, priority=1)
+    Node.objects.update(last_heartbeat=timezone.now())
+    return customer, supplier
+
+
+def start_supplier(nodes: NodeProcesses, sipp: str) -> None:
+    """SIPp answering every call on SUPPLIER:SUPPLIER_PORT, on the bridge."""
+    netns.ip("addr", "add", f"{SUPPLIER}/{netns.TEST_NET.prefixlen}", "dev", "br0", namespace=nodes.hosts.hub)
+    command = [
+        sipp,
+        "-sf",
+        str(SCENARIOS / "uas_answer.xml"),
+        "-i",
+        SUPPLIER,
+        "-p",
+        str(SUPPLIER_PORT),
+        "-nostdin",
+    ]
+    with (nodes.root / "supplier.log").open("w") as log:
+        nodes.processes.append(nodes.hosts.run_hub(command, stdout=log, stderr=subprocess.STDOUT))
