@@ -9,7 +9,6 @@ from pathlib import Path
 from django.utils import timezone
 
 from apps.billing.services.ledger import post_payment
-from apps.nodes import services as node_services
 from apps.nodes.models import Node
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
@@ -18,7 +17,7 @@ from apps.rates.models import Rate
 from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
 from tests.cluster import netns
-from tests.cluster.live_nodes import CLIENT, SHARED_IP, NodeProcesses, address
+from tests.cluster.live_nodes import CLIENT, NodeProcesses, make_nodes
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 # The supplier's gateway: another address of the bridge (a route back to the caller's own
@@ -49,19 +48,7 @@ def build(*, origination: str) -> tuple[Peer, Peer]:
     cluster's shared IP is SHARED_IP. Every node beats now."""
     system = Scope.system()
     plan = RoutingPlan.objects.create(name="Main")
-    node_services.update_cluster_settings(
-        actor=system,
-        changes={"origination_mode": origination, "shared_ip": SHARED_IP, "default_routing_plan_id": plan.pk},
-    )
-    for i in (1, 2, 3):
-        node_services.create_node(
-            actor=system,
-            name=f"node{i}",
-            management_address=address(i),
-            sip_address=address(i),
-            media_enabled=False,
-            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
-        )
+    make_nodes({"origination_mode": origination, "default_routing_plan_id": plan.pk})
     customer = peer_services.create_peer(
         actor=system,
         name="Acme",

@@ -25,6 +25,25 @@ def address(i: int) -> str:
     return str(netns.TEST_NET.network_address + i)
 
 
+def make_nodes(cluster: dict) -> None:
+    """The cluster settings `cluster` (its shared IP: SHARED_IP), and node1..node3 at their
+    namespaces' addresses, VRRP priorities 150, 140, 130, without media."""
+    from apps.nodes import services
+    from apps.tenancy.scope import Scope
+
+    system = Scope.system()
+    services.update_cluster_settings(actor=system, changes={"shared_ip": SHARED_IP, **cluster})
+    for i in (1, 2, 3):
+        services.create_node(
+            actor=system,
+            name=f"node{i}",
+            management_address=address(i),
+            sip_address=address(i),
+            media_enabled=False,
+            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
+        )
+
+
 def probe(hosts: netns.Hosts, *args: str, timeout: float, target: str = SHARED_IP) -> str | None:
     """tests/cluster/sip_probe.py run on the bridge, from CLIENT to `target`; its output."""
     run = hosts.run_hub(

@@ -17,7 +17,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.callcontrol.snapshot import LIVE_NODES_SECONDS
-from apps.nodes import services
 from apps.nodes.models import Node
 from apps.peers import services as peer_services
 from apps.tenancy.scope import Scope
@@ -25,6 +24,7 @@ from tests.cluster.live_nodes import (
     CLIENT,
     SHARED_IP,
     address,
+    make_nodes,
     options_answered,
     probe,
     skip_unless_possible,
@@ -39,18 +39,7 @@ pytestmark = pytest.mark.netns
 def nodes(transactional_db, tmp_path):
     binary = skip_unless_possible()
     system = Scope.system()
-    services.update_cluster_settings(
-        actor=system, changes={"shared_ip": SHARED_IP, "distribute_shared_ip": True}
-    )
-    for i in (1, 2, 3):
-        services.create_node(
-            actor=system,
-            name=f"node{i}",
-            management_address=address(i),
-            sip_address=address(i),
-            media_enabled=False,
-            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
-        )
+    make_nodes({"distribute_shared_ip": True})
     customer = make_peer("Acme")
     peer_services.add_endpoint(customer, actor=system, ip=CLIENT)
     beat(*Node.objects.all())

@@ -3,15 +3,15 @@ of every call, finished or cut, is settled once.
 
 Three nodes in network namespaces (tests/cluster/live_nodes.py) in shared-IP origination,
 each with OpenSIPS, call control and keepalived; node1 holds the shared IP. On the bridge,
-SIPp is the customer (20 calls/s to the shared IP) and another SIPp the supplier's gateway.
-Two runs: OpenSIPS writing its dialogs at shutdown only (the default, 2 s calls), and every
-2 s (OPENSIPS_DIALOG_FLUSH=2, 6 s calls), where the dead node's answered calls are billed
-from its dialog table. Ten seconds in, node1 dies (every process, SIGKILL). Measured: calls that failed,
-and how long from the kill until a call set up again; then the billing work the nodes'
-workers would do (CDR import, lost calls from the dead node's dialog table, rating, the
-reservation sweeps) runs here, and every answered call must be charged once on each side,
-no money stays reserved, and `check_ledger` is clean. Runs as test_shared_ip_live.py does,
-with SIPp.
+SIPp is the customer (20 calls/s to the shared IP for 60 s) and another SIPp the supplier's
+gateway. 20 s in, node1 dies (every process, SIGKILL). Two runs: OpenSIPS writing its
+dialogs at shutdown only (the default, 2 s calls), and every 2 s (OPENSIPS_DIALOG_FLUSH=2,
+6 s calls), where the dead node's answered calls are billed from its dialog table.
+Measured: calls that failed, and how long from the kill until a call set up again; then the
+billing work the nodes' workers would do (CDR import, lost calls from the dead node's dialog
+table, rating, the reservation sweeps) runs here, and every answered call must be charged
+once on each side, no money stays reserved, and `check_ledger` is clean. Runs as
+test_shared_ip_live.py does, with SIPp.
 """
 
 import csv
@@ -41,8 +41,8 @@ from tests.opensips.live import require_sipp
 
 pytestmark = pytest.mark.netns
 
-RATE, SECONDS = 20, 30
-KILL_AFTER = 10
+RATE, SECONDS = 20, 60
+KILL_AFTER = 20
 
 
 @pytest.fixture(params=[(0, 2000), (2, 6000)], ids=["dialogs-at-shutdown", "dialogs-flushed-every-2s"])

@@ -18,14 +18,13 @@ import time
 
 import pytest
 
-from apps.nodes import services
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
 from apps.tenancy.scope import Scope
 from tests.cluster import netns
 from tests.cluster.live_nodes import (
     SHARED_IP,
-    address,
+    make_nodes,
     options_answered,
     shtag,
     skip_unless_possible,
@@ -47,18 +46,7 @@ MOVE_BOUND = 6.0
 def nodes(transactional_db, tmp_path):
     binary = skip_unless_possible()
     system = Scope.system()
-    services.update_cluster_settings(
-        actor=system, changes={"origination_mode": "shared", "shared_ip": SHARED_IP}
-    )
-    for i in (1, 2, 3):
-        services.create_node(
-            actor=system,
-            name=f"node{i}",
-            management_address=address(i),
-            sip_address=address(i),
-            media_enabled=False,
-            vrrp_priority={1: 150, 2: 140, 3: 130}[i],
-        )
+    make_nodes({"origination_mode": "shared"})
     # A supplier's registrar on the bridge: the one shared-IP registration goes there.
     supplier = make_peer("Carrier", role=Peer.Role.SUPPLIER)
     peer_services.add_registration(
