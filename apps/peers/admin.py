@@ -7,7 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.billing.models import Account
 from apps.core.admin import (
@@ -31,6 +32,7 @@ from apps.peers import (
     admin_blocklists,  # noqa: F401  (registers the blocklist pages)
     services,
 )
+from apps.peers.interconnection import interconnection
 from apps.peers.models import Endpoint, Gateway, Peer, Registration, RewriteRule, SipAccount
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.admin import LoginForm
@@ -325,6 +327,7 @@ class PeerAdmin(ScopedModelAdmin):
         return [
             (None, {"fields": ("name", "company", "role", "reseller", "status_detail", "account_link")}),
             ("Routing and limits", {"fields": routing}),
+            ("Interconnection", {"fields": ("interconnection_sheet",)}),
             ("Notes", {"fields": ("notes",)}),
         ]
 
@@ -332,7 +335,7 @@ class PeerAdmin(ScopedModelAdmin):
         if obj is None:
             return ()
         # Owner and role are fixed at creation (update_peer refuses them).
-        return ("role", "reseller", "status_detail", "account_link")
+        return ("role", "reseller", "status_detail", "account_link", "interconnection_sheet")
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "role" and not self.scope(request).is_operator:
@@ -388,6 +391,23 @@ class PeerAdmin(ScopedModelAdmin):
         return format_html(
             '<a href="{}">{} {} ({})</a>', url, account.balance, account.currency, account.get_mode_display()
         )
+
+    @admin.display(description="addresses to send calls to")
+    def interconnection_sheet(self, peer):
+        """What the peer's portal shows it (apps.peers.interconnection)."""
+        addresses, fallback = interconnection(peer)
+        if not addresses:
+            return "No enabled node serves this peer: it has nowhere to send calls."
+        lines = format_html_join(
+            mark_safe("<br>"),
+            "{}:{} {}",
+            ((a.address, a.port, f"({a.node}{', ' + a.host if a.host else ''})" if a.node else "(any node)")
+             for a in addresses),
+        )  # fmt: skip
+        if not fallback:
+            return lines
+        spare = ", ".join(f"{a.address}:{a.port}" for a in fallback)
+        return format_html("{}<br>While these nodes are down (service-level HA): {}", lines, spare)
 
     # -- writes --
 

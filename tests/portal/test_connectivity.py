@@ -159,6 +159,34 @@ def test_with_service_level_ha_the_sheet_names_the_nodes_that_serve_while_the_cu
     assert other.sip_address not in fallback and "node3" not in body
 
 
+def test_with_the_distributor_the_sheet_gives_the_one_shared_address(client, cast, net):
+    NodeFactory(name="node2")
+    ClusterSettings.objects.update_or_create(
+        pk=ClusterSettings.SINGLETON_ID,
+        defaults={"shared_ip": "198.51.100.100", "distribute_shared_ip": True},
+    )
+    client.force_login(cast.a.customer_user)
+    body = client.get(CONNECTIVITY).content.decode()
+    assert body.count('<tr class="address">') == 1
+    assert "198.51.100.100" in body and "Any node" in body and cast.node.sip_address not in body
+
+
+def test_the_admin_peer_page_shows_the_peers_sheet(login, cast, net):
+    other = NodeFactory(name="node2", sip_address="198.51.100.22")
+    peer_services.assign_peer_to_nodes(cast.a.customer, [other], actor=SYSTEM)
+    ClusterSettings.objects.update_or_create(
+        pk=ClusterSettings.SINGLETON_ID, defaults={"serve_when_assigned_nodes_down": True}
+    )
+    body = (
+        login(cast.operator)
+        .get(reverse("admin:peers_peer_change", args=[cast.a.customer.pk]))
+        .content.decode()
+    )
+    sheet = body[body.index("Addresses to send calls to") :]
+    assert "198.51.100.22:5060 (node2)" in sheet
+    assert f"While these nodes are down (service-level HA): {cast.node.sip_address}:5060" in sheet
+
+
 def test_with_shared_ip_origination_the_sheet_gives_the_shared_address(client, cast, net):
     NodeFactory(name="node2")
     ClusterSettings.objects.update_or_create(

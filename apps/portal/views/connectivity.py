@@ -18,9 +18,10 @@ from django.views.decorators.http import require_POST
 
 from apps.core.errors import DomainError
 from apps.dids.models import Did
-from apps.nodes.models import ClusterSettings, Node
+from apps.nodes.models import Node
 from apps.opensips.models import Location
 from apps.peers import services as peer_services
+from apps.peers.interconnection import interconnection
 from apps.peers.models import Endpoint, SipAccount
 from apps.portal.forms_account import SipPasswordForm
 from apps.portal.views.common import context, customer, customer_required
@@ -42,16 +43,6 @@ class Contact:
     socket: str
     received: str
     node: Node | None
-
-
-@dataclass(frozen=True)
-class Address:
-    """Where the customer sends its calls: one line of the interconnection sheet."""
-
-    node: str
-    host: str
-    address: str
-    port: int
 
 
 def _parse_socket(socket: str) -> tuple[str, int] | None:
@@ -118,41 +109,6 @@ def registrations(accounts, *, now: datetime | None = None) -> dict[int, list[Co
         + ([] if account.username in shared else by_aor.get((account.username, ""), []))
         for account in accounts
     }
-
-
-def interconnection(peer) -> tuple[list[Address], list[Address]]:
-    """The addresses the customer sends calls to: its assigned nodes, else every enabled one;
-    and the fallback: the other enabled nodes, which serve it while its own are down when the
-    cluster offers service-level HA (ClusterSettings.serve_when_assigned_nodes_down).
-
-    With shared-IP origination every node listens on the cluster's virtual address, which is
-    then the one address to use."""
-    assigned = list(peer.nodes.all())
-    enabled = list(Node.objects.enabled())
-    # A peer served by assigned nodes is refused by the others, even when all of its own are
-    # disabled: then there is nowhere to send calls, and the sheet says so.
-    nodes = [node for node in assigned if node.enabled] if assigned else enabled
-    cluster = ClusterSettings.objects.filter(pk=ClusterSettings.SINGLETON_ID).first() or ClusterSettings()
-    fallback = (
-        [node for node in enabled if node not in assigned]
-        if assigned and cluster.serve_when_assigned_nodes_down
-        else []
-    )
-    shared = cluster.origination_mode == ClusterSettings.OriginationMode.SHARED and cluster.shared_ip
-    seen = set()
-
-    def sheet(nodes: list[Node]) -> list[Address]:
-        addresses = []
-        for node in sorted(nodes, key=lambda node: node.name):
-            address = cluster.shared_ip if shared else node.sip_address
-            if (address, node.sip_port) in seen:
-                continue
-            seen.add((address, node.sip_port))
-            host = "" if shared else node.public_hostname
-            addresses.append(Address(node=node.name, host=host, address=address, port=node.sip_port))
-        return addresses
-
-    return sheet(nodes), sheet(fallback)
 
 
 def _page(request, scope: Scope, *, forms: dict | None = None):
