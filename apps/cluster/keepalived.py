@@ -58,9 +58,15 @@ def keepalived_conf(
     mi_url: str,
     health_url: str,
     sharing_tag: str = NO_TAG,
+    advert_ms: int = 1000,
     scripts: Path = SCRIPTS,
 ) -> str:
-    """The whole keepalived.conf of node `name` (management `address`, VRRP `peers`)."""
+    """The whole keepalived.conf of node `name` (management `address`, VRRP `peers`).
+
+    One advertisement a second (`advert_ms` 1000) is VRRP version 2 with password
+    authentication; a shorter interval needs version 3, which has no authentication (RFC
+    5798 dropped it): the nodes then accept advertisements from their unicast peers only.
+    """
     shared = ipaddress.ip_interface(f"{shared_ip}/{prefix_length}")
     peer_lines = "\n".join(f"        {peer}" for peer in peers) or "        # no other node yet"
     # keepalived runs its scripts itself, without a shell: arguments must not hold spaces.
@@ -68,6 +74,16 @@ def keepalived_conf(
     notify = f"{scripts / 'smartswitch-notify'}"
     # Off, a node that comes back waits as backup: the address moves once per failure.
     stay = "" if preempt else "    nopreempt\n"
+    if advert_ms % 1000 == 0:
+        version, interval = "", f"{advert_ms // 1000}"
+        authentication = f"""    authentication {{
+        auth_type PASS
+        auth_pass {password}
+    }}
+"""
+    else:
+        version, interval = "    vrrp_version 3\n", f"{advert_ms / 1000:g}"
+        authentication = "    check_unicast_src\n"
     return f"""\
 # Rendered by `manage.py render_node_config --node {name}` from the Node rows and the
 # cluster settings: do not edit here (docs/CLUSTER.md, "Shared IP").
@@ -77,7 +93,7 @@ global_defs {{
     script_user root
     # Tell the network again where the address is, every minute, not only on a move.
     vrrp_garp_master_refresh 60
-}}
+{version}}}
 
 vrrp_script smartswitch_check {{
     script "{check}"
@@ -92,16 +108,12 @@ vrrp_instance smartswitch_shared_ip {{
     interface {interface}
     virtual_router_id {router_id}
     priority {priority}
-    advert_int 1
+    advert_int {interval}
 {stay}    unicast_src_ip {address}
     unicast_peer {{
 {peer_lines}
     }}
-    authentication {{
-        auth_type PASS
-        auth_pass {password}
-    }}
-    virtual_ipaddress {{
+{authentication}    virtual_ipaddress {{
         {shared.with_prefixlen} dev {interface}
     }}
     track_script {{
@@ -135,5 +147,6 @@ def render(node: Node, cluster: ClusterSettings) -> dict[str, str]:
             mi_url=mi_url(node),
             health_url=settings.KEEPALIVED_HEALTH_URL,
             sharing_tag=SHARED_IP_TAG if shared_origination else NO_TAG,
+            advert_ms=cluster.vrrp_advert_ms,
         )
     }

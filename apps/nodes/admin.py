@@ -306,7 +306,15 @@ class ClusterSettingsAdmin(ScopedModelAdmin):
         ),
         (
             "Shared IP (keepalived)",
-            {"fields": ("shared_ip_prefix_length", "vrrp_router_id", "vrrp_password", "shared_ip_preempt")},
+            {
+                "fields": (
+                    "shared_ip_prefix_length",
+                    "vrrp_router_id",
+                    "vrrp_password",
+                    "vrrp_advert_ms",
+                    "shared_ip_preempt",
+                )
+            },
         ),
         ("Routing", {"fields": ("default_routing_plan", "quality_window")}),
         ("Call limits", {"fields": ("max_call_duration", "reservation_grace")}),

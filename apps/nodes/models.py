@@ -150,6 +150,12 @@ class ClusterSettings(models.Model):
         default=new_vrrp_password,
         help_text="VRRP authentication between the nodes' keepalived (8 characters at most).",
     )
+    vrrp_advert_ms = models.PositiveIntegerField(
+        default=1000,
+        help_text="Milliseconds between VRRP advertisements: a dead holder is replaced after about "
+        "three. 1000 (whole seconds): VRRP 2 with the password. Shorter: VRRP 3, which has no "
+        "password; the nodes then take advertisements from each other's addresses only.",
+    )
     shared_ip_preempt = models.BooleanField(
         default=False,
         help_text="When a node of higher priority comes back, it takes the shared IP back. Off: the "
@@ -222,6 +228,8 @@ class ClusterSettings(models.Model):
         widest = 128 if self.shared_ip and ipaddress.ip_address(self.shared_ip).version == 6 else 32
         if not 1 <= (self.shared_ip_prefix_length or 0) <= widest:
             raise ValidationError({"shared_ip_prefix_length": f"Between 1 and {widest}."})
+        if not 100 <= (self.vrrp_advert_ms or 0) <= 10000 or self.vrrp_advert_ms % 10:
+            raise ValidationError({"vrrp_advert_ms": "Between 100 and 10000, in steps of 10 (centiseconds)."})
         if not 1 <= (self.vrrp_router_id or 0) <= 255:
             raise ValidationError({"vrrp_router_id": "Between 1 and 255."})
         if not self.vrrp_password or not self.vrrp_password.isprintable() or " " in self.vrrp_password:

@@ -35,6 +35,7 @@ CLUSTER_SETTINGS = (
     "vrrp_router_id",
     "vrrp_password",
     "shared_ip_preempt",
+    "vrrp_advert_ms",
     "bind_address",
     "redirect_to_assigned_node",
     "serve_when_assigned_nodes_down",

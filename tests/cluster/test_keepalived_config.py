@@ -76,9 +76,23 @@ def test_preemption_and_dedicated_ip_origination_change_what_is_rendered(three_n
     assert "smartswitch-notify master http://10.9.0.1:8888/mi -\n" in conf.replace('"', "\n")
 
 
+def test_sub_second_advertisements_are_vrrp_3_without_the_password(three_nodes):
+    shared_ip(vrrp_advert_ms=500)
+
+    conf = render(three_nodes[0])
+
+    assert "    vrrp_version 3\n" in conf and "    advert_int 0.5\n" in conf
+    assert "auth_pass" not in conf and "    check_unicast_src\n" in conf
+    one_second = shared_ip(vrrp_advert_ms=1000)
+    conf = render(three_nodes[0])
+    assert "vrrp_version" not in conf and "    advert_int 1\n" in conf
+    assert f"auth_pass {one_second.vrrp_password}" in conf
+
+
 @pytest.mark.skipif(shutil.which("keepalived") is None, reason="no keepalived: install Debian's keepalived")
-def test_keepalived_accepts_the_rendered_file(three_nodes, tmp_path):
-    shared_ip()
+@pytest.mark.parametrize("advert_ms", [1000, 300])
+def test_keepalived_accepts_the_rendered_file(three_nodes, tmp_path, advert_ms):
+    shared_ip(vrrp_advert_ms=advert_ms)
     path = tmp_path / "keepalived.conf"
     path.write_text(render(three_nodes[0]))
 
@@ -99,6 +113,8 @@ def test_keepalived_accepts_the_rendered_file(three_nodes, tmp_path):
         ({"vrrp_router_id": 0}, "vrrp_router_id"),
         ({"vrrp_router_id": 256}, "vrrp_router_id"),
         ({"vrrp_password": "a b"}, "vrrp_password"),
+        ({"vrrp_advert_ms": 50}, "vrrp_advert_ms"),
+        ({"vrrp_advert_ms": 1005}, "vrrp_advert_ms"),
     ],
 )
 def test_bad_shared_ip_settings_are_refused_naming_the_field(changes, field):

@@ -35,6 +35,8 @@ PRIORITIES = {1: 150, 2: 140, 3: 130}
 # The bound adds a second for a busy machine (the tests run beside others). A node coming
 # back (preemption) passes 2 checks, then waits out the master's silence as a backup does.
 MOVE_BOUND = 5.0
+# With advertisements every 0.5 s (VRRP 3): 1.5 s plus the skew, and the same second of slack.
+FAST_BOUND = 3.0
 RETURN_BOUND = 8.0
 ELECTION_BOUND = 10.0
 
@@ -44,6 +46,7 @@ class Cluster:
     hosts: netns.Hosts
     root: Path
     preempt: bool
+    advert_ms: int = 1000
     keepalived: dict[int, subprocess.Popen] = field(default_factory=dict)
     services: dict[int, subprocess.Popen] = field(default_factory=dict)
 
@@ -78,6 +81,7 @@ class Cluster:
                 mi_url=f"http://{self.hosts.address(i)}:8888/mi",
                 health_url="http://127.0.0.1:8000/health/",
                 sharing_tag=SHARED_IP_TAG,
+                advert_ms=self.advert_ms,
             )
         )
         with (self.root / f"keepalived{i}.log").open("a") as log:
@@ -152,11 +156,11 @@ def stop(process: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> Non
             process.wait(timeout=10)
 
 
-def started(tmp_path: Path, *, preempt: bool) -> Cluster:
+def started(tmp_path: Path, *, preempt: bool, advert_ms: int = 1000) -> Cluster:
     reason = netns.available() or (None if KEEPALIVED else "no keepalived: install Debian's keepalived")
     if reason:
         pytest.skip(reason)
-    cluster = Cluster(netns.Hosts(3), tmp_path, preempt)
+    cluster = Cluster(netns.Hosts(3), tmp_path, preempt, advert_ms)
     try:
         # node1 first: the first node up takes the address (without preemption, a node of
         # higher priority starting later leaves it where it is).
@@ -198,6 +202,19 @@ def test_the_address_moves_to_the_next_node_when_the_holder_dies(cluster):
     assert moved <= MOVE_BOUND
     assert cluster.wait_tags(2, [SHARED_IP_TAG]) == [SHARED_IP_TAG]  # the shared-IP registrations follow
     assert 3 not in cluster.holders()
+
+
+def test_with_half_second_advertisements_a_dead_holder_is_replaced_within_3_s(tmp_path):
+    cluster = started(tmp_path, preempt=False, advert_ms=500)
+    try:
+        killed = time.monotonic()
+        cluster.kill_node(1)
+        moved = cluster.wait_for(2, FAST_BOUND, since=killed, ignore=frozenset({1}))
+    finally:
+        cluster.close()
+
+    print(f"VRRP 3, 0.5 s advertisements, node1 killed: node2 holds {SHARED_IP} after {moved:.2f} s")
+    assert moved <= FAST_BOUND
 
 
 def test_a_node_whose_services_fail_gives_the_address_up_and_does_not_take_it_back(cluster):
