@@ -60,7 +60,8 @@ class CallRequest:
     # The request URI's host: names the account of an on-net call ("alice@b.example"), unless
     # it is one of our nodes' addresses.
     callee_domain: str | None = None
-    # The address the INVITE reached ($Ri): the shared IP when the cluster distributes it.
+    # The address the INVITE reached ($socket_in(ip)): the shared IP when the cluster
+    # distributes calls sent to it, else a node's socket address (0.0.0.0 for a wildcard).
     local_ip: str | None = None
 
 
@@ -582,9 +583,7 @@ def _may_call(snapshot: Snapshot, peer: PeerInfo, node, decision: Decision) -> b
             return True
         if snapshot.redirect_to_assigned_node and assigned:
             target = assigned[0]
-            decision.action, decision.code, decision.reason = "redirect", 302, f"Served by {target.name}"
-            host = f"[{target.sip_address}]" if ":" in target.sip_address else target.sip_address
-            decision.redirect_uri = f"sip:{decision.request.callee}@{host}:{target.sip_port}"
+            _redirect(decision, target)
             decision.step("node", f"not served on {node.name}: redirect to {target.name}", ok=False)
         else:
             decision.reject(403, f"Not served on node {node.name}", "node")
@@ -613,10 +612,15 @@ def _distribute(snapshot: Snapshot, peer: PeerInfo, decision: Decision) -> None:
         return
     target = min(candidates, key=lambda n: (snapshot.node_loads.get(n.id, 0), n.name))
     snapshot.node_loads[target.id] = snapshot.node_loads.get(target.id, 0) + 1
+    _redirect(decision, target)
+    decision.step("node", f"distributed to {target.name}", ok=False)
+
+
+def _redirect(decision: Decision, target) -> None:
+    """Answer 302 to the callee at node `target`'s own address."""
     decision.action, decision.code, decision.reason = "redirect", 302, f"Served by {target.name}"
     host = f"[{target.sip_address}]" if ":" in target.sip_address else target.sip_address
     decision.redirect_uri = f"sip:{decision.request.callee}@{host}:{target.sip_port}"
-    decision.step("node", f"distributed to {target.name}", ok=False)
 
 
 def _blocked(snapshot: Snapshot, peer: PeerInfo, request: CallRequest, decision: Decision) -> bool:
