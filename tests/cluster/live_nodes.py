@@ -101,29 +101,10 @@ class NodeProcesses:
         self.hosts, self.root, self.processes = hosts, root, processes
 
     def start_keepalived(self, i: int) -> None:
-        with (self.root / f"keepalived{i}.log").open("a") as log:
-            self.processes.append(
-                self.hosts.run(
-                    i,
-                    [
-                        KEEPALIVED,
-                        "--dont-fork",
-                        "--log-console",
-                        "--vrrp",
-                        f"--use-file={self.root / f'keepalived{i}.conf'}",
-                        f"--pid={self.root / f'keepalived{i}.pid'}",
-                        f"--vrrp_pid={self.root / f'vrrp{i}.pid'}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        self.processes.append(start_keepalived(self.hosts, self.root, i))
 
     def kill(self, i: int) -> None:
-        """Every process of node i killed at once, as when its machine dies."""
-        for pid in netns.ip("netns", "pids", self.hosts.names[i - 1]).split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+        kill_node(self.hosts, i)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -135,6 +116,30 @@ class NodeProcesses:
                 process.kill()
                 process.wait(timeout=10)
         self.hosts.close()
+
+
+def start_keepalived(hosts: netns.Hosts, root: Path, i: int) -> subprocess.Popen:
+    """Debian's keepalived (VRRP only) in node i's namespace, on root/keepalived{i}.conf,
+    logging to root/keepalived{i}.log."""
+    command = [
+        KEEPALIVED,
+        "--dont-fork",
+        "--log-console",
+        "--vrrp",
+        f"--use-file={root / f'keepalived{i}.conf'}",
+        f"--pid={root / f'keepalived{i}.pid'}",
+        f"--vrrp_pid={root / f'vrrp{i}.pid'}",
+    ]
+    with (root / f"keepalived{i}.log").open("a") as log:
+        return hosts.run(i, command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_node(hosts: netns.Hosts, i: int) -> None:
+    """Every process of node i killed at once (SIGKILL), as when its machine dies: its
+    keepalived sends no last advertisement and leaves the address on its interface."""
+    for pid in netns.ip("netns", "pids", hosts.names[i - 1]).split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def skip_unless_possible() -> Path:

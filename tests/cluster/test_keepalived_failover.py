@@ -8,10 +8,7 @@ Priorities: node1 150, node2 140, node3 130. Each move is timed from the failure
 holder having the address, and printed (docs/CLUSTER.md, "Shared IP", gives the figures).
 """
 
-import contextlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +20,10 @@ import pytest
 
 from apps.cluster.keepalived import keepalived_conf
 from apps.opensips.provisioning import SHARED_IP_TAG
-from tests.cluster import netns
+from tests.cluster import live_nodes, netns
 
 pytestmark = pytest.mark.netns
 
-KEEPALIVED = shutil.which("keepalived")
 SHARED_IP = str(netns.TEST_NET.network_address + 100)
 PRIORITIES = {1: 150, 2: 140, 3: 130}
 # VRRP with one advertisement a second: a backup takes over 3 advertisements plus its skew
@@ -65,7 +61,7 @@ class Cluster:
         stop(self.services.pop(i))
 
     def start_keepalived(self, i: int) -> None:
-        conf = self.root / f"node{i}.conf"
+        conf = self.root / f"keepalived{i}.conf"
         conf.write_text(
             keepalived_conf(
                 name=f"node{i}",
@@ -84,28 +80,10 @@ class Cluster:
                 advert_ms=self.advert_ms,
             )
         )
-        with (self.root / f"keepalived{i}.log").open("a") as log:
-            self.keepalived[i] = self.hosts.run(
-                i,
-                [
-                    KEEPALIVED,
-                    "--dont-fork",
-                    "--log-console",
-                    "--vrrp",
-                    f"--use-file={conf}",
-                    f"--pid={self.root / f'keepalived{i}.pid'}",
-                    f"--vrrp_pid={self.root / f'vrrp{i}.pid'}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.keepalived[i] = live_nodes.start_keepalived(self.hosts, self.root, i)
 
     def kill_node(self, i: int) -> None:
-        """Every process of node i killed at once (SIGKILL), as when the machine dies: its
-        keepalived sends no last advertisement and leaves the address on its interface."""
-        for pid in netns.ip("netns", "pids", self.hosts.names[i - 1]).split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+        live_nodes.kill_node(self.hosts, i)
         for process in (self.keepalived.pop(i), self.services.pop(i)):
             process.wait(timeout=10)
 
@@ -157,7 +135,9 @@ def stop(process: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> Non
 
 
 def started(tmp_path: Path, *, preempt: bool, advert_ms: int = 1000) -> Cluster:
-    reason = netns.available() or (None if KEEPALIVED else "no keepalived: install Debian's keepalived")
+    reason = netns.available() or (
+        None if live_nodes.KEEPALIVED else "no keepalived: install Debian's keepalived"
+    )
     if reason:
         pytest.skip(reason)
     cluster = Cluster(netns.Hosts(3), tmp_path, preempt, advert_ms)
