@@ -9,13 +9,31 @@ from apps.core.middleware import speaks_json
 
 
 def health(request):
-    """Liveness for load balancers and keepalived checks: the process answers and reads the DB."""
+    """Liveness for load balancers and keepalived checks: the process answers, and so does its
+    database; 503 when this node's Galera member is not in the cluster's primary component.
+
+    On a Galera member the check reads the member's own status and no table: a read that
+    waits for the cluster (wsrep_sync_wait) stalls on every node at once while the survivors
+    of a dead member wait to evict it, and keepalived would take the shared IP off them all.
+    """
     from django.conf import settings
 
+    from apps.cluster.presence import galera_state
     from apps.nodes.models import Node
 
-    Node.objects.filter(name=settings.NODE_NAME).exists()
-    return JsonResponse({"status": "ok", "node": settings.NODE_NAME})
+    galera = galera_state()
+    if not galera.member:
+        Node.objects.filter(name=settings.NODE_NAME).exists()
+        return JsonResponse({"status": "ok", "node": settings.NODE_NAME})
+    healthy = galera.ready and galera.cluster_status == "Primary" and not galera.error
+    return JsonResponse(
+        {
+            "status": "ok" if healthy else "unavailable",
+            "node": settings.NODE_NAME,
+            "database": galera.summary(),
+        },
+        status=200 if healthy else 503,
+    )
 
 
 # Clients of the JSON paths read JSON, also when no view answers (a path the resolver does

@@ -65,14 +65,24 @@ class GaleraState:
 
 
 def galera_state(*, using: str = DEFAULT_DB_ALIAS) -> GaleraState:
-    """Ask this node's own database for its Galera status (`SHOW GLOBAL STATUS LIKE 'wsrep_%'`)."""
+    """Ask this node's own database for its Galera status (`SHOW GLOBAL STATUS LIKE 'wsrep_%'`).
+
+    The answer is this member's own, and it must come also while the cluster stalls (its
+    members wait some seconds before they evict a dead one; /health/ asks meanwhile). So it
+    is asked without waiting for the cluster (wsrep_sync_wait), on a connection of its own:
+    a new Django connection begins with a SELECT of the server's version, which would wait.
+    """
     connection = connections[using]
     if connection.vendor != "mysql":
         return GaleraState(member=False)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep\\_%%'")
-            status = {name.lower(): value for name, value in cursor.fetchall()}
+        raw = connection.get_new_connection(connection.get_connection_params())
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute("SET STATEMENT wsrep_sync_wait = 0 FOR SHOW GLOBAL STATUS LIKE 'wsrep\\_%'")
+                status = {name.lower(): value for name, value in cursor.fetchall()}
+        finally:
+            raw.close()
     except Exception as exc:  # a member out of sync may refuse even this: that is its state
         return GaleraState(member=True, error=str(exc)[:200])
     return from_status(status)

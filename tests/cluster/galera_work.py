@@ -296,3 +296,24 @@ def copy_states(file_ids: list) -> None:
     """State of each copy of the files, by node, as this node's database says."""
     copies = FileCopy.objects.filter(file_id__in=file_ids).values_list("file_id", "node__name", "state")
     say(states=sorted([file_id, node, state] for file_id, node, state in copies))
+
+
+def health_at(go_at: float) -> None:
+    """Ask this node's /health/ at `go_at`; say its answer and the cluster's size right after.
+
+    Asked in a thread of its own: under ASGI each request of the web process has a database
+    connection of its own, begun by Django's SELECT of the server's version."""
+    from django.test import RequestFactory
+
+    from smartswitch.urls import health
+
+    connection.ensure_connection()  # this thread's, for the size below
+    answers = []
+    _wait_until(go_at)
+    asker = threading.Thread(target=lambda: answers.append(health(RequestFactory().get("/health/"))))
+    asker.start()
+    asker.join()
+    with connection.cursor() as cursor:
+        cursor.execute("SET STATEMENT wsrep_sync_wait = 0 FOR SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'")
+        size = int(cursor.fetchone()[1])
+    say(status=answers[0].status_code, body=json.loads(answers[0].content), cluster_size=size)

@@ -186,6 +186,24 @@ def test_the_singleton_lease_moves_to_another_node_when_its_holder_is_killed(clu
     assert held_by == ("node2",)
 
 
+def test_a_node_answers_its_health_check_while_the_cluster_waits_to_evict_a_dead_member(cluster):
+    """keepalived's check asks every node's /health/ every second. When a member dies, the
+    others' commits (and reads that wait for the cluster) stall until they evict it, some
+    seconds later: a health check that waited too would fail on every node at once, and
+    the shared IP would have nowhere to go."""
+    one, two, _ = cluster.members
+    go_at = time.time() + 6  # the process has loaded Django by then
+    asker = work(cluster, two, f"health_at({go_at})", background=True)
+    time.sleep(max(go_at - 0.5 - time.time(), 0))
+    cluster.kill(one)
+    out, err = asker.communicate(timeout=120)
+    (answer,) = lines(out) or [err]
+    assert answer["status"] == 200, answer
+    # Answered before the survivors evicted the dead member (they still counted three).
+    assert answer["cluster_size"] == 3
+    assert answer["body"]["database"] == "Synced, Primary, size 3, ready"
+
+
 def test_files_made_while_a_node_was_away_reach_it_once_it_is_back(cluster, world):
     one, two, three = cluster.members
     missing = rsync_missing()
