@@ -1,14 +1,18 @@
 """A world that calls, for the live cluster tests: a prepaid customer on the bridge's CLIENT
 address, a supplier whose gateway is SIPp on SUPPLIER, prices for 49 and a routing plan."""
 
+import csv
 import subprocess
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from django.core.management import call_command
 from django.utils import timezone
 
+from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services.ledger import post_payment
+from apps.cdr.models import Cdr
 from apps.nodes.models import Node
 from apps.peers import services as peer_services
 from apps.peers.models import Peer
@@ -17,7 +21,7 @@ from apps.rates.models import Rate
 from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
 from tests.cluster import netns
-from tests.cluster.live_nodes import CLIENT, NodeProcesses, make_nodes
+from tests.cluster.live_nodes import CLIENT, SHARED_IP, NodeProcesses, make_nodes
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 # The supplier's gateway: another address of the bridge (a route back to the caller's own
@@ -86,3 +90,57 @@ def start_supplier(nodes: NodeProcesses, sipp: str) -> None:
     ]
     with (nodes.root / "supplier.log").open("w") as log:
         nodes.processes.append(nodes.hosts.run_hub(command, stdout=log, stderr=subprocess.STDOUT))
+
+
+def start_customer(nodes: NodeProcesses, sipp: str, run: Path, *, rate: int, seconds: int, hold_ms: int):
+    """SIPp on the bridge calling the shared IP from CLIENT: `rate` calls/s for `seconds`, each
+    held `hold_ms`; its statistics and every answered call's set-up time go to `run`."""
+    run.mkdir()
+    return nodes.hosts.run_hub(
+        [sipp, f"{SHARED_IP}:5060", "-sf", str(SCENARIOS / "uac_call.xml"),
+         "-i", CLIENT, "-p", "5070", "-s", "4930123456",
+         "-r", str(rate), "-m", str(rate * seconds), "-d", str(hold_ms),
+         "-recv_timeout", "5000", "-timeout", str(seconds + 30), "-nostdin",
+         "-trace_stat", "-stf", str(run / "stat.csv"), "-fd", "1",
+         "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", str(run / "errors.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=run,
+    )  # fmt: skip
+
+
+def customer_counts(run: Path) -> tuple[int, int]:
+    """(successful, failed) calls of the customer's SIPp in `run`, from its last statistics."""
+    with (run / "stat.csv").open() as handle:
+        last = list(csv.DictReader(handle, delimiter=";"))[-1]
+    return int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+
+
+def first_setup_after(run: Path, moment: float) -> float:
+    """Seconds from `moment` (seconds since SIPp started) to the first call answered after it.
+
+    SIPp's -trace_rtt file has one row per answered call: milliseconds since it started;
+    the set-up time."""
+    answered = []
+    for path in run.glob("*_rtt.csv"):
+        with path.open() as handle:
+            for row in handle:
+                parts = row.strip().split(";")
+                try:
+                    answered.append(float(parts[0]) / 1000)
+                except (ValueError, IndexError):
+                    continue
+    after = [at for at in answered if at > moment]
+    assert after, "no call was set up after the kill"
+    return min(after) - moment
+
+
+def check_money(customer: Peer, supplier: Peer, successful: int) -> None:
+    """Every answered call (SIPp's `successful` at least) charged once on each side, no money
+    held, the books balanced."""
+    answered = Cdr.objects.filter(customer=customer, billable_seconds__gt=0)
+    assert answered.count() >= successful
+    for peer in (customer, supplier):
+        charges = LedgerEntry.objects.filter(account__peer=peer, kind=LedgerEntry.Kind.CHARGE)
+        assert charges.count() == answered.count(), peer
+    assert not Reservation.objects.active().exists()
+    assert Account.objects.get(peer=customer).reserved == 0
+    call_command("check_ledger", verbosity=0)

@@ -9,6 +9,10 @@ data directory, and reads no option file but its own.
 
 The product runs for real against each member: `manage` starts `manage.py` with
 DATABASE_URL pointing at that member, as a node's workers would.
+
+Given test hosts (tests/cluster/netns.py), member i runs in node i's namespace instead, on
+that node's address, as on a real node: the node's own processes reach it there, and a node
+killed whole takes its member with it.
 """
 
 import atexit
@@ -30,6 +34,7 @@ import pymysql
 from django.test import override_settings
 
 from apps.cluster.galera import Ports, galera_cnf
+from tests.cluster import netns
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
@@ -93,6 +98,7 @@ class Member:
     index: int
     directory: Path
     ports: Ports
+    address: str = "127.0.0.1"
     process: subprocess.Popen | None = None
     log_offset: int = 0
     started: list[float] = field(default_factory=list)
@@ -122,7 +128,8 @@ class Member:
         return self.process is not None and self.process.poll() is None
 
     def url(self, database: str = DATABASE) -> str:
-        return f"mysql://root@127.0.0.1:{self.ports.sql}/{database}"
+        """Over TCP at the member's address: for processes on its node (its namespace)."""
+        return f"mysql://root@{self.address}:{self.ports.sql}/{database}"
 
     def log_since_start(self) -> str:
         with contextlib.suppress(FileNotFoundError), self.log.open(errors="replace") as handle:
@@ -137,13 +144,21 @@ class Member:
 class GaleraCluster:
     """Start, query, kill and heal a loopback Galera cluster of `size` members."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, *, hosts=None) -> None:
+        """`hosts`: a netns.Hosts of at least `size` nodes, member i in node i's namespace."""
         # Not pytest's tmp_path: its parents are private to root, and mariadbd runs as mysql.
         self.root = Path(tempfile.mkdtemp(prefix="smartswitch-galera-"))
         self.root.chmod(0o755)
+        self.hosts = hosts
         ports = free_ports(4 * size)
         self.members = [
-            Member(i + 1, self.root / f"node{i + 1}", Ports(*ports[4 * i : 4 * i + 4])) for i in range(size)
+            Member(
+                i + 1,
+                self.root / f"node{i + 1}",
+                Ports(*ports[4 * i : 4 * i + 4]),
+                hosts.address(i + 1) if hosts else "127.0.0.1",
+            )
+            for i in range(size)
         ]
         self.timings: dict[str, float] = {}
         # Also when pytest itself dies of an exception outside the fixture's finally.
@@ -167,8 +182,8 @@ class GaleraCluster:
             first,
             # Root over TCP (Django connects by address): the installed root@localhost only
             # accepts the unix socket. Users and DDL replicate to the joiners.
-            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';"
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+            f"CREATE USER IF NOT EXISTS 'root'@'{self._clients}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{self._clients}' WITH GRANT OPTION;"
             f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;",
         )
         for member in self.members[1:]:
@@ -218,7 +233,18 @@ class GaleraCluster:
 
     # -- reading ----------------------------------------------------------------------
 
+    @property
+    def _clients(self) -> str:
+        """Where root may connect from over TCP: loopback, or the test network."""
+        if self.hosts is None:
+            return "127.0.0.1"
+        return f"{netns.TEST_NET.network_address}/{netns.TEST_NET.netmask}"
+
     def connect(self, member: Member, database: str | None = DATABASE) -> pymysql.Connection:
+        if self.hosts is not None:  # this process is outside the members' namespaces
+            return pymysql.connect(
+                unix_socket=str(member.socket), user="root", database=database, autocommit=True
+            )
         return pymysql.connect(
             host="127.0.0.1",
             port=member.ports.sql,
@@ -308,11 +334,13 @@ class GaleraCluster:
     # -- internals --------------------------------------------------------------------
 
     def _write_cnf(self, member: Member) -> None:
-        members = [("127.0.0.1", m.ports) for m in self.members]
+        members = [(m.address, m.ports) for m in self.members]
         # A small gcache: three of them on one test machine. Still ample for what one
         # member misses during a test, so a restart is served by IST.
         with override_settings(GALERA_GCACHE_SIZE="64M", GALERA_SST_METHOD="rsync"):
-            rendered = galera_cnf(name=member.name, address="127.0.0.1", members=members, ports=member.ports)
+            rendered = galera_cnf(
+                name=member.name, address=member.address, members=members, ports=member.ports
+            )
         run_as = "user = mysql\n" if os.geteuid() == 0 else ""
         member.cnf.write_text(
             f"""\
@@ -358,12 +386,13 @@ max_connections = 100
     def _launch(self, member: Member, *extra: str) -> None:
         member.log_offset = member.log.stat().st_size if member.log.exists() else 0
         member.started.append(time.monotonic())
-        member.process = subprocess.Popen(  # noqa: S603
-            [binary("mariadbd"), f"--defaults-file={member.cnf}", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a ^C to pytest reaches pytest, which stops us cleanly
-        )
+        command = [binary("mariadbd"), f"--defaults-file={member.cnf}", *extra]
+        streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if self.hosts is not None:
+            member.process = self.hosts.run(member.index, command, **streams)
+            return
+        # start_new_session: a ^C to pytest reaches pytest, which stops us cleanly.
+        member.process = subprocess.Popen(command, **streams, start_new_session=True)  # noqa: S603
 
     def _recover_position(self, member: Member) -> str:
         """The last committed position in the member's InnoDB, as `mariadbd --wsrep-recover` finds it.

@@ -97,8 +97,8 @@ def wait_until(check, bound: float) -> bool:
 class NodeProcesses:
     """The processes of the namespaced nodes, and what the tests do to them."""
 
-    def __init__(self, hosts: netns.Hosts, root: Path, processes: list) -> None:
-        self.hosts, self.root, self.processes = hosts, root, processes
+    def __init__(self, hosts: netns.Hosts, root: Path, processes: list, galera=None) -> None:
+        self.hosts, self.root, self.processes, self.galera = hosts, root, processes, galera
 
     def start_keepalived(self, i: int) -> None:
         self.processes.append(start_keepalived(self.hosts, self.root, i))
@@ -115,6 +115,8 @@ class NodeProcesses:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+        if self.galera is not None:
+            self.galera.stop()  # before its members' namespaces go
         self.hosts.close()
 
 
@@ -161,13 +163,27 @@ def skip_unless_possible() -> Path:
 
 
 def started_nodes(
-    root: Path, binary: Path, *, web: str, engine_settings: dict | None = None
+    root: Path,
+    binary: Path,
+    *,
+    web: str,
+    engine_settings: dict | None = None,
+    hosts: netns.Hosts | None = None,
+    galera=None,
+    workers: bool = False,
+    environment: dict | None = None,
 ) -> NodeProcesses:
     """Three nodes of the cluster settings as they are (the caller made them), each in its
     namespace: OpenSIPS on its rendered cfg, and `web` on 127.0.0.1:8000 there ("standin":
     /health/ only; "uvicorn": the product, call control included). keepalived's files are
     written (keepalived{i}.conf) but not started: NodeProcesses.start_keepalived.
-    `engine_settings` override settings for the rendered opensips.cfg."""
+    `engine_settings` override settings for the rendered opensips.cfg.
+
+    By default the nodes share the host's MariaDB (over its socket) in new namespaces. Given
+    `hosts` and a `galera` cluster started in them (tests/cluster/galera_harness.py), each
+    node's processes use the member on their own node instead, and the nodes own both.
+    `workers`: each node also runs its worker (`manage.py qcluster`). `environment`: more
+    variables for the product's processes (web and worker)."""
     from django.db import connection, transaction
     from django.test import override_settings
 
@@ -178,16 +194,33 @@ def started_nodes(
     from tests.opensips import live
 
     database = connection.settings_dict
-    hosts = netns.Hosts(3, hub_address=CLIENT)
-    nodes = NodeProcesses(hosts, root, [])
+    hosts = hosts or netns.Hosts(3, hub_address=CLIENT)
+    nodes = NodeProcesses(hosts, root, [], galera)
+    socket_host = str(SOCKET).replace("/", "%2F")
+
+    def product(i: int, name: str) -> dict:
+        """The environment of node i's product processes."""
+        if galera is not None:
+            url = galera.members[i - 1].url()
+        else:  # namespaces share the file system: MariaDB's socket reaches the host's server
+            url = f"mysql://{database['USER']}@{socket_host}/{database['NAME']}"
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "smartswitch.settings",
+            "DATABASE_URL": url,
+            "NODE_NAME": name,
+            "SMARTSWITCH_VAR_DIR": str(root / f"var{i}"),
+            "PREFIX_INDEX_DIR": str(root / f"prefix-index{i}"),
+            "CALL_CONTROL_THREADS": "4",
+            **(environment or {}),
+        }
+
     try:
         for node in Node.objects.all():
             dialogs.ensure_table(node.pk)
         with transaction.atomic():
             provisioning.sync_tables()
         engine = {
-            # Namespaces share the file system: MariaDB's socket reaches the host's server.
-            "OPENSIPS_DB_URL": f"mysql://{database['USER']}@localhost/{database['NAME']}",
             "OPENSIPS_MODULES_DIR": live.modules_dir(binary),
             "OPENSIPS_HEP_PORT": 0,
             **(engine_settings or {}),
@@ -195,7 +228,10 @@ def started_nodes(
         cluster = ClusterSettings.load()
         for i, node in enumerate(Node.objects.order_by("name"), start=1):
             netns.ip("netns", "exec", hosts.names[i - 1], "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1")
-            with override_settings(**engine):
+            # OpenSIPS's "localhost" is the host's server, over its default socket.
+            local = f"mysql://{database['USER']}@localhost/{database['NAME']}"
+            opensips_db = galera.members[i - 1].url() if galera else local
+            with override_settings(**{"OPENSIPS_DB_URL": opensips_db, **engine}):
                 (root / f"node{i}.cfg").write_text(render(node, cluster)["opensips/opensips.cfg"])
             if cluster.shared_ip:
                 conf = keepalived.render(node, cluster)["keepalived/keepalived.conf"]
@@ -221,25 +257,18 @@ def started_nodes(
                 nodes.processes.append(hosts.run(i, command, stdout=subprocess.PIPE, text=True))
                 assert nodes.processes[-1].stdout.readline().strip() == "ready"
             else:
-                nodes.processes.append(_uvicorn(hosts, i, node.name, root, database))
+                nodes.processes.append(_uvicorn(hosts, i, root, product(i, node.name)))
+            if workers:
+                nodes.processes.append(_qcluster(hosts, i, root, product(i, node.name)))
         return nodes
     except BaseException:
         nodes.stop()
         raise
 
 
-def _uvicorn(hosts: netns.Hosts, i: int, name: str, root: Path, database: dict) -> subprocess.Popen:
+def _uvicorn(hosts: netns.Hosts, i: int, root: Path, environment: dict) -> subprocess.Popen:
     from django.conf import settings
 
-    socket_host = str(SOCKET).replace("/", "%2F")
-    environment = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{database['USER']}@{socket_host}/{database['NAME']}",
-        "NODE_NAME": name,
-        "SMARTSWITCH_VAR_DIR": str(root / f"var{i}"),
-        "PREFIX_INDEX_DIR": str(root / f"prefix-index{i}"),
-        "CALL_CONTROL_THREADS": "4",
-    }
     with (root / f"uvicorn{i}.log").open("w") as log:
         process = hosts.run(
             i,
@@ -256,3 +285,15 @@ def _uvicorn(hosts: netns.Hosts, i: int, name: str, root: Path, database: dict) 
     if not wait_until(answers, 60):
         raise AssertionError(f"node{i}'s web process: {(root / f'uvicorn{i}.log').read_text()[-3000:]}")
     return process
+
+
+def _qcluster(hosts: netns.Hosts, i: int, root: Path, environment: dict) -> subprocess.Popen:
+    """Node i's worker: django-q2's cluster of its node's schedules (and its heartbeat)."""
+    from django.conf import settings
+
+    with (root / f"qcluster{i}.log").open("w") as log:
+        return hosts.run(
+            i,
+            [sys.executable, "manage.py", "qcluster"],
+            stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=settings.BASE_DIR,
+        )  # fmt: skip

@@ -14,24 +14,18 @@ once on each side, no money stays reserved, and `check_ledger` is clean. Runs as
 test_shared_ip_live.py does, with SIPp.
 """
 
-import csv
-import subprocess
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
-from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import rating, reservations
 from apps.cdr import ingest
 from apps.cdr.models import Cdr
 from apps.nodes.models import Node
 from tests.cluster import calling
 from tests.cluster.live_nodes import (
-    CLIENT,
     SHARED_IP,
     options_answered,
     skip_unless_possible,
@@ -66,26 +60,15 @@ def test_a_node_killed_under_20_calls_a_second_loses_only_the_calls_it_held(worl
     time.sleep(3)
 
     run = tmp_path / "sipp"
-    run.mkdir()
     started = time.monotonic()
-    customer_sipp = nodes.hosts.run_hub(
-        [sipp, f"{SHARED_IP}:5060", "-sf", str(calling.SCENARIOS / "uac_call.xml"),
-         "-i", CLIENT, "-p", "5070", "-s", "4930123456",
-         "-r", str(RATE), "-m", str(RATE * SECONDS), "-d", str(hold_ms),
-         "-recv_timeout", "5000", "-timeout", str(SECONDS + 30), "-nostdin",
-         "-trace_stat", "-stf", str(run / "stat.csv"), "-fd", "1",
-         "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", str(run / "errors.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=run,
-    )  # fmt: skip
+    customer_sipp = calling.start_customer(nodes, sipp, run, rate=RATE, seconds=SECONDS, hold_ms=hold_ms)
     time.sleep(KILL_AFTER)
     killed, killed_at = time.monotonic() - started, timezone.now()
     nodes.kill(1)
     customer_sipp.wait(timeout=SECONDS + 60)
 
-    with (run / "stat.csv").open() as handle:
-        last = list(csv.DictReader(handle, delimiter=";"))[-1]
-    successful, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
-    recovered = first_setup_after(run, killed)
+    successful, failed = calling.customer_counts(run)
+    recovered = calling.first_setup_after(run, killed)
     print(
         f"{RATE} calls/s for {SECONDS} s, node1 killed at {KILL_AFTER} s: {successful} completed, "
         f"{failed} failed; the first call set up {recovered:.2f} s after the kill"
@@ -113,35 +96,4 @@ def test_a_node_killed_under_20_calls_a_second_loses_only_the_calls_it_held(worl
         # Dialogs written at shutdown only: a killed node's calls leave no record, and no charge
         # on either side (the supplier's ledger and the customer's agree).
         assert estimated == 0
-    answered = Cdr.objects.filter(customer=customer, billable_seconds__gt=0)
-    assert answered.count() >= successful
-    assert (
-        LedgerEntry.objects.filter(account__peer=customer, kind=LedgerEntry.Kind.CHARGE).count()
-        == answered.count()
-    )
-    assert (
-        LedgerEntry.objects.filter(account__peer=supplier, kind=LedgerEntry.Kind.CHARGE).count()
-        == answered.count()
-    )
-    assert not Reservation.objects.active().exists()
-    assert Account.objects.get(peer=customer).reserved == 0
-    call_command("check_ledger", verbosity=0)
-
-
-def first_setup_after(run: Path, moment: float) -> float:
-    """Seconds from `moment` (seconds since SIPp started) to the first call answered after it.
-
-    SIPp's -trace_rtt file has one row per answered call: milliseconds since it started;
-    the set-up time."""
-    answered = []
-    for path in run.glob("*_rtt.csv"):
-        with path.open() as handle:
-            for row in handle:
-                parts = row.strip().split(";")
-                try:
-                    answered.append(float(parts[0]) / 1000)
-                except (ValueError, IndexError):
-                    continue
-    after = [at for at in answered if at > moment]
-    assert after, "no call was set up after the kill"
-    return min(after) - moment
+    calling.check_money(customer, supplier, successful)
