@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.fraud",
     "apps.reports",
     "apps.live",
+    "apps.invoicing",
 ]
 
 MIDDLEWARE = [

@@ -23,6 +23,11 @@ class Account(TimestampedModel):
         PREPAID = "prepaid", _("Prepaid")
         POSTPAID = "postpaid", _("Postpaid")
 
+    class InvoicePeriod(models.TextChoices):
+        MONTHLY = "monthly", _("Monthly")
+        WEEKLY = "weekly", _("Weekly (Monday to Sunday)")
+        NONE = "none", _("Only on demand")
+
     peer = models.OneToOneField("peers.Peer", on_delete=models.PROTECT, related_name="account")
     currency = CurrencyField()
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PREPAID)
@@ -36,6 +41,18 @@ class Account(TimestampedModel):
     # Set when the balance fell below the threshold and the warning was sent; cleared when
     # the balance is back at or above it, so that each crossing warns once.
     low_balance_warned = models.BooleanField(default=False, editable=False)
+    invoice_period = models.CharField(
+        max_length=7,
+        choices=InvoicePeriod.choices,
+        default=InvoicePeriod.MONTHLY,
+        help_text="Invoices are issued after each period, on the customer's clock; any period on demand.",
+    )
+    tax_rate = models.DecimalField(
+        max_digits=7, decimal_places=4, null=True, blank=True, help_text="Percent; empty: the issuer's rate."
+    )
+    invoice_language = models.CharField(
+        max_length=10, blank=True, help_text="Of invoices and their e-mails; empty: the issuer's language."
+    )
     daily_spend_limit = MoneyField(
         null=True, blank=True, help_text="Most the customer may spend on calls in a day (its own time zone)."
     )
@@ -73,6 +90,8 @@ class Account(TimestampedModel):
         for name in ("daily_spend_limit", "monthly_spend_limit"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValidationError({name: "A spend limit is zero or more."})
+        if self.tax_rate is not None and not 0 <= self.tax_rate < 1000:
+            raise ValidationError({"tax_rate": "Between 0 and 999.9999 percent."})
 
     @property
     def spendable(self):
@@ -94,6 +113,7 @@ class LedgerEntry(models.Model):
         REFUND = "refund", _("Refund")
         FEE = "fee", _("Periodic fee")
         ADJUSTMENT = "adjustment", _("Adjustment")
+        TAX = "tax", _("Tax")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=10, choices=Kind.choices)

@@ -77,6 +77,11 @@ class RateTable(TimestampedModel):
         "(an on-net call), charged by the second.",
     )
     description = models.TextField(blank=True)
+    prices_include_tax = models.BooleanField(
+        default=False,
+        help_text="Sell prices with tax in them: invoices take the tax out of the charges "
+        "instead of adding it.",
+    )
     # Readers see the rate rows of this version (see Rate.version_from). An import writes
     # the next version beside the live one, in chunks, then moves this number in one
     # single-row update: nobody ever reads a half-imported table.
