@@ -79,7 +79,7 @@ screenshots: venv
 # updated from the marked strings), then compiled to the .mo files Django reads. Needs GNU
 # gettext: apt-get install gettext.
 .PHONY: messages
-messages: MESSAGE_APPS ?= apps/portal apps/live apps/reports apps/billing apps/peers
+messages: MESSAGE_APPS ?= apps/portal apps/live apps/reports apps/billing apps/peers apps/invoicing
 messages: venv
 	@command -v msgfmt >/dev/null || { echo "make messages needs GNU gettext (apt-get install gettext)" >&2; exit 1; }
 	@for app in $(MESSAGE_APPS); do \

@@ -91,8 +91,9 @@ def calculate(account: Account, starts_at: datetime, ends_at: datetime) -> Figur
     entries = LedgerEntry.objects.filter(account=account)
     period = entries.filter(occurred_at__gte=starts_at, occurred_at__lt=ends_at)
     figures = Figures(opening_balance=entries.filter(occurred_at__lt=starts_at).total() or ZERO)
-    for kind, name in KIND_FIELDS.items():
-        figures.sums[name] = period.filter(kind=kind).total() or ZERO
+    figures.sums = dict.fromkeys(KIND_FIELDS.values(), ZERO)
+    for row in period.order_by().values("kind").annotate(total=Sum("amount")):
+        figures.sums[KIND_FIELDS[row["kind"]]] = row["total"]
     calls = (
         period.filter(kind=Kind.CHARGE)
         .values("cdr__destination")
@@ -109,25 +110,29 @@ def calculate(account: Account, starts_at: datetime, ends_at: datetime) -> Figur
                 amount=row["amount"],
             )
         )
-    zone = account.peer.zone
     for entry in period.exclude(kind=Kind.CHARGE).order_by("occurred_at", "id"):
-        figures.lines.append(
-            InvoiceLine(
-                kind=LINE_KINDS[entry.kind],
-                description=(entry.description or entry.get_kind_display())[:200],
-                occurred_on=timezone.localtime(entry.occurred_at, zone).date(),
-                amount=entry.amount,
-            )
-        )
+        figures.lines.append(_line(entry, account.peer.zone))
     return figures
 
 
+def _line(entry: LedgerEntry, zone) -> InvoiceLine:
+    return InvoiceLine(
+        kind=LINE_KINDS[entry.kind],
+        description=(entry.description or entry.get_kind_display())[:200],
+        occurred_on=timezone.localtime(entry.occurred_at, zone).date(),
+        amount=entry.amount,
+    )
+
+
 @retry_on_conflict
-def create_invoice(account: Account, *, actor: Scope, period_start: date, period_end: date) -> Invoice:
+def create_invoice(
+    account: Account, *, actor: Scope, period_start: date, period_end: date, figures: bool = True
+) -> Invoice:
     """A draft invoice of `account` for the days period_start..period_end on its clock.
 
     The period must have ended and must not overlap another invoice's; asking again for the
-    same period returns the invoice there is.
+    same period returns the invoice there is. `figures=False` leaves them to `issue`, which
+    calculates them again anyway (the schedule issues at once).
     """
     ensure_manages(actor, account.peer.reseller_id)
     try:
@@ -159,7 +164,10 @@ def create_invoice(account: Account, *, actor: Scope, period_start: date, period
     )
     try:
         with transaction.atomic():
-            _fill(invoice, calculate(account, starts_at, ends_at))
+            if figures:
+                _fill(invoice, calculate(account, starts_at, ends_at))
+            else:
+                invoice.save()
     except IntegrityError:
         # Made meanwhile by another node's schedule (the period key is unique).
         return Invoice.objects.get(period_key=key)
@@ -167,8 +175,8 @@ def create_invoice(account: Account, *, actor: Scope, period_start: date, period
     return invoice
 
 
-def _fill(invoice: Invoice, figures: Figures, *, prices_include_tax: bool | None = None) -> None:
-    """Set `invoice`'s figures and tax from `figures`, save it and replace its lines."""
+def _fill(invoice: Invoice, figures: Figures, *, save: bool = True) -> None:
+    """Set `invoice`'s figures and tax from `figures`; `save`: save it and replace its lines."""
     account, issuer = invoice.account, invoice.issuer
     invoice.opening_balance = figures.opening_balance
     for name, value in figures.sums.items():
@@ -186,6 +194,8 @@ def _fill(invoice: Invoice, figures: Figures, *, prices_include_tax: bool | None
     )
     invoice.net, invoice.tax, invoice.total = taxed.net, taxed.tax, taxed.total
     invoice.amount_due = max(-invoice.closing_balance, ZERO)
+    if not save:
+        return
     invoice.save()
     invoice.lines.all().delete()
     for position, line in enumerate(figures.lines, start=1):
@@ -208,9 +218,10 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
         return invoice
     account = invoice.account
     invoice.issuer = issuer
-    _fill(invoice, calculate(account, invoice.starts_at, invoice.ends_at))
+    figures = calculate(account, invoice.starts_at, invoice.ends_at)
+    _fill(invoice, figures, save=False)
     if invoice.tax and not invoice.prices_include_tax:
-        post(
+        ((entry, created),) = post(
             [
                 Posting(
                     account.pk,
@@ -224,7 +235,10 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
             ],
             actor=actor,
         )
-        _fill(invoice, calculate(account, invoice.starts_at, invoice.ends_at))
+        if created:  # else the calculation had it already
+            figures.sums["tax_posted"] += entry.amount
+            figures.lines.append(_line(entry, account.peer.zone))
+    _fill(invoice, figures)
     invoice.sequence = issuer.next_invoice
     invoice.number = f"{issuer.invoice_prefix}{invoice.sequence:06d}"
     issuer.next_invoice += 1
@@ -400,11 +414,8 @@ def issue_due(*, now: datetime | None = None) -> dict[str, int]:
         ):
             continue
         try:
-            invoice = issue(
-                create_invoice(account, actor=system, period_start=first, period_end=last),
-                actor=system,
-                now=now,
-            )
+            draft = create_invoice(account, actor=system, period_start=first, period_end=last, figures=False)
+            invoice = issue(draft, actor=system, now=now)
             done["issued"] += 1
             if recipients(invoice):
                 send(invoice, actor=system, now=now)
