@@ -23,7 +23,7 @@ from tests.conftest import PASSWORD
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUES = [
     ROOT / f"apps/{app}/locale/es/LC_MESSAGES/django.po"
-    for app in ("portal", "live", "reports", "billing", "peers")
+    for app in ("portal", "live", "reports", "billing", "peers", "invoicing")
 ]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
