@@ -116,7 +116,12 @@ def _document_context(invoice: Invoice) -> dict:
         "language": translation.get_language(),
         "credit_note": credit_note,
         "title": _("Credit note") if credit_note else _("Invoice"),
-        "customer": {"name": peer.name, "company": peer.company if peer.company != peer.name else ""},
+        "customer": {
+            "name": peer.name,
+            "company": peer.company if peer.company != peer.name else "",
+            "billing_address": peer.billing_address,
+            "tax_id": peer.tax_id,
+        },
         "issued_on": _local_date(invoice.issued_at, invoice.time_zone),
         "corrects": corrects,
         "corrects_issued_on": _local_date(corrects.issued_at, corrects.time_zone) if corrects else None,

@@ -322,12 +322,14 @@ class PeerAdmin(ScopedModelAdmin):
                 (None, {"fields": ("name", "company", "role", "reseller")}),
                 ("Routing and limits", {"fields": routing}),
                 ("Account", {"fields": ("currency", "account_mode", "credit_limit")}),
+                ("Invoices", {"fields": ("billing_address", "tax_id")}),
                 ("Notes", {"fields": ("notes",)}),
             ]
         return [
             (None, {"fields": ("name", "company", "role", "reseller", "status_detail", "account_link")}),
             ("Routing and limits", {"fields": routing}),
             ("Interconnection", {"fields": ("interconnection_sheet",)}),
+            ("Invoices", {"fields": ("billing_address", "tax_id")}),
             ("Notes", {"fields": ("notes",)}),
         ]
 

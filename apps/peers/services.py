@@ -44,6 +44,8 @@ PEER_SETTINGS = (
     "recording_retention_days",
     "time_zone",
     "notes",
+    "billing_address",
+    "tax_id",
 )
 # Routing is the operator's: which plan a customer routes by, and whether its calls may be
 # sent to suppliers dearer than its price, are not for a reseller to choose.

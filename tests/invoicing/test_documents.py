@@ -160,6 +160,18 @@ def test_an_issued_invoice_shows_its_number_customer_lines_and_totals(customer):
     assert "<script" not in html and "http" not in html  # self-contained
 
 
+def test_the_customers_billing_address_and_tax_id_are_printed(db):
+    peer = make_peer(
+        "Bravo",
+        company="Bravo Telecom S.L.",
+        billing_address="Calle Mayor 1\n28013 Madrid",
+        tax_id="ESB12345678",
+    )
+    html = documents.render_html(make_invoice(peer))
+    assert "Calle Mayor 1<br>28013 Madrid" in html
+    assert "ESB12345678" in html
+
+
 def test_a_draft_is_labelled_draft_and_has_no_number(customer):
     invoice = make_invoice(
         customer, state=Invoice.State.DRAFT, number="", sequence=None, issued_at=None, due_on=None

@@ -97,6 +97,8 @@ class PeerSerializer(CreateOnlyFieldsMixin, ModelSerializer):
             "id",
             "name",
             "company",
+            "billing_address",
+            "tax_id",
             "role",
             "reseller",
             "enabled",
