@@ -28,6 +28,11 @@ from apps.tenancy.scope import Scope
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "Login lockout (default)"
+# Password-reset e-mails: at most this many requests per hour from one address, and for one
+# e-mail address, so the form can be used neither to flood a mailbox nor to spam from us.
+RESET_WINDOW = timedelta(hours=1)
+RESETS_PER_SOURCE = 5
+RESETS_PER_EMAIL = 3
 DEFAULT_SETTINGS = {"min_count": 10, "window_minutes": 15, "block_minutes": 15, "action": Action.BLOCK}
 
 
@@ -164,3 +169,21 @@ def _reseller_of(username: str) -> int | None:
     if membership is None:
         return None
     return membership.reseller_id or (membership.peer.reseller_id if membership.peer_id else None)
+
+
+def reset_allowed(email: str, source_ip: str, *, now: datetime | None = None) -> bool:
+    """Count a request for a password-reset e-mail; False when this address or this e-mail
+    asked too often within the hour (the refused requests count too)."""
+    now = now or timezone.now()
+    email = email.strip().lower()[:150]
+    recent = AuthFailure.objects.filter(realm=AuthFailure.Realm.RESET, created_at__gte=now - RESET_WINDOW)
+    allowed = (
+        recent.filter(source_ip=source_ip).count() < RESETS_PER_SOURCE
+        and recent.filter(username=email).count() < RESETS_PER_EMAIL
+    )
+    AuthFailure.objects.create(
+        realm=AuthFailure.Realm.RESET, source_ip=source_ip, username=email, created_at=now
+    )
+    if not allowed:
+        logger.warning("password reset for %s from %s refused: too many requests", email, source_ip)
+    return allowed

@@ -291,6 +291,8 @@ class AuthFailure(models.Model):
     class Realm(models.TextChoices):
         SIP = "sip", "SIP digest"
         WEB = "web", "Admin or portal login"
+        # Not a failure: a request for a password-reset e-mail, counted to limit them.
+        RESET = "rst", "Password reset request"
 
     realm = models.CharField(max_length=3, choices=Realm.choices)
     source_ip = models.GenericIPAddressField()

@@ -2,6 +2,7 @@
 and the portal's language remembered for the login."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -9,7 +10,10 @@ from django.contrib.auth import SESSION_KEY
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from apps.fraud import login
+from apps.fraud.models import AuthFailure
 from apps.tenancy import services as tenancy
 from apps.tenancy.models import ApiKey, Membership
 from apps.tenancy.scope import Scope
@@ -247,3 +251,31 @@ def test_an_unknown_language_is_refused(client_a, cast):
 
     assert response.status_code == 400
     assert Membership.objects.get(user=cast.a.customer_user).language == ""
+
+
+def test_password_reset_e_mails_are_limited_per_address_and_per_e_mail(client, cast):
+    """The form cannot flood a customer's mailbox or make us send mail for anyone at will;
+    past the limit the page is the same, only no e-mail goes."""
+    cast.a.customer_user.email = "a@example.com"
+    cast.a.customer_user.save()
+    url = reverse("portal:password-reset")
+
+    for _ in range(login.RESETS_PER_EMAIL + 1):
+        response = client.post(url, {"email": "a@example.com"}, REMOTE_ADDR="203.0.113.7")
+        assert response["Location"] == reverse("portal:password-reset-done")
+    assert len(mail.outbox) == login.RESETS_PER_EMAIL
+    # From elsewhere: still refused for that e-mail within the hour.
+    client.post(url, {"email": "a@example.com"}, REMOTE_ADDR="198.51.100.9")
+    assert len(mail.outbox) == login.RESETS_PER_EMAIL
+    # One address asking for many e-mails is stopped too.
+    for n in range(login.RESETS_PER_SOURCE):
+        client.post(url, {"email": f"nobody{n}@example.com"}, REMOTE_ADDR="198.51.100.9")
+    AuthFailure.objects.filter(realm=AuthFailure.Realm.RESET, username="a@example.com").delete()
+    client.post(url, {"email": "a@example.com"}, REMOTE_ADDR="198.51.100.9")
+    assert len(mail.outbox) == login.RESETS_PER_EMAIL
+    # An hour later it works again.
+    AuthFailure.objects.filter(realm=AuthFailure.Realm.RESET).update(
+        created_at=timezone.now() - login.RESET_WINDOW - timedelta(seconds=1)
+    )
+    client.post(url, {"email": "a@example.com"}, REMOTE_ADDR="198.51.100.9")
+    assert len(mail.outbox) == login.RESETS_PER_EMAIL + 1

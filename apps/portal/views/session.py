@@ -2,10 +2,12 @@
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse_lazy
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from apps.fraud.login import client_ip, reset_allowed
 from apps.portal.forms import CustomerLoginForm
 from apps.portal.forms_account import CustomerPasswordResetForm
 from apps.portal.views.account import set_language_cookie
@@ -43,6 +45,13 @@ class PortalPasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "portal/password_reset_subject.txt"
     form_class = CustomerPasswordResetForm
     success_url = reverse_lazy("portal:password-reset-done")
+
+    def form_valid(self, form):
+        """Send the e-mail unless this address or e-mail asked too often (apps.fraud.login);
+        the page that follows is the same either way, so it tells nobody which."""
+        if not reset_allowed(form.cleaned_data["email"], client_ip(self.request)):
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 class PortalPasswordResetConfirmView(auth_views.PasswordResetConfirmView):
