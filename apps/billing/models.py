@@ -17,7 +17,9 @@ from apps.core.models import CurrencyField, MoneyField, TimestampedModel
 
 
 class Account(TimestampedModel):
-    """The money of one peer: what a customer has with us, or we with a supplier."""
+    """The money of one peer (what a customer has with us, or we with a supplier), or of a
+    reseller with the operator: what its customers' traffic costs it at the operator's
+    prices, and the credit that bounds what they may spend together."""
 
     class Mode(models.TextChoices):
         PREPAID = "prepaid", _("Prepaid")
@@ -28,7 +30,12 @@ class Account(TimestampedModel):
         WEEKLY = "weekly", _("Weekly (Monday to Sunday)")
         NONE = "none", _("Only on demand")
 
-    peer = models.OneToOneField("peers.Peer", on_delete=models.PROTECT, related_name="account")
+    peer = models.OneToOneField(
+        "peers.Peer", null=True, blank=True, on_delete=models.PROTECT, related_name="account"
+    )
+    reseller = models.OneToOneField(
+        "tenancy.Reseller", null=True, blank=True, on_delete=models.PROTECT, related_name="account"
+    )
     currency = CurrencyField()
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PREPAID)
     credit_limit = MoneyField(default=0, help_text="Postpaid: how far below zero the balance may go.")
@@ -78,9 +85,22 @@ class Account(TimestampedModel):
 
     class Meta:
         ordering = ["peer__name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(peer__isnull=False, reseller__isnull=True)
+                | models.Q(peer__isnull=True, reseller__isnull=False),
+                name="account_of_a_peer_or_a_reseller",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.peer} ({self.currency})"
+        return f"{self.peer or self.reseller} ({self.currency})"
+
+    @property
+    def owner_reseller_id(self) -> int | None:
+        """The reseller that manages this account: a peer's owner; none for a reseller's own
+        account, which only the operator manages."""
+        return self.peer.reseller_id if self.peer_id else None
 
     def clean(self) -> None:
         if self.credit_limit is not None and self.credit_limit < 0:

@@ -18,22 +18,23 @@ def queue_low_balance_warning(account_id: int) -> None:
 
 def recipient(account: Account) -> str:
     """The account's own billing address, else its reseller's, else nobody."""
-    reseller = account.peer.reseller
+    reseller = account.peer.reseller if account.peer_id else account.reseller
     return account.notification_email or (reseller.email if reseller else "")
 
 
 def send_low_balance_warning(account_id: int) -> bool:
     """Tell the customer its balance fell below its threshold; False when there is nobody to tell."""
-    account = Account.objects.select_related("peer__reseller").get(pk=account_id)
+    account = Account.objects.select_related("peer__reseller", "reseller").get(pk=account_id)
+    holder = account.peer or account.reseller
     to = recipient(account)
     if not to:
         logger.warning(
             "account %s fell below its low-balance threshold; it has no e-mail address", account_id
         )
         return False
-    subject = f"Low balance: {account.peer.name} has {account.balance:.2f} {account.currency} left"
+    subject = f"Low balance: {holder.name} has {account.balance:.2f} {account.currency} left"
     body = (
-        f"The balance of {account.peer.name} is {account.balance} {account.currency}, below the "
+        f"The balance of {holder.name} is {account.balance} {account.currency}, below the "
         f"warning threshold of {account.low_balance_threshold} {account.currency}.\n\n"
     )
     if account.mode == Account.Mode.PREPAID:

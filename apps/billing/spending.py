@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 
 ZERO = Decimal(0)
@@ -24,7 +25,7 @@ class Spent:
 def spent(account, *, now: datetime | None = None) -> Spent:
     """The account's spending of the current day and month in its peer's time zone."""
     try:
-        zone = zoneinfo.ZoneInfo(account.peer.time_zone)
+        zone = zoneinfo.ZoneInfo(account.peer.time_zone if account.peer_id else settings.TIME_ZONE)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
         zone = zoneinfo.ZoneInfo("UTC")
     today = timezone.localtime(now or timezone.now(), zone).date()

@@ -968,7 +968,7 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         spend_month = spend_day.replace(day=1)
         limits = snapshot.reseller_limits.get(peer.reseller_id)
         if limits is not None:
-            reseller_limits = (limits.daily, limits.monthly, limits.account_ids)
+            reseller_limits = (limits.daily, limits.monthly, limits.account_ids, limits.credit_account_id)
     hold = reservations.Hold(
         account_id=peer.account_id,
         customer_id=peer.id,

@@ -347,11 +347,13 @@ class RepeatRule:
 
 @dataclass(frozen=True, slots=True)
 class ResellerLimits:
-    """A reseller's spend limits and its customers' accounts, whose spending they sum."""
+    """A reseller's spend limits and its customers' accounts, whose spending they sum; and
+    its own account with the operator, whose money bounds what they hold together."""
 
     daily: Decimal | None
     monthly: Decimal | None
     account_ids: tuple
+    credit_account_id: int | None = None
 
 
 @dataclass
@@ -427,17 +429,21 @@ def build() -> Snapshot:
     }
     currencies = dict(RateTable.objects.values_list("pk", "currency"))
     accounts, limited = {}, set()
-    for peer_id, account_id, daily, monthly in Account.objects.values_list(
+    for peer_id, account_id, daily, monthly in Account.objects.filter(peer__isnull=False).values_list(
         "peer_id", "pk", "daily_spend_limit", "monthly_spend_limit"
     ):
         accounts[peer_id] = account_id
         if daily is not None or monthly is not None:
             limited.add(peer_id)
+    # Resellers whose customers' spending is bounded together: by a spend limit, or by the
+    # money of the reseller's own account with the operator.
     limited_resellers = {
-        pk: (daily, monthly)
-        for pk, daily, monthly in Reseller.objects.filter(
-            Q(daily_spend_limit__isnull=False) | Q(monthly_spend_limit__isnull=False)
-        ).values_list("pk", "daily_spend_limit", "monthly_spend_limit")
+        pk: (daily, monthly, credit_account)
+        for pk, daily, monthly, credit_account in Reseller.objects.filter(
+            Q(daily_spend_limit__isnull=False)
+            | Q(monthly_spend_limit__isnull=False)
+            | Q(account__isnull=False)
+        ).values_list("pk", "daily_spend_limit", "monthly_spend_limit", "account")
     }
     node_ids: dict[int, set] = defaultdict(set)
     for peer_id, node_id in Peer.nodes.through.objects.values_list("peer_id", "node_id"):
@@ -651,8 +657,8 @@ def build() -> Snapshot:
         recording_stereo=settings.recording_stereo,
         repeat_rules=_repeat_rules(),
         reseller_limits={
-            pk: ResellerLimits(daily, monthly, tuple(sorted(reseller_accounts.get(pk, ()))))
-            for pk, (daily, monthly) in limited_resellers.items()
+            pk: ResellerLimits(daily, monthly, tuple(sorted(reseller_accounts.get(pk, ()))), credit_account)
+            for pk, (daily, monthly, credit_account) in limited_resellers.items()
         },
     )
     _load_alerts(snapshot)

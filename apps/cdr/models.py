@@ -49,6 +49,9 @@ class Cdr(models.Model):
     sip_reason = models.CharField(max_length=128, blank=True)
     sell_cost = MoneyField(null=True, blank=True)
     buy_cost = MoneyField(null=True, blank=True)
+    # What the customer's reseller pays the operator for the call (its account, at the
+    # operator's prices for it); empty for the operator's own customers.
+    reseller_cost = MoneyField(null=True, blank=True)
     rating_state = models.CharField(max_length=7, choices=RatingState.choices, default=RatingState.UNRATED)
     rating_error = models.CharField(max_length=200, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)

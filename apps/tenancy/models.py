@@ -43,6 +43,15 @@ class Reseller(TimestampedModel):
         help_text="Days its customers' recordings are kept unless a customer says otherwise; "
         "empty: the cluster's RECORDING_RETENTION_DAYS.",
     )
+    rate_table = models.ForeignKey(
+        "rates.RateTable",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resellers_charged",
+        help_text="The operator's prices for this reseller: its customers' calls are charged to "
+        "the reseller's account at these (with its account, billing.Account).",
+    )
 
     objects = ResellerQuerySet.as_manager()
 

@@ -239,7 +239,7 @@ def add_fee(
     prorate: bool = True,
 ) -> RecurringFee:
     """Charge `account` `amount` every period from `starts_on` (through `ends_on`, when given)."""
-    ensure_manages(actor, account.peer.reseller_id)
+    ensure_manages(actor, account.owner_reseller_id)
     fee = RecurringFee(
         account=account,
         name=name,

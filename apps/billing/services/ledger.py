@@ -41,6 +41,9 @@ ACCOUNT_SETTINGS = (
     "notification_email",
     "daily_spend_limit",
     "monthly_spend_limit",
+    "invoice_period",
+    "tax_rate",
+    "invoice_language",
 )
 # What one ledger row can hold at all (DECIMAL(20, 6)); the balance bound does the rest.
 STORABLE = STORAGE_LIMIT - MONEY_QUANTUM
@@ -90,13 +93,56 @@ def open_account(
     return account
 
 
+@retry_on_conflict
+def open_reseller_account(
+    reseller,
+    *,
+    actor: Scope,
+    rate_table_id: int,
+    mode: str = Account.Mode.POSTPAID,
+    credit_limit: Decimal = ZERO,
+) -> Account:
+    """Open `reseller`'s account with the operator (operator only), charged for its customers'
+    calls at the prices of `rate_table_id` (an operator's sell list in the reseller's
+    currency); its money then bounds what those customers may spend together."""
+    from apps.rates.models import RateTable
+    from apps.tenancy.models import Reseller
+
+    ensure_manages(actor, None)
+    reseller = Reseller.objects.select_for_update().get(pk=reseller.pk)
+    if Account.objects.filter(reseller=reseller).exists():
+        raise DomainError(f"{reseller} has an account already.")
+    table = RateTable.objects.filter(
+        pk=rate_table_id, reseller__isnull=True, purpose=RateTable.Purpose.SELL
+    ).first()
+    if table is None:
+        raise DomainError("Choose one of the operator's sell price lists.", field="rate_table_id")
+    if table.currency != reseller.currency:
+        raise DomainError(
+            f"The price list is in {table.currency}, the reseller in {reseller.currency}.",
+            field="rate_table_id",
+        )
+    reseller.rate_table = table
+    save_object(reseller, actor=actor, action="reseller.priced")
+    account = Account(
+        reseller=reseller,
+        currency=reseller.currency,
+        mode=mode,
+        credit_limit=check_amount(credit_limit, field="credit_limit", maximum=MAX_CREDIT_LIMIT),
+    )
+    save_object(account, actor=actor, action="account.opened")
+    announce("billing.Account", [account.pk])
+    announce("tenancy.Reseller", [reseller.pk])
+    return account
+
+
 # What a customer may set on its own account (the portal's Money page).
 CUSTOMER_ACCOUNT_SETTINGS = frozenset({"low_balance_threshold", "notification_email"})
 
 
 @retry_on_conflict
 def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
-    """Change an account's mode, credit limit or warning threshold; never its balance.
+    """Change an account's mode, limits, warning or invoicing settings; never its balance.
 
     A customer may change its own low-balance warning (threshold and e-mail), nothing else.
     """
@@ -107,7 +153,7 @@ def update_account(account: Account, *, actor: Scope, changes: dict) -> Account:
         if refused:
             raise NotAllowed(f"Your provider keeps these settings: {', '.join(sorted(refused))}.")
     else:
-        ensure_manages(actor, account.peer.reseller_id)
+        ensure_manages(actor, account.owner_reseller_id)
     current = Account.objects.select_for_update().get(pk=account.pk)
     changes = _bounded_settings(changes)
     apply_changes(current, changes, allowed=ACCOUNT_SETTINGS)
@@ -420,7 +466,7 @@ def _track_low_balances(account_ids: list[int]) -> None:
 def _post_one(
     account: Account, *, actor: Scope, kind: str, amount: Decimal, reference: str | None, description: str
 ) -> tuple[LedgerEntry, bool]:
-    ensure_manages(actor, account.peer.reseller_id)
+    ensure_manages(actor, account.owner_reseller_id)
     posting = Posting(account.pk, kind, amount, reference=reference, description=description)
     entry, created = post([posting], actor=actor)[0]
     if created:
@@ -466,7 +512,7 @@ def post_refund(
     amount = check_amount(amount, field="amount")
     if amount <= 0:
         raise DomainError("Give the refunded amount as a positive number.", field="amount")
-    ensure_manages(actor, account.peer.reseller_id)
+    ensure_manages(actor, account.owner_reseller_id)
     if allow_over_refund and not actor.is_operator:
         raise NotAllowed("Only the operator refunds more than was paid.", field="allow_over_refund")
     if not allow_over_refund:

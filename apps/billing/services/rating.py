@@ -77,6 +77,7 @@ RATING_FIELDS = (
     "rating_error",
     "sell_cost",
     "buy_cost",
+    "reseller_cost",
     "billable_seconds",
     "supplier_billable_seconds",
 )
@@ -92,6 +93,11 @@ class PeerPrices:
     account_id: int | None
     tech_prefix: str = ""
     zone: tzinfo | None = None  # its clock, for its price list's time periods (None: TIME_ZONE)
+    # A reseller's customer whose reseller has an account with the operator: that account
+    # is charged for the call at the operator's prices for the reseller (its rate table).
+    reseller: str = ""
+    reseller_account_id: int | None = None
+    reseller_table_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +111,7 @@ class Priced:
     occurred_at: datetime
     sell_cost: Decimal | None = None
     buy_cost: Decimal | None = None
+    reseller_cost: Decimal | None = None  # what the customer's reseller pays the operator
     billable_seconds: int = 0
     supplier_billable_seconds: int = 0
     destination: str = ""
@@ -139,10 +146,15 @@ class PeerDirectory:
         if not missing:
             return
         accounts = dict(Account.objects.filter(peer_id__in=missing).values_list("peer_id", "pk"))
-        for pk, name, sell, buy, tech_prefix, zone in Peer.objects.filter(pk__in=missing).values_list(
-            "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix", "time_zone"
-        ):
-            self.peers[pk] = PeerPrices(name, sell, buy, accounts.get(pk), tech_prefix or "", _zone(zone))
+        rows = Peer.objects.filter(pk__in=missing).values_list(
+            "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix", "time_zone",
+            "reseller__name", "reseller__account", "reseller__rate_table_id",
+        )  # fmt: skip
+        for pk, name, sell, buy, tech_prefix, zone, reseller, reseller_account, reseller_table in rows:
+            self.peers[pk] = PeerPrices(
+                name, sell, buy, accounts.get(pk), tech_prefix or "", _zone(zone),
+                reseller or "", reseller_account, reseller_table,
+            )  # fmt: skip
 
     def get(self, pk: int | None) -> PeerPrices | None:
         return self.peers.get(pk) if pk is not None else None
@@ -304,6 +316,11 @@ def price(
         priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {number}")
         return priced
     priced.sell_cost, priced.billable_seconds = charge.total, charge.seconds
+    if customer.reseller_account_id is not None and not _price_for_reseller(
+        priced, customer, number, duration_ms
+    ):
+        priced.sell_cost, priced.billable_seconds = None, 0
+        return priced
     if supplier_id is None:
         priced.buy_cost = money(0)  # answered without a supplier (on-net): nothing bought
         return priced
@@ -324,9 +341,31 @@ def price(
         else:
             priced.buy_cost, priced.supplier_billable_seconds = bought.total, bought.seconds
     if priced.error:
-        priced.sell_cost = None
+        priced.sell_cost = priced.reseller_cost = None
         priced.billable_seconds = 0
     return priced
+
+
+def _price_for_reseller(priced: Priced, customer: PeerPrices, number: str, duration_ms: int) -> bool:
+    """Price the call for the customer's reseller at the operator's prices for it, as they
+    stood when the call was set up, on the customer's clock; False (priced.error) without."""
+    reseller, created_at = customer.reseller, priced.occurred_at
+    if customer.reseller_table_id is None:
+        priced.error = f"Reseller {reseller} has an account with us but no price list."
+        return False
+    index = get_index(customer.reseller_table_id)
+    tariff = index.lookup(number, created_at, periods_at(index, created_at, customer.zone))
+    if tariff is None:
+        priced.error = (
+            f"No price for {number} in reseller {reseller}'s price list at {created_at:%Y-%m-%d %H:%M:%S}."
+        )
+        return False
+    cost = rate_call(tariff, duration_ms).total
+    if cost > MAX_AMOUNT:
+        priced.error = _too_dear(cost, f"reseller {reseller}'s price for {number}")
+        return False
+    priced.reseller_cost = cost
+    return True
 
 
 def _buy_price(supplier: PeerPrices, number: str, created_at: datetime) -> Tariff | None:
@@ -341,7 +380,8 @@ def _too_dear(cost: Decimal, price: str) -> str:
 
 
 def charges(priced: Priced, peers: PeerDirectory) -> list[Posting]:
-    """The ledger rows of a priced CDR: the customer's debit and our supplier's, if tracked."""
+    """The ledger rows of a priced CDR: the customer's debit, its reseller's with the
+    operator (when the reseller has an account), and our supplier's, if tracked."""
     postings = []
     occurred_at = priced.occurred_at
     customer = peers.get(priced.customer_id)
@@ -354,6 +394,19 @@ def charges(priced: Priced, peers: PeerDirectory) -> list[Posting]:
                 reference=f"cdr:{priced.cdr_id}",
                 cdr_id=priced.cdr_id,
                 description=f"Call to {priced.destination}"[:200] if priced.destination else "Call",
+                occurred_at=occurred_at,
+            )
+        )
+    if priced.reseller_cost and customer is not None and customer.reseller_account_id is not None:
+        # The reseller's account with the operator: its customer's call costs it this.
+        postings.append(
+            Posting(
+                customer.reseller_account_id,
+                LedgerEntry.Kind.CHARGE,
+                -priced.reseller_cost,
+                reference=f"cdr:{priced.cdr_id}",
+                cdr_id=priced.cdr_id,
+                description=f"Call of {customer.name}"[:200],
                 occurred_at=occurred_at,
             )
         )
@@ -448,6 +501,7 @@ def _rating_row(p: Priced) -> tuple:
         p.error[:ERROR_LENGTH],
         p.sell_cost,
         p.buy_cost,
+        p.reseller_cost,
         p.billable_seconds,
         p.supplier_billable_seconds,
     )
@@ -468,7 +522,7 @@ def _not_charged(mine: list[Priced], peers: PeerDirectory, refused: list[int]) -
                 f"Not charged: it would take the balance of account {accounts[0]} out of range "
                 f"(beyond +-{MAX_BALANCE:,.0f}); correct that balance, then rate the call again."
             )
-            p.sell_cost, p.billable_seconds = None, 0
+            p.sell_cost, p.reseller_cost, p.billable_seconds = None, None, 0
             stuck = True
     return stuck
 

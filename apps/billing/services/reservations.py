@@ -249,25 +249,50 @@ def _reseller_headroom(cursor, hold: Hold) -> list[Headroom | None]:
     """The reseller's limits against all its customers' spending (one query, only when it has one).
 
     The sums add amounts of the customers' accounts as they are: one currency is assumed
-    (the reseller's), and each customer's day is its own.
+    (the reseller's), and each customer's day is its own. The reseller's own account with
+    the operator bounds what its customers' live calls hold together: its balance and
+    credit, less their reservations. Those are at the customers' prices, more than the
+    reseller pays when it sells at a margin: the bound errs on the operator's side. It is
+    read, not locked (as the spend limits are): two calls authorized at once on two nodes
+    may both take the last of it, by a call's worth.
     """
     if not hold.reseller_limits:
         return []
-    daily, monthly, account_ids = hold.reseller_limits
+    daily, monthly, account_ids, credit_account_id = hold.reseller_limits
     if not account_ids:
         return []
+    credit = "NULL, NULL, NULL"
+    params = [_date_param(hold.spend_day), _date_param(hold.spend_month)]
+    if credit_account_id is not None:
+        credit = (
+            f"(SELECT mode FROM {_ACCOUNT} WHERE id = %s), (SELECT balance FROM {_ACCOUNT} WHERE id = %s),"
+            f" (SELECT credit_limit FROM {_ACCOUNT} WHERE id = %s)"
+        )
+        params += [credit_account_id] * 3
     cursor.execute(
         f"SELECT SUM(CASE WHEN spent_day_of = %s THEN spent_day ELSE 0 END),"
-        f" SUM(CASE WHEN spent_month_of = %s THEN spent_month ELSE 0 END), SUM(reserved)"
+        f" SUM(CASE WHEN spent_month_of = %s THEN spent_month ELSE 0 END), SUM(reserved), {credit}"
         f" FROM {_ACCOUNT} WHERE id IN ({', '.join(['%s'] * len(account_ids))})",
-        [_date_param(hold.spend_day), _date_param(hold.spend_month), *account_ids],
+        [*params, *account_ids],
     )
     # The limits come from the snapshot (the ORM); the sums are raw column values.
-    spent_day, spent_month, reserved = (_decimal(value or 0) for value in cursor.fetchone())
-    return [
+    spent_day, spent_month, reserved, mode, balance, credit_limit = cursor.fetchone()
+    spent_day, spent_month, reserved = (_decimal(value or 0) for value in (spent_day, spent_month, reserved))
+    headrooms = [
         _headroom("reseller's daily spend limit", daily, spent_day, reserved, "today"),
         _headroom("reseller's monthly spend limit", monthly, spent_month, reserved, "this month"),
     ]
+    if mode is not None:
+        spendable = _available(mode, _decimal(balance), _decimal(credit_limit), Decimal(0))
+        headrooms.append(
+            Headroom(
+                spendable - reserved,
+                "reseller's credit",
+                f"reseller's account with us: {spendable} to spend, "
+                f"{reserved} held by its customers' live calls",
+            )
+        )
+    return headrooms
 
 
 def _tightest(headrooms: list[Headroom | None]) -> Headroom | None:

@@ -16,13 +16,13 @@ class Command(BaseCommand):
         for account, balance, total in differences:
             flag = "" if balance_in_range(balance) else " (balance out of range)"
             self.stderr.write(
-                f"account {account.pk} ({account.peer}): balance {shown(balance)} != ledger {total} "
+                f"account {account.pk} ({account}): balance {shown(balance)} != ledger {total} "
                 f"(off by {shown(balance - total)}){flag}"
             )
         beyond = balances_out_of_range()
         for account in beyond:
             self.stderr.write(
-                f"account {account.pk} ({account.peer}): balance {shown(account.balance)} is out of range "
+                f"account {account.pk} ({account}): balance {shown(account.balance)} is out of range "
                 f"(beyond +-{MAX_BALANCE:,.0f}); bring it back with an operator's adjustment"
             )
         problems = []
