@@ -95,6 +95,7 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TICK = os.sysconf("SC_CLK_TCK")
 SELL_PRICE = Decimal("0.0600")  # per minute, billed per second
 BUY_PRICE = Decimal("0.0300")
+RESELLER_PRICE = Decimal("0.0450")  # --reseller: what the operator charges the reseller
 BALANCE = Decimal("100000")
 CATCH_UP_SECONDS = 240  # the longest wait for the billing loop after a step
 # Once everything is imported and rated, how long dialogs left in OpenSIPS are waited for
@@ -171,13 +172,17 @@ def configure(url: str, workdir: Path, mi_port: int) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
+def build_world(ports: dict[str, int], *, fraud: bool = False, reseller: bool = False) -> dict:
     """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes.
 
     With `fraud`, what issue 16 adds to a call's path, set so that it never refuses: daily
     and monthly spend limits on the customer's account (its calls take the reservation's
     long way and the rater moves its spend counters) and a repeated-number controller of 30
     calls a minute (one count per call; each call goes to a number of its own).
+
+    With `reseller`, the customer is a reseller's, and the reseller has an account with the
+    operator (postpaid, credit BALANCE) on an operator's list at RESELLER_PRICE: each call is
+    charged on three sides, and the reseller's credit is read by every authorization.
     """
     from django.db import transaction
     from django.utils import timezone
@@ -196,8 +201,10 @@ def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
 
     system = Scope.system()
 
-    def price_list(name: str, purpose: str, price: Decimal):
-        table = rate_services.create_rate_table(actor=system, name=name, purpose=purpose, currency="USD")
+    def price_list(name: str, purpose: str, price: Decimal, owner=None):
+        table = rate_services.create_rate_table(
+            actor=system, name=name, purpose=purpose, currency="USD", reseller_id=owner.pk if owner else None
+        )
         rate = Rate(
             prefix="49",
             destination="Germany",
@@ -214,10 +221,26 @@ def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
     node = node_services.create_node(
         actor=system, name=NODE, management_address=LOOPBACK, sip_address=LOOPBACK, sip_port=ports["sip"]
     )
-    sell = price_list("Bench retail", "sell", SELL_PRICE)
+    owner = reseller_account = None
+    tables = []
+    if reseller:
+        from apps.billing.services.ledger import open_reseller_account
+        from apps.tenancy import services as tenancy_services
+
+        owner = tenancy_services.create_reseller(actor=system, name="Bench reseller", currency="USD")
+        wholesale = price_list("Bench reseller cost", "sell", RESELLER_PRICE)
+        reseller_account = open_reseller_account(
+            owner, actor=system, rate_table_id=wholesale.pk, credit_limit=BALANCE
+        ).pk
+        tables.append(wholesale)
+    sell = price_list("Bench retail", "sell", SELL_PRICE, owner)
     buy = price_list("Bench carrier buy", "buy", BUY_PRICE)
     customer = peer_services.create_peer(
-        actor=system, name="Bench customer", role=Peer.Role.CUSTOMER, sell_rate_table_id=sell.pk
+        actor=system,
+        name="Bench customer",
+        role=Peer.Role.CUSTOMER,
+        sell_rate_table_id=sell.pk,
+        reseller_id=owner.pk if owner else None,
     )
     peer_services.add_endpoint(customer, actor=system, ip=CUSTOMER_IP)
     post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
@@ -249,7 +272,7 @@ def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
     )
     with transaction.atomic():
         provisioning.sync_tables()
-    for table in (sell, buy):
+    for table in (sell, buy, *tables):
         rebuild_index(table.pk)
     return {
         "node": node,
@@ -258,6 +281,7 @@ def build_world(ports: dict[str, int], *, fraud: bool = False) -> dict:
         "gateway": gateway,
         "customer_account": customer.account.pk,
         "supplier_account": supplier.account.pk,
+        "reseller_account": reseller_account,
     }
 
 
@@ -555,13 +579,17 @@ def wait_caught_up(args, mi_port: int, prefix: str) -> tuple[float, bool]:
 
 
 def books(
-    prefix: str, answered_by_sipp: int, customer_account: int, supplier_account: int
+    prefix: str,
+    answered_by_sipp: int,
+    customer_account: int,
+    supplier_account: int,
+    reseller_account: int | None = None,
 ) -> tuple[dict, bool]:
     """The ledger's side of the money checks, and whether it holds (also bench/call_path_galera.py).
 
     Every answered call of the step is one CDR, rated, charged once on the customer's and
-    once on the supplier's account for exactly its costs; nothing else is charged; and
-    check_ledger is clean.
+    once on the supplier's account (and once on the reseller's, with --reseller) for exactly
+    its costs; nothing else is charged; and check_ledger is clean.
     """
     from django.core.management import CommandError, call_command
     from django.db.models import Count, Sum
@@ -575,7 +603,7 @@ def books(
     distinct_calls = answered.values("call_id").distinct().count()
     not_rated = answered.exclude(rating_state=Cdr.RatingState.RATED).count()
     no_cost = answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
-    costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"))
+    costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"), reseller=Sum("reseller_cost"))
     charges = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, cdr__call_id__startswith=prefix)
     per_side = {
         row["account"]: row
@@ -586,9 +614,9 @@ def books(
     empty = {"n": 0, "total": Decimal(0), "cdrs": 0}
     customer = per_side.get(customer_account, empty)
     supplier = per_side.get(supplier_account, empty)
-    elsewhere = sum(
-        row["n"] for account, row in per_side.items() if account not in (customer_account, supplier_account)
-    )
+    reseller = per_side.get(reseller_account, empty)
+    sides = (customer_account, supplier_account, reseller_account)
+    elsewhere = sum(row["n"] for account, row in per_side.items() if account not in sides)
     unanswered_charged = charges.exclude(cdr__sip_code=200).count()
     try:
         with open(os.devnull, "w") as quiet:
@@ -607,9 +635,11 @@ def books(
         "customer_charged_cdrs": customer["cdrs"],
         "supplier_charges": supplier["n"],
         "supplier_charged_cdrs": supplier["cdrs"],
+        "reseller_charges": reseller["n"],
         "charges_elsewhere": elsewhere,
         "sell_matches": -(customer["total"] or 0) == (costs["sell"] or 0),
         "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
+        "reseller_matches": -(reseller["total"] or 0) == (costs["reseller"] or 0),
         "sell_total": costs["sell"],
         "unanswered_charged": unanswered_charged,
         "check_ledger": ledger,
@@ -619,7 +649,9 @@ def books(
         and not_rated == no_cost == 0
         and customer["n"] == customer["cdrs"] == n_answered
         and supplier["n"] == supplier["cdrs"] == n_answered
+        and (reseller_account is None or reseller["n"] == reseller["cdrs"] == n_answered)
         and elsewhere == unanswered_charged == 0
+        and result["reseller_matches"]
         and result["sell_matches"]
         and result["buy_matches"]
         and ledger == "clean"
@@ -635,7 +667,13 @@ def money_checks(world: dict, prefix: str, answered_by_sipp: int, mi_port: int) 
     from apps.billing.models import Account, Reservation
     from apps.cdr.models import Cdr
 
-    result, books_ok = books(prefix, answered_by_sipp, world["customer_account"], world["supplier_account"])
+    result, books_ok = books(
+        prefix,
+        answered_by_sipp,
+        world["customer_account"],
+        world["supplier_account"],
+        world["reseller_account"],
+    )
     open_reservations = Reservation.objects.active().count()
     # dlg_list also shows ended dialogs for a moment: only the active ones hold a call.
     live = {dialog.call_id for dialog in mi_client(mi_port).dialogs(context=False) if dialog.active}
@@ -822,6 +860,9 @@ def main() -> None:
     parser.add_argument(
         "--fraud", action="store_true", help="spend limits and a repeated-number controller that never refuse"
     )
+    parser.add_argument(
+        "--reseller", action="store_true", help="a reseller's customer, the reseller with an account with us"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -848,7 +889,7 @@ def main() -> None:
 
         create_database(args.database_url)
         call_command("migrate", verbosity=0)
-        world = build_world(ports, fraud=args.fraud)
+        world = build_world(ports, fraud=args.fraud, reseller=args.reseller)
         print(f"database {name} created and built", flush=True)
         cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
         roots = {}

@@ -355,14 +355,21 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
 
 def _reserve_whole_call(cursor, hold: Hold, now: datetime) -> Grant | None:
     """The short way: the maximum duration, if the account pays for it. None: take the long way."""
-    if hold.max_calls is not None or hold.reseller_limits:
-        # A live-call limit is counted exactly under the lock, on the long way; so is what
-        # a reseller's spend limit leaves (a sum over its customers' accounts).
+    if hold.max_calls is not None:
+        # A live-call limit is counted exactly under the lock, on the long way.
         return None
     whole = _whole_call(hold.tariff, hold.ceiling)
     if whole is None or whole[0] != hold.ceiling:
         return None
     seconds, amount = whole
+    if hold.reseller_limits:
+        # What the reseller's limits and credit leave is a sum over other accounts, read
+        # without their locks on either way: read it first, and take the long way only
+        # when it does not pay for the whole call (the customer's own lock is not held
+        # meanwhile, so a reseller's busy customer does not queue on its account row).
+        tightest = _tightest(_reseller_headroom(cursor, hold))
+        if tightest is not None and tightest.left < amount:
+            return None
     if connection.vendor == "mysql":
         spend = [None, None] if hold.spend_day is None else [hold.spend_day, hold.spend_month]
         reservation_id = _call(
