@@ -1,5 +1,7 @@
 """Accounts and their ledger: the ledger is the truth, the balance its cached sum."""
 
+import zoneinfo
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -95,6 +97,20 @@ class Account(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.peer or self.reseller} ({self.currency})"
+
+    @property
+    def holder(self):
+        """Whose money this is: the peer, or the reseller (its account with the operator)."""
+        return self.peer if self.peer_id else self.reseller
+
+    @property
+    def time_zone(self) -> str:
+        """The clock its days and months are counted on: the peer's, else the installation's."""
+        return self.peer.time_zone if self.peer_id else settings.TIME_ZONE
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return self.peer.zone if self.peer_id else zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
     @property
     def owner_reseller_id(self) -> int | None:

@@ -93,9 +93,27 @@ def _subject(invoice: Invoice) -> str:
     return _("Invoice %(number)s from %(issuer)s") % values
 
 
+def _customer(account) -> dict:
+    """Who is billed: the peer, or a reseller (its account with the operator), with the
+    details its own issuer profile prints on its invoices."""
+    if account.peer_id:
+        peer = account.peer
+        company, address, tax_id = peer.company, peer.billing_address, peer.tax_id
+    else:
+        peer = account.reseller
+        profile = Issuer.objects.filter(key=Issuer.key_for(peer.pk)).first()
+        company = profile.legal_name if profile else peer.company
+        address, tax_id = (profile.address, profile.tax_id) if profile else ("", "")
+    return {
+        "name": peer.name,
+        "company": company if company != peer.name else "",
+        "billing_address": address,
+        "tax_id": tax_id,
+    }
+
+
 def _document_context(invoice: Invoice) -> dict:
     issuer = invoice.issuer
-    peer = invoice.account.peer
     currency = invoice.currency
     lines = list(invoice.lines.all())
     credit_note = invoice.kind == Invoice.Kind.CREDIT_NOTE
@@ -116,12 +134,7 @@ def _document_context(invoice: Invoice) -> dict:
         "language": translation.get_language(),
         "credit_note": credit_note,
         "title": _("Credit note") if credit_note else _("Invoice"),
-        "customer": {
-            "name": peer.name,
-            "company": peer.company if peer.company != peer.name else "",
-            "billing_address": peer.billing_address,
-            "tax_id": peer.tax_id,
-        },
+        "customer": _customer(invoice.account),
         "issued_on": _local_date(invoice.issued_at, invoice.time_zone),
         "corrects": corrects,
         "corrects_issued_on": _local_date(corrects.issued_at, corrects.time_zone) if corrects else None,

@@ -130,3 +130,39 @@ def test_the_resellers_credit_bounds_what_its_customers_hold_together(world):
     post_payment(account, actor=SYSTEM, amount=Decimal(71), reference="wire-1")
     whole = call(two)  # 72.00 pays for the longest call (2 hours at 0.60/min)
     assert whole.routed and whole.max_duration == 7200
+
+
+def test_the_operator_invoices_the_reseller_for_its_customers_calls(cast, unrated_call):
+    from datetime import date
+
+    from django.db.models import Q
+
+    from apps.invoicing import documents
+    from apps.invoicing.models import Invoice, Issuer
+    from apps.invoicing.services import invoices
+
+    reseller = cast.a.reseller
+    open_reseller_account(
+        reseller, actor=SYSTEM, rate_table_id=operator_prices_for(reseller, "999", "0.18").pk
+    )
+    Issuer.objects.create(
+        key=Issuer.key_for(reseller.pk), reseller=reseller, legal_name="A Telecom GmbH", tax_id="DE123"
+    )
+    march = datetime(2024, 3, 5, tzinfo=UTC)
+    unrated_call(cast.a.customer, "0.25", created_at=march)
+    unrated_call(cast.a.customer, "0.40", created_at=march)
+    rating.rate_all()
+    Account.objects.filter(Q(reseller=reseller) | Q(peer=cast.a.customer)).update(
+        created_at=datetime(2020, 1, 1, tzinfo=UTC)
+    )
+
+    done = invoices.issue_due(now=datetime(2024, 4, 2, tzinfo=UTC))
+
+    mine = Invoice.objects.get(account__reseller=reseller)
+    assert (mine.issuer.key, mine.charges, mine.total) == ("operator", Decimal("-0.36"), Decimal("0.36"))
+    customers = Invoice.objects.get(account=cast.a.customer.account)
+    assert (customers.issuer.key, customers.total) == (f"reseller:{reseller.pk}", Decimal("0.65"))
+    assert done["issued"] == 2
+    html = documents.render_html(mine)
+    assert "A Telecom GmbH" in html and "DE123" in html
+    assert (mine.period_start, mine.period_end) == (date(2024, 3, 1), date(2024, 3, 31))

@@ -73,8 +73,9 @@ class Figures:
 
 
 def issuer_for(account: Account) -> Issuer:
-    """The profile of whoever invoices `account`: its customer's reseller, or the operator."""
-    reseller = account.peer.reseller
+    """The profile of whoever invoices `account`: its customer's reseller, or the operator
+    (for its own customers, and for a reseller's account with it)."""
+    reseller = account.peer.reseller if account.peer_id else None
     issuer, _ = Issuer.objects.get_or_create(
         key=Issuer.key_for(reseller.pk if reseller else None),
         defaults={
@@ -111,7 +112,7 @@ def calculate(account: Account, starts_at: datetime, ends_at: datetime) -> Figur
             )
         )
     for entry in period.exclude(kind=Kind.CHARGE).order_by("occurred_at", "id"):
-        figures.lines.append(_line(entry, account.peer.zone))
+        figures.lines.append(_line(entry, account.zone))
     return figures
 
 
@@ -134,9 +135,9 @@ def create_invoice(
     same period returns the invoice there is. `figures=False` leaves them to `issue`, which
     calculates them again anyway (the schedule issues at once).
     """
-    ensure_manages(actor, account.peer.reseller_id)
+    ensure_manages(actor, account.owner_reseller_id)
     try:
-        starts_at, ends_at = periods.instants(period_start, period_end, account.peer.zone)
+        starts_at, ends_at = periods.instants(period_start, period_end, account.zone)
     except ValueError as exc:
         raise DomainError(str(exc).capitalize() + ".", field="period_end") from None
     if ends_at > timezone.now():
@@ -158,7 +159,7 @@ def create_invoice(
         period_end=period_end,
         starts_at=starts_at,
         ends_at=ends_at,
-        time_zone=account.peer.time_zone,
+        time_zone=account.time_zone,
         currency=account.currency,
         actor_label=actor.label[:100],
     )
@@ -185,7 +186,7 @@ def _fill(invoice: Invoice, figures: Figures, *, save: bool = True) -> None:
     invoice.language = account.invoice_language or issuer.language
     invoice.tax_rate = account.tax_rate if account.tax_rate is not None else issuer.tax_rate
     invoice.tax_name = issuer.tax_name
-    table = account.peer.sell_rate_table
+    table = account.peer.sell_rate_table if account.peer_id else account.reseller.rate_table
     invoice.prices_include_tax = bool(table and table.prices_include_tax)
     # Taxed: what the period's calls and fees cost (a credit in them lowers it).
     consumed = max(-(invoice.charges + invoice.fees), ZERO)
@@ -210,10 +211,14 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
     Its figures are calculated again first: a call rated late into the period is on it.
     Issuing an issued invoice returns it as it is.
     """
-    ensure_manages(actor, invoice.account.peer.reseller_id)
+    ensure_manages(actor, invoice.account.owner_reseller_id)
     now = now or timezone.now()
     issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
-    invoice = Invoice.objects.select_for_update().select_related("account__peer").get(pk=invoice.pk)
+    invoice = (
+        Invoice.objects.select_for_update()
+        .select_related("account__peer", "account__reseller")
+        .get(pk=invoice.pk)
+    )
     if not invoice.is_draft:
         return invoice
     account = invoice.account
@@ -237,7 +242,7 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
         )
         if created:  # else the calculation had it already
             figures.sums["tax_posted"] += entry.amount
-            figures.lines.append(_line(entry, account.peer.zone))
+            figures.lines.append(_line(entry, account.zone))
     _fill(invoice, figures)
     invoice.sequence = issuer.next_invoice
     invoice.number = f"{issuer.invoice_prefix}{invoice.sequence:06d}"
@@ -245,9 +250,7 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
     issuer.save(update_fields=["next_invoice", "updated_at"])
     invoice.state = Invoice.State.ISSUED
     invoice.issued_at = now
-    invoice.due_on = timezone.localtime(now, account.peer.zone).date() + timedelta(
-        days=issuer.payment_terms_days
-    )
+    invoice.due_on = timezone.localtime(now, account.zone).date() + timedelta(days=issuer.payment_terms_days)
     invoice.actor_label = actor.label[:100]
     Invoice.objects.filter(pk=invoice.pk).update(
         sequence=invoice.sequence,
@@ -269,7 +272,7 @@ def credit(
 
     Together the credit notes of an invoice never exceed its total.
     """
-    ensure_manages(actor, invoice.account.peer.reseller_id)
+    ensure_manages(actor, invoice.account.owner_reseller_id)
     amount = check_amount(amount, field="amount")
     if amount <= 0:
         raise DomainError("A credit note credits a positive amount.", field="amount")
@@ -277,7 +280,11 @@ def credit(
         raise DomainError("Say why the invoice is corrected.", field="reason")
     now = now or timezone.now()
     issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
-    invoice = Invoice.objects.select_for_update().select_related("account__peer").get(pk=invoice.pk)
+    invoice = (
+        Invoice.objects.select_for_update()
+        .select_related("account__peer", "account__reseller")
+        .get(pk=invoice.pk)
+    )
     if invoice.kind != Invoice.Kind.INVOICE or invoice.is_draft:
         raise DomainError("Only an issued invoice is corrected by a credit note.")
     credited = invoice.credit_notes.aggregate(total=Sum("total"))["total"] or ZERO
@@ -310,7 +317,7 @@ def credit(
         corrects=invoice,
         reason=reason[:200],
         issued_at=now,
-        due_on=timezone.localtime(now, invoice.account.peer.zone).date(),
+        due_on=timezone.localtime(now, invoice.account.zone).date(),
         actor_label=actor.label[:100],
     )
     issuer.next_credit_note += 1
@@ -361,7 +368,8 @@ def record_payment(
 def recipients(invoice: Invoice) -> list[str]:
     """Where an invoice goes: the account's notification address, else its reseller's."""
     account = invoice.account
-    address = account.notification_email or (account.peer.reseller.email if account.peer.reseller else "")
+    reseller = account.peer.reseller if account.peer_id else account.reseller
+    address = account.notification_email or (reseller.email if reseller else "")
     return [address] if address else []
 
 
@@ -371,7 +379,7 @@ def send(
     """E-mail issued `invoice` with its PDF to `to` (default: recipients()) and mark it sent."""
     from apps.invoicing import documents
 
-    ensure_manages(actor, invoice.account.peer.reseller_id)
+    ensure_manages(actor, invoice.account.owner_reseller_id)
     if invoice.is_draft:
         raise DomainError("A draft is not sent; issue it first.")
     to = to or recipients(invoice)
@@ -396,15 +404,16 @@ def issue_due(*, now: datetime | None = None) -> dict[str, int]:
     system = Scope.system()
     done = {"issued": 0, "sent": 0, "failed": 0}
     accounts = (
-        Account.objects.filter(peer__role__in=INVOICED_ROLES)
+        # Customers, and resellers for what their customers' calls cost them.
+        Account.objects.filter(Q(peer__role__in=INVOICED_ROLES) | Q(reseller__isnull=False))
         .exclude(invoice_period=Account.InvoicePeriod.NONE)
-        .select_related("peer__reseller", "peer__sell_rate_table")
+        .select_related("peer__reseller", "peer__sell_rate_table", "reseller__rate_table")
     )
     for account in accounts.iterator(chunk_size=500):
         first, last = periods.last_complete_period(
-            account.invoice_period, timezone.localtime(now, account.peer.zone).date()
+            account.invoice_period, timezone.localtime(now, account.zone).date()
         )
-        starts_at, ends_at = periods.instants(first, last, account.peer.zone)
+        starts_at, ends_at = periods.instants(first, last, account.zone)
         if (
             account.created_at >= ends_at
             or Invoice.objects.filter(
