@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from apps.billing.models import Account
+from apps.billing.services.ledger import open_reseller_account
 from apps.billing.spending import reseller_spent
 from apps.core.admin import (
     ADD,
@@ -18,6 +20,7 @@ from apps.core.admin import (
     form_changes,
 )
 from apps.peers.models import Peer
+from apps.rates.models import RateTable
 from apps.tenancy import services
 from apps.tenancy.models import ApiKey, Membership, Reseller
 
@@ -26,6 +29,37 @@ class LoginForm(forms.Form):
     username = forms.CharField(max_length=150)
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
     email = forms.EmailField(required=False)
+
+
+class ResellerAccountForm(forms.Form):
+    rate_table = forms.ModelChoiceField(
+        queryset=None,
+        help_text="The operator's prices for this reseller: its customers' calls cost it these.",
+    )
+    mode = forms.ChoiceField(choices=Account.Mode.choices, initial=Account.Mode.POSTPAID)
+    credit_limit = forms.DecimalField(
+        max_digits=20, decimal_places=6, initial=0, help_text="Postpaid: how far below zero it may go."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["rate_table"].queryset = RateTable.objects.filter(
+            reseller__isnull=True, purpose=RateTable.Purpose.SELL
+        )
+
+
+def open_account(admin_, request, reseller, data):
+    account = open_reseller_account(
+        reseller,
+        actor=admin_.scope(request),
+        rate_table_id=data["rate_table"].pk,
+        mode=data["mode"],
+        credit_limit=data["credit_limit"],
+    )
+    return (
+        f"{reseller} now has an account with us ({account.get_mode_display().lower()}): its customers' "
+        f"calls are charged to it at {data['rate_table']}, and its money bounds what they may spend."
+    )
 
 
 def add_staff(admin_, request, reseller, data):
@@ -81,6 +115,15 @@ class ResellerAdmin(ScopedModelAdmin):
             permission=VIEW,
             help="The new login sees and manages only this reseller's customers.",
         ),
+        ObjectTool(
+            "account",
+            "Open its account with us",
+            ResellerAccountForm,
+            open_account,
+            show=lambda reseller: not Account.objects.filter(reseller=reseller).exists(),
+            help="Two-level money: the reseller pays us for its customers' calls at these prices; "
+            "its balance and credit bound what they may spend together.",
+        ),
     )
 
     def get_inlines(self, request, obj):
@@ -98,12 +141,24 @@ class ResellerAdmin(ScopedModelAdmin):
             "is_active",
             ("daily_spend_limit", "spent_today"),
             ("monthly_spend_limit", "spent_this_month"),
+            "account_with_us",
             "created_at",
         ]
 
     def get_readonly_fields(self, request, obj=None):
         # The operator sets a reseller's spend limits; its staff see them (read-only page).
-        return ("created_at", "spent_today", "spent_this_month")
+        return ("created_at", "spent_today", "spent_this_month", "account_with_us")
+
+    @admin.display(description="account with us")
+    def account_with_us(self, reseller):
+        account = Account.objects.filter(reseller=reseller).select_related("reseller__rate_table").first()
+        if account is None:
+            return "none: its customers' calls are not charged to it, and only its spend limits bound them"
+        credit = f", credit {account.credit_limit}" if account.mode == Account.Mode.POSTPAID else ""
+        return (
+            f"{account.get_mode_display()}: balance {account.balance} {account.currency}{credit}, "
+            f"at the prices of {reseller.rate_table}"
+        )
 
     @admin.display(description="spent today (all its customers)")
     def spent_today(self, reseller):
@@ -114,6 +169,8 @@ class ResellerAdmin(ScopedModelAdmin):
         return reseller_spent(reseller.pk).this_month
 
     def _tool_applies(self, request, tool, obj):
+        if tool.name != "staff":
+            return super()._tool_applies(request, tool, obj)
         # Staff add colleagues to their own reseller, the one they can see.
         scope = self.scope(request)
         return scope.is_operator or (scope.is_reseller and scope.reseller_id == obj.pk)

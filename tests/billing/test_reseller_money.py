@@ -166,3 +166,29 @@ def test_the_operator_invoices_the_reseller_for_its_customers_calls(cast, unrate
     html = documents.render_html(mine)
     assert "A Telecom GmbH" in html and "DE123" in html
     assert (mine.period_start, mine.period_end) == (date(2024, 3, 1), date(2024, 3, 31))
+
+
+def test_the_operator_opens_a_resellers_account_in_the_admin_and_its_staff_see_it(cast, login):
+    reseller = cast.a.reseller
+    table = operator_prices_for(reseller, "999", "0.1")
+    url = f"/admin/tenancy/reseller/{reseller.pk}/"
+    staff = login(cast.a.staff)
+    assert "Open its account with us" not in staff.get(f"{url}change/").content.decode()
+    assert staff.post(
+        f"{url}do/account/", {"rate_table": table.pk, "mode": "postpaid", "credit_limit": "5"}
+    ).status_code in (403, 404)
+    assert not Account.objects.filter(reseller=reseller).exists()
+
+    operator = login(cast.operator)
+    page = operator.get(f"{url}change/").content.decode()
+    assert "Open its account with us" in page and "none: its customers&#x27; calls are not charged" in page
+    done = operator.post(
+        f"{url}do/account/", {"rate_table": table.pk, "mode": "postpaid", "credit_limit": "250"}
+    )
+    assert done.status_code == 302
+    account = Account.objects.get(reseller=reseller)
+    assert (account.credit_limit, account.mode) == (Decimal(250), "postpaid")
+    assert "Open its account with us" not in operator.get(f"{url}change/").content.decode()
+    assert (
+        "balance 0.000000 USD, credit 250.000000" in login(cast.a.staff).get(f"{url}change/").content.decode()
+    )
