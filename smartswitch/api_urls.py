@@ -8,6 +8,7 @@ from apps.billing.api.urls import routes as billing_routes
 from apps.cdr.api.urls import routes as cdr_routes
 from apps.dids.api.urls import routes as did_routes
 from apps.fraud.api.urls import routes as fraud_routes
+from apps.invoicing.api.urls import routes as invoicing_routes
 from apps.nodes.api.urls import routes as node_routes
 from apps.peers.api.urls import routes as peer_routes
 from apps.rates.api.urls import routes as rate_routes
@@ -18,6 +19,7 @@ for prefix, viewset, basename in [
     *peer_routes,
     *did_routes,
     *billing_routes,
+    *invoicing_routes,
     *rate_routes,
     *cdr_routes,
     *node_routes,

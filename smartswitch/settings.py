@@ -291,7 +291,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Names of enum components that two choice sets would otherwise share, kept stable for
     # generated clients: call control's answer keeps "ActionEnum".
-    "ENUM_NAME_OVERRIDES": {"ActionEnum": ["route", "reject", "redirect"]},
+    "ENUM_NAME_OVERRIDES": {
+        "ActionEnum": ["route", "reject", "redirect"],
+        "InvoiceKindEnum": "apps.invoicing.models.Invoice.Kind",
+        "InvoiceLineKindEnum": "apps.invoicing.models.InvoiceLine.Kind",
+    },
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -196,7 +196,9 @@ class Peer(TimestampedModel):
     notes = models.TextField(blank=True)
     # Printed on the peer's invoices under its company name.
     billing_address = models.TextField(blank=True, help_text="As printed on invoices, one line per line.")
-    tax_id = models.CharField(max_length=50, blank=True, verbose_name="tax ID", help_text="VAT or GST number.")
+    tax_id = models.CharField(
+        max_length=50, blank=True, verbose_name="tax ID", help_text="VAT or GST number."
+    )
 
     objects = PeerQuerySet.as_manager()
 

@@ -58,6 +58,7 @@ class RateTableAdmin(ScopedModelAdmin):
         "currency",
         "price_increase_notice_days",
         "on_net_price",
+        "prices_include_tax",
         "description",
         "rates_link",
         "used_by",

@@ -2,6 +2,7 @@
 reseller, logged-in clients, and the POST data a browser would send for a change form."""
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEntry
 from apps.billing import services as billing
+from apps.invoicing.services import invoices
 from apps.peers import services as peer_services
 from apps.rates import services as rate_services
 from apps.rates.models import Rate
@@ -38,6 +40,8 @@ class Holdings:
     ledgerentry: object
     cdr: object
     auditentry: object
+    invoice: object
+    issuer: object
 
 
 def _holdings(tenant, *, octet: int, cast) -> Holdings:
@@ -66,6 +70,14 @@ def _holdings(tenant, *, octet: int, cast) -> Holdings:
         peer.account, actor=SYSTEM, amount=Decimal("10"), reference=f"seed-{label}"
     )
     cdr = CdrFactory(customer=peer, supplier=cast.supplier, node=cast.node)
+    # A past month's invoice (the seed payment is today's, so it is empty): its issuer's
+    # profile comes with it.
+    invoice = invoices.issue(
+        invoices.create_invoice(
+            peer.account, actor=SYSTEM, period_start=date(2024, 3, 1), period_end=date(2024, 3, 31)
+        ),
+        actor=SYSTEM,
+    )
     return Holdings(
         reseller=tenant.reseller,
         apikey=ApiKey.objects.get(reseller=tenant.reseller),
@@ -80,6 +92,8 @@ def _holdings(tenant, *, octet: int, cast) -> Holdings:
         ledgerentry=entry,
         cdr=cdr,
         auditentry=AuditEntry.objects.filter(reseller=tenant.reseller).order_by("pk").first(),
+        invoice=invoice,
+        issuer=invoice.issuer,
     )
 
 

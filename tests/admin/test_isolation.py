@@ -20,6 +20,8 @@ ALL_KINDS = [
     "ledgerentry",
     "cdr",
     "auditentry",
+    "invoice",
+    "issuer",
 ]
 # What reseller staff may change, with a change a browser could make to each.
 CHANGES = {
@@ -30,6 +32,7 @@ CHANGES = {
     "ratetable": ("name", "Hijacked"),
     "account": ("low_balance_threshold", "5.000000"),
     "blocklist": ("name", "Hijacked"),
+    "issuer": ("legal_name", "Hijacked"),
 }
 DELETABLE = ["endpoint", "sipaccount", "rewriterule"]
 

@@ -189,6 +189,9 @@ def test_the_operator_sets_an_accounts_limits_in_the_admin(cast, login):
         "notification_email": "",
         "daily_spend_limit": "3.50",
         "monthly_spend_limit": "",
+        "invoice_period": account.invoice_period,
+        "tax_rate": "",
+        "invoice_language": "",
     }
     assert client.post(url, form).status_code == 302
     account.refresh_from_db()

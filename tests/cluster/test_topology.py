@@ -18,6 +18,7 @@ from apps.cluster.tasks import run_singleton
 from apps.cluster.topology import send_to_node
 from apps.files import tasks as files_tasks
 from apps.fraud import tasks as fraud_tasks
+from apps.invoicing import tasks as invoicing_tasks
 from apps.media import tasks as media_tasks
 from apps.nodes import services as nodes
 from apps.nodes import tasks as nodes_tasks
@@ -31,6 +32,7 @@ ALL = {
     **callcontrol_tasks.SCHEDULES,
     **files_tasks.SCHEDULES,
     **fraud_tasks.SCHEDULES,
+    **invoicing_tasks.SCHEDULES,
     **media_tasks.SCHEDULES,
     **nodes_tasks.SCHEDULES,
     **opensips_tasks.SCHEDULES,

@@ -139,6 +139,11 @@ PAGES = [
         ["Your calls in progress", "Concurrent calls"],
     ),
     ("portal:numbers", ["Todavía no tiene números", "Números de Customer A"], ["Numbers of Customer A"]),
+    (
+        "portal:invoices",
+        ["Facturas de Customer A", "Todavía no tiene facturas.", "Importe pendiente"],
+        ["Invoices of Customer A", "You have no invoices yet."],
+    ),
 ]
 # On every page: the frame (base.html) and the menu (nav.py).
 FRAME_ES = [

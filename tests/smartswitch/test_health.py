@@ -24,10 +24,12 @@ def test_a_node_whose_database_answers_is_healthy(client, settings):
         (GaleraState(True, 1, "Initialized", False, "non-Primary"), 503),
         # Still joining (a state transfer): its data is not the cluster's yet.
         (GaleraState(True, 3, "Joiner", False, "Primary"), 503),
-        (GaleraState(True, error="(2002, \"Can't connect to local server\")"), 503),
+        (GaleraState(True, error='(2002, "Can\'t connect to local server")'), 503),
     ],
 )
-def test_a_galera_member_is_healthy_only_when_ready_in_the_primary_component(client, monkeypatch, state, code):
+def test_a_galera_member_is_healthy_only_when_ready_in_the_primary_component(
+    client, monkeypatch, state, code
+):
     # The member's own status as `SHOW GLOBAL STATUS` gives it (apps.cluster.presence).
     monkeypatch.setattr(presence, "galera_state", lambda: state)
     response = client.get("/health/")

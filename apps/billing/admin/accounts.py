@@ -5,6 +5,7 @@ from copy import copy
 from dataclasses import replace
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -148,6 +149,7 @@ SETTINGS = (
     "daily_spend_limit",
     "monthly_spend_limit",
 )
+INVOICING = ("invoice_period", "tax_rate", "invoice_language", "invoices_link")
 # Shown as totals in the account's currency's minor units (apps.core.formatting); the form's
 # editable amounts stay plain numbers to type.
 MONEY = ("balance_total", "reserved_total", "available", "spent_today", "spent_this_month", "range_check")
@@ -176,7 +178,11 @@ class AccountAdmin(ScopedModelAdmin):
     list_select_related = ("peer", "peer__reseller")
     list_filter = ("mode", "currency", ("peer__reseller", ScopedRelatedFilter))
     search_fields = ("peer__name", "peer__company")
-    fieldsets = ((None, {"fields": SETTINGS}), ("Money", {"fields": MONEY}))
+    fieldsets = (
+        (None, {"fields": SETTINGS}),
+        ("Invoices", {"fields": INVOICING}),
+        ("Money", {"fields": MONEY}),
+    )
     object_tools = (
         ObjectTool(
             "payment",
@@ -203,7 +209,13 @@ class AccountAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Editable is what services.update_account lets callers change; the rest is shown.
-        return [*(name for name in SETTINGS if name not in services.ACCOUNT_SETTINGS), *MONEY]
+        editable = services.ACCOUNT_SETTINGS
+        return [*(name for name in (*SETTINGS, *INVOICING) if name not in editable), *MONEY]
+
+    @admin.display(description="invoices")
+    def invoices_link(self, account):
+        url = reverse("admin:invoicing_invoice_changelist") + f"?account__id__exact={account.pk}"
+        return format_html('<a href="{}">Invoices of this account</a>', url)
 
     @admin.display(description="owner", ordering="peer__reseller__name")
     def owner(self, account):
@@ -257,6 +269,12 @@ class AccountAdmin(ScopedModelAdmin):
         }
         if db_field.name in limits:
             kwargs["min_value"], kwargs["max_value"] = limits[db_field.name]
+        if db_field.name == "invoice_language":
+            return forms.ChoiceField(
+                choices=[("", "The issuer's language"), *settings.LANGUAGES],
+                required=False,
+                help_text=db_field.help_text,
+            )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def tool_view(self, request, object_id, tool_name):

@@ -13,7 +13,14 @@ from apps.rates.models import ImportTemplate, Rate, RateTable
 from apps.rates.services.time_profiles import known_periods
 from apps.tenancy.scope import Scope
 
-TABLE_SETTINGS = ("name", "currency", "price_increase_notice_days", "on_net_price", "description")
+TABLE_SETTINGS = (
+    "name",
+    "currency",
+    "price_increase_notice_days",
+    "on_net_price",
+    "description",
+    "prices_include_tax",
+)
 
 logger = logging.getLogger(__name__)
 
