@@ -179,6 +179,9 @@ FILE_SYNC_RETRY_MAX = env_int("FILE_SYNC_RETRY_MAX", 3600, minimum=1)
 # Days a recording or capture is kept on every node; 0 keeps them forever.
 RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 90, minimum=0)
 CAPTURE_RETENTION_DAYS = env_int("CAPTURE_RETENTION_DAYS", 30, minimum=0)
+# Uploads (issuers' logos on invoices): on this node's disk. A logo uploaded on one node is
+# not copied to the others yet; a document made elsewhere goes without it.
+MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 # Longest-prefix index files of the rate tables, memory-mapped by every process of this node.
 PREFIX_INDEX_DIR = env_path("PREFIX_INDEX_DIR", VAR_DIR / "prefix-index")
 # Threads per web process that run call-control decisions (each keeps a database connection).

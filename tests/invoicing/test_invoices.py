@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services.ledger import Posting, post
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, NotAllowed
 from apps.invoicing import periods
 from apps.invoicing.models import Invoice, InvoiceLine, Issuer
 from apps.invoicing.services import invoices
 from apps.peers.models import Peer
+from apps.tenancy import services as tenancy_services
 from apps.tenancy.scope import Scope
-from tests.factories import CdrFactory, make_peer, make_rate_table
+from tests.factories import CdrFactory, make_peer, make_rate_table, make_reseller
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Scope.system()
@@ -323,3 +324,26 @@ def test_two_nodes_issuing_at_once_leave_no_gap_in_the_numbers():
     assert not failures
     assert sorted(Invoice.objects.values_list("sequence", flat=True)) == list(range(1, 17))
     assert Issuer.objects.get(key="operator").next_invoice == 17
+
+
+def test_an_invoice_is_paid_once_its_payments_cover_what_it_asked():
+    peer = customer()
+    charge(peer, "40", datetime(YEAR, 11, 9, tzinfo=zoneinfo.ZoneInfo("UTC")))
+    invoice = invoices.issue(month(peer, date(YEAR, 11, 1)), actor=SYSTEM)
+
+    part, _ = invoices.record_payment(invoice, actor=SYSTEM, amount=Decimal(15), reference="wire-1")
+    assert part.state == Invoice.State.ISSUED and part.paid_at is None
+    rest, _ = invoices.record_payment(invoice, actor=SYSTEM, reference="wire-2")  # what is left
+    assert rest.state == Invoice.State.PAID
+    assert sorted(LedgerEntry.objects.filter(kind=Kind.PAYMENT).values_list("reference", "amount")) == [
+        ("wire-1", Decimal(15)),
+        ("wire-2", Decimal(25)),
+    ]
+    with pytest.raises(DomainError, match="paid"):
+        invoices.record_payment(rest, actor=SYSTEM, reference="wire-3")
+    other = make_reseller("Other")
+    staff = tenancy_services.add_reseller_staff(
+        other, actor=SYSTEM, username="other", password="x-Pass-1234!"
+    )
+    with pytest.raises(NotAllowed):
+        invoices.record_payment(invoice, actor=Scope.of_user(staff.user), amount=Decimal(1))

@@ -341,28 +341,52 @@ def credit(
     return note
 
 
+@retry_on_conflict
 def record_payment(
     invoice: Invoice, *, actor: Scope, amount: Decimal | None = None, reference: str | None = None
 ) -> tuple[Invoice, LedgerEntry]:
-    """Post a payment of `invoice` (by default its amount due) and mark it paid.
+    """Post a payment of `invoice` (by default what is left of its amount due) and mark it
+    paid once its payments cover that amount.
 
     The ledger entry refers to the invoice's number unless `reference` says otherwise (a
-    bank transfer's id): posting it again is a no-op, as every payment is.
+    bank transfer's id): posting the same reference again is a no-op, as every payment is.
     """
+    ensure_manages(actor, invoice.account.owner_reseller_id)
+    invoice = Invoice.objects.select_for_update().select_related("account__peer").get(pk=invoice.pk)
     if invoice.kind != Invoice.Kind.INVOICE or invoice.is_draft:
         raise DomainError("Only an issued invoice is paid.")
-    amount = invoice.amount_due if amount is None else amount
-    entry, _ = post_payment(
+    reference = reference or f"invoice:{invoice.number}"
+    # A retried request (the same reference) gets the payment it made.
+    payments = LedgerEntry.objects.filter(account=invoice.account, kind=Kind.PAYMENT)
+    known = payments.filter(reference=reference).first()
+    if known is not None:
+        return invoice, known
+    paid = _paid(invoice)
+    if invoice.state == Invoice.State.PAID or (amount is None and paid >= invoice.amount_due):
+        raise DomainError(f"Invoice {invoice.number} is paid already.")
+    amount = invoice.amount_due - paid if amount is None else amount
+    entry, created = post_payment(
         invoice.account,
         actor=actor,
         amount=amount,
-        reference=reference or f"invoice:{invoice.number}",
+        reference=reference,
         description=f"Payment of {invoice.number}",
     )
-    if invoice.state != Invoice.State.PAID:
+    if created and paid + entry.amount >= invoice.amount_due:
         invoice.state, invoice.paid_at = Invoice.State.PAID, entry.occurred_at
         invoice.save(update_fields=["state", "paid_at"])
+        audit.record(actor, "invoice.paid", invoice, number=invoice.number, amount=entry.amount)
     return invoice, entry
+
+
+def _paid(invoice: Invoice) -> Decimal:
+    """What payments described as this invoice's have brought in so far."""
+    return (
+        LedgerEntry.objects.filter(
+            account=invoice.account, kind=Kind.PAYMENT, description=f"Payment of {invoice.number}"
+        ).total()
+        or ZERO
+    )
 
 
 def recipients(invoice: Invoice) -> list[str]:
