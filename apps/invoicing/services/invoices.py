@@ -204,6 +204,17 @@ def _fill(invoice: Invoice, figures: Figures, *, save: bool = True) -> None:
     InvoiceLine.objects.bulk_create(figures.lines)
 
 
+def _locked(invoice: Invoice) -> tuple[Issuer, Invoice]:
+    """The invoice's issuer and the invoice, read again under their locks, in that order
+    (the issuer row serialises everything that takes a number)."""
+    issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
+    return issuer, (
+        Invoice.objects.select_for_update()
+        .select_related("account__peer", "account__reseller")
+        .get(pk=invoice.pk)
+    )
+
+
 @retry_on_conflict
 def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Invoice:
     """Number `invoice`, post its tax when prices exclude it, and fix it for good.
@@ -213,12 +224,7 @@ def issue(invoice: Invoice, *, actor: Scope, now: datetime | None = None) -> Inv
     """
     ensure_manages(actor, invoice.account.owner_reseller_id)
     now = now or timezone.now()
-    issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
-    invoice = (
-        Invoice.objects.select_for_update()
-        .select_related("account__peer", "account__reseller")
-        .get(pk=invoice.pk)
-    )
+    issuer, invoice = _locked(invoice)
     if not invoice.is_draft:
         return invoice
     account = invoice.account
@@ -279,12 +285,7 @@ def credit(
     if not reason.strip():
         raise DomainError("Say why the invoice is corrected.", field="reason")
     now = now or timezone.now()
-    issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
-    invoice = (
-        Invoice.objects.select_for_update()
-        .select_related("account__peer", "account__reseller")
-        .get(pk=invoice.pk)
-    )
+    issuer, invoice = _locked(invoice)
     if invoice.kind != Invoice.Kind.INVOICE or invoice.is_draft:
         raise DomainError("Only an issued invoice is corrected by a credit note.")
     credited = invoice.credit_notes.aggregate(total=Sum("total"))["total"] or ZERO
