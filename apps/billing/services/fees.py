@@ -217,7 +217,7 @@ def _post_account_fees(account_id: int, today: date) -> int:
     # Lock first, then read the fees: change_fee takes the same lock before it checks what
     # was charged, so a period is never posted from a fee row that a change just replaced.
     # post() takes the lock again (a no-op) and skips any reference another node wrote.
-    list(Account.objects.select_for_update().filter(pk=account_id).values_list("pk"))
+    list(Account.objects.select_for_update().filter(pk=account_id).order_by().values_list("pk"))
     fees = list(_chargeable_fees(today).filter(account_id=account_id))
     postings = _unposted(fees, today).get(account_id, [])
     return sum(created for _, created in post(postings))
@@ -275,7 +275,7 @@ def _change(fee: RecurringFee, *, actor: Scope, changes: dict, action: str) -> R
         RecurringFee.objects.filter(pk=fee.pk).values_list("account__peer__reseller_id", "account_id").get()
     )
     ensure_manages(actor, owner_id)
-    list(Account.objects.select_for_update().filter(pk=account_id).values_list("pk"))
+    list(Account.objects.select_for_update().filter(pk=account_id).order_by().values_list("pk"))
     current = RecurringFee.objects.select_for_update().get(pk=fee.pk)
     before = copy.copy(current)
     if "amount" in changes and changes["amount"] is not None:

@@ -208,11 +208,9 @@ def _locked(invoice: Invoice) -> tuple[Issuer, Invoice]:
     """The invoice's issuer and the invoice, read again under their locks, in that order
     (the issuer row serialises everything that takes a number)."""
     issuer = Issuer.objects.select_for_update().get(pk=invoice.issuer_id)
-    return issuer, (
-        Invoice.objects.select_for_update()
-        .select_related("account__peer", "account__reseller")
-        .get(pk=invoice.pk)
-    )
+    # No joins under FOR UPDATE: PostgreSQL refuses to lock the nullable side of an outer
+    # join (an account's peer), so the account is read after the lock.
+    return issuer, Invoice.objects.select_for_update().get(pk=invoice.pk)
 
 
 @retry_on_conflict
@@ -353,7 +351,7 @@ def record_payment(
     bank transfer's id): posting the same reference again is a no-op, as every payment is.
     """
     ensure_manages(actor, invoice.account.owner_reseller_id)
-    invoice = Invoice.objects.select_for_update().select_related("account__peer").get(pk=invoice.pk)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.kind != Invoice.Kind.INVOICE or invoice.is_draft:
         raise DomainError("Only an issued invoice is paid.")
     reference = reference or f"invoice:{invoice.number}"
