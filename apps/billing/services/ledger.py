@@ -81,13 +81,17 @@ def open_account(
     low_balance_threshold: Decimal | None = None,
 ) -> Account:
     """Open the one account of `peer` with a zero balance."""
-    account = Account(
-        peer=peer,
-        currency=currency,
-        mode=mode,
-        credit_limit=check_amount(credit_limit, field="credit_limit", maximum=MAX_CREDIT_LIMIT),
-        low_balance_threshold=_threshold(low_balance_threshold),
+    return _opened(
+        Account(
+            peer=peer, currency=currency, mode=mode, low_balance_threshold=_threshold(low_balance_threshold)
+        ),
+        credit_limit,
+        actor,
     )
+
+
+def _opened(account: Account, credit_limit: Decimal, actor: Scope) -> Account:
+    account.credit_limit = check_amount(credit_limit, field="credit_limit", maximum=MAX_CREDIT_LIMIT)
     save_object(account, actor=actor, action="account.opened")
     announce("billing.Account", [account.pk])
     return account
@@ -124,14 +128,7 @@ def open_reseller_account(
         )
     reseller.rate_table = table
     save_object(reseller, actor=actor, action="reseller.priced")
-    account = Account(
-        reseller=reseller,
-        currency=reseller.currency,
-        mode=mode,
-        credit_limit=check_amount(credit_limit, field="credit_limit", maximum=MAX_CREDIT_LIMIT),
-    )
-    save_object(account, actor=actor, action="account.opened")
-    announce("billing.Account", [account.pk])
+    account = _opened(Account(reseller=reseller, currency=reseller.currency, mode=mode), credit_limit, actor)
     announce("tenancy.Reseller", [reseller.pk])
     return account
 
