@@ -116,6 +116,13 @@ class Member:
         return self.directory / "mariadbd.sock"
 
     @property
+    def tmpdir(self) -> Path:
+        """The member's own: MariaDB names temporary tables by pid, and /tmp is shared with
+        every other mariadbd this machine ever ran (a CI run once failed in the bootstrap with
+        "Could not remove temporary table '/tmp/#sql-temptable-…'")."""
+        return self.directory / "tmp"
+
+    @property
     def cnf(self) -> Path:
         return self.directory / "my.cnf"
 
@@ -171,6 +178,7 @@ class GaleraCluster:
         for member in self.members:
             member.directory.mkdir()
             member.datadir.mkdir()
+            member.tmpdir.mkdir()
             (member.directory / "prefix-index").mkdir()
             self._write_cnf(member)
         first = self.members[0]
@@ -347,6 +355,7 @@ class GaleraCluster:
 [mariadbd]
 {run_as}datadir = {member.datadir}
 socket = {member.socket}
+tmpdir = {member.tmpdir}
 pid-file = {member.directory / "mariadbd.pid"}
 log-error = {member.log}
 skip-name-resolve
@@ -373,6 +382,7 @@ max_connections = 100
             binary("mariadb-install-db"),
             "--no-defaults",
             f"--datadir={member.datadir}",
+            f"--tmpdir={member.tmpdir}",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
         ]
