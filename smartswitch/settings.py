@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.reports",
     "apps.live",
     "apps.invoicing",
+    "apps.bundles",
 ]
 
 MIDDLEWARE = [

@@ -242,6 +242,14 @@ class Reservation(models.Model):
     caller = models.CharField(max_length=64, null=True, blank=True)
     sell_tariff = models.JSONField(null=True, blank=True)
     buy_tariffs = models.JSONField(null=True, blank=True)
+    # What the call counts on of a bundle's period (apps.bundles): seconds of a minutes
+    # bundle, or money of a money bundle, held while the call is live. Defaults in the
+    # database: the short way's insert (billing 0014's procedure) names none of them.
+    bundle_usage = models.ForeignKey(
+        "bundles.Usage", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    bundle_seconds = models.PositiveIntegerField(default=0, db_default=0)
+    bundle_money = MoneyField(default=0, db_default=0)
     created_at = models.DateTimeField(default=timezone.now)
     # Until the call is answered, an answer deadline when call control set one (its setup
     # time plus a margin); from the answer, its maximum duration plus the grace.

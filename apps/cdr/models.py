@@ -52,6 +52,14 @@ class Cdr(models.Model):
     # What the customer's reseller pays the operator for the call (its account, at the
     # operator's prices for it); empty for the operator's own customers.
     reseller_cost = MoneyField(null=True, blank=True)
+    # What a bundle of the customer's covered (apps.bundles): sell_cost is what is left to
+    # pay. Seconds of a minutes bundle (with their worth in bundle_money), or money of a
+    # money bundle. Database defaults: CDRs are written by raw inserts too (apps.cdr.ingest).
+    bundle_usage = models.ForeignKey(
+        "bundles.Usage", null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs"
+    )
+    bundle_seconds = models.PositiveIntegerField(default=0, db_default=0)
+    bundle_money = MoneyField(default=0, db_default=0)
     rating_state = models.CharField(max_length=7, choices=RatingState.choices, default=RatingState.UNRATED)
     rating_error = models.CharField(max_length=200, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)

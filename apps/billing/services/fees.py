@@ -58,7 +58,7 @@ def periods_due(fee: RecurringFee, today: date) -> list[FeePeriod]:
     periods = []
     first_day = fee.starts_on
     while first_day <= last_due:
-        period_start, period_end = _period_around(fee.period, first_day)
+        period_start, period_end = period_around(fee.period, first_day)
         last_day = period_end if fee.ends_on is None else min(period_end, fee.ends_on)
         charged = (last_day - first_day).days + 1
         whole = (period_end - period_start).days + 1
@@ -67,7 +67,7 @@ def periods_due(fee: RecurringFee, today: date) -> list[FeePeriod]:
     return periods
 
 
-def _period_around(period: str, day: date) -> tuple[date, date]:
+def period_around(period: str, day: date) -> tuple[date, date]:
     if period == RecurringFee.Period.DAILY:
         return day, day
     if period == RecurringFee.Period.MONTHLY:

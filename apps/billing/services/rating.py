@@ -49,6 +49,7 @@ from django.utils import timezone
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import reservations
 from apps.billing.services.ledger import BalanceOutOfRange, Posting, post
+from apps.bundles.services import usage as bundle_usage
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, unless_conflict, update_rows
 from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
@@ -80,6 +81,9 @@ RATING_FIELDS = (
     "reseller_cost",
     "billable_seconds",
     "supplier_billable_seconds",
+    "bundle_usage",
+    "bundle_seconds",
+    "bundle_money",
 )
 
 
@@ -116,6 +120,12 @@ class Priced:
     supplier_billable_seconds: int = 0
     destination: str = ""
     error: str = ""
+    number: str = ""  # as priced
+    listed_cost: Decimal | None = None  # the sell price before a bundle covered any of it
+    # What a bundle of the customer's covered (apps.bundles.services.usage.cover)
+    bundle_usage_id: int | None = None
+    bundle_seconds: int = 0
+    bundle_money: Decimal = Decimal(0)
 
 
 @dataclass
@@ -179,6 +189,10 @@ class Decided:
     destination: str
     sell: dict | None  # reservations.tariff_json
     buy: dict | None  # supplier id (a string) -> reservations.tariff_json
+    # What it held of a bundle's period: (usage id, seconds, money); usage id None if nothing.
+    bundle_usage_id: int | None = None
+    bundle_seconds: int = 0
+    bundle_money: Decimal = Decimal(0)
 
 
 DECIDED_COLUMNS = (
@@ -191,6 +205,9 @@ DECIDED_COLUMNS = (
     "destination",
     "sell_tariff",
     "buy_tariffs",
+    "bundle_usage_id",
+    "bundle_seconds",
+    "bundle_money",
 )
 # Call-IDs per query: under SQLite's 999 parameters.
 DECIDED_CHUNK = 500
@@ -287,6 +304,7 @@ def price(
         number = callee[len(customer.tech_prefix) :]
     else:
         number = callee
+    priced.number = number
     carried = decided is not None and not reprice
     sell = carried_tariff(decided.sell) if carried else None
     if sell is not None:
@@ -316,6 +334,7 @@ def price(
         priced.error = _too_dear(charge.total, f"{customer.name}'s sell price for {number}")
         return priced
     priced.sell_cost, priced.billable_seconds = charge.total, charge.seconds
+    priced.listed_cost = charge.total
     if customer.reseller_account_id is not None and not _price_for_reseller(
         priced, customer, number, duration_ms
     ):
@@ -480,6 +499,7 @@ def _write(
 def _write_round(
     mine: list[Priced], peers: PeerDirectory, found: dict[tuple[int, str], list[Decided]], now: datetime
 ) -> BatchResult:
+    bundle_usage.cover(mine, {p.customer_id: peers.get(p.customer_id) for p in mine}, found)
     update_rows(Cdr, RATING_FIELDS, [_rating_row(p) for p in mine], rated_at=now)
     # In this transaction: a batch replayed after a conflict adds its calls once.
     rollups.add_rated([p.cdr_id for p in mine if not p.error])
@@ -504,6 +524,9 @@ def _rating_row(p: Priced) -> tuple:
         p.reseller_cost,
         p.billable_seconds,
         p.supplier_billable_seconds,
+        p.bundle_usage_id,
+        p.bundle_seconds,
+        p.bundle_money,
     )
 
 

@@ -36,6 +36,7 @@ from apps.audit import services as audit
 from apps.billing.models import LedgerEntry, RerateLine, RerateRun
 from apps.billing.services.ledger import Posting, post
 from apps.billing.services.rating import CDR_COLUMNS, PeerDirectory, decided_for, price, reservations_of
+from apps.bundles.offers import net_cost
 from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict, update_rows
 from apps.core.errors import DomainError
@@ -136,7 +137,7 @@ def _compare(run: RerateRun, rows: list[tuple], peers: PeerDirectory) -> list[Ch
     changes = []
     found = reservations_of(rows)
     for row in rows:
-        cdr_id, *pricing, sell_cost, buy_cost = row
+        cdr_id, *pricing, bundle_seconds, bundle_money, sell_cost, buy_cost = row
         # The lists decide, for the number call control priced (its reservation's).
         pricing = (cdr_id, *pricing)
         priced = price(pricing, peers, named=False, decided=decided_for(pricing, found), reprice=True)
@@ -145,6 +146,11 @@ def _compare(run: RerateRun, rows: list[tuple], peers: PeerDirectory) -> list[Ch
             # say so in the log; the run's report counts it as examined, not changed.
             logger.warning("re-rating %s: CDR %s: %s", run.pk, cdr_id, priced.error)
             continue
+        if bundle_seconds or bundle_money:
+            # What a bundle covered stays covered: the new price applies to the rest.
+            priced.sell_cost = net_cost(
+                priced.sell_cost, priced.billable_seconds, bundle_seconds, bundle_money
+            )
         customer, supplier = peers.get(priced.customer_id), peers.get(priced.supplier_id)
         if run.peer_id:
             sell_side, buy_side = run.peer_id == priced.customer_id, run.peer_id == priced.supplier_id
@@ -275,8 +281,9 @@ def run(run_id: int, *, batch_size: int = BATCH_SIZE) -> RerateRun:
         state=RerateRun.State.RUNNING, started_at=rerun.started_at or timezone.now(), error=""
     )
     peers = PeerDirectory()
-    # What pricing reads (rating.CDR_COLUMNS), then the prices to compare and the state.
-    columns = (*CDR_COLUMNS, "sell_cost", "buy_cost", "rating_state")
+    # What pricing reads (rating.CDR_COLUMNS), what a bundle covered, then the prices to
+    # compare and the state.
+    columns = (*CDR_COLUMNS, "bundle_seconds", "bundle_money", "sell_cost", "buy_cost", "rating_state")
     calls = _calls(rerun).order_by("pk")
     try:
         last_id = rerun.last_cdr_id
