@@ -164,7 +164,7 @@ class Usage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.subscription.bundle} {self.period_start}–{self.period_end}"
+        return f"{self.subscription.bundle} {self.period_start} to {self.period_end}"
 
     @property
     def left_seconds(self) -> int:

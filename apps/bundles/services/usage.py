@@ -123,8 +123,11 @@ def holds_elsewhere(usage_ids: list[int], excluded_reservations: list[int]) -> d
 
 def allocate(claims: list[Claim], rows: dict[int, tuple], held: dict[int, tuple[int, Decimal]]) -> dict:
     """Share each locked usage row among its claims: first what each call's own reservation
-    held, then, in order, what is left. `rows`: {usage id: (included seconds,
-    included money, used seconds, used money)} (`lock_usages`). Returns {usage id: (seconds, money, calls)} used."""
+    held, then, in order, what is left.
+
+    `rows` are the locked rows as `lock_usages` reads them; `held`, what live calls outside
+    the batch hold of them. Returns {usage id: (seconds, money, calls)} the claims used.
+    """
     by_usage = defaultdict(list)
     for claim in claims:
         by_usage[claim.usage_id].append(claim)
