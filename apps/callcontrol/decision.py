@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from apps.billing.services import reservations
+from apps.bundles.offers import first_offer
 from apps.callcontrol.snapshot import (
     MIN_QUALITY_ATTEMPTS,
     AlertInfo,
@@ -969,6 +970,12 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         limits = snapshot.reseller_limits.get(peer.reseller_id)
         if limits is not None:
             reseller_limits = (limits.daily, limits.monthly, limits.account_ids, limits.credit_account_id)
+    bundle = bundle_day = None
+    if offers := snapshot.bundles.get(peer.account_id):
+        # A bundle of the customer's that covers the call lets it last on the bundle's
+        # seconds or money as well as the account's (apps.bundles).
+        bundle_day = decision.at.astimezone(peer.zone).date()
+        bundle = first_offer(offers, decision.callee, decision.sell.destination, bundle_day)
     hold = reservations.Hold(
         account_id=peer.account_id,
         customer_id=peer.id,
@@ -988,6 +995,8 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
         spend_day=spend_day,
         spend_month=spend_month,
         reseller_limits=reseller_limits,
+        bundle=bundle,
+        bundle_day=bundle_day,
         sell_tariff=decision.sell.tariff,
         buy_tariffs=decision.buy
         if decision.buy is not None
@@ -1021,6 +1030,8 @@ def settle(snapshot: Snapshot, decision: Decision, *, reserve: bool = True) -> D
     else:
         before = f"available {grant.available} {peer.currency}, {grant.live_calls} live calls"
     capped = f" (capped by the {grant.limited_by})" if grant.limited_by else ""
+    if grant.bundle:
+        before = f"{before}; {grant.bundle}"
     decision.step("money", f"{before}: {grant.seconds} s granted{capped}, {grant.amount} {held}")
     return decision
 

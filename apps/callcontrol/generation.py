@@ -33,6 +33,8 @@ SNAPSHOT_KINDS = frozenset(
         "peers.BlocklistEntry",
         "rates.RateTable",
         "billing.Account",
+        "bundles.Bundle",
+        "bundles.Subscription",
         "routing.RoutingPlan",
         "routing.RoutingRule",
         "routing.Route",

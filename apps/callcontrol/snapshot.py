@@ -30,6 +30,7 @@ from decimal import Decimal
 from django.db.models import Count, F, Q
 
 from apps.billing.models import Account, Reservation
+from apps.bundles.services.usage import offers_for
 from apps.callcontrol.generation import current_generation
 from apps.capture.models import CaptureSettings
 from apps.dids.models import Did, DidTarget
@@ -399,6 +400,7 @@ class Snapshot:
     banned: dict = field(default_factory=dict)  # source address -> AlertInfo
     repeat_rules: tuple = ()  # RepeatRule
     reseller_limits: dict = field(default_factory=dict)  # reseller id -> ResellerLimits
+    bundles: dict = field(default_factory=dict)  # account id -> (apps.bundles.offers.Offer, ...)
     capture_percent: int = 0  # the sampled share of calls captured (apps.capture)
     recording_stereo: bool = True
     live_checked: float = 0.0
@@ -660,6 +662,7 @@ def build() -> Snapshot:
             pk: ResellerLimits(daily, monthly, tuple(sorted(reseller_accounts.get(pk, ()))), credit_account)
             for pk, (daily, monthly, credit_account) in limited_resellers.items()
         },
+        bundles=offers_for(),
     )
     _load_alerts(snapshot)
     refresh_live_calls(snapshot)

@@ -19,6 +19,7 @@ it unless OpenSIPS reports the answer (`mark_answered`).
 
 # ruff: noqa: S608 - table names come from the models; every value is a parameter.
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -29,16 +30,20 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.billing.models import Account, ReleaseMarker, Reservation
+from apps.bundles.models import Usage
+from apps.bundles.offers import MINUTES, Offer, seconds_value
+from apps.bundles.services.usage import ensure_usage
 from apps.cdr import lost
 from apps.core.db import retry_on_conflict, statement_transaction
 from apps.core.errors import DomainError
 from apps.core.models import money_from_db, money_to_db
 from apps.core.money import MAX_BALANCE
-from apps.rates.tariffs import Tariff, affordable_duration
+from apps.rates.tariffs import Tariff, affordable_duration, rate_call
 
 _ACCOUNT = Account._meta.db_table
 _RESERVATION = Reservation._meta.db_table
 _MARKER = ReleaseMarker._meta.db_table
+_USAGE = Usage._meta.db_table
 _PEER = Reservation._meta.get_field("customer").related_model._meta.db_table
 
 # LOCK ORDER. Reservations (by id) before accounts (by id), and each account row held for
@@ -81,6 +86,7 @@ class Grant:
     available: Decimal | None
     live_calls: int | None
     limited_by: str = ""  # the spend limit that capped the call ("" when its money did)
+    bundle: str = ""  # what a bundle of the customer's had left for it, as check routing shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,10 @@ class Hold:
     spend_day: date | None = None
     spend_month: date | None = None
     reseller_limits: tuple | None = None
+    # The customer's bundle that covers the call (apps.bundles.offers.Offer), and the day of
+    # the call on the customer's clock, which names the bundle's period.
+    bundle: Offer | None = None
+    bundle_day: date | None = None
 
 
 def answer_within(setup_timeouts: list[int | None], *, ringing: int, margin: int) -> int:
@@ -345,11 +355,14 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     account read under its lock, then decided in Python.
     """
     now = now or timezone.now()
+    # A call a bundle covers takes the long way: what the bundle has left is read and
+    # held under the lock of its period's usage row (made here, before the transaction).
+    usage_id = None if hold.bundle is None else ensure_usage(hold.bundle, hold.bundle_day)
     with connection.cursor() as cursor:
-        grant = _reserve_whole_call(cursor, hold, now)
+        grant = None if usage_id is not None else _reserve_whole_call(cursor, hold, now)
         if grant is None:
             with statement_transaction():
-                grant = _reserve_what_is_left(cursor, hold, now)
+                grant = _reserve_what_is_left(cursor, hold, now, usage_id)
     return grant
 
 
@@ -436,23 +449,101 @@ def _call(cursor, procedure: str, params: list):
     return value
 
 
-def _reserve_what_is_left(cursor, hold: Hold, now: datetime) -> Grant:
-    """The long way: read the account under its lock and grant what its money pays for."""
+def _reserve_what_is_left(cursor, hold: Hold, now: datetime, usage_id: int | None = None) -> Grant:
+    """The long way: read the account under its lock and grant what its money pays for,
+    and what the bundle's period (`usage_id`, locked first: LOCK ORDER) has left."""
+    bundle = None if usage_id is None else _bundle_left(cursor, hold, usage_id, lock=True)
     available, live_calls, existing, headroom = _read_account(cursor, hold, lock=True)
     if existing is not None:
         cursor.execute(f"SELECT amount, max_duration FROM {_RESERVATION} WHERE id = %s", [existing])
         amount, seconds = cursor.fetchone()
         return Grant(existing, seconds, _decimal(amount), available + _decimal(amount), live_calls - 1)
-    seconds, amount, limited_by = _decide(hold, available, live_calls, headroom)
+    seconds, amount, limited_by, held = _decide_with_bundle(hold, available, live_calls, headroom, bundle)
     cursor.execute(
         f"UPDATE {_ACCOUNT} SET reserved = reserved + %s WHERE id = %s",
         [_money_param(amount), hold.account_id],
     )
-    reservation_id = _insert(cursor, hold, now, seconds, amount, short=False)
+    reservation_id = _insert(cursor, hold, now, seconds, amount, short=False, bundle=held)
     if reservation_id is None:
         # Raising rolls back the account's update too: nothing was ever held.
         raise CallReleased(f"Call {hold.call_id} was released before its reservation was made.")
-    return Grant(reservation_id, seconds, amount, _shown(available, headroom), live_calls, limited_by)
+    if held is not None:
+        # A write to the period's row: two nodes holding the last of it at once conflict in
+        # Galera's certification (row locks are not shared between nodes), and one decides again.
+        cursor.execute(f"UPDATE {_USAGE} SET authorized = authorized + 1 WHERE id = %s", [usage_id])
+    return Grant(
+        reservation_id,
+        seconds,
+        amount,
+        _shown(available, headroom),
+        live_calls,
+        limited_by,
+        "" if bundle is None else bundle.describe(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BundleLeft:
+    """What a bundle's period has for a call: its included seconds or money less what calls
+    used and what live calls hold, and what that is worth to this call in money."""
+
+    usage_id: int | None
+    offer: Offer
+    seconds: int
+    money: Decimal
+    value: Decimal
+
+    def describe(self) -> str:
+        left = f"{self.seconds} s" if self.offer.kind == MINUTES else f"{self.money}"
+        return f"bundle {self.offer.name}: {left} left"
+
+
+def _bundle_left(cursor, hold: Hold, usage_id: int | None, *, lock: bool) -> BundleLeft:
+    offer = hold.bundle
+    if usage_id is None:  # check routing, before the period's first call: nothing used yet
+        seconds, money_left = offer.included(*offer.period_of(hold.bundle_day))
+    else:
+        lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+        cursor.execute(
+            f"SELECT included_seconds, included_money, used_seconds, used_money"
+            f" FROM {_USAGE} WHERE id = %s{lock_clause}",
+            [usage_id],
+        )
+        included_seconds, included_money, used_seconds, used_money = cursor.fetchone()
+        cursor.execute(
+            f"SELECT COALESCE(SUM(bundle_seconds), 0), COALESCE(SUM(bundle_money), 0)"
+            f" FROM {_RESERVATION} WHERE bundle_usage_id = %s AND released_at IS NULL",
+            [usage_id],
+        )
+        held_seconds, held_money = cursor.fetchone()
+        seconds = max(included_seconds - used_seconds - held_seconds, 0)
+        money_left = max(_decimal(included_money) - _decimal(used_money) - _decimal(held_money), Decimal(0))
+    if offer.kind == MINUTES:
+        return BundleLeft(usage_id, offer, seconds, Decimal(0), seconds_value(hold.tariff.price, seconds))
+    return BundleLeft(usage_id, offer, 0, money_left, money_left)
+
+
+def _decide_with_bundle(
+    hold: Hold, available: Decimal, live_calls: int, headroom: Headroom | None, bundle: BundleLeft | None
+) -> tuple[int, Decimal, str, tuple[int, int, Decimal] | None]:
+    """`_decide` counting what the bundle has left as money the call may spend first;
+    (seconds, money to hold, limit that capped them, (usage id, seconds, money) the call
+    holds of the bundle or None)."""
+    if bundle is None or bundle.value <= 0:
+        return (*_decide(hold, available, live_calls, headroom), None)
+    if headroom is not None:  # a spend limit bounds money spent: the bundle's is not
+        headroom = dataclasses.replace(headroom, left=headroom.left + bundle.value)
+    seconds, cost, limited_by = _decide(hold, available + bundle.value, live_calls, headroom)
+    counted = min(bundle.value, cost)
+    if bundle.offer.kind == MINUTES:
+        held = (
+            bundle.usage_id,
+            min(bundle.seconds, rate_call(hold.tariff, seconds * 1000).seconds),
+            Decimal(0),
+        )
+    else:
+        held = (bundle.usage_id, 0, counted)
+    return seconds, cost - counted, limited_by, held
 
 
 def _shown(available: Decimal, headroom: Headroom | None) -> Decimal:
@@ -484,7 +575,16 @@ def _insert_values(hold: Hold, now: datetime, seconds: int, amount: Decimal) -> 
     ]
 
 
-def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *, short: bool) -> int | None:
+def _insert(
+    cursor,
+    hold: Hold,
+    now: datetime,
+    seconds: int,
+    amount: Decimal,
+    *,
+    short: bool,
+    bundle: tuple | None = None,
+) -> int | None:
     """Insert the reservation; its id, or None if it must not be made.
 
     On a node, the insert is also the check of the release marker: nothing is inserted if
@@ -494,12 +594,18 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *,
     Call-ID (the long way returns that reservation).
     """
     values = _insert_values(hold, now, seconds, amount)
-    columns = (
-        f"INSERT INTO {_RESERVATION} (account_id, customer_id, node_id, call_id, amount,"
-        " max_duration, prefix, destination, route_id, supplier_id, callee, sell_tariff, buy_tariffs,"
-        " caller, created_at, expires_at, outcome, cut_result)"
+    names = (
+        "account_id, customer_id, node_id, call_id, amount, max_duration, prefix, destination,"
+        " route_id, supplier_id, callee, sell_tariff, buy_tariffs, caller, created_at, expires_at"
     )
-    placeholders = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', ''"
+    placeholders = ", ".join(["%s"] * len(values))
+    if bundle is not None:  # (usage id, seconds, money) the call holds of a bundle's period
+        usage_id, bundle_seconds, bundle_money = bundle
+        names += ", bundle_usage_id, bundle_seconds, bundle_money"
+        placeholders += ", %s, %s, %s"
+        values += [usage_id, bundle_seconds, _money_param(bundle_money)]
+    columns = f"INSERT INTO {_RESERVATION} ({names}, outcome, cut_result)"
+    placeholders += ", '', ''"
     conditions, params = [], []
     if hold.node_id is not None:
         conditions.append(
@@ -526,10 +632,18 @@ def _insert(cursor, hold: Hold, now: datetime, seconds: int, amount: Decimal, *,
 
 def estimate(hold: Hold) -> Grant:
     """What `reserve` would grant now, without holding anything (check routing)."""
+    bundle = None
     with connection.cursor() as cursor:
+        if hold.bundle is not None:
+            start, _ = hold.bundle.period_of(hold.bundle_day)
+            usage_id = Usage.objects.filter(subscription_id=hold.bundle.subscription_id, period_start=start)
+            bundle = _bundle_left(cursor, hold, usage_id.values_list("pk", flat=True).first(), lock=False)
         available, live_calls, _existing, headroom = _read_account(cursor, hold, lock=False)
-    seconds, amount, limited_by = _decide(hold, available, live_calls, headroom)
-    return Grant(None, seconds, amount, _shown(available, headroom), live_calls, limited_by)
+    seconds, amount, limited_by, _held = _decide_with_bundle(hold, available, live_calls, headroom, bundle)
+    shown = _shown(available, headroom)
+    return Grant(
+        None, seconds, amount, shown, live_calls, limited_by, "" if bundle is None else bundle.describe()
+    )
 
 
 def recent_calls(
