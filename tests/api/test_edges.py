@@ -4,11 +4,9 @@ range errors are 400s and 404s that say what is wrong, in JSON, never 500s."""
 import decimal
 import io
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 from django.conf import settings
 from django.db import DataError, connection, transaction
 from django_filters import filters as django_filters
@@ -26,10 +24,10 @@ from apps.core.api import (
 )
 from apps.peers.models import Peer
 from smartswitch.api_urls import router
+from tests.api.conftest import committed_schema
 
 BEYOND_64_BITS = "9223372036854775808"
 PEERS = "/api/v1/peers/"
-SCHEMA = Path(settings.BASE_DIR) / "docs" / "openapi.yaml"
 
 
 def errors(response, status: int = 400) -> dict:
@@ -62,7 +60,7 @@ def test_the_maximum_page_size_is_1000_by_default(api, cast):
 
 
 def test_the_schema_documents_the_maximum_page_size():
-    parameters = yaml.safe_load(SCHEMA.read_text())["paths"][PEERS]["get"]["parameters"]
+    parameters = committed_schema()["paths"][PEERS]["get"]["parameters"]
     limit = next(p for p in parameters if p["name"] == "limit")
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
 
@@ -86,7 +84,7 @@ def test_limit_and_offset_outside_their_range_are_400s_naming_them(api, cast, na
 def test_an_empty_query_parameter_means_not_given(api, cast):
     page = api(cast.operator_key).get(PEERS, {"limit": "", "offset": "", "reseller": "", "ordering": ""})
     assert (page.status_code, page.json()["count"], len(page.json()["results"])) == (200, 4, 4)
-    parameters = yaml.safe_load(SCHEMA.read_text())["paths"][PEERS]["get"]["parameters"]
+    parameters = committed_schema()["paths"][PEERS]["get"]["parameters"]
     assert all(p["allowEmptyValue"] for p in parameters if p["in"] == "query")
 
 
@@ -96,7 +94,7 @@ def test_an_offset_past_the_end_is_an_empty_page(api, cast):
 
 
 def _integer_query_parameters():
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = committed_schema()
     for path, operations in schema["paths"].items():
         if "get" not in operations or "{" in path or not path.startswith("/api/"):
             continue
@@ -264,7 +262,7 @@ def test_paths_outside_the_api_keep_their_html_404(client, db):
 
 
 def test_every_api_operation_documents_the_errors_it_can_answer():
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = committed_schema()
     for path, operations in schema["paths"].items():
         if not path.startswith("/api/"):
             continue
@@ -279,7 +277,7 @@ def test_every_api_operation_documents_the_errors_it_can_answer():
 def _validator(component_or_schema: dict) -> jsonschema.Draft7Validator:
     from tests.api.test_schema import _json_schema
 
-    components = _json_schema(yaml.safe_load(SCHEMA.read_text())["components"]["schemas"])
+    components = _json_schema(committed_schema()["components"]["schemas"])
     schema = {**_json_schema(component_or_schema), "components": {"schemas": components}}
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
 
@@ -288,7 +286,7 @@ def _validator(component_or_schema: dict) -> jsonschema.Draft7Validator:
     "path", ["/api/v1/accounts/{id}/payments/", "/api/v1/accounts/{id}/adjustments/", PEERS]
 )
 def test_a_body_that_is_not_json_is_answered_as_documented(api, cast, path):
-    documented = yaml.safe_load(SCHEMA.read_text())["paths"][path]["post"]["responses"]["400"]
+    documented = committed_schema()["paths"][path]["post"]["responses"]["400"]
     url = path.format(id=cast.a.customer.account.pk)
     response = api(cast.operator_key).post(url, data='{"amount', content_type="application/json")
     body = errors(response)
@@ -301,7 +299,7 @@ def test_a_refusal_naming_its_field_is_answered_as_documented(api, cast):
     response = api(cast.a.staff_key).post(f"/api/v1/accounts/{account.pk}/refunds/", refund, format="json")
     assert errors(response, 403) == {"allow_over_refund": ["Only the operator refunds more than was paid."]}
     for path, method in [("/api/v1/accounts/{id}/refunds/", "post"), ("/api/v1/peers/{id}/", "patch")]:
-        documented = yaml.safe_load(SCHEMA.read_text())["paths"][path][method]["responses"]["403"]
+        documented = committed_schema()["paths"][path][method]["responses"]["403"]
         validator = _validator(documented["content"]["application/json"]["schema"])
         assert not list(validator.iter_errors(response.json())), path
         assert not list(validator.iter_errors({"detail": "You do not have permission."})), path
@@ -319,7 +317,7 @@ def test_swagger_ui_offers_the_api_key_first(api, db):
     assert served.status_code == 200
     for schemes in (
         json.loads(served.content)["components"]["securitySchemes"],
-        yaml.safe_load(SCHEMA.read_text())["components"]["securitySchemes"],
+        committed_schema()["components"]["securitySchemes"],
     ):
         assert next(iter(schemes)) == "ApiKey", list(schemes)
         assert schemes["ApiKey"]["description"].startswith("An API key")

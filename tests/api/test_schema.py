@@ -4,10 +4,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 from django.conf import settings
 from django.core.management import call_command
 
+from tests.api.conftest import committed_schema, load_yaml
 from tests.factories import CdrFactory
 
 COMMITTED = Path(settings.BASE_DIR) / "docs" / "openapi.yaml"
@@ -28,7 +28,7 @@ def test_the_schema_validates_and_matches_the_committed_one(tmp_path):
 def test_the_schema_is_served(api, db):
     response = api().get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi")
     assert response.status_code == 200
-    schema = yaml.safe_load(response.content)
+    schema = load_yaml(response.content)
     assert schema["info"]["title"] == "Smartswitch API"
     assert "/api/v1/peers/{id}/suspend/" in schema["paths"]
 
@@ -69,7 +69,7 @@ def test_a_cdr_matches_exactly_one_of_the_documented_shapes(api, cast, key, comp
     cdr = CdrFactory(customer=cast.a.customer, supplier=cast.supplier, node=cast.node)
     token = cast.operator_key if key == "operator_key" else cast.a.customer_key
     row = api(token).get(f"/api/v1/cdrs/{cdr.pk}/").json()
-    components = _json_schema(yaml.safe_load(COMMITTED.read_text())["components"]["schemas"])
+    components = _json_schema(committed_schema()["components"]["schemas"])
     matches = []
     for name in ("OperatorCdr", "Cdr"):
         schema = {**components[name], "components": {"schemas": components}}
