@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from apps.billing.api.urls import routes as billing_routes
+from apps.bundles.api.urls import routes as bundle_routes
 from apps.cdr.api.urls import routes as cdr_routes
 from apps.dids.api.urls import routes as did_routes
 from apps.fraud.api.urls import routes as fraud_routes
@@ -20,6 +21,7 @@ for prefix, viewset, basename in [
     *did_routes,
     *billing_routes,
     *invoicing_routes,
+    *bundle_routes,
     *rate_routes,
     *cdr_routes,
     *node_routes,

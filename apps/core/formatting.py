@@ -67,3 +67,13 @@ def format_price(value, currency: str = "", *, min_places: int = PRICE_PLACES) -
 def format_entry(value, currency: str = "") -> str:
     """One ledger amount, exact: its own precision, at least the currency's minor units."""
     return format_price(value, currency, min_places=minor_units(currency))
+
+
+def format_minutes(seconds) -> str:
+    """Seconds as minutes:seconds, however many minutes (a bundle's 1000 minutes: "1,000:00")."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError):
+        return "—"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes:,}:{rest:02d}"
