@@ -516,7 +516,8 @@ def _bundle_left(cursor, hold: Hold, usage_id: int | None, *, lock: bool) -> Bun
             [usage_id],
         )
         held_seconds, held_money = cursor.fetchone()
-        seconds = max(included_seconds - used_seconds - held_seconds, 0)
+        # int(): MariaDB sums integers as DECIMAL.
+        seconds = max(included_seconds - used_seconds - int(held_seconds), 0)
         money_left = max(_decimal(included_money) - _decimal(used_money) - _decimal(held_money), Decimal(0))
     if offer.kind == MINUTES:
         return BundleLeft(usage_id, offer, seconds, Decimal(0), seconds_value(hold.tariff.price, seconds))

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import F, Sum
+from django.db.models import F, Sum, Value
 from django.utils import timezone
 
 from apps.billing.models import Reservation
@@ -174,7 +174,8 @@ def record_use(used: dict[int, tuple[int, Decimal, int]]) -> None:
         if calls:
             Usage.objects.filter(pk=usage_id).update(
                 used_seconds=F("used_seconds") + seconds,
-                used_money=F("used_money") + amount,
+                # As a MoneyField value: micro-units on SQLite (apps.core.models.MoneyField).
+                used_money=F("used_money") + Value(amount, output_field=Usage._meta.get_field("used_money")),
                 calls=F("calls") + calls,
             )
 
