@@ -126,6 +126,7 @@ def _document_context(invoice: Invoice) -> dict:
     fees = [line for line in lines if line.kind == Kind.FEE]
     movements = [line for line in lines if line.kind in MOVEMENT_KINDS]
     credits = [line for line in lines if line.kind == Kind.CREDIT]
+    bundles = [line for line in lines if line.kind == Kind.BUNDLE]
     call_seconds = sum(line.seconds or 0 for line in calls)
     return {
         "invoice": invoice,
@@ -152,6 +153,15 @@ def _document_context(invoice: Invoice) -> dict:
             "minutes": _minutes(call_seconds),
             "amount": money(-sum((line.amount for line in calls), Decimal(0))),
         },
+        "bundles": [
+            {
+                "description": line.description,
+                "calls": _count(line.calls),
+                "minutes": _minutes(line.seconds),
+                "amount": money(-line.amount),
+            }
+            for line in bundles
+        ],
         "fees": [_dated(line, money(-line.amount)) for line in fees],
         "fees_total": money(-sum((line.amount for line in fees), Decimal(0))),
         "credits": [_dated(line, money(line.amount)) for line in credits],

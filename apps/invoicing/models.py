@@ -169,6 +169,9 @@ class InvoiceLine(models.Model):
         ADJUSTMENT = "adjustment", _("Adjustment")
         TAX = "tax", _("Tax")
         CREDIT = "credit", _("Credit")
+        # What the account's bundles covered: the worth of the calls, for information; the
+        # totals are the ledger's, on which covered calls cost nothing.
+        BUNDLE = "bundle", _("Bundle")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()

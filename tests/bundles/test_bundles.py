@@ -8,13 +8,13 @@ minute and Germany (49) at 0.0200, billed per second, with 10.00 USD.
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, RecurringFee, Reservation
@@ -23,6 +23,10 @@ from apps.bundles.models import Bundle, Usage
 from apps.bundles.services import catalogue
 from apps.cdr.models import Cdr
 from apps.core.errors import DomainError
+from apps.invoicing import documents
+from apps.invoicing.models import InvoiceLine
+from apps.invoicing.services import invoices
+from apps.rates.models import Rate
 from tests.billing.test_rating import cdr
 from tests.billing.test_rating_race import ROOT, database_url
 from tests.billing.test_rerating import correct_price
@@ -50,9 +54,9 @@ def minutes_bundle(minutes=10, *, prefixes="44", destinations="", price="0", **k
     )
 
 
-def give(peer, bundle):
+def give(peer, bundle, starts_on=None):
     account = Account.objects.get(peer=peer)
-    return catalogue.subscribe(account, bundle, actor=SYSTEM, starts_on=this_period_start())
+    return catalogue.subscribe(account, bundle, actor=SYSTEM, starts_on=starts_on or this_period_start())
 
 
 def charges(peer):
@@ -184,6 +188,29 @@ def test_an_account_takes_only_its_owners_bundles(world):
     theirs = minutes_bundle(10, reseller=reseller)
     with pytest.raises(DomainError, match="operator's bundles only"):
         give(world.customer, theirs)
+
+
+def test_the_invoice_shows_what_bundles_covered_and_its_totals_stay_the_ledgers(world):
+    Rate.objects.update(effective_from=F("effective_from") - timedelta(days=2))  # in force yesterday noon
+    world.snapshot()
+    yesterday = timezone.localdate() - timedelta(days=1)
+    give(world.customer, minutes_bundle(1), starts_on=yesterday - timedelta(days=40))
+    at = timezone.make_aware(datetime.combine(yesterday, time(12)))
+    cdr(world, seconds=90, callee=UK, created_at=at, answered_at=at)
+    cdr(world, seconds=60, callee=BERLIN, created_at=at, answered_at=at)
+    rating.rate_batch()
+
+    invoice = invoices.create_invoice(
+        Account.objects.get(peer=world.customer), actor=SYSTEM, period_start=yesterday, period_end=yesterday
+    )
+
+    bundle_lines = invoice.lines.filter(kind=InvoiceLine.Kind.BUNDLE)
+    assert [(x.description, x.calls, x.seconds, x.amount) for x in bundle_lines] == [
+        ("1 min", 1, 60, Decimal("-0.015"))
+    ]
+    # The calls charged: UK's uncovered 30 s (0.0075) and Berlin (0.02); the bundle's worth is not money.
+    assert invoice.charges == Decimal("-0.0275")
+    assert "Included in bundles" in documents.render_html(invoice)
 
 
 # --- call control -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services.ledger import Posting, post, post_payment
+from apps.cdr.models import Cdr
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.formatting import minor_units
@@ -113,7 +114,30 @@ def calculate(account: Account, starts_at: datetime, ends_at: datetime) -> Figur
         )
     for entry in period.exclude(kind=Kind.CHARGE).order_by("occurred_at", "id"):
         figures.lines.append(_line(entry, account.zone))
+    figures.lines.extend(_bundle_lines(account, starts_at, ends_at))
     return figures
+
+
+def _bundle_lines(account: Account, starts_at: datetime, ends_at: datetime) -> list[InvoiceLine]:
+    """What each of the account's bundles covered of the period's calls (apps.bundles)."""
+    covered = (
+        Cdr.objects.filter(
+            bundle_usage__subscription__account=account, created_at__gte=starts_at, created_at__lt=ends_at
+        )
+        .values("bundle_usage__subscription__bundle__name", "bundle_usage__subscription_id")
+        .annotate(calls=Count("id"), seconds=Sum("bundle_seconds"), worth=Sum("bundle_money"))
+        .order_by("bundle_usage__subscription_id")
+    )
+    return [
+        InvoiceLine(
+            kind=InvoiceLine.Kind.BUNDLE,
+            description=row["bundle_usage__subscription__bundle__name"][:200],
+            calls=row["calls"],
+            seconds=row["seconds"] or 0,
+            amount=-(row["worth"] or ZERO),
+        )
+        for row in covered
+    ]
 
 
 def _line(entry: LedgerEntry, zone) -> InvoiceLine:
