@@ -96,6 +96,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 SELL_PRICE = Decimal("0.0600")  # per minute, billed per second
 BUY_PRICE = Decimal("0.0300")
 RESELLER_PRICE = Decimal("0.0450")  # --reseller: what the operator charges the reseller
+BUNDLE_MINUTES = 1_000_000  # --bundle: more than any run calls
 BALANCE = Decimal("100000")
 CATCH_UP_SECONDS = 240  # the longest wait for the billing loop after a step
 # Once everything is imported and rated, how long dialogs left in OpenSIPS are waited for
@@ -172,7 +173,9 @@ def configure(url: str, workdir: Path, mi_port: int) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def build_world(ports: dict[str, int], *, fraud: bool = False, reseller: bool = False) -> dict:
+def build_world(
+    ports: dict[str, int], *, fraud: bool = False, reseller: bool = False, bundle: bool = False
+) -> dict:
     """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes.
 
     With `fraud`, what issue 16 adds to a call's path, set so that it never refuses: daily
@@ -183,6 +186,10 @@ def build_world(ports: dict[str, int], *, fraud: bool = False, reseller: bool = 
     With `reseller`, the customer is a reseller's, and the reseller has an account with the
     operator (postpaid, credit BALANCE) on an operator's list at RESELLER_PRICE: each call is
     charged on three sides, and the reseller's credit is read by every authorization.
+
+    With `bundle`, the customer has a bundle of BUNDLE_MINUTES to Germany: every call takes
+    the reservation's long way, holding its seconds under the bundle period's row lock, and
+    the rater takes them off the bundle instead of charging money.
     """
     from django.db import transaction
     from django.utils import timezone
@@ -244,6 +251,20 @@ def build_world(ports: dict[str, int], *, fraud: bool = False, reseller: bool = 
     )
     peer_services.add_endpoint(customer, actor=system, ip=CUSTOMER_IP)
     post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
+    if bundle:
+        from apps.bundles.services import catalogue
+
+        offer = catalogue.create_bundle(
+            actor=system,
+            name="Bench Germany",
+            kind="minutes",
+            minutes=BUNDLE_MINUTES,
+            prefixes="49",
+            reseller=owner,
+        )
+        catalogue.subscribe(
+            customer.account, offer, actor=system, starts_on=timezone.localdate().replace(day=1)
+        )
     if fraud:
         from apps.billing.models import Account
         from apps.fraud.models import Action, Controller, Kind, Metric
@@ -603,7 +624,18 @@ def books(
     distinct_calls = answered.values("call_id").distinct().count()
     not_rated = answered.exclude(rating_state=Cdr.RatingState.RATED).count()
     no_cost = answered.filter(sell_cost__isnull=True).count() + answered.filter(buy_cost__isnull=True).count()
-    costs = answered.aggregate(sell=Sum("sell_cost"), buy=Sum("buy_cost"), reseller=Sum("reseller_cost"))
+    # Calls a bundle covered wholly (--bundle) cost the customer nothing: no charge.
+    charged = answered.filter(sell_cost__gt=0).count()
+    costs = answered.aggregate(
+        sell=Sum("sell_cost"),
+        buy=Sum("buy_cost"),
+        reseller=Sum("reseller_cost"),
+        bundle=Sum("bundle_seconds"),
+    )
+    from apps.bundles.models import Usage
+
+    bundle_used = Usage.objects.aggregate(s=Sum("used_seconds"))["s"] or 0
+    all_covered = Cdr.objects.aggregate(s=Sum("bundle_seconds"))["s"] or 0
     charges = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, cdr__call_id__startswith=prefix)
     per_side = {
         row["account"]: row
@@ -641,13 +673,16 @@ def books(
         "buy_matches": -(supplier["total"] or 0) == (costs["buy"] or 0),
         "reseller_matches": -(reseller["total"] or 0) == (costs["reseller"] or 0),
         "sell_total": costs["sell"],
+        "bundle_seconds": costs["bundle"] or 0,
+        "bundle_matches": bundle_used == all_covered,
         "unanswered_charged": unanswered_charged,
         "check_ledger": ledger,
     }
     ok = (
         n_answered == answered_by_sipp == distinct_calls
         and not_rated == no_cost == 0
-        and customer["n"] == customer["cdrs"] == n_answered
+        and customer["n"] == customer["cdrs"] == charged
+        and result["bundle_matches"]
         and supplier["n"] == supplier["cdrs"] == n_answered
         and (reseller_account is None or reseller["n"] == reseller["cdrs"] == n_answered)
         and elsewhere == unanswered_charged == 0
@@ -863,6 +898,9 @@ def main() -> None:
     parser.add_argument(
         "--reseller", action="store_true", help="a reseller's customer, the reseller with an account with us"
     )
+    parser.add_argument(
+        "--bundle", action="store_true", help="every call covered by a minutes bundle of the customer's"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -889,7 +927,7 @@ def main() -> None:
 
         create_database(args.database_url)
         call_command("migrate", verbosity=0)
-        world = build_world(ports, fraud=args.fraud, reseller=args.reseller)
+        world = build_world(ports, fraud=args.fraud, reseller=args.reseller, bundle=args.bundle)
         print(f"database {name} created and built", flush=True)
         cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
         roots = {}
