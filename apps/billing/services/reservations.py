@@ -46,7 +46,8 @@ _MARKER = ReleaseMarker._meta.db_table
 _USAGE = Usage._meta.db_table
 _PEER = Reservation._meta.get_field("customer").related_model._meta.db_table
 
-# LOCK ORDER. Reservations (by id) before accounts (by id), and each account row held for
+# LOCK ORDER. Reservations (by id) before bundles' usage rows (by id, apps.bundles) before
+# accounts (by id), and each account row held for
 # as short a time as possible: it is the one row every call of a busy customer writes, so
 # the round trips between its update and the commit are what limit that customer's calls a
 # second. A reservation has no foreign key to its account in the database (see the model):
