@@ -3,7 +3,7 @@
 from django import template
 from django.urls import reverse
 
-from apps.core.formatting import format_price, format_total
+from apps.core.formatting import format_minutes, format_price, format_total
 from apps.portal.nav import MENU
 
 register = template.Library()
@@ -56,3 +56,18 @@ def portal_nav(current: str = ""):
             for key, name, label in MENU
         ]
     }
+
+
+@register.filter
+def minutes(seconds) -> str:
+    """Seconds of a bundle as minutes:seconds, however many minutes: 90 → "1:30"."""
+    return format_minutes(seconds)
+
+
+@register.filter
+def bundle_amount(usage, which: str) -> str:
+    """What a bundle's period includes, used or has left, as its bundle counts: minutes:seconds
+    or money. `{{ usage|bundle_amount:"left" }}`."""
+    from apps.bundles import periods
+
+    return {"included": periods.included, "used": periods.used, "left": periods.left}[which](usage)
