@@ -150,6 +150,9 @@ class LedgerEntry(models.Model):
         FEE = "fee", _("Periodic fee")
         ADJUSTMENT = "adjustment", _("Adjustment")
         TAX = "tax", _("Tax")
+        # What a peer that both sends and receives (role "user") earned terminating our
+        # calls: credited to its account, so its traffic both ways nets on one balance.
+        TERMINATED = "terminated", _("Calls terminated")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=10, choices=Kind.choices)

@@ -127,6 +127,7 @@ def _document_context(invoice: Invoice) -> dict:
     movements = [line for line in lines if line.kind in MOVEMENT_KINDS]
     credits = [line for line in lines if line.kind == Kind.CREDIT]
     bundles = [line for line in lines if line.kind == Kind.BUNDLE]
+    terminated = [line for line in lines if line.kind == Kind.TERMINATED]
     call_seconds = sum(line.seconds or 0 for line in calls)
     return {
         "invoice": invoice,
@@ -153,6 +154,16 @@ def _document_context(invoice: Invoice) -> dict:
             "minutes": _minutes(call_seconds),
             "amount": money(-sum((line.amount for line in calls), Decimal(0))),
         },
+        "terminated": [
+            {
+                "description": line.description,
+                "calls": _count(line.calls),
+                "minutes": _minutes(line.seconds),
+                "amount": money(line.amount),
+            }
+            for line in terminated
+        ],
+        "terminated_total": money(sum((line.amount for line in terminated), Decimal(0))),
         "bundles": [
             {
                 "description": line.description,
@@ -178,6 +189,7 @@ def _document_context(invoice: Invoice) -> dict:
         "summary": [
             (_("Opening balance"), money(invoice.opening_balance)),
             (_("Calls"), money(invoice.charges)),
+            *([(_("Calls terminated"), money(invoice.terminated))] if invoice.terminated else []),
             (_("Fees"), money(invoice.fees)),
             (invoice.tax_name, money(invoice.tax_posted)),
             (_("Payments"), money(invoice.payments)),

@@ -112,6 +112,8 @@ class Invoice(models.Model):
     refunds = MoneyField(default=0)
     adjustments = MoneyField(default=0)
     tax_posted = MoneyField(default=0, help_text="Tax entries of the period (this invoice's own included).")
+    # What a peer that sends and receives earned terminating our calls (credited; netted).
+    terminated = MoneyField(default=0, help_text="Calls it terminated for us, credited.")
     closing_balance = MoneyField(default=0)
     # What is invoiced: the period's calls and fees, their tax, and what is left to pay.
     tax_rate = models.DecimalField(max_digits=RATE_DIGITS, decimal_places=RATE_PLACES, default=0)
@@ -172,6 +174,7 @@ class InvoiceLine(models.Model):
         # What the account's bundles covered: the worth of the calls, for information; the
         # totals are the ledger's, on which covered calls cost nothing.
         BUNDLE = "bundle", _("Bundle")
+        TERMINATED = "terminated", _("Calls terminated")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()

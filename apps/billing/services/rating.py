@@ -102,6 +102,9 @@ class PeerPrices:
     reseller: str = ""
     reseller_account_id: int | None = None
     reseller_table_id: int | None = None
+    # Sends and receives (Peer.Role.USER): its account is its money with us, and the calls
+    # it terminates for us are credited to it, not debited as a supplier's.
+    mutual: bool = False
 
 
 @dataclass(slots=True)
@@ -158,12 +161,12 @@ class PeerDirectory:
         accounts = dict(Account.objects.filter(peer_id__in=missing).values_list("peer_id", "pk"))
         rows = Peer.objects.filter(pk__in=missing).values_list(
             "pk", "name", "sell_rate_table_id", "buy_rate_table_id", "tech_prefix", "time_zone",
-            "reseller__name", "reseller__account", "reseller__rate_table_id",
+            "reseller__name", "reseller__account", "reseller__rate_table_id", "role",
         )  # fmt: skip
-        for pk, name, sell, buy, tech_prefix, zone, reseller, reseller_account, reseller_table in rows:
+        for pk, name, sell, buy, tech_prefix, zone, reseller, reseller_account, reseller_table, role in rows:
             self.peers[pk] = PeerPrices(
                 name, sell, buy, accounts.get(pk), tech_prefix or "", _zone(zone),
-                reseller or "", reseller_account, reseller_table,
+                reseller or "", reseller_account, reseller_table, role == Peer.Role.USER,
             )  # fmt: skip
 
     def get(self, pk: int | None) -> PeerPrices | None:
@@ -430,7 +433,23 @@ def charges(priced: Priced, peers: PeerDirectory) -> list[Posting]:
             )
         )
     supplier = peers.get(priced.supplier_id)
-    if priced.buy_cost and supplier is not None and supplier.account_id is not None:
+    if priced.buy_cost and supplier is not None and supplier.account_id is not None and supplier.mutual:
+        # A peer that also sends us calls: what it earned terminating this one is credited
+        # to its account, where its own calls are charged (one balance, netted).
+        postings.append(
+            Posting(
+                supplier.account_id,
+                LedgerEntry.Kind.TERMINATED,
+                priced.buy_cost,
+                reference=f"cdr:{priced.cdr_id}",
+                cdr_id=priced.cdr_id,
+                description=f"Call terminated to {priced.destination}"[:200]
+                if priced.destination
+                else "Call terminated",
+                occurred_at=occurred_at,
+            )
+        )
+    elif priced.buy_cost and supplier is not None and supplier.account_id is not None:
         # The supplier's account is what we have with them: the call spends it.
         postings.append(
             Posting(

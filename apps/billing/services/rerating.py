@@ -66,6 +66,8 @@ class Change:
     before: Decimal
     after: Decimal
     seconds: int
+    # The buy side of a mutual peer (Peer.Role.USER): its calls' cost was credited to it.
+    credited: bool = False
 
 
 @retry_on_conflict
@@ -184,6 +186,7 @@ def _compare(run: RerateRun, rows: list[tuple], peers: PeerDirectory) -> list[Ch
                     money(buy_cost or 0),
                     priced.buy_cost,
                     priced.supplier_billable_seconds,
+                    supplier.mutual,
                 )
             )
     return changes
@@ -230,10 +233,12 @@ def _apply(run_id: int, first_id: int, last_id: int, examined: int, changes: lis
         rollups.move_prices([(pk, tuple(current[pk]), tuple(values)) for pk, *values in updates])
         totals: dict[int, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
         for change in changes:
+            # As costs to the account: what a mutual peer terminated was credited, a cost < 0.
+            sign = -1 if change.credited else 1
             line = totals[change.account_id]
             line[0] += 1
-            line[1] += change.before
-            line[2] += change.after
+            line[1] += sign * change.before
+            line[2] += sign * change.after
         post(
             [
                 Posting(

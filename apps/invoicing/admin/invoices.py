@@ -148,6 +148,7 @@ FIGURES = (
     "refunds_shown",
     "adjustments_shown",
     "tax_posted_shown",
+    "terminated_shown",
     "closing",
 )
 TOTALS = ("tax_shown", "net_shown", "tax_amount", "total_shown", "amount_due_shown")
@@ -289,6 +290,7 @@ class InvoiceAdmin(ScopedModelAdmin):
     refunds_shown = _money("refunds", "refunds")
     adjustments_shown = _money("adjustments", "adjustments")
     tax_posted_shown = _money("tax_posted", "tax posted")
+    terminated_shown = _money("terminated", "calls terminated (credited)")
     closing = _money("closing_balance", "closing balance")
     net_shown = _money("net", "net")
     tax_amount = _money("tax", "tax amount")

@@ -58,6 +58,7 @@ class InvoiceSerializer(ModelSerializer):
             "refunds",
             "adjustments",
             "tax_posted",
+            "terminated",
             "closing_balance",
             "tax_name",
             "tax_rate",

@@ -56,6 +56,7 @@ KIND_FIELDS = {
     Kind.REFUND: "refunds",
     Kind.ADJUSTMENT: "adjustments",
     Kind.TAX: "tax_posted",
+    Kind.TERMINATED: "terminated",
 }
 INVOICED_ROLES = (Peer.Role.CUSTOMER, Peer.Role.USER)
 
@@ -96,23 +97,29 @@ def calculate(account: Account, starts_at: datetime, ends_at: datetime) -> Figur
     figures.sums = dict.fromkeys(KIND_FIELDS.values(), ZERO)
     for row in period.order_by().values("kind").annotate(total=Sum("amount")):
         figures.sums[KIND_FIELDS[row["kind"]]] = row["total"]
-    calls = (
-        period.filter(kind=Kind.CHARGE)
-        .values("cdr__destination")
-        .annotate(calls=Count("id"), seconds=Sum("cdr__billable_seconds"), amount=Sum("amount"))
-        .order_by("cdr__destination")
-    )
-    for row in calls:
-        figures.lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.CALLS,
-                description=row["cdr__destination"] or "Other destinations",
-                calls=row["calls"],
-                seconds=row["seconds"] or 0,
-                amount=row["amount"],
-            )
+    # Calls by destination: those it made (charges), and those a peer that sends and receives
+    # terminated for us (credits, by its own billable seconds).
+    for kind, line_kind, seconds in (
+        (Kind.CHARGE, InvoiceLine.Kind.CALLS, "cdr__billable_seconds"),
+        (Kind.TERMINATED, InvoiceLine.Kind.TERMINATED, "cdr__supplier_billable_seconds"),
+    ):
+        calls = (
+            period.filter(kind=kind)
+            .values("cdr__destination")
+            .annotate(calls=Count("id"), seconds=Sum(seconds), amount=Sum("amount"))
+            .order_by("cdr__destination")
         )
-    for entry in period.exclude(kind=Kind.CHARGE).order_by("occurred_at", "id"):
+        for row in calls:
+            figures.lines.append(
+                InvoiceLine(
+                    kind=line_kind,
+                    description=row["cdr__destination"] or "Other destinations",
+                    calls=row["calls"],
+                    seconds=row["seconds"] or 0,
+                    amount=row["amount"],
+                )
+            )
+    for entry in period.exclude(kind__in=(Kind.CHARGE, Kind.TERMINATED)).order_by("occurred_at", "id"):
         figures.lines.append(_line(entry, account.zone))
     figures.lines.extend(_bundle_lines(account, starts_at, ends_at))
     return figures
