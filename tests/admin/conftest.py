@@ -105,6 +105,10 @@ class World:
 
 @pytest.fixture
 def world(cast) -> World:
+    return build_world(cast)
+
+
+def build_world(cast) -> World:
     return World(a=_holdings(cast.a, octet=10, cast=cast), b=_holdings(cast.b, octet=20, cast=cast))
 
 

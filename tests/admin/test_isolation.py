@@ -1,10 +1,15 @@
-"""Reseller A's staff cannot list, open, change or delete anything of reseller B."""
+"""Reseller A's staff cannot list, open, change or delete anything of reseller B.
+
+The cast and both resellers' holdings are built once for the module (rows_for_module): each
+test's changes, deletions and sessions are rolled back after it, as before.
+"""
 
 import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from tests.admin.conftest import admin_url, form_payload, listed
+from tests.admin.conftest import World, admin_url, build_world, form_payload, listed
+from tests.conftest import Cast, build_cast, rows_for_module
 
 ALL_KINDS = [
     "reseller",
@@ -35,6 +40,23 @@ CHANGES = {
     "issuer": ("legal_name", "Hijacked"),
 }
 DELETABLE = ["endpoint", "sipaccount", "rewriterule"]
+
+
+@pytest.fixture(scope="module")
+def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, World]:
+    with rows_for_module(django_db_blocker):
+        cast = build_cast()
+        yield cast, build_world(cast)
+
+
+@pytest.fixture
+def cast(crowd, db) -> Cast:
+    return crowd[0]
+
+
+@pytest.fixture
+def world(crowd, db) -> World:
+    return crowd[1]
 
 
 def snapshot(obj):
