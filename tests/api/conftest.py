@@ -98,6 +98,10 @@ class World:
 
 @pytest.fixture
 def world(cast: Cast) -> World:
+    return build_world(cast)
+
+
+def build_world(cast: Cast) -> World:
     table = make_rate_table("Retail A2", reseller=cast.a.reseller)
     peer = make_peer("Customer A2", reseller=cast.a.reseller, sell_rate_table_id=table.pk)
     user_peer = make_peer("Trunk A3", role=Peer.Role.USER, reseller=cast.a.reseller)

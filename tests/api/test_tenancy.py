@@ -1,4 +1,8 @@
-"""Someone else's objects are invisible: absent from lists, 404 in detail, untouchable."""
+"""Someone else's objects are invisible: absent from lists, 404 in detail, untouchable.
+
+The cast and reseller A's objects are built once for the module (rows_for_module), also for
+the tests that only need the cast: each test's writes are rolled back after it, as before.
+"""
 
 import pytest
 
@@ -6,7 +10,8 @@ from apps.peers.models import Peer
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
-from tests.api.conftest import ids
+from tests.api.conftest import World, build_world, ids
+from tests.conftest import Cast, build_cast, rows_for_module
 
 ENDPOINTS = [
     "peers", "endpoints", "gateways", "sip-accounts", "accounts", "ledger-entries", "rate-tables",
@@ -24,6 +29,23 @@ CHANGES = {
 }
 # Reseller B's staff and customer, and reseller A's own customer: none owns the world's objects.
 STRANGERS = ["b.staff_key", "b.customer_key", "a.customer_key"]
+
+
+@pytest.fixture(scope="module")
+def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, World]:
+    with rows_for_module(django_db_blocker):
+        cast = build_cast()
+        yield cast, build_world(cast)
+
+
+@pytest.fixture
+def cast(crowd, db) -> Cast:
+    return crowd[0]
+
+
+@pytest.fixture
+def world(crowd, db) -> World:
+    return crowd[1]
 
 
 def key_of(cast, path: str) -> str:
