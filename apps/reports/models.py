@@ -70,6 +70,12 @@ class TrafficRollup(models.Model):
     # In the customer's currency and the supplier's, as each CDR's costs are.
     sell = MoneyField(default=0)
     buy = MoneyField(default=0)
+    # Of the calls of a reseller's customers whose reseller has an account with the
+    # operator (docs/BILLING.md, "Two-level money"): what the customers paid (part of
+    # `sell`) and what the reseller pays the operator for them. The reseller's margin is
+    # resold - wholesale; the operator's revenue sell - resold + wholesale.
+    resold = MoneyField(default=0)
+    wholesale = MoneyField(default=0)
 
     objects = RollupQuerySet.as_manager()
 

@@ -62,7 +62,16 @@ SUMS = (
     "pdd_calls",
     "sell",
     "buy",
+    "resold",
+    "wholesale",
 )
+# What each level may add up: the operator everything; a reseller not what we pay our
+# suppliers; a customer neither that nor what its reseller pays us.
+HIDDEN_SUMS = {"operator": (), "reseller": ("buy",), "customer": ("buy", "resold", "wholesale")}
+
+
+def level_of(scope: Scope) -> str:
+    return "operator" if scope.is_operator else "reseller" if scope.is_reseller else "customer"
 
 
 def groups_for(scope: Scope) -> list[str]:
@@ -102,6 +111,11 @@ class Line:
     pdd_calls: int = 0
     sell: Decimal = Decimal(0)
     buy: Decimal = Decimal(0)
+    resold: Decimal = Decimal(0)
+    wholesale: Decimal = Decimal(0)
+    # Whose report: the operator's margin is after its resellers' and its suppliers'; a
+    # reseller's after what it pays the operator (docs/BILLING.md, "Margins per level").
+    level: str = "operator"
 
     def add(self, row: dict) -> None:
         for name in SUMS:
@@ -134,21 +148,37 @@ class Line:
         return self.sell
 
     @property
-    def cost(self) -> Decimal:
-        return self.buy
+    def resellers_margin(self) -> Decimal:
+        """What resellers with an account with us kept of what their customers paid."""
+        return self.resold - self.wholesale
+
+    @property
+    def earned(self) -> Decimal:
+        """This level's own revenue: for the operator, what its customers paid, its
+        resellers' customers' calls counted at what the resellers pay it."""
+        return self.sell - self.resellers_margin if self.level == "operator" else self.sell
+
+    @property
+    def cost(self) -> Decimal | None:
+        if self.level == "operator":
+            return self.buy
+        if self.level == "reseller" and self.sell and self.resold == self.sell:
+            return self.wholesale  # what the reseller pays us; unknown without its account
+        return None
 
     @property
     def profit(self) -> Decimal | None:
-        if self.currency != self.cost_currency:
+        cost = self.cost
+        if cost is None or (self.level == "operator" and self.currency != self.cost_currency):
             return None  # never subtract EUR from USD
-        return self.sell - self.buy
+        return self.earned - cost
 
     @property
     def margin(self) -> Decimal | None:
         profit = self.profit
-        if profit is None or not self.sell:
+        if profit is None or not self.earned:
             return None
-        return (HUNDRED * profit / self.sell).quantize(TWO)
+        return (HUNDRED * profit / self.earned).quantize(TWO)
 
 
 @dataclass
@@ -160,25 +190,28 @@ class Report:
     grain: str = DAY
 
 
-# (column, label, operator only): the table, the sort keys and the export, in this order.
+ALL, SELLERS, OPERATOR = ("operator", "reseller", "customer"), ("operator", "reseller"), ("operator",)
+# (column, label, levels that see it): the table, the sort keys and the export, in this order.
 COLUMNS = (
-    ("attempts", _("Attempts"), False),
-    ("answered", _("Answered"), False),
-    ("minutes", _("Minutes"), False),
-    ("asr", _("ASR %"), False),
-    ("acd", _("ACD (min)"), False),
-    ("pdd", _("PDD (s)"), False),
-    ("ner", _("NER %"), False),
-    ("revenue", _("Revenue"), False),
-    ("cost", _("Cost"), True),
-    ("profit", _("Profit"), True),
-    ("margin", _("Margin %"), True),
+    ("attempts", _("Attempts"), ALL),
+    ("answered", _("Answered"), ALL),
+    ("minutes", _("Minutes"), ALL),
+    ("asr", _("ASR %"), ALL),
+    ("acd", _("ACD (min)"), ALL),
+    ("pdd", _("PDD (s)"), ALL),
+    ("ner", _("NER %"), ALL),
+    ("revenue", _("Revenue"), ALL),
+    ("resellers_margin", _("Resellers' margin"), OPERATOR),
+    ("cost", _("Cost"), SELLERS),
+    ("profit", _("Profit"), SELLERS),
+    ("margin", _("Margin %"), SELLERS),
 )
-MONEY_COLUMNS = ("revenue", "cost", "profit")
+MONEY_COLUMNS = ("revenue", "resellers_margin", "cost", "profit")
 
 
 def columns_for(scope: Scope) -> list[tuple[str, str]]:
-    return [(name, label) for name, label, operator in COLUMNS if scope.is_operator or not operator]
+    level = level_of(scope)
+    return [(name, label) for name, label, levels in COLUMNS if level in levels]
 
 
 def on_day_bounds(start: datetime, end: datetime) -> bool:
@@ -272,7 +305,8 @@ def report(scope: Scope, query: Query) -> Report:
     supplier_side = scope.is_operator
     grain = grain_for(query)
     column = GROUP_COLUMN[query.group_by]
-    sums = {name: Sum(name) for name in SUMS if supplier_side or name != "buy"}
+    level = level_of(scope)
+    sums = {name: Sum(name) for name in SUMS if name not in HIDDEN_SUMS[level]}
     grouped = (
         rows_for(scope, query, grain).values(column, "currency", "cost_currency").annotate(**sums).order_by()
     )
@@ -288,7 +322,7 @@ def report(scope: Scope, query: Query) -> Report:
         line = lines.get((key, currency, cost_currency))
         if line is None:
             line = lines[key, currency, cost_currency] = Line(
-                key=key, currency=currency, cost_currency=cost_currency
+                key=key, currency=currency, cost_currency=cost_currency, level=level
             )
         line.add(row)
     _label(query, list(lines.values()))
@@ -299,7 +333,7 @@ def report(scope: Scope, query: Query) -> Report:
         total = totals.get(pair)
         if total is None:
             total = totals[pair] = Line(
-                label=str(_("Total")), currency=line.currency, cost_currency=line.cost_currency
+                label=str(_("Total")), currency=line.currency, cost_currency=line.cost_currency, level=level
             )
         total.add({name: getattr(line, name) for name in SUMS})
     ordered = sort_lines(list(lines.values()), query)

@@ -27,6 +27,7 @@ ended by the called user (486 busy, 480 unavailable, 487 cancelled by the caller
 ringing, 600 busy everywhere, 603 declined). ASR counts only the answered ones.
 """
 
+import dataclasses
 import functools
 import hashlib
 import zoneinfo
@@ -64,6 +65,7 @@ CDR_COLUMNS = (
     "pdd_ms",
     "sell_cost",
     "buy_cost",
+    "reseller_cost",
     "customer__account__currency",
     "supplier__account__currency",
 )
@@ -108,6 +110,8 @@ class Sums:
     pdd_calls: int = 0
     sell: Decimal = Decimal(0)
     buy: Decimal = Decimal(0)
+    resold: Decimal = Decimal(0)
+    wholesale: Decimal = Decimal(0)
 
     def merge(self, other: "Sums") -> None:
         self.attempts += other.attempts
@@ -120,6 +124,8 @@ class Sums:
         self.pdd_calls += other.pdd_calls
         self.sell += other.sell
         self.buy += other.buy
+        self.resold += other.resold
+        self.wholesale += other.wholesale
 
 
 SUM_FIELDS = tuple(f.name for f in fields(Sums))
@@ -207,19 +213,7 @@ def shaped(full: dict[tuple, Sums]) -> dict[tuple, Sums]:
             )
             row = made.get(key)
             if row is None:
-                # A copy: the source's Sums stay its own.
-                made[key] = Sums(
-                    sums.attempts,
-                    sums.answered,
-                    sums.effective,
-                    sums.duration_ms,
-                    sums.billable_seconds,
-                    sums.supplier_billable_seconds,
-                    sums.pdd_ms,
-                    sums.pdd_calls,
-                    sums.sell,
-                    sums.buy,
-                )
+                made[key] = dataclasses.replace(sums)  # a copy: the source's Sums stay its own
             else:
                 row.merge(sums)
         by_shape[shape] = made
@@ -269,6 +263,7 @@ def group_full(rows, *, zone=None, days_within=None) -> dict[tuple, Sums]:
         pdd,
         sell,
         buy,
+        reseller_cost,
         currency,
         cost_currency,
     ) in rows:
@@ -303,6 +298,9 @@ def group_full(rows, *, zone=None, days_within=None) -> dict[tuple, Sums]:
                 s.pdd_calls += 1
             s.sell += sell or 0
             s.buy += buy or 0
+            if reseller_cost is not None:
+                s.resold += sell or 0
+                s.wholesale += reseller_cost
     return sums
 
 
@@ -356,6 +354,8 @@ def upsert(sums: dict[tuple, Sums]) -> int:
                 s.pdd_calls,
                 money.get_db_prep_save(s.sell, connection),
                 money.get_db_prep_save(s.buy, connection),
+                money.get_db_prep_save(s.resold, connection),
+                money.get_db_prep_save(s.wholesale, connection),
             )
         )
     qn = connection.ops.quote_name
@@ -405,13 +405,14 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
         "destination",
         "node_id",
         "created_at",
+        "reseller_cost",
         "customer__account__currency",
         "supplier__account__currency",
     )
     full: dict[tuple, Sums] = defaultdict(Sums)
     zone = local_zone()
     for start in range(0, len(ids), READ_CHUNK):
-        for pk, customer, supplier, destination, node, created, currency, cost in Cdr.objects.filter(
+        for pk, customer, supplier, destination, node, created, resold, currency, cost in Cdr.objects.filter(
             pk__in=ids[start : start + READ_CHUNK], rating_state=Cdr.RatingState.RATED
         ).values_list(*identity_columns):
             old, new = by_id[pk]
@@ -423,6 +424,8 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
                     (*period, FULL, customer, supplier, destination or "", node, currency or "", cost or "")
                 ]
                 delta.sell += (new[0] or 0) - (old[0] or 0)
+                if resold is not None:  # a reseller's customer's call: what it paid moved
+                    delta.resold += (new[0] or 0) - (old[0] or 0)
                 delta.buy += (new[1] or 0) - (old[1] or 0)
                 delta.billable_seconds += (new[2] or 0) - (old[2] or 0)
                 delta.supplier_billable_seconds += (new[3] or 0) - (old[3] or 0)
@@ -436,6 +439,7 @@ def move_prices(changes: list[tuple[int, tuple, tuple]]) -> int:
             continue
         changed += TrafficRollup.objects.filter(key=key).update(
             sell=F("sell") + Value(d.sell, output_field=money),
+            resold=F("resold") + Value(d.resold, output_field=money),
             buy=F("buy") + Value(d.buy, output_field=money),
             billable_seconds=_plus("billable_seconds", d.billable_seconds),
             supplier_billable_seconds=_plus("supplier_billable_seconds", d.supplier_billable_seconds),

@@ -62,7 +62,10 @@ def test_staff_group_the_report_and_a_customer_reads_its_usage(page, live_server
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Customer A")
     expect(page.locator("body")).not_to_contain_text("Customer B")
-    expect(page.locator("body")).not_to_contain_text("Margin")
+    # Its own margin, not the operator's: no resellers' margin, no supplier side.
+    expect(page.locator("#report-table thead")).to_contain_text("Margin %")
+    expect(page.locator("body")).not_to_contain_text("Resellers' margin")
+    expect(page.locator("body")).not_to_contain_text("Carrier X")
     expect(page.locator("#id_group_by option[value='supplier']")).to_have_count(0)
     screenshot("reports-reseller-customer")
     page.context.clear_cookies()
