@@ -227,11 +227,20 @@ def test_call_costs_are_the_call_cost_of_the_longest_prefix_in_force(demo):
     assert any(c.answered_at for c in calls) and any(not c.answered_at for c in calls)
     for cdr in calls:
         sell = rate_in_force(cdr.customer.sell_rate_table_id, cdr.callee, cdr.created_at)
-        assert (cdr.billable_seconds, cdr.sell_cost) == expected_cost(sell, cdr.duration_ms), cdr.call_id
+        # What the customer paid plus what its bundle covered (Northwind's UK minutes).
+        listed = None if cdr.sell_cost is None else cdr.sell_cost + cdr.bundle_money
+        assert (cdr.billable_seconds, listed) == expected_cost(sell, cdr.duration_ms), cdr.call_id
         if cdr.supplier_id:
             buy = rate_in_force(cdr.supplier.buy_rate_table_id, cdr.callee, cdr.created_at)
             assert (cdr.supplier_billable_seconds, cdr.buy_cost) == expected_cost(buy, cdr.duration_ms)
             assert buy.price <= sell.price  # no route that loses money per minute
+
+
+def test_the_demo_bundle_covers_northwinds_uk_calls_before_its_money(demo):
+    covered = Cdr.objects.filter(customer__name="Northwind Trading", bundle_seconds__gt=0)
+    assert covered.exists()
+    assert not covered.exclude(callee__startswith="44").exists()
+    assert not Cdr.objects.exclude(customer__name="Northwind Trading").filter(bundle_seconds__gt=0).exists()
 
 
 def test_calls_are_priced_with_the_rate_in_force_when_they_started(demo):

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -14,6 +15,8 @@ from django.utils.text import slugify
 from apps.billing import services as billing
 from apps.billing.models import Account, LedgerEntry
 from apps.billing.services import rating
+from apps.bundles.models import Bundle
+from apps.bundles.services import catalogue as bundle_catalogue
 from apps.cdr.models import Cdr
 from apps.core.demo.calls import CallMaker
 from apps.core.demo.cast import (
@@ -50,6 +53,8 @@ from apps.routing.quality import refresh_quality_stats
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey, Reseller
 from apps.tenancy.scope import Kind, Scope
+
+DEMO_BUNDLE = "UK 500 minutes"
 
 
 @dataclass
@@ -106,6 +111,7 @@ class DemoLoader:
             ("fraud controllers", self.load_controllers),
             ("numbers", self.load_dids),
             ("payments", self.load_payments),
+            ("bundles", self.load_bundles),
             ("calls", self.load_calls),
             ("API key", self.load_api_key),
         ):
@@ -419,6 +425,32 @@ class DemoLoader:
                     reference=reference,
                     description="Demo top-up",
                 )
+
+    def load_bundles(self) -> None:
+        """Alpha Telecom sells Northwind Trading 500 UK minutes a month: its demo calls to
+        the UK are taken off the bundle before its money (docs/BUNDLES.md)."""
+        reseller = Reseller.objects.get(name="Alpha Telecom")
+        bundle = Bundle.objects.filter(reseller=reseller, name=DEMO_BUNDLE).first()
+        self.report.note("bundles", bundle is None)
+        if bundle is None:
+            bundle = bundle_catalogue.create_bundle(
+                actor=self._actor_for("Alpha Telecom"),
+                name=DEMO_BUNDLE,
+                kind=Bundle.Kind.MINUTES,
+                minutes=500,
+                prefixes="44",
+                price=Decimal("10.00"),
+            )
+        account = Account.objects.get(peer=self.customers["Northwind Trading"])
+        if not bundle.subscriptions.filter(account=account).exists():
+            # From the first day of the month of the oldest demo call.
+            first_call_day = (self.now - timedelta(days=30)).astimezone(account.zone).date()
+            bundle_catalogue.subscribe(
+                account,
+                bundle,
+                actor=self._actor_for("Alpha Telecom"),
+                starts_on=first_call_day.replace(day=1),
+            )
 
     # Calls
 
