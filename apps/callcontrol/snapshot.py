@@ -24,10 +24,11 @@ import time
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from django.db.models import Count, F, Q
+from django.utils import timezone
 
 from apps.billing.models import Account, Reservation
 from apps.bundles.services.usage import offers_for
@@ -662,7 +663,8 @@ def build() -> Snapshot:
             pk: ResellerLimits(daily, monthly, tuple(sorted(reseller_accounts.get(pk, ()))), credit_account)
             for pk, (daily, monthly, credit_account) in limited_resellers.items()
         },
-        bundles=offers_for(),
+        # A day's margin: a customer's clock may be behind the server's.
+        bundles=offers_for(ended_after=timezone.localdate() - timedelta(days=2)),
     )
     _load_alerts(snapshot)
     refresh_live_calls(snapshot)

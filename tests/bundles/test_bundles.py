@@ -261,6 +261,17 @@ def test_money_and_bundle_together_pay_a_call_longer_than_either(world):
     assert Account.objects.get(peer=poor).balance == 0
 
 
+def test_a_subscription_that_has_ended_lends_no_seconds(world):
+    zero = world.add_customer("Zero", ZERO_IP, balance="0")
+    today = timezone.localdate()
+    ended = give(zero, minutes_bundle(10), starts_on=today - timedelta(days=40))
+    catalogue.end_subscription(ended, actor=SYSTEM, ends_on=today - timedelta(days=10))
+
+    decision = world.call(UK, source_ip=ZERO_IP)
+
+    assert (decision.code, decision.reason) == (402, "Insufficient funds")
+
+
 def test_a_call_the_bundle_does_not_cover_is_decided_on_money_alone(world):
     zero = world.add_customer("Zero", ZERO_IP, balance="0")
     give(zero, minutes_bundle(10))

@@ -38,11 +38,14 @@ def offer_of(subscription: Subscription) -> Offer:
     )
 
 
-def offers_for(account_ids=None) -> dict[int, tuple[Offer, ...]]:
-    """{account id: its subscriptions as offers, oldest first}; every account's when None."""
+def offers_for(account_ids=None, *, ended_after=None) -> dict[int, tuple[Offer, ...]]:
+    """{account id: its subscriptions as offers, oldest first}; every account's when None;
+    with `ended_after` (a day), not those that ended before it."""
     rows = Subscription.objects.select_related("bundle").order_by("pk")
     if account_ids is not None:
         rows = rows.filter(account_id__in=sorted(set(account_ids)))
+    if ended_after is not None:
+        rows = rows.exclude(ends_on__lt=ended_after)
     found = defaultdict(list)
     for subscription in rows:
         found[subscription.account_id].append(offer_of(subscription))
