@@ -261,7 +261,7 @@ def settle_heap():
     """Call control ends each snapshot rebuild with a full garbage collection and a gc.freeze()
     (snapshot._settle_heap: production's p99 with 10,000 peers in the snapshot). In a test
     process, which holds every test module and the suite's collected tests, that collection
-    took 0.2-0.4 s of each rebuild, 85 worker-seconds a pass, and no test reads what it does:
+    took 0.2-0.4 s of each rebuild, 60-85 worker-seconds a pass, and no test reads what it does:
     here it is skipped. This fixture gives the real one; tests/callcontrol/test_snapshot_heap.py
     puts it back and checks it."""
     from apps.callcontrol import snapshot
