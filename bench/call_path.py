@@ -174,7 +174,12 @@ def configure(url: str, workdir: Path, mi_port: int) -> dict:
 
 
 def build_world(
-    ports: dict[str, int], *, fraud: bool = False, reseller: bool = False, bundle: bool = False
+    ports: dict[str, int],
+    *,
+    fraud: bool = False,
+    reseller: bool = False,
+    bundle: bool = False,
+    bundle_only: bool = False,
 ) -> dict:
     """Node, customer, supplier, prices, routing; OpenSIPS's tables; the price indexes.
 
@@ -187,9 +192,11 @@ def build_world(
     operator (postpaid, credit BALANCE) on an operator's list at RESELLER_PRICE: each call is
     charged on three sides, and the reseller's credit is read by every authorization.
 
-    With `bundle`, the customer has a bundle of BUNDLE_MINUTES to Germany: every call takes
-    the reservation's long way, holding its seconds under the bundle period's row lock, and
-    the rater takes them off the bundle instead of charging money.
+    With `bundle`, the customer has a bundle of BUNDLE_MINUTES to Germany: its money pays for
+    every call's maximum duration, so calls take the short way as without a bundle, and the
+    rater takes them off the bundle (under its period's row lock) instead of charging money.
+    With `bundle_only` it has no money: every call takes the long way and holds its seconds
+    of the bundle under that row's lock (docs/BUNDLES.md).
     """
     from django.db import transaction
     from django.utils import timezone
@@ -250,8 +257,9 @@ def build_world(
         reseller_id=owner.pk if owner else None,
     )
     peer_services.add_endpoint(customer, actor=system, ip=CUSTOMER_IP)
-    post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
-    if bundle:
+    if not bundle_only:
+        post_payment(customer.account, actor=system, amount=BALANCE, reference="bench-topup")
+    if bundle or bundle_only:
         from apps.bundles.services import catalogue
 
         offer = catalogue.create_bundle(
@@ -901,6 +909,11 @@ def main() -> None:
     parser.add_argument(
         "--bundle", action="store_true", help="every call covered by a minutes bundle of the customer's"
     )
+    parser.add_argument(
+        "--bundle-only",
+        action="store_true",
+        help="as --bundle, the customer without money: calls on the bundle alone",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -927,7 +940,9 @@ def main() -> None:
 
         create_database(args.database_url)
         call_command("migrate", verbosity=0)
-        world = build_world(ports, fraud=args.fraud, reseller=args.reseller, bundle=args.bundle)
+        world = build_world(
+            ports, fraud=args.fraud, reseller=args.reseller, bundle=args.bundle, bundle_only=args.bundle_only
+        )
         print(f"database {name} created and built", flush=True)
         cc_url = f"http://{LOOPBACK}:{ports['cc']}/call-control/v1"
         roots = {}

@@ -261,6 +261,21 @@ def test_money_and_bundle_together_pay_a_call_longer_than_either(world):
     assert Account.objects.get(peer=poor).balance == 0
 
 
+def test_a_customer_with_the_money_takes_the_short_way_and_the_rater_still_uses_the_bundle(world):
+    subscription = give(world.customer, minutes_bundle(10))  # Acme has 10.00: a whole call's worth
+
+    decision = world.call(UK)
+
+    held = Reservation.objects.get(pk=decision.reservation)
+    assert (held.bundle_usage_id, held.bundle_seconds, held.amount > 0) == (None, 0, True)
+    call = cdr(world, seconds=90, callee=UK, call_id=decision.request.call_id)
+    rating.rate_batch()
+    call.refresh_from_db(), held.refresh_from_db()
+    assert (call.sell_cost, call.bundle_seconds, held.outcome) == (0, 90, Reservation.Outcome.RATED)
+    assert usage(subscription).used_seconds == 90
+    assert Account.objects.get(peer=world.customer).reserved == 0
+
+
 def test_a_subscription_that_has_ended_lends_no_seconds(world):
     zero = world.add_customer("Zero", ZERO_IP, balance="0")
     today = timezone.localdate()

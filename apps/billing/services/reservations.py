@@ -356,12 +356,14 @@ def reserve(hold: Hold, *, now: datetime | None = None) -> Grant:
     account read under its lock, then decided in Python.
     """
     now = now or timezone.now()
-    # A call a bundle covers takes the long way: what the bundle has left is read and
-    # held under the lock of its period's usage row (made here, before the transaction).
-    usage_id = None if hold.bundle is None else ensure_usage(hold.bundle, hold.bundle_day)
     with connection.cursor() as cursor:
-        grant = None if usage_id is not None else _reserve_whole_call(cursor, hold, now)
+        grant = _reserve_whole_call(cursor, hold, now)
         if grant is None:
+            # A call a bundle covers counts on what the bundle has left only when the money
+            # does not pay for the whole call: that is read and held under the lock of the
+            # bundle period's usage row (made here, before the transaction). A customer with
+            # the money takes the short way, and the rater still takes the call off the bundle.
+            usage_id = None if hold.bundle is None else ensure_usage(hold.bundle, hold.bundle_day)
             with statement_transaction():
                 grant = _reserve_what_is_left(cursor, hold, now, usage_id)
     return grant

@@ -202,13 +202,17 @@ def cover(priced: list, customers: dict, found: dict) -> None:
         return
     claims: dict[int, Claim] = {}
     own: list[int] = []  # the batch's reservations: their holds are the batch's to use
+    usage_ids: dict[tuple[int, object], int] = {}  # (subscription, period start) -> usage id
     for p in candidates:
         customer = customers[p.customer_id]
         day = p.occurred_at.astimezone(customer.zone or timezone.get_default_timezone()).date()
         offer = first_offer(offers.get(customer.account_id, ()), p.number, p.destination, day)
         if offer is None:
             continue
-        usage_id = ensure_usage(offer, day)
+        period = (offer.subscription_id, offer.period_of(day)[0])
+        if period not in usage_ids:  # one query per period of the batch, not per call
+            usage_ids[period] = ensure_usage(offer, day)
+        usage_id = usage_ids[period]
         held = 0 if offer.kind == MINUTES else Decimal(0)
         for decided in found.get((p.customer_id, p.call_id), ()):
             own.append(decided.reservation_id)
@@ -217,9 +221,9 @@ def cover(priced: list, customers: dict, found: dict) -> None:
         claims[p.cdr_id] = Claim(usage_id, offer.kind, p.billable_seconds, p.sell_cost, held)
     if not claims:
         return
-    usage_ids = sorted({claim.usage_id for claim in claims.values()})
-    rows = lock_usages(usage_ids)
-    record_use(allocate(list(claims.values()), rows, holds_elsewhere(usage_ids, own)))
+    periods = sorted(set(usage_ids.values()))
+    rows = lock_usages(periods)
+    record_use(allocate(list(claims.values()), rows, holds_elsewhere(periods, own)))
     for p in candidates:
         claim = claims.get(p.cdr_id)
         if claim is None or not claim.covered:
