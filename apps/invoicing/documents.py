@@ -225,15 +225,19 @@ def _percent(rate: Decimal) -> str:
 
 
 def _logo_uri(issuer: Issuer) -> str:
-    """The issuer's logo as a data: URI; empty when it has none or this node lacks the file."""
-    if not issuer.logo:
+    """The issuer's logo as a data: URI: from its row, else (a logo uploaded before the rows
+    kept it) from the file if this node has it; empty when it has none."""
+    if issuer.logo_data:
+        data, mime = bytes(issuer.logo_data), issuer.logo_type
+    elif issuer.logo:
+        try:
+            with issuer.logo.open("rb") as file:
+                data = file.read(LOGO_MAX_BYTES + 1)
+        except (OSError, ValueError):
+            return ""
+        mime, _encoding = mimetypes.guess_type(issuer.logo.name)
+    else:
         return ""
-    try:
-        with issuer.logo.open("rb") as file:
-            data = file.read(LOGO_MAX_BYTES + 1)
-    except (OSError, ValueError):
-        return ""
-    mime, _encoding = mimetypes.guess_type(issuer.logo.name)
     if len(data) > LOGO_MAX_BYTES or mime not in ("image/png", "image/jpeg", "image/svg+xml", "image/gif"):
         return ""
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

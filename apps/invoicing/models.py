@@ -35,6 +35,10 @@ class Issuer(TimestampedModel):
     website = models.CharField(max_length=200, blank=True)
     bank_details = models.TextField(blank=True, help_text="How to pay, printed under the totals.")
     logo = models.FileField(upload_to="invoicing/logos/", blank=True, help_text="PNG, JPEG or SVG.")
+    # The logo's bytes, in the database every node shares: a node that did not receive the
+    # upload draws it all the same (the file above stays on the node that did).
+    logo_data = models.BinaryField(null=True, blank=True, editable=False)
+    logo_type = models.CharField(max_length=30, blank=True, editable=False)
     footer = models.TextField(blank=True)
     language = models.CharField(
         max_length=10, default="en", help_text="Of documents whose account names none."

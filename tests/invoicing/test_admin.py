@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry
+from apps.invoicing import documents
 from apps.invoicing.models import Invoice, Issuer
 from apps.rates.models import RateTable
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
@@ -329,6 +330,13 @@ def test_reseller_staff_create_their_profile_once_with_a_logo(cast, login, media
     )
     assert issuer.logo.name.endswith(".svg")
     assert (media / issuer.logo.name).read_bytes().startswith(b"<svg")
+    # Also in the row every node reads: another node, without the file, draws it all the same.
+    assert (bytes(issuer.logo_data), issuer.logo_type) == (
+        b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+        "image/svg+xml",
+    )
+    (media / issuer.logo.name).unlink()
+    assert documents._logo_uri(issuer).startswith("data:image/svg+xml;base64,")
 
 
 def test_a_logo_that_is_not_an_image_is_refused(cast, login, media):

@@ -1,5 +1,7 @@
 """The write path of issuer profiles: what an issuer's invoices say."""
 
+import mimetypes
+
 from apps.core.db import retry_on_conflict
 from apps.core.errors import DomainError
 from apps.core.services import apply_changes, ensure_manages, save_object
@@ -35,6 +37,7 @@ def create_issuer(*, actor: Scope, reseller_id: int | None, **fields) -> Issuer:
     if Issuer.objects.filter(key=key).exists():
         raise DomainError("This issuer has a profile already; change that one.", field="reseller")
     issuer = apply_changes(Issuer(key=key, reseller_id=reseller_id), fields, allowed=ISSUER_SETTINGS)
+    _keep_logo(issuer)
     return save_object(issuer, actor=actor, action="issuer.created")
 
 
@@ -44,4 +47,20 @@ def update_issuer(issuer: Issuer, *, actor: Scope, changes: dict) -> Issuer:
     ensure_manages(actor, issuer.reseller_id)
     current = Issuer.objects.select_for_update().get(pk=issuer.pk)
     apply_changes(current, changes, allowed=ISSUER_SETTINGS)
+    if "logo" in changes:
+        _keep_logo(current)
     return save_object(current, actor=actor, action="issuer.changed")
+
+
+def _keep_logo(issuer: Issuer) -> None:
+    """Copy a newly uploaded logo's bytes into the profile's row (cleared with the logo)."""
+    if not issuer.logo:
+        issuer.logo_data, issuer.logo_type = None, ""
+        return
+    if getattr(issuer.logo, "_committed", True):
+        return  # the file it had: its bytes are in the row already
+    upload = issuer.logo.file
+    upload.seek(0)
+    issuer.logo_data = upload.read()
+    upload.seek(0)
+    issuer.logo_type = mimetypes.guess_type(issuer.logo.name)[0] or ""
