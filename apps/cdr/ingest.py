@@ -60,7 +60,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.cdr.models import Cdr
-from apps.core.db import retry_on_conflict
+from apps.core.db import retry_on_conflict, unless_conflict
 from apps.core.money import money
 from apps.nodes.models import Node
 from apps.opensips.models import Acc, AccountingRow, MissedCall
@@ -70,6 +70,10 @@ from apps.reports import rollups
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# A backlog import waits this many seconds times the batches in a row that gave up on write
+# conflicts, and stops after GIVE_UP_LIMIT of them (as the rater does).
+CONFLICT_PAUSE = 0.5
+GIVE_UP_LIMIT = 10
 # Rows of a node whose heartbeat is older than this are imported by any node.
 TAKEOVER_AFTER = timedelta(minutes=2)
 ERROR_LENGTH = Cdr._meta.get_field("rating_error").max_length
@@ -337,13 +341,31 @@ def ingest_batch(*, limit: int = BATCH_SIZE, node: str | None = None, now=None) 
     return _ingest(limit, node, now or timezone.now())
 
 
+class IngestStalled(Exception):
+    """Batch after batch lost on write conflicts: something else holds the same rows."""
+
+
 def ingest_all(
     *, node: str | None = None, limit: int = BATCH_SIZE, until: float | None = None
 ) -> IngestResult:
-    """Import batches until none is left (or `until`, a monotonic deadline, passes)."""
+    """Import batches until none is left (or `until`, a monotonic deadline, passes).
+
+    A batch that outlasts its retries on write conflicts (two importers on the same rows)
+    wrote nothing: it is taken again after a pause that grows with the batches lost in a
+    row, and the import stops with IngestStalled after GIVE_UP_LIMIT of them (as the
+    rater's rate_all does).
+    """
     total = IngestResult()
+    gave_up = 0
     while until is None or clock.monotonic() < until:
-        result = ingest_batch(limit=limit, node=node)
+        result = unless_conflict(ingest_batch, limit=limit, node=node)
+        if result is None:
+            gave_up += 1
+            if gave_up == GIVE_UP_LIMIT:
+                raise IngestStalled(f"{gave_up} batches in a row gave up on write conflicts")
+            clock.sleep(CONFLICT_PAUSE * gave_up)
+            continue
+        gave_up = 0
         total.add(result)
         if not result.full:
             break

@@ -1,7 +1,7 @@
 """Import OpenSIPS's acc and missed_calls rows as CDRs, once each."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from apps.cdr import ingest
 
@@ -24,7 +24,12 @@ class Command(BaseCommand):
         if batch < 1:
             self.stderr.write("--batch must be at least 1.")
             raise SystemExit(2)
-        result = ingest.ingest_all(node=None if all_nodes else settings.NODE_NAME, limit=batch)
+        try:
+            result = ingest.ingest_all(node=None if all_nodes else settings.NODE_NAME, limit=batch)
+        except ingest.IngestStalled as exc:
+            raise CommandError(
+                f"Import stopped: {exc}. Run the command again; no row is imported twice."
+            ) from None
         self.stdout.write(
             f"Imported {result.calls} calls and {result.attempts} attempts "
             f"({result.errors} with errors, {result.replayed} already imported, "
