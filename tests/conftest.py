@@ -318,7 +318,44 @@ REAL_CLOCK = (
 )
 
 
-def pytest_collection_modifyitems(items):
+# What a test asks for when it reads or writes the database (pytest-django).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="Leave out the tests that touch no database: they answer the same on every one "
+        "(CI's second database pass).",
+    )
+
+
+def uses_database(item) -> bool:
+    """A django_db test, one that asks for a database fixture, or one with a fixture of ours
+    that opens the database itself (django_db_blocker: the live engines' worlds)."""
+    if item.get_closest_marker("django_db") or item.get_closest_marker("mariadb"):
+        return True
+    if DATABASE_FIXTURES & set(item.fixturenames):
+        return True
+    definitions = getattr(item, "_fixtureinfo", None)
+    for name in item.fixturenames:
+        for definition in definitions.name2fixturedefs.get(name, ()) if definitions else ():
+            func = getattr(definition, "func", None)
+            if "django_db_blocker" in definition.argnames and not getattr(func, "__module__", "").startswith(
+                "pytest_django"
+            ):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--database-tests-only"):
+        kept = [item for item in items if uses_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
+        items[:] = kept
     for item in items:
         if item.nodeid.startswith(REAL_CLOCK):
             item.add_marker(pytest.mark.real_clock)
