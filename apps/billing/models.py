@@ -273,6 +273,9 @@ class Reservation(models.Model):
             # The live calls of an account (count, and the same Call-ID asked twice).
             models.Index(fields=["account", "released_at", "call_id"], name="reservation_live_idx"),
             models.Index(fields=["released_at", "expires_at"], name="reservation_expiry_idx"),
+            # What a bundle period's live calls hold (reservations._bundle_left): the open
+            # ones only, however many calls the period has had.
+            models.Index(fields=["bundle_usage", "released_at"], name="reservation_bundle_live_idx"),
             models.Index(fields=["call_id"], name="reservation_call_idx"),
             # Repeated numbers: the recent calls to one callee, or from one caller.
             models.Index(fields=["callee", "created_at"], name="reservation_callee_idx"),
