@@ -203,6 +203,28 @@ def rows_for_module(django_db_blocker) -> Iterator[None]:
             transaction.set_rollback(True)
 
 
+def module_crowd(build_world):
+    """The `crowd`, `cast` and `world` fixtures of a module that reads one cast and one world
+    built by `build_world(cast)` in all its tests (rows_for_module): assign them at module level,
+    `crowd, cast, world = module_crowd(build_world)`."""
+
+    @pytest.fixture(scope="module", name="crowd")
+    def crowd(django_db_setup, django_db_blocker):
+        with rows_for_module(django_db_blocker):
+            built = build_cast()
+            yield built, build_world(built)
+
+    @pytest.fixture(name="cast")
+    def cast(crowd, db):
+        return crowd[0]
+
+    @pytest.fixture(name="world")
+    def world(crowd, db):
+        return crowd[1]
+
+    return crowd, cast, world
+
+
 @pytest.fixture
 def login(client):
     """`login(user)`: the test client, signed in as `user` with the cast's password."""

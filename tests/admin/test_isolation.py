@@ -8,8 +8,8 @@ import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from tests.admin.conftest import World, admin_url, build_world, form_payload, listed
-from tests.conftest import Cast, build_cast, rows_for_module
+from tests.admin.conftest import admin_url, build_world, form_payload, listed
+from tests.conftest import module_crowd
 
 ALL_KINDS = [
     "reseller",
@@ -42,21 +42,7 @@ CHANGES = {
 DELETABLE = ["endpoint", "sipaccount", "rewriterule"]
 
 
-@pytest.fixture(scope="module")
-def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, World]:
-    with rows_for_module(django_db_blocker):
-        cast = build_cast()
-        yield cast, build_world(cast)
-
-
-@pytest.fixture
-def cast(crowd, db) -> Cast:
-    return crowd[0]
-
-
-@pytest.fixture
-def world(crowd, db) -> World:
-    return crowd[1]
+crowd, cast, world = module_crowd(build_world)
 
 
 def snapshot(obj):

@@ -10,8 +10,8 @@ from apps.peers.models import Peer
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
-from tests.api.conftest import World, build_world, ids
-from tests.conftest import Cast, build_cast, rows_for_module
+from tests.api.conftest import build_world, ids
+from tests.conftest import module_crowd
 
 ENDPOINTS = [
     "peers", "endpoints", "gateways", "sip-accounts", "accounts", "ledger-entries", "rate-tables",
@@ -31,21 +31,7 @@ CHANGES = {
 STRANGERS = ["b.staff_key", "b.customer_key", "a.customer_key"]
 
 
-@pytest.fixture(scope="module")
-def crowd(django_db_setup, django_db_blocker) -> tuple[Cast, World]:
-    with rows_for_module(django_db_blocker):
-        cast = build_cast()
-        yield cast, build_world(cast)
-
-
-@pytest.fixture
-def cast(crowd, db) -> Cast:
-    return crowd[0]
-
-
-@pytest.fixture
-def world(crowd, db) -> World:
-    return crowd[1]
+crowd, cast, world = module_crowd(build_world)
 
 
 def key_of(cast, path: str) -> str:
