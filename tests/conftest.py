@@ -85,6 +85,23 @@ def cast(db) -> Cast:
     return build_cast()
 
 
+def user_of(cast: Cast, who: str):
+    """The login of "operator", "a.staff", "b.customer"…"""
+    if who == "operator":
+        return cast.operator
+    tenant, role = who.split(".")
+    tenant = getattr(cast, tenant)
+    return tenant.staff if role == "staff" else tenant.customer_user
+
+
+def key_of(cast: Cast, who: str) -> str:
+    """The API key of "operator", "a.staff", "b.customer"…"""
+    if who == "operator":
+        return cast.operator_key
+    tenant, role = who.split(".")
+    return getattr(getattr(cast, tenant), f"{role}_key")
+
+
 def build_cast() -> Cast:
     """The cast of this module's docstring, written to the database."""
     system = Scope.system()

@@ -6,7 +6,8 @@ from django.urls import reverse
 
 from apps.bundles.models import Bundle, Subscription, Usage
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
-from tests.bundles.world import WHO, module_bundles, user_of
+from tests.bundles.world import WHO, module_bundles
+from tests.conftest import user_of
 
 sold, cast = module_bundles()
 

@@ -8,7 +8,8 @@ import pytest
 
 from apps.bundles.models import Bundle, Subscription
 from tests.api.conftest import ids, results
-from tests.bundles.world import WHO, key_of, module_bundles
+from tests.bundles.world import WHO, module_bundles
+from tests.conftest import key_of
 
 sold, cast = module_bundles()
 

@@ -5,7 +5,8 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from tests.bundles.world import WHO, module_bundles, user_of
+from tests.bundles.world import WHO, module_bundles
+from tests.conftest import user_of
 
 sold, cast = module_bundles()
 

@@ -127,18 +127,3 @@ def module_bundles():
         return sold.cast
 
     return sold, cast
-
-
-def user_of(cast: Cast, who: str):
-    if who == "operator":
-        return cast.operator
-    tenant, role = who.split(".")
-    tenant = getattr(cast, tenant)
-    return tenant.staff if role == "staff" else tenant.customer_user
-
-
-def key_of(cast: Cast, who: str) -> str:
-    if who == "operator":
-        return cast.operator_key
-    tenant, role = who.split(".")
-    return getattr(getattr(cast, tenant), f"{role}_key")

@@ -111,18 +111,3 @@ def ledgers(cast: Cast) -> Ledgers:
         b=keep_books(cast.b.customer),
         operator=keep_books(cast.operator_customer),
     )
-
-
-def user_of(cast: Cast, who: str):
-    if who == "operator":
-        return cast.operator
-    tenant, role = who.split(".")
-    tenant = getattr(cast, tenant)
-    return tenant.staff if role == "staff" else tenant.customer_user
-
-
-def key_of(cast: Cast, who: str) -> str:
-    if who == "operator":
-        return cast.operator_key
-    tenant, role = who.split(".")
-    return getattr(getattr(cast, tenant), f"{role}_key")

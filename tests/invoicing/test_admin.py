@@ -15,7 +15,8 @@ from apps.invoicing import documents
 from apps.invoicing.models import Invoice, Issuer
 from apps.rates.models import RateTable
 from tests.admin.conftest import admin_url, form_payload, listed, messages_of, tool_url
-from tests.invoicing.conftest import WHO, YEAR, charge, user_of
+from tests.conftest import user_of
+from tests.invoicing.conftest import WHO, YEAR, charge
 
 CHANGELIST = reverse("admin:invoicing_invoice_changelist")
 NEW = reverse("admin:invoicing_invoice_new")

@@ -15,7 +15,8 @@ from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import ApiKey
 from apps.tenancy.scope import Scope
 from tests.api.conftest import ids
-from tests.invoicing.conftest import WHO, YEAR, charge, draft, key_of
+from tests.conftest import key_of
+from tests.invoicing.conftest import WHO, YEAR, charge, draft
 
 INVOICES = "/api/v1/invoices/"
 

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 
 from apps.invoicing.services import invoices
-from tests.invoicing.conftest import SYSTEM, WHO, YEAR, charge, draft, user_of
+from tests.conftest import user_of
+from tests.invoicing.conftest import SYSTEM, WHO, YEAR, charge, draft
 
 INVOICES = reverse("portal:invoices")
 
