@@ -32,6 +32,9 @@ reports:
 - CPU seconds per process over the step (start of SIPp to caught up), from /proc/<pid>/stat
   (the process trees of opensips, uvicorn, the worker and SIPp; every mariadbd on the
   machine: other users of the same server are counted too);
+- MariaDB's work per call offered over the same span (SHOW GLOBAL STATUS): statements sent
+  (a CALL once) and executed (with the procedures' own), each kind of statement, rows
+  read, written, updated and deleted, and InnoDB's fsyncs;
 - the money: every answered call is one CDR, rated, charged once on each side (one ledger
   row on the customer's and one on the supplier's account, equal to the CDR's sell and buy
   costs), unanswered CDRs charged nothing, no reservation left open (all of SIPp's calls
@@ -474,6 +477,50 @@ def cpu_sample(roots: dict[str, int]) -> dict[str, float]:
     return sample
 
 
+# What MariaDB did per call: statements sent (a CALL counted once) and executed (with the
+# procedures' own), each kind of statement (Com_*: a procedure's statements counted by their
+# kind, a prepared statement's as stmt_execute), rows read, written (temporary tables' too),
+# updated and deleted, and InnoDB's fsyncs, from SHOW GLOBAL STATUS. Every client of the
+# server is counted, as its CPU is.
+DB_COUNTERS = {
+    "Questions": "statements",
+    "Queries": "with procedures'",
+    "Rows_read": "rows read",
+    "Handler_write": "rows written",
+    "Handler_update": "updated",
+    "Handler_delete": "deleted",
+    "Innodb_data_fsyncs": "fsyncs",
+}
+
+
+def db_sample() -> dict[str, int]:
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS")
+        return {
+            name: int(value)
+            for name, value in cursor.fetchall()
+            if name in DB_COUNTERS or (name.startswith("Com_") and value.isdigit())
+        }
+
+
+def db_per_call(before: dict[str, int], after: dict[str, int], calls: int) -> str:
+    if not before or not calls:
+        return "not counted"
+    per_call = {name: (after[name] - before.get(name, 0)) / calls for name in after}
+    kinds = sorted(
+        ((name.removeprefix("Com_"), count) for name, count in per_call.items() if name.startswith("Com_")),
+        key=lambda item: -item[1],
+    )
+    return ", ".join(
+        [f"{label} {per_call[name]:.2f}" for name, label in DB_COUNTERS.items()]
+        + [f"{kind} {count:.2f}" for kind, count in kinds if count >= 0.01]
+    )
+
+
 # --- the worker (a child process) -------------------------------------------------------------
 
 
@@ -793,12 +840,12 @@ def run_step(
 ) -> dict:
     prefix = f"s{number}r{rate}-"
     load = os.getloadavg()[0]
-    before = cpu_sample(roots)
+    before, db_before = cpu_sample(roots), db_sample()
     started = time.monotonic()
     customer = run_customer(args, sipp, rate, workdir / f"step{number}-{rate}", prefix, ports["sip"])
     calls_took = time.monotonic() - started
     catch_up, caught = wait_caught_up(args, ports["mi"], prefix)
-    after = cpu_sample(roots)
+    after, db_after = cpu_sample(roots), db_sample()
     wall = time.monotonic() - started
     cpu = {label: after[label] - before[label] for label in after}
     cpu["sipp"] = cpu.pop("uas", 0.0) + customer["cpu"]
@@ -841,6 +888,7 @@ def run_step(
         f" load {row['load'][0]:.2f} -> {row['load'][1]:.2f}",
         flush=True,
     )
+    print(f"  MariaDB per call offered: {db_per_call(db_before, db_after, row['offered'])}", flush=True)
     print(f"  SIPp's errors: {customer['errors'] or 'none'}", flush=True)
     print(f"  checks: {checks}", flush=True)
     return row
