@@ -29,7 +29,7 @@ run: venv
 	@echo "Serving http://$(HOST):$(PORT)/admin/ and http://$(HOST):$(PORT)/portal/ — Ctrl-C stops."
 	@trap 'kill 0' INT TERM; \
 	$(PY) manage.py qcluster & \
-	$(VENV)/bin/uvicorn smartswitch.asgi:application --host $(HOST) --port $(PORT) --lifespan off & \
+	$(VENV)/bin/uvicorn smartswitch.asgi:application --host $(HOST) --port $(PORT) --lifespan on & \
 	wait
 
 # Lint, check that models and migrations agree, then the whole suite on the database

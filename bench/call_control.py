@@ -614,7 +614,7 @@ def start_server(args, *, workers: int, threads: int, port: int, log: Path) -> s
     command = [
         sys.executable, "-m", "uvicorn", "smartswitch.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--lifespan", "off",
+        "--lifespan", "on",
     ]  # fmt: skip
     # The systemd unit runs uvicorn at its default level, which logs every request;
     # --access-log measures that, the default leaves it out.

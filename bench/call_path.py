@@ -11,7 +11,7 @@ Then it starts, all on 127.0.0.1:
 - OpenSIPS (OPENSIPS_BIN, else `opensips` on PATH: the product's detection in
   engines.opensips.install_layout, as tests/opensips/live.py does) on the opensips.cfg the product
   renders (apps.opensips.config.render, what `render_node_config` writes);
-- call control: `uvicorn smartswitch.asgi:application --lifespan off` (--web-workers, 2 as
+- call control: `uvicorn smartswitch.asgi:application --lifespan on` (--web-workers, 2 as
   in deploy/systemd/smartswitch-web.service), at that unit's CPU priority (Nice=);
 - the billing worker: a process of this script running `apps.billing.tasks.billing_loop`
   back to back (the function django-q2's qcluster runs every minute; without qcluster's
@@ -1006,7 +1006,7 @@ def main() -> None:
             uvicorn = processes.start(
                 "uvicorn",
                 [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
-                 "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "off",
+                 "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "on",
                  "--log-level", "warning", "--no-access-log"],
                 log, env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-web"),
             )  # fmt: skip

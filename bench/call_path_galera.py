@@ -545,7 +545,7 @@ def main() -> None:
             uvicorn = processes.start(
                 f"uvicorn{k}",
                 [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
-                 "--port", str(cc_ports[k - 1]), "--workers", str(args.web_workers), "--lifespan", "off",
+                 "--port", str(cc_ports[k - 1]), "--workers", str(args.web_workers), "--lifespan", "on",
                  "--log-level", "warning", "--no-access-log", "--log-config", str(log_config)],
                 logs[f"uvicorn{k}"], env=env_of(k), cwd=ROOT,
                 preexec_fn=single.deployed_priority("smartswitch-web"),

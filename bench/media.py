@@ -657,7 +657,7 @@ def start_node(args, env: dict, world: dict, processes: Processes, modules: str,
     uvicorn = processes.start(
         "uvicorn",
         [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
-         "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "off",
+         "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "on",
          "--log-level", "warning", "--no-access-log"],
         log, env=children, cwd=ROOT,
     )  # fmt: skip

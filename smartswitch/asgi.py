@@ -1,6 +1,8 @@
 """ASGI entry point: call control straight to its handler, other HTTP through Django,
 websockets through Channels."""
 
+import asyncio
+import logging
 import os
 
 from channels.auth import AuthMiddlewareStack
@@ -15,6 +17,8 @@ django_asgi_app = get_asgi_application()
 
 from apps.callcontrol import endpoint as call_control  # noqa: E402
 from smartswitch.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up)
+
+logger = logging.getLogger(__name__)
 
 
 class UnknownPath(AsyncWebsocketConsumer):
@@ -43,8 +47,26 @@ async def websocket(scope, receive, send):
 router = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket})
 
 
+async def lifespan(receive, send):
+    """The server's start and stop (uvicorn --lifespan on): call control is made ready before
+    this process accepts its first request (call_control.warm_up)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, call_control.warm_up)
+            except Exception:  # a cold start is slower, not broken: serve anyway
+                logger.exception("call control could not warm up")
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def application(scope, receive, send):
     # OpenSIPS asks for every INVITE: skip middleware, sessions and URL resolution.
     if scope["type"] == "http" and scope["path"].startswith(call_control.PREFIX):
         return await call_control.asgi_app(scope, receive, send)
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
     return await router(scope, receive, send)

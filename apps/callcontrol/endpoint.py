@@ -9,6 +9,7 @@ DRF views in apps.callcontrol.api for WSGI and the test client, and documents th
 """
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -28,6 +29,7 @@ from apps.billing.services import reservations
 from apps.callcontrol import snapshot as snapshots
 from apps.callcontrol.decision import CallRequest, decide, settle
 from apps.core.api_limits import JSONTooDeep, loads
+from apps.rates.lookup import get_index
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +325,60 @@ def handle(
 
 
 _executor = ThreadPoolExecutor(max_workers=settings.CALL_CONTROL_THREADS, thread_name_prefix="call-control")
+
+
+def warm_up() -> None:
+    """Get this process ready for its first call: the snapshot built, every price list's
+    index open, a database connection on each of the call threads.
+
+    Run at the server's start (smartswitch.asgi, ASGI lifespan), before the process takes
+    requests. Cold, the first calls after a restart under traffic waited for all of this
+    (the snapshot, an index rebuilt when its file was missing, eight connections opened at
+    once) while more arrived behind them. Never fails the start: a node whose database is
+    down must still come up and answer 503 until it is back; what could not be done is
+    done by the first calls, as before.
+    """
+    started = time.monotonic()
+    try:
+        snapshot = snapshots.current()
+        tables = {
+            table
+            for peer in snapshot.peers.values()
+            for table in (peer.sell_table_id, peer.buy_table_id)
+            if table is not None
+        }
+        for table in sorted(tables):
+            get_index(table)
+    except DatabaseError as exc:  # down, or not migrated yet: nothing to add to the message
+        logger.warning("call control starts cold: the database did not answer (%s)", exc)
+        return
+    except Exception:
+        logger.exception("call control starts cold: its snapshot or price indexes could not be loaded")
+        return
+    finally:
+        connection.close()  # this thread's: it serves no call
+    # One task per thread, each held until all have started, so that every thread opens its own.
+    threads = settings.CALL_CONTROL_THREADS
+    together = threading.Barrier(threads)
+
+    def connect() -> bool:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=10)
+        try:
+            connection.ensure_connection()
+        except DatabaseError:
+            return False
+        return True
+
+    connected = sum(future.result() for future in [_executor.submit(connect) for _ in range(threads)])
+    logger.info(
+        "call control ready in %.2f s: snapshot of %d peers, %d price indexes, %d of %d connections",
+        time.monotonic() - started,
+        len(snapshot.peers),
+        len(tables),
+        connected,
+        threads,
+    )
 
 
 async def asgi_app(scope, receive, send) -> None:

@@ -46,7 +46,7 @@ class AsgiServer(threading.Thread):
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            lifespan="off",
+            lifespan="on",
         )
         self.server = uvicorn.Server(config)
 

@@ -273,7 +273,7 @@ def _uvicorn(hosts: netns.Hosts, i: int, root: Path, environment: dict) -> subpr
         process = hosts.run(
             i,
             [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", "127.0.0.1",
-             "--port", "8000", "--log-level", "warning", "--lifespan", "off"],
+             "--port", "8000", "--log-level", "warning", "--lifespan", "on"],
             stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=settings.BASE_DIR,
         )  # fmt: skip
     health = ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", "http://127.0.0.1:8000/health/"]
