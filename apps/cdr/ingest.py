@@ -60,7 +60,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.cdr.models import Cdr
-from apps.core.db import retry_on_conflict, unless_conflict
+from apps.core.db import insert_rows, retry_on_conflict, unless_conflict
 from apps.core.money import money
 from apps.nodes.models import Node
 from apps.opensips.models import Acc, AccountingRow, MissedCall
@@ -301,7 +301,7 @@ def _ingest(limit: int, node: str | None, now: datetime) -> IngestResult:
     unrouted = {ref for ref, row in refs.items() if isinstance(row, MissedCall) and row.supplier_id is None}
     directory = Directory.load(rows)
     cdrs = [to_cdr(row, directory, now=now) for ref, row in refs.items() if ref not in done | unrouted]
-    Cdr.objects.bulk_create(cdrs, batch_size=BATCH_SIZE)
+    insert_rows(cdrs)
     _add_rated_attempts_to_reports(cdrs)
     for model, claimed in ((Acc, calls), (MissedCall, attempts)):
         if claimed:
