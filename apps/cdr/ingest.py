@@ -51,7 +51,6 @@ reason, the row's whole seconds standing in.
 
 import ipaddress
 import logging
-import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,7 +59,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.cdr.models import Cdr
-from apps.core.db import insert_rows, retry_on_conflict, unless_conflict
+from apps.core.db import batches, insert_rows, retry_on_conflict
 from apps.core.money import money
 from apps.nodes.models import Node
 from apps.opensips.models import Acc, AccountingRow, MissedCall
@@ -356,16 +355,14 @@ def ingest_all(
     rater's rate_all does).
     """
     total = IngestResult()
-    gave_up = 0
-    while until is None or clock.monotonic() < until:
-        result = unless_conflict(ingest_batch, limit=limit, node=node)
-        if result is None:
-            gave_up += 1
-            if gave_up == GIVE_UP_LIMIT:
-                raise IngestStalled(f"{gave_up} batches in a row gave up on write conflicts")
-            clock.sleep(CONFLICT_PAUSE * gave_up)
-            continue
-        gave_up = 0
+    rounds = batches(
+        lambda: ingest_batch(limit=limit, node=node),
+        until=until,
+        pause=CONFLICT_PAUSE,
+        give_up=GIVE_UP_LIMIT,
+        stalled=IngestStalled,
+    )
+    for result in rounds:
         total.add(result)
         if not result.full:
             break

@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
@@ -197,6 +197,30 @@ def unless_conflict(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
             "%s gave up on a write conflict; the next round takes its work again", func.__qualname__
         )
         return None
+
+
+def batches(
+    batch: Callable[[], R], *, until: float | None, pause: float, give_up: int, stalled: type[Exception]
+) -> Iterator[R]:
+    """Yield `batch()`'s results one round after another until `until` (a monotonic deadline,
+    None for none) passes; the caller stops when the work is done.
+
+    For backlogs (CDRs to import, to rate): a round that gave up on write conflicts (two
+    workers on the same rows) wrote nothing and yields nothing; it is run again after a
+    pause of `pause` seconds times the rounds lost in a row, and `give_up` of them in a row
+    raise `stalled`.
+    """
+    lost = 0
+    while until is None or time.monotonic() < until:
+        result = unless_conflict(batch)
+        if result is None:
+            lost += 1
+            if lost == give_up:
+                raise stalled(f"{lost} batches in a row gave up on write conflicts")
+            time.sleep(pause * lost)
+            continue
+        lost = 0
+        yield result
 
 
 # Rows per UPDATE of update_rows: a statement of a few hundred kB at most.

@@ -34,7 +34,6 @@ docs/BILLING.md).
 """
 
 import logging
-import time
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from apps.billing.services import reservations
 from apps.billing.services.ledger import BalanceOutOfRange, Posting, post
 from apps.bundles.services import usage as bundle_usage
 from apps.cdr.models import Cdr
-from apps.core.db import retry_on_conflict, unless_conflict, update_rows
+from apps.core.db import batches, retry_on_conflict, update_rows
 from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index, periods_at
@@ -624,16 +623,14 @@ def rate_all(
 ) -> BatchResult:
     """Rate batches until none is left (or `until`, a monotonic deadline, passes)."""
     total = BatchResult()
-    gave_up = 0
-    while until is None or time.monotonic() < until:
-        result = unless_conflict(rate_batch, limit=limit, node_id=node_id, queryset=queryset)
-        if result is None:
-            gave_up += 1
-            if gave_up == GIVE_UP_LIMIT:
-                raise RatingStalled(f"{gave_up} batches in a row gave up on write conflicts")
-            time.sleep(CONFLICT_PAUSE * gave_up)
-            continue
-        gave_up = 0
+    rounds = batches(
+        lambda: rate_batch(limit=limit, node_id=node_id, queryset=queryset),
+        until=until,
+        pause=CONFLICT_PAUSE,
+        give_up=GIVE_UP_LIMIT,
+        stalled=RatingStalled,
+    )
+    for result in rounds:
         total.add(result)
         if result.selected == 0:
             break
