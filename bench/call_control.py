@@ -827,6 +827,7 @@ def profile(cfg: dict, count: int) -> None:
     asked = statements()
     answers: Counter = Counter()
     routed = []
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started, cpu = time.perf_counter(), time.process_time()
     for body in timed:
         _status, answer = handle("authorize", body, auth)
@@ -834,6 +835,8 @@ def profile(cfg: dict, count: int) -> None:
         if answer.get("action") == "route":
             routed.append((json.loads(body)["call_id"], answer["reservation"]))
     handled, cpu = time.perf_counter() - started, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
     sent = statements()
     started, decide_cpu = time.perf_counter(), time.process_time()
     for body in timed:
@@ -853,7 +856,8 @@ def profile(cfg: dict, count: int) -> None:
 
     print(
         f"{count:,} authorizations one after another, no profiler: {us(handled)} each "
-        f"({count / handled:,.0f}/s), of which {us(cpu)} CPU in this process"
+        f"({count / handled:,.0f}/s), of which {us(cpu)} CPU in this process "
+        f"(user {us(user)}, system {us(system)})"
     )
     print(f"  parse + snapshot + decide (no money): {us(decided)} ({us(decide_cpu)} CPU)")
     print(

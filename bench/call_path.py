@@ -11,8 +11,8 @@ Then it starts, all on 127.0.0.1:
 - OpenSIPS (OPENSIPS_BIN, else `opensips` on PATH: the product's detection in
   engines.opensips.install_layout, as tests/opensips/live.py does) on the opensips.cfg the product
   renders (apps.opensips.config.render, what `render_node_config` writes);
-- call control: `uvicorn smartswitch.asgi:application --lifespan on` (--web-workers, 2 as
-  in deploy/systemd/smartswitch-web.service), at that unit's CPU priority (Nice=);
+- call control: `uvicorn smartswitch.asgi:application --lifespan on` (--web-workers, 1 as
+  in deploy/systemd/smartswitch-callcontrol.service), at that unit's CPU priority (Nice=);
 - the billing worker: a process of this script running `apps.billing.tasks.billing_loop`
   back to back (the function django-q2's qcluster runs every minute; without qcluster's
   scheduler, so it runs from the first second), concurrently with the calls, at the Nice= of
@@ -61,6 +61,7 @@ stopped on exit, on Ctrl-C and on errors. Nothing here changes product code.
 
 import argparse
 import contextlib
+import cProfile
 import csv
 import glob
 import os
@@ -524,14 +525,21 @@ def db_per_call(before: dict[str, int], after: dict[str, int], calls: int) -> st
 # --- the worker (a child process) -------------------------------------------------------------
 
 
-def run_worker() -> None:
-    """The billing loop back to back until SIGTERM, as the django-q2 worker runs it every minute."""
+def run_worker(profile: str | None = None) -> None:
+    """The billing loop back to back until SIGTERM, as the django-q2 worker runs it every minute;
+    under cProfile, its statistics written to `profile` at the end, when given."""
     from apps.billing.tasks import billing_loop
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     while not stop:
         billing_loop(seconds=5.0)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 # --- one step ---------------------------------------------------------------------------------
@@ -944,7 +952,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=3, help="seconds each call is held")
     parser.add_argument("--baseline", action="store_true", help="a fixed relay instead of call control")
-    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn --workers")
+    parser.add_argument(
+        "--web-workers", type=int, default=1, help="uvicorn --workers (1, as smartswitch-callcontrol)"
+    )
     parser.add_argument("--threads", type=int, default=8, help="CALL_CONTROL_THREADS")
     parser.add_argument("--shm", type=int, default=1024, help="OpenSIPS shared memory, MB")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
@@ -962,13 +972,18 @@ def main() -> None:
         action="store_true",
         help="as --bundle, the customer without money: calls on the bundle alone",
     )
+    parser.add_argument(
+        "--profile-worker",
+        metavar="FILE",
+        help="run the billing loop under cProfile and write its statistics to FILE (pstats)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         import django
 
         django.setup()  # the parent's environment: same database, node, MI and folders
-        run_worker()
+        run_worker(args.profile_worker)
         return
 
     binary, modules, sipp = find_engines()
@@ -1008,13 +1023,16 @@ def main() -> None:
                 [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", LOOPBACK,
                  "--port", str(ports["cc"]), "--workers", str(args.web_workers), "--lifespan", "on",
                  "--log-level", "warning", "--no-access-log"],
-                log, env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-web"),
+                log, env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-callcontrol"),
             )  # fmt: skip
             wait_ready(lambda: answers_http(f"{cc_url}/authorize"), uvicorn, log, "call control")
             roots["uvicorn"] = uvicorn.pid
+            profile = []
+            if args.profile_worker:
+                profile = ["--profile-worker", str(Path(args.profile_worker).resolve())]
             worker = processes.start(
                 "worker",
-                [sys.executable, __file__, "--worker", "--database-url", args.database_url],
+                [sys.executable, __file__, "--worker", "--database-url", args.database_url, *profile],
                 workdir / "worker.log", env=env, cwd=ROOT, preexec_fn=deployed_priority("smartswitch-worker"),
             )  # fmt: skip
             roots["worker"] = worker.pid

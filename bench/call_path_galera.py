@@ -24,7 +24,7 @@ loopback:
 After each step (bounded wait until nothing is left to import or rate and no node holds a
 dialog, as bench/call_path.py waits) it reports completed %, set-up p50/p99/max (SIPp's
 INVITE -> 200, all three customers together), CPU seconds per process group (the trees of
-the three OpenSIPS, the six uvicorn workers, the three billing workers, SIPp; every mariadbd
+the three OpenSIPS, the three call controls, the three billing workers, SIPp; every mariadbd
 on the machine), and the write conflicts:
 
 - retried / given up: `apps.core.db.retry_on_conflict`'s INFO "write conflict (...)" and
@@ -468,7 +468,9 @@ def main() -> None:
     parser.add_argument("--rates", type=integers, default=[60, 150, 300], help="calls/s per step, all nodes")
     parser.add_argument("--duration", type=int, default=20, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=3, help="seconds each call is held")
-    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn --workers, per node")
+    parser.add_argument(
+        "--web-workers", type=int, default=1, help="uvicorn --workers per node (1: smartswitch-callcontrol)"
+    )
     parser.add_argument("--threads", type=int, default=8, help="CALL_CONTROL_THREADS")
     parser.add_argument("--shm", type=int, default=512, help="OpenSIPS shared memory per node, MB")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the cluster's files")
@@ -548,7 +550,7 @@ def main() -> None:
                  "--port", str(cc_ports[k - 1]), "--workers", str(args.web_workers), "--lifespan", "on",
                  "--log-level", "warning", "--no-access-log", "--log-config", str(log_config)],
                 logs[f"uvicorn{k}"], env=env_of(k), cwd=ROOT,
-                preexec_fn=single.deployed_priority("smartswitch-web"),
+                preexec_fn=single.deployed_priority("smartswitch-callcontrol"),
             )  # fmt: skip
             roots[f"uvicorn{k}"] = uvicorn.pid
             logs[f"worker{k}"] = workdir / f"worker{k}.log"

@@ -367,20 +367,21 @@ if DNS_UPDATE_SERVER:
         )
     if bool(DNS_TSIG_NAME) != bool(DNS_TSIG_SECRET):
         raise ImproperlyConfigured("DNS_TSIG_NAME and DNS_TSIG_SECRET go together.")
-# What keepalived's track script asks of the node's own web process (deploy/keepalived;
-# rendered into keepalived.conf by apps.cluster.keepalived): the systemd unit's address.
-KEEPALIVED_HEALTH_URL = env_str("KEEPALIVED_HEALTH_URL", "http://127.0.0.1:8000/health/")
+# What keepalived's track script asks of the node's own call-control process (deploy/keepalived;
+# rendered into keepalived.conf by apps.cluster.keepalived): smartswitch-callcontrol's address,
+# so that a node whose calls would fail gives the shared IP up (its admin is not the point).
+KEEPALIVED_HEALTH_URL = env_str("KEEPALIVED_HEALTH_URL", "http://127.0.0.1:8001/health/")
 # Seconds an MI request may take in all (connect, send, answer) before the engine counts as down.
 OPENSIPS_MI_TIMEOUT = env_float("OPENSIPS_MI_TIMEOUT", 2.0, minimum=0.1)
 # Rendered into each node's opensips.cfg (apps.opensips.config): where OpenSIPS asks call
-# control (the node's own uvicorn, smartswitch.asgi), the db_url of its modules (empty = the
+# control (the node's own smartswitch-callcontrol), the db_url of its modules (empty = the
 # MariaDB DATABASE_URL; OpenSIPS cannot use SQLite or PostgreSQL for our tables) and its modules
 # directory, the `mpath` OpenSIPS needs (it has no usable built-in one). Empty = detected
 # (engines.opensips.install_layout): from the node's binary, OPENSIPS_BIN or `opensips` on PATH (its
 # prefix's lib64/opensips/modules, lib/opensips/modules, lib/<multiarch>/opensips/modules, or a
 # build tree's modules/ beside it), else the packages' /usr/lib/<multiarch>/opensips/modules
 # (Debian, Ubuntu) or /usr/lib64/opensips/modules (RPM); rendering fails, naming them, if none.
-CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8000/call-control/v1")
+CALL_CONTROL_URL = env_str("CALL_CONTROL_URL", "http://127.0.0.1:8001/call-control/v1")
 OPENSIPS_DB_URL = env_str("OPENSIPS_DB_URL", "")
 OPENSIPS_MODULES_DIR = env_str("OPENSIPS_MODULES_DIR", "")
 OPENSIPS_BIN = env_str("OPENSIPS_BIN", "")

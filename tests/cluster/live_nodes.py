@@ -174,7 +174,7 @@ def started_nodes(
     environment: dict | None = None,
 ) -> NodeProcesses:
     """Three nodes of the cluster settings as they are (the caller made them), each in its
-    namespace: OpenSIPS on its rendered cfg, and `web` on 127.0.0.1:8000 there ("standin":
+    namespace: OpenSIPS on its rendered cfg, and `web` on 127.0.0.1:8001 there ("standin":
     /health/ only; "uvicorn": the product, call control included). keepalived's files are
     written (keepalived{i}.conf) but not started: NodeProcesses.start_keepalived.
     `engine_settings` override settings for the rendered opensips.cfg.
@@ -267,16 +267,18 @@ def started_nodes(
 
 
 def _uvicorn(hosts: netns.Hosts, i: int, root: Path, environment: dict) -> subprocess.Popen:
+    """Node i's call control, on smartswitch-callcontrol's port (the default CALL_CONTROL_URL
+    and KEEPALIVED_HEALTH_URL), once it answers /health/."""
     from django.conf import settings
 
     with (root / f"uvicorn{i}.log").open("w") as log:
         process = hosts.run(
             i,
             [sys.executable, "-m", "uvicorn", "smartswitch.asgi:application", "--host", "127.0.0.1",
-             "--port", "8000", "--log-level", "warning", "--lifespan", "on"],
+             "--port", "8001", "--log-level", "warning", "--lifespan", "on"],
             stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=settings.BASE_DIR,
         )  # fmt: skip
-    health = ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", "http://127.0.0.1:8000/health/"]
+    health = ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", "http://127.0.0.1:8001/health/"]
 
     def answers() -> bool:
         check = hosts.run(i, health, stderr=subprocess.DEVNULL)

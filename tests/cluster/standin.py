@@ -2,9 +2,9 @@
 
 Run in a node's namespace: `python -m tests.cluster.standin LOG [--health-only]`. It answers MI requests
 (JSON-RPC over HTTP, as mi_http does) on port 8888 with a result, writing each method and
-its params to LOG, one JSON object per line, and GET /health/ on port 8000 with 200, as the
-node's OpenSIPS and web process would (--health-only: the web process's part, beside a
-real OpenSIPS). Stopping it is the node's services failing.
+its params to LOG, one JSON object per line, and GET /health/ on port 8001 with 200, as the
+node's OpenSIPS and call control (smartswitch-callcontrol) would (--health-only: call
+control's part, beside a real OpenSIPS). Stopping it is the node's services failing.
 """
 
 import json
@@ -12,7 +12,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MI_PORT, HEALTH_PORT = 8888, 8000
+MI_PORT, HEALTH_PORT = 8888, 8001
 
 
 def handler(log_path: str):

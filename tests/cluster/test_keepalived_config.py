@@ -60,8 +60,8 @@ def test_each_node_advertises_to_the_other_enabled_nodes_with_its_priority(three
     assert block(conf, "virtual_ipaddress") == ["203.0.113.10/32 dev ens3"]
     assert f"auth_pass {ClusterSettings.load().vrrp_password}" in conf
     assert "    nopreempt\n" in conf
-    # The check asks the node's own OpenSIPS MI and web process; the notify moves the tag.
-    assert "smartswitch-check http://10.9.0.2:8888/mi http://127.0.0.1:8000/health/" in conf
+    # The check asks the node's own OpenSIPS MI and call control; the notify moves the tag.
+    assert "smartswitch-check http://10.9.0.2:8888/mi http://127.0.0.1:8001/health/" in conf
     assert "smartswitch-notify master http://10.9.0.2:8888/mi vip/1" in conf
 
 

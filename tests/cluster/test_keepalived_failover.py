@@ -2,7 +2,7 @@
 
 Each node is a network namespace (tests/cluster/netns.py) running Debian's keepalived on the
 rendered file and the product's scripts (deploy/keepalived). What those scripts talk to, the
-node's OpenSIPS MI and its web process's /health/, is tests/cluster/standin.py: stopping it
+node's OpenSIPS MI and its call control's /health/, is tests/cluster/standin.py: stopping it
 is the node's services failing; its log shows the sharing tag handed to the new holder.
 Priorities: node1 150, node2 140, node3 130. Each move is timed from the failure to the new
 holder having the address, and printed (docs/CLUSTER.md, "Shared IP", gives the figures).
@@ -75,7 +75,7 @@ class Cluster:
                 prefix_length=32,
                 preempt=self.preempt,
                 mi_url=f"http://{self.hosts.address(i)}:8888/mi",
-                health_url="http://127.0.0.1:8000/health/",
+                health_url="http://127.0.0.1:8001/health/",
                 sharing_tag=SHARED_IP_TAG,
                 advert_ms=self.advert_ms,
             )

@@ -110,3 +110,24 @@ def test_production_refuses_a_placeholder_or_short_secret_key(secret):
     result = _django_setup({"DEBUG": "0", "SECRET_KEY": secret, "ALLOWED_HOSTS": "switch.example.com"})
     assert result.returncode != 0
     assert "SECRET_KEY must be a random value" in result.stderr
+
+
+def test_opensips_and_keepalived_ask_the_call_control_unit_by_default():
+    """The default CALL_CONTROL_URL and KEEPALIVED_HEALTH_URL name smartswitch-callcontrol's
+    address, and that unit is one process that warms up before its first call: a unit moved
+    to another port (or back into smartswitch-web) without the settings would leave every
+    node's OpenSIPS asking nobody."""
+    import re
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    unit = (ROOT / "deploy" / "systemd" / "smartswitch-callcontrol.service").read_text()
+    command = " ".join(re.search(r"^ExecStart=(.*?)(?<!\\)$", unit, re.MULTILINE | re.DOTALL)[1].split())
+    host, port = re.search(r"--host (\S+) --port (\d+)", command).groups()
+    assert "--workers 1 " in command and "--lifespan on" in command
+    for url in (settings.CALL_CONTROL_URL, settings.KEEPALIVED_HEALTH_URL):
+        assert (urlsplit(url).hostname, urlsplit(url).port) == (host, int(port)), url
+    example = (ROOT / "deploy" / "env.example").read_text()
+    assert f"CALL_CONTROL_URL={settings.CALL_CONTROL_URL}\n" in example
+    assert f"KEEPALIVED_HEALTH_URL={settings.KEEPALIVED_HEALTH_URL}\n" in example
