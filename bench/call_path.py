@@ -560,7 +560,7 @@ def run_customer(args, sipp: str, rate: int, step_dir: Path, prefix: str, sip_po
         "timeout", "-k", "5", str(bound + 10), sipp, f"{LOOPBACK}:{sip_port}",
         "-sf", "uac_call.xml", "-i", CUSTOMER_IP, "-p", str(free_port()), "-mp", str(free_port()),
         "-s", CALLEE, "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(limit),
-        "-d", str(args.hold * 1000), "-nostdin", "-buff_size", "4194304",
+        "-d", str(args.hold * 1000), "-aa", "-nostdin", "-buff_size", "4194304",
         "-recv_timeout", "10000", "-timeout", str(bound), "-cid_str", f"{prefix}%u-%p@bench",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
         "-trace_err", "-error_file", "errors.log",
@@ -1012,7 +1012,7 @@ def main() -> None:
         uas = processes.start(
             "uas",
             [sipp, "-sf", str(SCENARIOS / "uas_answer.xml"), "-i", LOOPBACK, "-p", str(ports["uas"]),
-             "-mp", str(free_port()), "-nostdin", "-buff_size", "4194304"],
+             "-mp", str(free_port()), "-aa", "-nostdin", "-buff_size", "4194304"],
             workdir / "uas.log", cwd=workdir,
         )  # fmt: skip
         roots["uas"] = uas.pid

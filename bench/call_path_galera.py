@@ -537,7 +537,7 @@ def main() -> None:
         uas = processes.start(
             "uas",
             [sipp, "-sf", str(single.SCENARIOS / "uas_answer.xml"), "-i", LOOPBACK, "-p", str(uas_port),
-             "-mp", str(single.free_port()), "-nostdin", "-buff_size", "4194304"],
+             "-mp", str(single.free_port()), "-aa", "-nostdin", "-buff_size", "4194304"],
             workdir / "uas.log", cwd=workdir,
         )  # fmt: skip
         roots["uas"] = uas.pid
