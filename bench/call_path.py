@@ -18,7 +18,8 @@ Then it starts, all on 127.0.0.1:
   scheduler, so it runs from the first second), concurrently with the calls, at the Nice= of
   deploy/systemd/smartswitch-worker.service;
 - the supplier: SIPp with bench/scenarios/uas_answer.xml (200 at once without 180,
-  echoing Record-Route: see /work/shared/ENGINES.md);
+  echoing Record-Route: see /work/shared/ENGINES.md); both SIPp answer the dialogs' OPTIONS
+  pings (-aa), so calls held past OPENSIPS_PING_INTERVAL are not ended as dead parties;
 
 and, for each --rates step, the customer: SIPp with bench/scenarios/uac_call.xml (ACK and
 BYE along the recorded route) at that many calls/s for --duration seconds, each held
