@@ -187,7 +187,12 @@ def test_days_follow_the_operators_clock_and_hours_stay_utc(world, settings):
 
 
 def test_a_rating_error_counts_only_once_it_is_rated_after_requeue(traffic):
-    missing = make_calls(traffic, callee=JAPAN, count=2, destination="Japan")  # no price for Japan
+    # Both calls in one day of TIME_ZONE at whatever hour the test runs: 3 h ago, or 10 minutes
+    # earlier when 3 h ago is less than 7 minutes before midnight (a second day row otherwise).
+    start = timezone.now() - timedelta(hours=3)
+    if timezone.localtime(start).date() != timezone.localtime(start + timedelta(minutes=7)).date():
+        start -= timedelta(minutes=10)
+    missing = make_calls(traffic, callee=JAPAN, count=2, destination="Japan", start=start)  # no price
     rating.rate_all()
     assert Cdr.objects.filter(rating_state=Cdr.RatingState.ERROR).count() == 2
     assert_rollups_match()
