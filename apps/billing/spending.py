@@ -1,6 +1,6 @@
 """What a customer has spent on calls today and this month, on its own clock (spend limits).
 
-The rater keeps the counters on the account (apps.billing.services.ledger `_add_to_spent`);
+The rater keeps the counters on the account (apps.billing.services.ledger `_spending`);
 a counter of an earlier day or month means nothing was spent since it turned, which is
 what every page and the API show rather than the stale figure.
 """

@@ -4,9 +4,8 @@
 
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 
@@ -180,40 +179,74 @@ def _bounded_settings(changes: dict) -> dict:
 
 
 @retry_on_conflict
-def post(
-    postings: list[Posting],
-    *,
-    actor: Scope | None = None,
-    accounts_last: bool = False,
-    also_lock: Iterable[int] = (),
-) -> list[tuple[LedgerEntry, bool]]:
+def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[LedgerEntry, bool]]:
     """Write `postings` and move the balances by their sums; return (entry, created) for each.
 
     A posting whose (account, kind, reference) exists already is not written again: the
     stored entry comes back with created=False, or Conflict is raised when its amount
-    differs. Each account's balance is updated once per batch, in account order, which
-    keeps concurrent batches from deadlocking each other and keeps Galera write-sets small
-    (one row per account, however many charges the batch holds).
+    differs. Each account is written once per batch, in one statement for all of them, in
+    account order, which keeps concurrent batches from deadlocking each other and keeps
+    Galera write-sets small (one row per account, however many charges the batch holds).
 
     A batch that would take a balance past +-MAX_BALANCE (or one already past it further
     out) is refused whole with BalanceOutOfRange, before anything is written: the balances
     are read under the same locks that serialise every posting on those accounts.
-
-    `accounts_last`: write the entries first and lock the accounts only then, for a caller
-    that holds what makes its references unique by other means (the rater holds its CDRs'
-    rows): the accounts, which every call of a busy customer also writes, stay locked only
-    from there to the caller's commit (reservations.LOCK ORDER). A refusal still leaves
-    nothing written (the entries are undone with their savepoint). `also_lock`: accounts
-    the caller writes after this, locked in the same ordered statement.
     """
-    if not postings and not also_lock:
+    if not postings:
         return []
-    account_ids = sorted({p.account_id for p in postings} | set(also_lock))
+    account_ids = sorted({p.account_id for p in postings})
     # Lock the accounts, in one order, before looking for earlier postings: concurrent
     # posters on one server queue here instead of racing to the unique index; on Galera
     # the loser fails certification at commit and the retry replays the batch, which then
     # finds the winner's rows.
-    balances = {} if accounts_last else _lock_accounts(account_ids)
+    balances = _lock_accounts(account_ids)
+    results, fresh, totals = _entries(postings, actor)
+    _check_balances(balances, totals)
+    now = timezone.now()
+    _insert_entries(fresh, now)
+    zones, _ = _account_facts(account_ids)
+    _write_accounts(totals, _spending(fresh, zones), {})
+    _track_low_balances(sorted(totals))
+    return results
+
+
+def post_rated(postings: list[Posting], *, released: dict[int, Decimal]) -> list[tuple[LedgerEntry, bool]]:
+    """The rater's `post`: the entries first, then every account's whole change (balance,
+    spending counters, the money of the batch's closed reservations, `released`) by one
+    statement, which the caller's commit follows at once.
+
+    Every call of a busy customer writes its account row when it is authorized, and waits
+    while another transaction holds it (reservations.LOCK ORDER): here that is one
+    statement's time, where reading the balances under lock and then writing them held the
+    row for several round trips of a worker that runs at a low CPU priority (issue 13). The
+    caller holds what makes the references unique by other means (the rater holds its
+    CDRs' rows). The balance bounds are checked by the statement itself: a batch that would
+    take a balance out of range is undone to before the statement and refused whole with
+    BalanceOutOfRange, as `post` refuses it.
+    """
+    if not postings and not released:
+        return []
+    results, fresh, totals = _entries(postings, None)
+    _insert_entries(fresh, timezone.now())
+    account_ids = sorted(set(totals) | set(released))
+    # What the statement needs but does not change, read without a lock: the customers'
+    # clocks (spending counters) and which accounts watch their balance.
+    zones, watched = _account_facts(account_ids)
+    spending = _spending(fresh, zones)
+    before = transaction.savepoint()
+    if _write_accounts(totals, spending, released) != len(account_ids):
+        transaction.savepoint_rollback(before)
+        _check_balances(_lock_accounts(account_ids), totals)  # raises BalanceOutOfRange
+        raise RuntimeError(f"Accounts {account_ids} changed under the rater; the batch is retried.")
+    # A threshold set since the read above is checked by the account's next posting.
+    _track_low_balances(sorted(set(totals) & watched))
+    return results
+
+
+def _entries(
+    postings: list[Posting], actor: Scope | None
+) -> tuple[list[tuple[LedgerEntry, bool]], list[LedgerEntry], dict[int, Decimal]]:
+    """(entry, created) for each posting, the entries to insert, and their sums by account."""
     known = _posted({(p.account_id, p.kind, p.reference) for p in postings if p.reference is not None})
     user = actor.user if actor else None
     label = actor.label[:100] if actor else "system"
@@ -250,17 +283,7 @@ def post(
     totals: dict[int, Decimal] = defaultdict(Decimal)
     for entry in fresh:
         totals[entry.account_id] += entry.amount
-    if accounts_last:
-        with transaction.atomic():
-            _insert_entries(fresh, now)
-            _check_balances(_lock_accounts(account_ids), totals)
-    else:
-        _check_balances(balances, totals)
-        _insert_entries(fresh, now)
-    _add_to_balances(totals)
-    _add_to_spent(fresh)
-    _track_low_balances(sorted(totals))
-    return results
+    return results, fresh, dict(totals)
 
 
 def _lock_accounts(account_ids: list[int]) -> dict[int, Decimal]:
@@ -331,61 +354,111 @@ def _insert(entries: list[LedgerEntry], now: datetime) -> None:
     insert_rows(entries, returning=True)
 
 
-def _add_to_balances(totals: dict[int, Decimal]) -> None:
-    """Add each account's total to its balance, in one statement for all of them.
+def _account_facts(account_ids: list[int]) -> tuple[dict[int, str], set[int]]:
+    """The accounts' clocks (their peers' time zones, by id) and those with a low-balance
+    threshold: what a posting needs to know of them and never changes."""
+    zones, watched = {}, set()
+    for pk, zone, threshold in Account.objects.filter(pk__in=account_ids).values_list(
+        "pk", "peer__time_zone", "low_balance_threshold"
+    ):
+        zones[pk] = zone or "UTC"
+        if threshold is not None:
+            watched.add(pk)
+    return zones, watched
 
-    The caller holds the accounts' locks, taken in account order.
+
+Spending = dict[int, tuple[date, Decimal, date, Decimal]]
+
+
+def _spending(entries: list[LedgerEntry], zones: dict[int, str]) -> Spending:
+    """What call charges add to their accounts' spending of the day and the month (spend limits).
+
+    The day is the call's (`occurred_at`) on the customer's clock (its peer's time zone). By
+    account: the latest day charged and the charges of that day, the month of it and the
+    charges of that month. A counter of an earlier day starts again from that day's
+    charges, one of the same day adds them, one of a later day (a call rated after
+    midnight) is left as it is (`_write_accounts`): call control reads the counters with the
+    account under its lock, and they move with the balance, in the same statement.
     """
-    if not totals:
-        return
-    ids = sorted(totals)
-    params = []
-    for pk in ids:
-        params += [pk, money_to_db(totals[pk])]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(Account._meta.db_table)}"
-            f" SET balance = balance + CASE id {' '.join(['WHEN %s THEN %s'] * len(ids))} END"
-            f" WHERE id IN ({', '.join(['%s'] * len(ids))})",
-            params + ids,
-        )
-
-
-def _add_to_spent(entries: list[LedgerEntry]) -> None:
-    """Add call charges to their accounts' spending of the day and the month (spend limits).
-
-    The day is the call's (`occurred_at`) on the customer's clock (its peer's time zone). A
-    charge of a later day than the counter's starts the counter again; one of an earlier
-    day (a call rated after midnight) is left out of today's. Runs in the posting's
-    transaction on accounts it has locked, so the counters move with the balance: call
-    control reads them with the account under its lock. One read and one write per batch.
-    """
-    spend: dict[int, list] = defaultdict(list)
+    charged: dict[int, list[tuple[date, Decimal]]] = defaultdict(list)
     for entry in entries:
         if entry.kind == LedgerEntry.Kind.CHARGE and entry.cdr_id is not None:
-            spend[entry.account_id].append((entry.occurred_at, -entry.amount))
-    if not spend:
-        return
-    changed = []
-    for pk, zone, day, day_of, month, month_of in Account.objects.filter(pk__in=spend).values_list(
-        "pk", "peer__time_zone", "spent_day", "spent_day_of", "spent_month", "spent_month_of"
-    ):
-        clock = _zone(zone or "UTC")
-        for occurred_at, amount in sorted(spend[pk], key=lambda item: item[0]):
-            local = timezone.localtime(occurred_at, clock).date()
-            if day_of is None or local > day_of:
-                day, day_of = amount, local
-            elif local == day_of:
-                day += amount
-            first = local.replace(day=1)
-            if month_of is None or first > month_of:
-                month, month_of = amount, first
-            elif first == month_of:
-                month += amount
-        changed.append(
-            Account(pk=pk, spent_day=day, spent_day_of=day_of, spent_month=month, spent_month_of=month_of)
+            day = timezone.localtime(entry.occurred_at, _zone(zones.get(entry.account_id, "UTC"))).date()
+            charged[entry.account_id].append((day, -entry.amount))
+    spending: Spending = {}
+    for pk, days in charged.items():
+        day = max(when for when, _ in days)
+        month = day.replace(day=1)
+        spending[pk] = (
+            day,
+            sum((amount for when, amount in days if when == day), Decimal(0)),
+            month,
+            sum((amount for when, amount in days if when.replace(day=1) == month), Decimal(0)),
         )
-    Account.objects.bulk_update(changed, ["spent_day", "spent_day_of", "spent_month", "spent_month_of"])
+    return spending
+
+
+def _write_accounts(totals: dict[int, Decimal], spending: Spending, released: dict[int, Decimal]) -> int:
+    """Move the accounts' balances by `totals`, their spending counters by `spending` and
+    their reserved money down by `released`, in one statement; how many accounts it wrote.
+
+    An account whose total would take its balance out of +-MAX_BALANCE (or one already out
+    of it further out) is not written: the caller compares the count (`post_rated`).
+    Columns are set in this order because MariaDB's later assignments see the earlier ones'
+    new values and PostgreSQL's and SQLite's do not: none reads a column set before it.
+    """
+    account_ids = sorted(set(totals) | set(spending) | set(released))
+    if not account_ids:
+        return 0
+    columns: list[str] = []
+    params: list = []
+
+    def by_account(column: str, then: str, values: dict[int, list]) -> None:
+        if values:
+            whens = " ".join([f"WHEN %s THEN {then}"] * len(values))
+            columns.append(f"{column} = CASE id {whens} ELSE {column} END")
+            params.extend(value for pk in sorted(values) for value in (pk, *values[pk]))
+
+    for counter, first in (("day", 0), ("month", 2)):
+        column, of = f"spent_{counter}", f"spent_{counter}_of"
+        periods = {pk: (_date(value[first]), money_to_db(value[first + 1])) for pk, value in spending.items()}
+        by_account(
+            column,
+            f"CASE WHEN {of} IS NULL OR {of} < %s THEN %s"
+            f" WHEN {of} = %s THEN {column} + %s ELSE {column} END",
+            {pk: [when, amount, when, amount] for pk, (when, amount) in periods.items()},
+        )
+        by_account(
+            of,
+            f"CASE WHEN {of} IS NULL OR {of} < %s THEN %s ELSE {of} END",
+            {pk: [when, when] for pk, (when, _) in periods.items()},
+        )
+    by_account("reserved", "reserved - %s", {pk: [money_to_db(amount)] for pk, amount in released.items()})
+    moved = {pk: total for pk, total in totals.items() if total}
+    by_account("balance", "balance + %s", {pk: [money_to_db(total)] for pk, total in moved.items()})
+    if not columns:
+        return len(account_ids)
+    bound = money_to_db(MAX_BALANCE)
+    guard, guard_params = "", []
+    if moved:
+        # In range after, or nearer to it than before: what _check_balances lets through.
+        then = "ABS(balance + %s) <= %s OR ABS(balance + %s) < ABS(balance)"
+        guard = f" AND CASE id {' '.join([f'WHEN %s THEN {then}'] * len(moved))} ELSE 1 = 1 END"
+        for pk in sorted(moved):
+            total = money_to_db(moved[pk])
+            guard_params += [pk, total, bound, total]
+    table = connection.ops.quote_name(Account._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(columns)}"
+            f" WHERE id IN ({', '.join(['%s'] * len(account_ids))}){guard}",
+            params + account_ids + guard_params,
+        )
+        return cursor.rowcount
+
+
+def _date(value: date):
+    return connection.ops.adapt_datefield_value(value)
 
 
 @lru_cache(maxsize=512)

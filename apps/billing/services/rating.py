@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from apps.billing.models import Account, LedgerEntry, Reservation
 from apps.billing.services import reservations
-from apps.billing.services.ledger import BalanceOutOfRange, Posting, post
+from apps.billing.services.ledger import BalanceOutOfRange, Posting, post_rated
 from apps.bundles.services import usage as bundle_usage
 from apps.cdr.models import Cdr
 from apps.core.db import batches, retry_on_conflict, update_rows
@@ -502,14 +502,18 @@ def _write(
 
     The accounts come last (reservations.LOCK ORDER): every call of a busy customer writes
     its account row when it is authorized, so the batch's charges and released money go to
-    the accounts just before the commit, after everything else of the batch is written.
+    the accounts by one statement, after everything else of the batch is written, and the
+    commit follows it at once (`ledger.post_rated`).
     """
     reservations.lock_many(sorted({d.reservation_id for calls in found.values() for d in calls if d.active}))
     while True:
+        # A refused charge undoes the whole round. The savepoint is not released (the
+        # commit ends it): that would be one more round trip with the accounts held.
+        undo = transaction.savepoint()
         try:
-            with transaction.atomic():  # a savepoint: a refused charge undoes the whole round
-                return _write_round(mine, peers, found, now)
+            return _write_round(mine, peers, found, now)
         except BalanceOutOfRange as refused:
+            transaction.savepoint_rollback(undo)
             if not _not_charged(mine, peers, refused.account_ids):
                 raise
 
@@ -523,8 +527,7 @@ def _write_round(
     rollups.add_rated([p.cdr_id for p in mine if not p.error])
     back = _close_reservations(mine, found, now)
     postings = [posting for p in mine if not p.error for posting in charges(p, peers)]
-    posted = post(postings, accounts_last=True, also_lock=back)
-    reservations.give_back(back)
+    posted = post_rated(postings, released={pk: money for pk, (_, money) in back.items()})
     result = BatchResult(selected=len(mine), charges=sum(created for _, created in posted))
     result.errors = sum(bool(p.error) for p in mine)
     result.rated = len(mine) - result.errors
@@ -575,7 +578,7 @@ def _close_reservations(
 
     `found` are the calls' reservations read before pricing; close_many re-reads them under
     their locks, so one released meanwhile (the expiry sweep) is not released twice. Returns
-    the money to give back, by account (reservations.give_back).
+    the money to give back, by account (`ledger.post_rated` gives it back).
     """
     ids: dict[bool, list[int]] = {True: [], False: []}
     for p in mine:
