@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 from django.db.models import DecimalField, Model, Value
 from django.db.models.expressions import DatabaseDefault
 from django.db.utils import InternalError
@@ -249,7 +249,8 @@ def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[tuple]
     """
     if not rows:
         return
-    meta, quote, vendor = model._meta, connection.ops.quote_name, connection.vendor
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: its every attribute is a lookup
+    meta, quote, vendor = model._meta, db.ops.quote_name, db.vendor
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     targets = [meta.get_field(name) for name in fields]
     aliases = ["pk", *(f"v{n}" for n in range(len(targets)))]
@@ -260,32 +261,28 @@ def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[tuple]
     for name, value in same.items():
         target = meta.get_field(name)
         assignments.append(f"{quote(target.column)} = %s")
-        constants.append(target.get_db_prep_save(value, connection))
+        constants.append(target.get_db_prep_save(value, db))
     if vendor == "mysql":
         assignments = [f"{table}.{assignment}" for assignment in assignments]
     prepare = [meta.pk, *targets]
     decimals = [isinstance(target, DecimalField) for target in prepare]
     # SQLite allows 500 SELECTs in a compound statement and (as Django counts) 999 parameters.
-    size = (
-        min(UPDATE_ROWS, 500, connection.ops.bulk_batch_size(aliases, rows))
-        if vendor == "sqlite"
-        else UPDATE_ROWS
-    )
+    size = min(UPDATE_ROWS, 500, db.ops.bulk_batch_size(aliases, rows)) if vendor == "sqlite" else UPDATE_ROWS
     marks = "(" + ", ".join(["%s"] * len(aliases)) + ")"
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
         params = [
-            _prepared(target, decimal, value)
+            _prepared(target, decimal, value, db)
             for row in chunk
             for target, decimal, value in zip(prepare, decimals, row, strict=True)
         ]
         if vendor == "postgresql":
-            first = ", ".join(f"CAST(%s AS {target.cast_db_type(connection)})" for target in prepare)
+            first = ", ".join(f"CAST(%s AS {target.cast_db_type(db)})" for target in prepare)
             derived = f"(VALUES ({first}){f', {marks}' * (len(chunk) - 1)}) AS v ({', '.join(aliases)})"
         else:
             first = ", ".join(f"%s AS {alias}" for alias in aliases)
             derived = f"(SELECT {first}{f' UNION ALL SELECT {marks[1:-1]}' * (len(chunk) - 1)}) AS v"
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             if vendor == "mysql":
                 cursor.execute(
                     f"UPDATE {table} JOIN {derived} ON {table}.{pk} = v.pk SET {', '.join(assignments)}",
@@ -298,13 +295,13 @@ def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[tuple]
                 )
 
 
-def _prepared(field, decimal: bool, value):
-    """`value` as a parameter for `field`'s column: ints and strings as they are (the hot
-    paths), except to decimal columns (a MoneyField on SQLite stores micro-units: an int 5
-    is written as 5,000,000); anything else as the ORM prepares it."""
+def _prepared(field, decimal: bool, value, db):
+    """`value` as a parameter for `field`'s column on `db`: ints and strings as they are (the
+    hot paths), except to decimal columns (a MoneyField on SQLite stores micro-units: an int
+    5 is written as 5,000,000); anything else as the ORM prepares it."""
     if value is None or (isinstance(value, int | str) and not decimal):
         return value
-    return field.get_db_prep_save(value, connection)
+    return field.get_db_prep_save(value, db)
 
 
 def insert_rows(objects: Sequence[Model], *, returning: bool = False) -> None:
@@ -322,7 +319,8 @@ def insert_rows(objects: Sequence[Model], *, returning: bool = False) -> None:
     """
     if not objects:
         return
-    meta, ops = objects[0]._meta, connection.ops
+    db = connections[DEFAULT_DB_ALIAS]
+    meta, ops = objects[0]._meta, db.ops
     fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
     decimals = [isinstance(field, DecimalField) for field in fields]
     defaults = {}
@@ -336,7 +334,7 @@ def insert_rows(objects: Sequence[Model], *, returning: bool = False) -> None:
             defaults[field.attname] = default
     columns = ", ".join(ops.quote_name(field.column) for field in fields)
     suffix = ""
-    if returning and connection.features.can_return_rows_from_bulk_insert:
+    if returning and db.features.can_return_rows_from_bulk_insert:
         suffix = " " + ops.return_insert_columns([meta.pk])[0]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     size = min(1000, ops.bulk_batch_size(fields, objects))
@@ -350,8 +348,8 @@ def insert_rows(objects: Sequence[Model], *, returning: bool = False) -> None:
                     value = field.pre_save(obj, True)
                 elif isinstance(value, DatabaseDefault):
                     value = defaults[field.attname]
-                params.append(_prepared(field, decimal, value))
-        with connection.cursor() as cursor:
+                params.append(_prepared(field, decimal, value, db))
+        with db.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns})"
                 f" VALUES {', '.join([row] * len(chunk))}{suffix}",
@@ -361,4 +359,4 @@ def insert_rows(objects: Sequence[Model], *, returning: bool = False) -> None:
         for obj, pk in zip(chunk, ids or [None] * len(chunk), strict=True):
             if pk is not None:
                 obj.pk = pk
-            obj._state.adding, obj._state.db = False, connection.alias
+            obj._state.adding, obj._state.db = False, db.alias
