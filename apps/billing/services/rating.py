@@ -50,7 +50,7 @@ from apps.billing.services import reservations
 from apps.billing.services.ledger import BalanceOutOfRange, Posting, post_rated
 from apps.bundles.services import usage as bundle_usage
 from apps.cdr.models import Cdr
-from apps.core.db import batches, retry_on_conflict, update_rows
+from apps.core.db import batches, chunks, retry_on_conflict, update_rows
 from apps.core.money import MAX_AMOUNT, MAX_BALANCE, money
 from apps.peers.models import Peer
 from apps.rates.lookup import get_index, periods_at
@@ -211,13 +211,11 @@ DECIDED_COLUMNS = (
     "bundle_seconds",
     "bundle_money",
 )
-# Call-IDs per query: under SQLite's 999 parameters.
-DECIDED_CHUNK = 500
 
 
 def reservations_of(rows) -> dict[tuple[int, str], list[Decided]]:
     """The reservations of the CDRs' calls (CDR_COLUMNS rows), active or released, by
-    (customer, Call-ID): one query per DECIDED_CHUNK calls.
+    (customer, Call-ID): one query per IN_LIST_SIZE calls, through the Call-ID index.
 
     Released ones count: a call rated late (a rating error put back after its hold
     expired) is still priced as it was decided.
@@ -226,8 +224,7 @@ def reservations_of(rows) -> dict[tuple[int, str], list[Decided]]:
     # its customer and Call-ID (call control holds one per Call-ID and account at a time).
     call_ids = sorted({row[1] for row in rows if row[2] is not None})
     found: dict[tuple[int, str], list[Decided]] = defaultdict(list)
-    for start in range(0, len(call_ids), DECIDED_CHUNK):
-        chunk = call_ids[start : start + DECIDED_CHUNK]
+    for chunk in chunks(call_ids):
         for pk, customer_id, call_id, created_at, released_at, *decided in Reservation.objects.filter(
             call_id__in=chunk
         ).values_list(*DECIDED_COLUMNS):

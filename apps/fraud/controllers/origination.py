@@ -36,7 +36,7 @@ from apps.billing.models import Reservation
 from apps.billing.services.online import used_so_far
 from apps.cdr.models import Cdr
 from apps.core.changes import announce
-from apps.core.db import retry_on_conflict
+from apps.core.db import chunks, retry_on_conflict
 from apps.fraud import hangup
 from apps.fraud.controllers.common import Tally, undone_since, window
 from apps.fraud.models import Alert, Controller, Kind, Metric
@@ -88,11 +88,9 @@ def _live(controller: Controller, start: datetime, end: datetime, customer_id: i
     )
     if not live:
         return []
-    written = dict(
-        Cdr.objects.filter(call_id__in=[row["call_id"] for row in live])
-        .values_list("call_id", "sell_cost")
-        .order_by()
-    )
+    written = {}
+    for chunk in chunks([row["call_id"] for row in live]):  # through the Call-ID index
+        written.update(Cdr.objects.filter(call_id__in=chunk).values_list("call_id", "sell_cost").order_by())
     unrated = []
     for row in live:
         if row["call_id"] in written and written[row["call_id"]] is not None:
@@ -216,7 +214,8 @@ def analyse_new_destination(
     # The price the customer pays per minute: the sell tariff its call carried (one call of
     # each destination, by the Call-ID index), or what its rated calls cost per minute.
     wanted = [call_id for call_id, key in samples.items() if key in candidates and key not in prices]
-    tariffs = Reservation.objects.filter(call_id__in=wanted).values_list("call_id", "sell_tariff").order_by()
+    carried = Reservation.objects.values_list("call_id", "sell_tariff").order_by()
+    tariffs = (row for chunk in chunks(wanted) for row in carried.filter(call_id__in=chunk))
     for call_id, tariff in tariffs:
         price = _price(tariff)
         if price is not None:
