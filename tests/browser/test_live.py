@@ -9,7 +9,6 @@ Django's ASGIStaticFilesHandler, as the live server does.
 
 import asyncio
 import re
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -25,6 +24,7 @@ from apps.live import hub as hub_module
 from tests.browser.conftest import new_tab, screenshot_taker
 from tests.conftest import PASSWORD
 from tests.live.conftest import alert, reserve
+from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -38,9 +38,7 @@ class AsgiServer(threading.Thread):
         from smartswitch.asgi import application
 
         super().__init__(name="asgi-live-server", daemon=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         config = uvicorn.Config(
             ASGIStaticFilesHandler(application),
             host="127.0.0.1",

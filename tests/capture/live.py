@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
+from tests.opensips.live import modules_dir, require_opensips, require_sipp
+from tests.ports import free_port
 
 __all__ = ["call", "require_opensips", "require_sipp", "start_relay", "stop"]
 

@@ -22,7 +22,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from django.test import override_settings
 
 from apps.cluster.galera import Ports, galera_cnf
 from tests.cluster import netns
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
@@ -61,20 +61,6 @@ def missing() -> str | None:
 
 def binary(name: str) -> str:
     return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or name
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports nobody listens on now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass(frozen=True)

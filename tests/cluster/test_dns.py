@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from datetime import timedelta
@@ -23,6 +22,7 @@ from apps.cluster import leases
 from apps.cluster.models import Lease
 from apps.nodes.models import Node
 from tests.factories import NodeFactory
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +30,6 @@ NAMED = shutil.which("named") or ("/usr/sbin/named" if os.path.exists("/usr/sbin
 ZONE = "cluster.test"
 NAME = f"sip.{ZONE}"
 KEY = "smartswitch-update"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from apps.cluster import leases
 from apps.cluster.models import NodeStatus
 from apps.cluster.presence import cluster_report
 from tests.factories import NodeFactory
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,14 +103,6 @@ def test_the_lease_moves_to_the_live_node_when_the_holders_qcluster_is_killed(qc
     assert wait_for(lambda: {r.name: r.stale for r in cluster_report()} == {"node1": True, "node2": False})
     # Not asserted (timing): the bound is CLUSTER_LEASE_SECONDS + CLUSTER_HEARTBEAT_SECONDS = 4 s.
     print(f"lease moved {moved:.1f}s after node1's qcluster was killed")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

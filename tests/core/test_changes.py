@@ -6,7 +6,6 @@ calls snapshot.forget(), which would hide a change call control was never told a
 """
 
 import asyncio
-import socket
 import threading
 import time
 from decimal import Decimal
@@ -31,7 +30,7 @@ from apps.peers.models import Endpoint, Peer
 from apps.routing.quality import refresh_quality_stats
 from apps.tenancy.scope import Scope
 from tests.factories import make_peer, make_rate_table, make_reseller
-from tests.opensips.live import free_port
+from tests.ports import free_port
 
 SYSTEM = Scope.system()
 CHECK_SECONDS = 0.05
@@ -301,7 +300,7 @@ def test_a_channel_layer_that_cannot_be_reached_never_fails_a_service(customer, 
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port(socket.SOCK_STREAM)}/0"]},
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
         }
     }
     before = current_generation()

@@ -25,6 +25,7 @@ from tests.engines.replies.freeswitch import (
     RecordedESL,
     recorded,
 )
+from tests.ports import free_port
 
 PASSWORD = "s3cret"
 
@@ -37,12 +38,6 @@ def esl():
 
 def client(server: RecordedESL, **options) -> ESLClient:
     return ESLClient(server.host, server.port, PASSWORD, **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- Requests and replies --------------------------------------------------------------

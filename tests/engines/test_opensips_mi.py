@@ -25,18 +25,13 @@ from tests.engines import (
     RecordedMI,
 )
 from tests.opensips.live import modules_dir
+from tests.ports import free_port
 
 
 @pytest.fixture
 def mi():
     with RecordedMI() as server:
         yield server
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- Requests and replies --------------------------------------------------------------
@@ -262,8 +257,8 @@ route {{
 
 class LiveOpenSIPS:
     def __init__(self, binary: str, workdir: Path) -> None:
-        self.sip_port = free_port(socket.SOCK_DGRAM)
-        self.far_end_port = free_port(socket.SOCK_DGRAM)
+        self.sip_port = free_port()
+        self.far_end_port = free_port()
         mi_port = free_port()
         modules = modules_dir(Path(binary))
         cfg = workdir / "opensips.cfg"
@@ -491,7 +486,7 @@ def test_a_real_call_is_ended_on_both_sides_by_its_call_id(opensips, tmp_path):
             "-s",
             "999",
             "-p",
-            str(free_port(socket.SOCK_DGRAM)),
+            str(free_port()),
             "-cid_str",
             "online-billing-%u@test",
         )

@@ -14,7 +14,8 @@ from engines.rsync import (
     classify,
     sha256_of,
 )
-from tests.files.rsyncd import RsyncDaemon, free_port, rsync_missing
+from tests.files.rsyncd import RsyncDaemon, rsync_missing
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(rsync_missing() is not None, reason=rsync_missing() or "")
 

@@ -7,18 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 MODULE = "smartswitch"
 
 
 def rsync_missing() -> str | None:
     """Why these tests cannot run here, or None."""
     return None if shutil.which("rsync") else "rsync is not installed (Debian package rsync)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RsyncDaemon:

@@ -27,6 +27,7 @@ from apps.media.announcements import write_announcements
 from apps.media.config import render
 from apps.nodes.models import ClusterSettings, Node
 from apps.tenancy.scope import Scope
+from tests.ports import free_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ESL_PASSWORD = "live-test-secret"
@@ -49,21 +50,6 @@ pytestmark = [
 
 
 # --- ports, ESL --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now (SIP listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port")
 
 
 def udp_port_taken(port: int) -> bool:

@@ -45,7 +45,7 @@ from apps.tenancy.scope import Scope
 from tests.conftest import PASSWORD
 from tests.media.test_announcements import wav as tone_wav
 from tests.media.test_live_freeswitch import ESL_PASSWORD, FreeSwitch, RtpCounter, freeswitch_binary
-from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
+from tests.opensips.live import modules_dir, require_opensips, require_sipp
 from tests.opensips.switch import (
     DESTINATIONS,
     LOOPBACK,
@@ -66,6 +66,7 @@ from tests.opensips.switch import (
     wait_for_call_control,
 )
 from tests.opensips.test_live_calls import wait_for
+from tests.ports import free_port
 
 RECORDED_IP = "127.0.0.50"
 PLAIN_IP = "127.0.0.51"

@@ -21,7 +21,7 @@ from tests.engines.replies.freeswitch import (
     RecordedESL,
     recorded,
 )
-from tests.engines.replies.freeswitch.live import free_port
+from tests.ports import free_port
 
 ESL_PASSWORD = "node-esl-Secret-do-not-show"
 

@@ -6,7 +6,6 @@ reads its tables from."""
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from apps.opensips.models import TABLE_VERSIONS, DrGateway, Version
 from engines.opensips import MIClient, MIUnavailable
 from tests.factories import NodeFactory
 from tests.opensips import live
+from tests.ports import free_port
 
 OPENSIPS_BIN = os.environ.get("OPENSIPS_BIN") or shutil.which("opensips")
 
@@ -49,12 +49,6 @@ route {{
 """
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _db_url() -> str:
     db = connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
@@ -75,11 +69,11 @@ def opensips(transactional_db, tmp_path, settings):
     for table in ("dr_gateways", "dr_rules", "dr_carriers", "dr_groups"):
         Version.objects.update_or_create(table_name=table, defaults={"table_version": TABLE_VERSIONS[table]})
     modules = live.modules_dir(Path(OPENSIPS_BIN))
-    mi_port = _free_port()
+    mi_port = free_port()
     cfg = tmp_path / "opensips.cfg"
     cfg.write_text(
         CFG.format(
-            sip_port=_free_port(socket.SOCK_DGRAM),
+            sip_port=free_port(),
             mi_port=mi_port,
             db_url=_db_url(),
             mpath=f'mpath = "{modules}"' if modules else "",

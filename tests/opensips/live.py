@@ -5,7 +5,6 @@ Not a conftest: tests/opensips/conftest.py belongs to the MI tests; these module
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -47,19 +46,3 @@ def require_sipp() -> str:
     if found is None:
         pytest.skip("No SIPp: install Debian's sip-tester package (binary `sipp`).")
     return found
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free on 127.0.0.1 for UDP and TCP alike (OpenSIPS listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-            with socket.socket(socket.AF_INET, other) as second:
-                try:
-                    second.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port on 127.0.0.1")

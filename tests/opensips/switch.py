@@ -60,7 +60,8 @@ from apps.routing.models import Method, Route, RoutingPlan, RoutingRule
 from apps.tenancy.scope import Scope
 from engines.opensips.mi import MIClient
 from tests.factories import make_peer, make_rate_table
-from tests.opensips.live import free_port, modules_dir, require_opensips, require_sipp
+from tests.opensips.live import modules_dir, require_opensips, require_sipp
+from tests.ports import free_port
 
 SYSTEM = Scope.system()
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from smartswitch.asgi import application
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +47,7 @@ def test_a_foreign_origin_is_closed_too():
 @pytest.fixture
 def server(tmp_path):
     """The ASGI application under uvicorn on a loopback port, with its own empty var directory."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
     env.update(SMARTSWITCH_VAR_DIR=str(tmp_path), DEBUG="1")
     log = (tmp_path / "uvicorn.log").open("w")

@@ -11,7 +11,6 @@ without any SIP far end.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from engines.freeswitch import ESLClient, ESLUnavailable
+from tests.ports import free_port
 
 FREESWITCH_BIN = os.environ.get("FREESWITCH_BIN") or shutil.which("freeswitch")
 PASSWORD = "live-s3cret"
@@ -107,12 +107,6 @@ CONFIG = """\
 """
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def freeswitch_or_skip() -> str:
     if not FREESWITCH_BIN:
         pytest.skip("FreeSWITCH not found: set FREESWITCH_BIN or put freeswitch on PATH")
@@ -126,8 +120,8 @@ class LiveFreeSWITCH:
         self.binary = binary
         self.workdir = workdir
         self.esl_port = free_port()
-        self.sip_port = free_port(socket.SOCK_DGRAM)
-        rtp = free_port(socket.SOCK_DGRAM)
+        self.sip_port = free_port()
+        rtp = free_port()
         self.recordings = workdir / "recordings"
         for name in ("conf", "log", "db", "run", "temp", "recordings"):
             (workdir / name).mkdir(parents=True, exist_ok=True)
@@ -141,7 +135,7 @@ class LiveFreeSWITCH:
                 log=self.log,
                 esl_port=self.esl_port,
                 password=PASSWORD,
-                far_port=free_port(socket.SOCK_DGRAM),
+                far_port=free_port(),
                 sip_port=self.sip_port,
             )
         )
