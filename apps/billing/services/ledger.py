@@ -204,8 +204,7 @@ def post(postings: list[Posting], *, actor: Scope | None = None) -> list[tuple[L
     _check_balances(balances, totals)
     now = timezone.now()
     _insert_entries(fresh, now)
-    zones, _ = _account_facts(account_ids)
-    _write_accounts(totals, _spending(fresh, zones), {})
+    _write_accounts(totals, _spending(fresh), {})
     _track_low_balances(sorted(totals))
     return results
 
@@ -370,7 +369,7 @@ def _account_facts(account_ids: list[int]) -> tuple[dict[int, str], set[int]]:
 Spending = dict[int, tuple[date, Decimal, date, Decimal]]
 
 
-def _spending(entries: list[LedgerEntry], zones: dict[int, str]) -> Spending:
+def _spending(entries: list[LedgerEntry], zones: dict[int, str] | None = None) -> Spending:
     """What call charges add to their accounts' spending of the day and the month (spend limits).
 
     The day is the call's (`occurred_at`) on the customer's clock (its peer's time zone). By
@@ -379,12 +378,16 @@ def _spending(entries: list[LedgerEntry], zones: dict[int, str]) -> Spending:
     charges, one of the same day adds them, one of a later day (a call rated after
     midnight) is left as it is (`_write_accounts`): call control reads the counters with the
     account under its lock, and they move with the balance, in the same statement.
+    `zones`: the accounts' clocks when the caller has read them (`_account_facts`); read here
+    only when some entry is a call's charge.
     """
+    calls = [entry for entry in entries if entry.kind == LedgerEntry.Kind.CHARGE and entry.cdr_id is not None]
+    if calls and zones is None:
+        zones, _ = _account_facts(sorted({entry.account_id for entry in calls}))
     charged: dict[int, list[tuple[date, Decimal]]] = defaultdict(list)
-    for entry in entries:
-        if entry.kind == LedgerEntry.Kind.CHARGE and entry.cdr_id is not None:
-            day = timezone.localtime(entry.occurred_at, _zone(zones.get(entry.account_id, "UTC"))).date()
-            charged[entry.account_id].append((day, -entry.amount))
+    for entry in calls:
+        day = timezone.localtime(entry.occurred_at, _zone(zones.get(entry.account_id, "UTC"))).date()
+        charged[entry.account_id].append((day, -entry.amount))
     spending: Spending = {}
     for pk, days in charged.items():
         day = max(when for when, _ in days)
