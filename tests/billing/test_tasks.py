@@ -73,6 +73,57 @@ def test_the_billing_loop_goes_on_rating_when_online_billing_fails(world, settin
     assert tasks.billing_loop(seconds=0.2)["rated"] == 1
 
 
+class LoopClock:
+    """time.monotonic and time.sleep of the billing loop: a sleep moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_busy_billing_loop_takes_calls_in_small_batches_and_an_idle_one_rests(db, settings, monkeypatch):
+    # Issue 13: a loop that slept a whole second after every round that was not a full batch
+    # took a busy node's calls in one burst a second (600 calls' import and rating at once at
+    # 600 calls/s, and the database's work for them); the calls being set up queued behind it.
+    from apps.billing.services import rating
+    from apps.cdr import ingest
+
+    clock = LoopClock()
+    rounds = iter(
+        [
+            (ingest.IngestResult(calls=120), rating.BatchResult(selected=120)),  # calls arriving
+            (ingest.IngestResult(), rating.BatchResult(selected=80)),  # still rating
+            (ingest.IngestResult(calls=ingest.BATCH_SIZE, full=True), rating.BatchResult()),  # a backlog
+            (ingest.IngestResult(), rating.BatchResult()),  # nothing left
+        ]
+    )
+    current = {}
+
+    def next_round(**kwargs):
+        current["round"] = next(rounds, (ingest.IngestResult(), rating.BatchResult()))
+        return current["round"][0]
+
+    monkeypatch.setattr(tasks, "time", clock)
+    monkeypatch.setattr("apps.billing.services.online.cut_overruns", lambda: None)
+    monkeypatch.setattr(ingest, "ingest_batch", next_round)
+    monkeypatch.setattr(rating, "rate_batch", lambda **kwargs: current["round"][1])
+
+    tasks.billing_loop(seconds=5.0)
+
+    # Two short pauses while calls arrive, none after the whole batch, then an idle one.
+    busy, idle = clock.sleeps[:2], clock.sleeps[2]
+    assert max(busy) <= 0.25
+    assert idle >= 1.0
+    assert set(clock.sleeps[2:]) == {idle}
+
+
 @pytest.fixture
 def watched(world):
     account = Account.objects.get(peer=world.customer)  # 10.00 USD
