@@ -64,6 +64,7 @@ from bench.common import (  # noqa: E402 - after the repository is on sys.path
     create_database,
     database_exists,
     describe_machine,
+    describe_server,
     drop_database,
     integers,
     load_codes,
@@ -993,6 +994,7 @@ def main() -> None:
     from apps.rates.models import RateTable
 
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {describe_machine()}")
+    print(describe_server(args.database_url))
     recorded = reusable_setup(args) if args.reuse else None
     if recorded is None:
         started = time.perf_counter()

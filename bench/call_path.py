@@ -86,6 +86,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402 - after the repository is on sys.path
     create_database,
     describe_machine,
+    describe_server,
     drop_database,
     integers,
     percentile,
@@ -998,6 +999,7 @@ def main() -> None:
     name = urlparse(args.database_url).path.lstrip("/")
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {describe_machine()}", flush=True)
     print(f"OpenSIPS {binary}, modules {modules}; SIPp {sipp}; logs in {workdir}", flush=True)
+    print(describe_server(args.database_url), flush=True)
     rows = []
     try:
         from django.core.management import call_command

@@ -97,6 +97,24 @@ def _on_server(url: str, sql: str) -> list:
     raise SystemExit(f"--database-url must be mysql:// or postgres://, not {url}")
 
 
+def describe_server(url: str) -> str:
+    """The database server's version and the settings a benchmark's figures depend on,
+    to be printed with them (docs/BENCHMARKS.md names the server's settings of each run)."""
+    if urlparse(url).scheme.startswith("mysql"):
+        names = ("version", "innodb_buffer_pool_size", "innodb_log_file_size")
+        names += ("innodb_flush_log_at_trx_commit",)
+        found = dict(_on_server(url, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN {names}"))
+        pool, redo = int(found["innodb_buffer_pool_size"]), int(found["innodb_log_file_size"])
+        return (
+            f"MariaDB {found['version']}, buffer pool {pool / 2**30:.2g} GiB, "
+            f"redo log {redo / 2**20:,.0f} MiB, "
+            f"innodb_flush_log_at_trx_commit={found['innodb_flush_log_at_trx_commit']}"
+        )
+    [(version,)] = _on_server(url, "SHOW server_version")
+    [(buffers,)] = _on_server(url, "SHOW shared_buffers")
+    return f"PostgreSQL {version}, shared_buffers {buffers}"
+
+
 def database_exists(url: str) -> bool:
     name = urlparse(url).path.lstrip("/")
     if urlparse(url).scheme.startswith("mysql"):
