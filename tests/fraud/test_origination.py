@@ -377,3 +377,38 @@ def test_short_calls_to_consecutive_numbers_suspend_the_scanner(db, now):
 )
 def test_the_longest_run_of_consecutive_numbers(numbers, run):
     assert origination.longest_run(numbers) == run
+
+
+def test_the_live_calls_cdrs_are_read_by_fewer_call_ids_than_mariadb_guesses_at(node, now):
+    """Past eq_range_index_dive_limit (200) values MariaDB sizes an IN list from index
+    statistics and may scan the whole table instead of the Call-ID index (issue 13): the
+    CDRs of a window's live calls are asked for fewer Call-IDs at a time."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    customer = make_peer("Busy PBX")
+    at = now - timedelta(seconds=30)
+    Reservation.objects.bulk_create(
+        Reservation(
+            account=customer.account,
+            customer=customer,
+            node=node,
+            call_id=f"many{n}@pbx",
+            amount=Decimal("3.60"),
+            max_duration=3600,
+            destination="France",
+            created_at=at,
+            expires_at=at + timedelta(hours=2),
+        )
+        for n in range(450)
+    )
+    rated = cdr(customer, at)
+    rated.call_id = "many7@pbx"  # its CDR is rated: counted with the CDRs, not as live
+    rated.save()
+
+    with CaptureQueriesContext(connection) as queries:
+        live = origination._live(controller(), now - timedelta(minutes=1), now, None)
+
+    sizes = [query["sql"].count("@pbx") for query in queries.captured_queries]
+    assert sum(sizes) == 450 and max(sizes) < 200
+    assert len(live) == 449 and "many7@pbx" not in {row["call_id"] for row in live}
