@@ -101,8 +101,12 @@ def describe_server(url: str) -> str:
     """The database server's version and the settings a benchmark's figures depend on,
     to be printed with them (docs/BENCHMARKS.md names the server's settings of each run)."""
     if urlparse(url).scheme.startswith("mysql"):
-        names = ("version", "innodb_buffer_pool_size", "innodb_log_file_size")
-        names += ("innodb_flush_log_at_trx_commit",)
+        names = (
+            "version",
+            "innodb_buffer_pool_size",
+            "innodb_log_file_size",
+            "innodb_flush_log_at_trx_commit",
+        )
         found = dict(_on_server(url, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN {names}"))
         pool, redo = int(found["innodb_buffer_pool_size"]), int(found["innodb_log_file_size"])
         return (
