@@ -49,7 +49,8 @@ router = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket})
 
 async def lifespan(receive, send):
     """The server's start and stop (uvicorn --lifespan on): call control is made ready before
-    this process accepts its first request (call_control.warm_up)."""
+    this process accepts its first request (call_control.warm_up), and its threads' database
+    connections are closed when it stops (call_control.close_connections)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -59,6 +60,10 @@ async def lifespan(receive, send):
                 logger.exception("call control could not warm up")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, call_control.close_connections)
+            except Exception:  # stopping anyway: the database drops what is left
+                logger.exception("call control could not close its database connections")
             await send({"type": "lifespan.shutdown.complete"})
             return
 

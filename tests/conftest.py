@@ -11,6 +11,7 @@ module's query-count tests read, built once per module.
 """
 
 import itertools
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -404,3 +405,13 @@ def pytest_collection_modifyitems(config, items):
                 group = name
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a worker's last test, before its session fixtures drop the test database: close
+    the call-control threads' connections, as the server's stop does. PostgreSQL refuses to
+    drop a database that other sessions are still connected to."""
+    endpoint = sys.modules.get("apps.callcontrol.endpoint")
+    if nextitem is None and endpoint is not None:
+        endpoint.close_connections()

@@ -357,28 +357,43 @@ def warm_up() -> None:
         return
     finally:
         connection.close()  # this thread's: it serves no call
-    # One task per thread, each held until all have started, so that every thread opens its own.
-    threads = settings.CALL_CONTROL_THREADS
-    together = threading.Barrier(threads)
 
     def connect() -> bool:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            together.wait(timeout=10)
         try:
             connection.ensure_connection()
         except DatabaseError:
             return False
         return True
 
-    connected = sum(future.result() for future in [_executor.submit(connect) for _ in range(threads)])
+    connected = sum(_on_every_thread(connect))
     logger.info(
         "call control ready in %.2f s: snapshot of %d peers, %d price indexes, %d of %d connections",
         time.monotonic() - started,
         len(snapshot.peers),
         len(tables),
         connected,
-        threads,
+        settings.CALL_CONTROL_THREADS,
     )
+
+
+def close_connections() -> None:
+    """Close every call thread's database connection: run at the server's stop (ASGI
+    lifespan), so that the database sees them end rather than drop."""
+    _on_every_thread(lambda: connection.close())  # each thread's own, looked up on it
+
+
+def _on_every_thread(task):
+    """Run `task` once on each call thread; its results. One task per thread, each held
+    until all have started, so that none runs twice on the same thread."""
+    threads = settings.CALL_CONTROL_THREADS
+    together = threading.Barrier(threads)
+
+    def held():
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=10)
+        return task()
+
+    return [future.result() for future in [_executor.submit(held) for _ in range(threads)]]
 
 
 async def asgi_app(scope, receive, send) -> None:
