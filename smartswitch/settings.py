@@ -429,6 +429,12 @@ OPENSIPS_PING_INTERVAL = env_int("OPENSIPS_PING_INTERVAL", 30, minimum=5)
 # per call, in OpenSIPS's processes under the dialogs' locks (docs/BENCHMARKS.md: with 5 s,
 # set-up p99 at 400 calls/s 636 ms against 244-328 ms). 0: at shutdown only.
 OPENSIPS_DIALOG_FLUSH = env_int("OPENSIPS_DIALOG_FLUSH", 0, minimum=0)
+# The most file descriptors each OpenSIPS process watches (SIP TCP connections, database and
+# call-control connections): its `open_files_limit`, whatever the service's rlimit. OpenSIPS
+# 3.6 checks its whole table of them each time it adds or removes one, which call control's
+# request does twice per call: at 20,000 (a raised rlimit) OpenSIPS spent 8-12 % more CPU per
+# call than at 4,096 (docs/BENCHMARKS.md). Raise it for thousands of SIP clients over TCP.
+OPENSIPS_OPEN_FILES = env_int("OPENSIPS_OPEN_FILES", 4096, minimum=256)
 # Seconds a call may ring (after the supplier's 180/183) before it is given up; before it
 # rings, the route's setup timeout applies.
 OPENSIPS_RINGING_TIMEOUT = env_int("OPENSIPS_RINGING_TIMEOUT", 60, minimum=5)

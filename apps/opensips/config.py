@@ -120,6 +120,7 @@ def context(node: Node, cluster: ClusterSettings) -> dict:
         "ping_interval": settings.OPENSIPS_PING_INTERVAL,
         "dialog_table": dialogs.table_name(node.pk),
         "dialog_flush": settings.OPENSIPS_DIALOG_FLUSH,
+        "open_files": settings.OPENSIPS_OPEN_FILES,
         "cluster_id": CLUSTER_ID,
         "bin_address": _host(node.management_address),
         "bin_port": CLUSTER_BIN_PORT,

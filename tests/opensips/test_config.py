@@ -157,6 +157,16 @@ def test_each_node_keeps_its_dialogs_in_a_table_of_its_own(node, dedicated, sett
     assert 'modparam("dialog", "db_flush_vals_profiles", 1)' in text
 
 
+def test_the_file_descriptors_opensips_watches_are_bounded_by_the_setting(node, dedicated, settings):
+    # Not the process's rlimit, which carriers raise high: OpenSIPS 3.6 walks its whole
+    # table of descriptors at every add and removal (twice per call), so its size is CPU.
+    assert "\nopen_files_limit=4096\n" in cfg(node, dedicated)
+    settings.OPENSIPS_OPEN_FILES = 20000
+    text = cfg(node, dedicated)
+    assert "\nopen_files_limit=20000\n" in text
+    assert text.count("open_files_limit=") == 1
+
+
 def test_without_opensips_db_url_the_mariadb_database_is_used():
     database = {
         "ENGINE": "django.db.backends.mysql",
