@@ -33,6 +33,9 @@ reports:
 - CPU seconds per process over the step (start of SIPp to caught up), from /proc/<pid>/stat
   (the process trees of opensips, uvicorn, the worker and SIPp; every mariadbd on the
   machine: other users of the same server are counted too);
+- MariaDB's CPU by client over the same span, in ms per call offered (the threads that serve
+  the connections of call control, the worker, OpenSIPS and others, and the server's own
+  threads; when the server runs on this machine: db_threads);
 - MariaDB's work per call offered over the same span (SHOW GLOBAL STATUS): statements sent
   (a CALL once) and executed (with the procedures' own), each kind of statement, rows
   read, written, updated and deleted, and InnoDB's fsyncs;
@@ -76,6 +79,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -465,19 +469,84 @@ def _proc_table() -> dict[int, tuple[int, str, float]]:
     return table
 
 
-def cpu_sample(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process tree and of every mariadbd on the machine."""
-    table = _proc_table()
-    sample = {}
+def _trees(roots: dict[str, int], table: dict) -> dict[str, set[int]]:
+    """The pids of each named process tree."""
+    trees = {}
     for label, root in roots.items():
         tree, grew = {root}, True
         while grew:
             children = {pid for pid, (parent, _n, _c) in table.items() if parent in tree} - tree
             tree |= children
             grew = bool(children)
-        sample[label] = sum(table[pid][2] for pid in tree if pid in table)
+        trees[label] = tree
+    return trees
+
+
+def cpu_sample(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree and of every mariadbd on the machine."""
+    table = _proc_table()
+    sample = {
+        label: sum(table[pid][2] for pid in tree if pid in table)
+        for label, tree in _trees(roots, table).items()
+    }
     sample["mariadbd"] = sum(cpu for _p, name, cpu in table.values() if name in ("mariadbd", "mysqld"))
     return sample
+
+
+def db_threads(roots: dict[str, int]) -> dict[int, tuple[str, float]]:
+    """MariaDB's threads now, when the server is this machine's only mariadbd: thread id ->
+    (whose connection it serves: a process tree of `roots`, "other", or "" for the server's
+    own threads; CPU seconds so far).
+
+    MariaDB serves each connection with a thread of its own, which PROCESSLIST names (TID)
+    with the client's address; the client's port leads to its socket (/proc/net/tcp) and the
+    socket to the process holding it. Threads are reused by later connections: compare two
+    samples thread by thread, and label them by the later one.
+    """
+    from django.db import connection
+
+    table = _proc_table()
+    servers = [pid for pid, (_p, name, _c) in table.items() if name in ("mariadbd", "mysqld")]
+    if len(servers) != 1 or connection.vendor != "mysql":
+        return {}  # not this machine's one server: whose threads would be whose is not known
+    server = servers[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT TID, HOST FROM information_schema.PROCESSLIST WHERE HOST LIKE '%:%'")
+        ports = {int(host.rsplit(":", 1)[1]): tid for tid, host in cursor.fetchall()}
+    inodes = {}  # socket inode -> the serving thread
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        port = int(fields[1].rsplit(":", 1)[1], 16)
+        if port in ports:
+            inodes[f"socket:[{fields[9]}]"] = ports[port]
+    owner = {}
+    for label, tree in _trees(roots, table).items():
+        for pid in tree:
+            with contextlib.suppress(OSError):
+                for fd in os.scandir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        if (tid := inodes.get(os.readlink(fd.path))) is not None:
+                            owner[tid] = label
+    threads = {}
+    for entry in os.scandir(f"/proc/{server}/task"):
+        with contextlib.suppress(OSError):
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            tid = int(entry.name)
+            label = owner.get(tid, "other" if tid in ports.values() else "")
+            threads[tid] = (label, (int(fields[11]) + int(fields[12])) / TICK)
+    return threads
+
+
+def db_cpu_by_client(before: dict, after: dict, calls: int) -> str:
+    """MariaDB's CPU between two db_threads samples, by client, in ms per call offered."""
+    if not after or not calls:
+        return "not measured"
+    spent: dict[str, float] = defaultdict(float)
+    for tid, (label, cpu) in after.items():
+        spent[label or "its own threads"] += cpu - before.get(tid, ("", 0.0))[1]
+    return ", ".join(
+        f"{label} {1000 * cpu / calls:.2f}" for label, cpu in sorted(spent.items(), key=lambda i: -i[1])
+    )
 
 
 # What MariaDB did per call: statements sent (a CALL counted once) and executed (with the
@@ -850,12 +919,12 @@ def run_step(
 ) -> dict:
     prefix = f"s{number}r{rate}-"
     load = os.getloadavg()[0]
-    before, db_before = cpu_sample(roots), db_sample()
+    before, db_before, threads_before = cpu_sample(roots), db_sample(), db_threads(roots)
     started = time.monotonic()
     customer = run_customer(args, sipp, rate, workdir / f"step{number}-{rate}", prefix, ports["sip"])
     calls_took = time.monotonic() - started
     catch_up, caught = wait_caught_up(args, ports["mi"], prefix)
-    after, db_after = cpu_sample(roots), db_sample()
+    after, db_after, threads_after = cpu_sample(roots), db_sample(), db_threads(roots)
     wall = time.monotonic() - started
     cpu = {label: after[label] - before[label] for label in after}
     cpu["sipp"] = cpu.pop("uas", 0.0) + customer["cpu"]
@@ -899,6 +968,11 @@ def run_step(
         flush=True,
     )
     print(f"  MariaDB per call offered: {db_per_call(db_before, db_after, row['offered'])}", flush=True)
+    print(
+        "  MariaDB's CPU by client, ms per call offered:",
+        db_cpu_by_client(threads_before, threads_after, row["offered"]),
+        flush=True,
+    )
     print(f"  SIPp's errors: {customer['errors'] or 'none'}", flush=True)
     print(f"  checks: {checks}", flush=True)
     return row
