@@ -35,7 +35,7 @@ reports:
   machine: other users of the same server are counted too);
 - MariaDB's CPU by client over the same span, in ms per call offered (the threads that serve
   the connections of call control, the worker, OpenSIPS and others, and the server's own
-  threads; when the server runs on this machine: db_threads);
+  threads; when the server is this machine's only mariadbd: db_threads);
 - MariaDB's work per call offered over the same span (SHOW GLOBAL STATUS): statements sent
   (a CALL once) and executed (with the procedures' own), each kind of statement, rows
   read, written, updated and deleted, and InnoDB's fsyncs;
@@ -453,19 +453,27 @@ def active_dialogs(port: int) -> int:
 # --- CPU --------------------------------------------------------------------------------------
 
 
+SERVERS = ("mariadbd", "mysqld")
+
+
+def _stat(path: str) -> tuple[int, str, float]:
+    """(parent pid, command, CPU seconds used) of a process or thread: its /proc/…/stat."""
+    text = Path(path, "stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (
+        int(fields[1]),
+        text[text.index("(") + 1 : text.rindex(")")],
+        (int(fields[11]) + int(fields[12])) / TICK,
+    )
+
+
 def _proc_table() -> dict[int, tuple[int, str, float]]:
     """pid -> (parent pid, command, CPU seconds used) of every process in /proc."""
     table = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                table[int(entry.name)] = _stat(entry.path)
     return table
 
 
@@ -489,7 +497,7 @@ def cpu_sample(roots: dict[str, int]) -> dict[str, float]:
         label: sum(table[pid][2] for pid in tree if pid in table)
         for label, tree in _trees(roots, table).items()
     }
-    sample["mariadbd"] = sum(cpu for _p, name, cpu in table.values() if name in ("mariadbd", "mysqld"))
+    sample["mariadbd"] = sum(cpu for _p, name, cpu in table.values() if name in SERVERS)
     return sample
 
 
@@ -506,7 +514,7 @@ def db_threads(roots: dict[str, int]) -> dict[int, tuple[str, float]]:
     from django.db import connection
 
     table = _proc_table()
-    servers = [pid for pid, (_p, name, _c) in table.items() if name in ("mariadbd", "mysqld")]
+    servers = [pid for pid, (_p, name, _c) in table.items() if name in SERVERS]
     if len(servers) != 1 or connection.vendor != "mysql":
         return {}  # not this machine's one server: whose threads would be whose is not known
     server = servers[0]
@@ -530,10 +538,9 @@ def db_threads(roots: dict[str, int]) -> dict[int, tuple[str, float]]:
     threads = {}
     for entry in os.scandir(f"/proc/{server}/task"):
         with contextlib.suppress(OSError):
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
             tid = int(entry.name)
             label = owner.get(tid, "other" if tid in ports.values() else "")
-            threads[tid] = (label, (int(fields[11]) + int(fields[12])) / TICK)
+            threads[tid] = (label, _stat(entry.path)[2])
     return threads
 
 
